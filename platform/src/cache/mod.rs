@@ -1,0 +1,124 @@
+//! A key/value cache with per-entry TTLs: Redis when `REDIS_URL` is set, an in-process LRU
+//! otherwise.
+//!
+//! The trait is deliberately small (get, set with a TTL, delete): it is what cache-aside needs,
+//! and both backends implement it with the same behaviour, which the tests below check on each.
+//! Systems that need richer structures (sorted sets for timelines, Lua scripts for rate limits)
+//! define their own trait next to their domain rather than growing this one.
+//!
+//! Every cache is namespaced: keys are stored as `<namespace><key>`, so several systems (and
+//! several tests) can share one Redis without meeting.
+//!
+//! Errors are returned, not swallowed: a cache that is down must not take the service down, but
+//! whether to fall back to the database is the caller's decision (cache-aside does; a limiter
+//! that fails closed does not).
+
+mod memory;
+mod redis;
+
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+
+pub use self::{memory::MemoryCache, redis::RedisCache};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+}
+
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    /// The value under `key`, if present and not expired.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError>;
+
+    /// Stores `value` under `key` for `ttl` (rounded up to whole milliseconds), replacing any
+    /// previous value and TTL.
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError>;
+
+    /// Removes `key`; removing a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), CacheError>;
+
+    /// A round trip to the backend, for readiness checks.
+    async fn ping(&self) -> Result<(), CacheError>;
+
+    /// `"redis"` or `"memory"`, for logs and banners.
+    fn backend(&self) -> &'static str;
+}
+
+/// How a system asks for its cache.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// `REDIS_URL`, if set.
+    pub redis_url: Option<String>,
+    /// Prepended to every key, e.g. `url-shortener:`.
+    pub namespace: String,
+    /// Entry bound for the in-process cache (Redis is bounded by its own `maxmemory`).
+    pub max_entries: NonZeroUsize,
+    /// How long a Redis command may take before it fails (and the caller falls back).
+    pub redis_timeout: Duration,
+}
+
+/// The one place that chooses the cache backend.
+pub async fn connect(config: &CacheConfig) -> Result<Arc<dyn Cache>, CacheError> {
+    Ok(match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisCache::connect(url, config.namespace.clone(), config.redis_timeout).await?,
+        ),
+        None => Arc::new(MemoryCache::new(config.max_entries)),
+    })
+}
+
+/// Behaviour both backends must share, run against each in its own module's tests and against
+/// Redis in the `testing` suite.
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance {
+    use super::*;
+
+    pub async fn set_then_get_returns_the_value(cache: &dyn Cache) {
+        cache
+            .set("k1", b"v1", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(cache.get("k1").await.unwrap().as_deref(), Some(&b"v1"[..]));
+    }
+
+    pub async fn a_missing_key_is_none(cache: &dyn Cache) {
+        assert_eq!(cache.get("never-set").await.unwrap(), None);
+    }
+
+    pub async fn set_replaces_the_value(cache: &dyn Cache) {
+        cache
+            .set("k2", b"old", Duration::from_secs(60))
+            .await
+            .unwrap();
+        cache
+            .set("k2", b"new", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(cache.get("k2").await.unwrap().as_deref(), Some(&b"new"[..]));
+    }
+
+    pub async fn delete_removes_and_is_idempotent(cache: &dyn Cache) {
+        cache
+            .set("k3", b"v", Duration::from_secs(60))
+            .await
+            .unwrap();
+        cache.delete("k3").await.unwrap();
+        cache.delete("k3").await.unwrap();
+        assert_eq!(cache.get("k3").await.unwrap(), None);
+    }
+
+    pub async fn ping_answers(cache: &dyn Cache) {
+        cache.ping().await.unwrap();
+    }
+
+    pub async fn all(cache: &dyn Cache) {
+        set_then_get_returns_the_value(cache).await;
+        a_missing_key_is_none(cache).await;
+        set_replaces_the_value(cache).await;
+        delete_removes_and_is_idempotent(cache).await;
+        ping_answers(cache).await;
+    }
+}

@@ -1,0 +1,224 @@
+//! The relational database: PostgreSQL when `DATABASE_URL` names one, an embedded SQLite file
+//! otherwise.
+//!
+//! [`Database`] is an enum, not a trait object, because the two engines speak different SQL
+//! (placeholders, `RETURNING`, upserts, time types) and a system writes one store module per
+//! engine anyway: it matches on the variant once, where it builds its store, and from then on
+//! works through its own `Arc<dyn …Store>`.
+//!
+//! Several systems can share one PostgreSQL database: each gets its own schema (`url_shortener`,
+//! `rate_limiter`, …) through the connection's `search_path`, so their tables and their
+//! `_sqlx_migrations` bookkeeping never meet. Tests get a fresh schema each (see `testing`).
+//!
+//! SQLite runs in WAL mode with `synchronous=FULL`: a commit that returned is on disk, which is
+//! what "nothing accepted is ever lost" asks of the embedded default; readers never block the one
+//! writer, and `busy_timeout` makes concurrent writers queue rather than fail.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    Connection, Executor, PgPool, SqlitePool,
+    migrate::{MigrateError, Migrator},
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::config::{DatabaseConfig, env_or};
+
+/// A connection pool to one of the two engines.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// A system's migrations for both engines, embedded with `sqlx::migrate!`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    pub postgres: &'static Migrator,
+    pub sqlite: &'static Migrator,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("cannot connect to {target}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot create the data directory {path}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0:?} is not a valid schema name (use lowercase letters, digits and _)")]
+    SchemaName(String),
+    #[error("migrations failed")]
+    Migrate(#[from] MigrateError),
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+impl Database {
+    /// Connects, creating the PostgreSQL schema or the SQLite file if needed.
+    ///
+    /// `schema` is the system's name in snake case (`url_shortener`); SQLite ignores it, since
+    /// every system has its own file.
+    pub async fn connect(config: &DatabaseConfig, schema: &str) -> Result<Self, DatabaseError> {
+        let max_connections: u32 = env_or("DATABASE_MAX_CONNECTIONS", 10).unwrap_or(10);
+        match config {
+            DatabaseConfig::Postgres { url } => {
+                let connect_error = |source| DatabaseError::Connect {
+                    target: config.to_string(),
+                    source,
+                };
+                if !is_valid_schema_name(schema) {
+                    return Err(DatabaseError::SchemaName(schema.to_owned()));
+                }
+                let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+                create_schema(&options, schema)
+                    .await
+                    .map_err(connect_error)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    // Fail fast when the database is gone, rather than queueing requests for the
+                    // default 30 seconds: the caller gets a 500 (or /readyz a 503) at once.
+                    .acquire_timeout(Duration::from_secs(3))
+                    .connect_with(options.options([("search_path", schema)]))
+                    .await
+                    .map_err(connect_error)?;
+                Ok(Self::Postgres(pool))
+            }
+            DatabaseConfig::Sqlite { path } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| DatabaseError::DataDir {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .connect_with(options)
+                    .await
+                    .map_err(|source| DatabaseError::Connect {
+                        target: config.to_string(),
+                        source,
+                    })?;
+                Ok(Self::Sqlite(pool))
+            }
+        }
+    }
+
+    /// Applies the migrations for this engine. Safe to run from several instances at once:
+    /// sqlx takes an advisory lock on PostgreSQL, and SQLite has a single writer.
+    pub async fn migrate(&self, migrations: Migrations) -> Result<(), DatabaseError> {
+        match self {
+            Self::Postgres(pool) => migrations.postgres.run(pool).await?,
+            Self::Sqlite(pool) => migrations.sqlite.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Postgres(pool) => pool.execute("SELECT 1").await.map(drop),
+            Self::Sqlite(pool) => pool.execute("SELECT 1").await.map(drop),
+        }
+    }
+
+    /// `"postgres"` or `"sqlite"`, for logs and banners.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Whether `err` is a unique or primary-key violation, the one database error that callers turn
+/// into a domain error (an alias that is taken, a key that exists) at the call site.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+fn is_valid_schema_name(schema: &str) -> bool {
+    !schema.is_empty()
+        && schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+async fn create_schema(options: &PgConnectOptions, schema: &str) -> Result<(), sqlx::Error> {
+    let mut conn = PgConnection::connect_with(options).await?;
+    // The name was checked by `is_valid_schema_name`, so quoting it is enough.
+    let sql = format!(r#"CREATE SCHEMA IF NOT EXISTS "{schema}""#);
+    let result = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+    conn.close().await?;
+    match result {
+        Ok(_) => Ok(()),
+        // Two instances starting together can both miss the schema and race to create it.
+        Err(err) if is_unique_violation(&err) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// Drops a schema and everything in it (used by the test harness to clean up after itself).
+pub async fn drop_schema(url: &str, schema: &str) -> Result<(), DatabaseError> {
+    if !is_valid_schema_name(schema) {
+        return Err(DatabaseError::SchemaName(schema.to_owned()));
+    }
+    let options = PgConnectOptions::from_str(url)?;
+    let mut conn = PgConnection::connect_with(&options).await?;
+    let sql = format!(r#"DROP SCHEMA IF EXISTS "{schema}" CASCADE"#);
+    conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(is_valid_schema_name("url_shortener"));
+        assert!(is_valid_schema_name("test_3f2a"));
+        assert!(!is_valid_schema_name("Url"));
+        assert!(!is_valid_schema_name(r#"x"; DROP TABLE links; --"#));
+        assert!(!is_valid_schema_name(""));
+    }
+
+    #[tokio::test]
+    async fn an_embedded_database_is_created_in_a_missing_directory_and_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig::Sqlite {
+            path: dir.path().join("nested/deeper/system.sqlite"),
+        };
+
+        let db = Database::connect(&config, "system").await.unwrap();
+
+        db.ping().await.unwrap();
+        assert_eq!(db.engine(), "sqlite");
+        assert!(dir.path().join("nested/deeper/system.sqlite").exists());
+    }
+}

@@ -1,0 +1,227 @@
+//! The HTTP stack every sdlab service runs behind, and `serve` with graceful shutdown.
+//!
+//! [`service`] takes a system's routes and returns the router it actually serves:
+//! - `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and the `/docs` page are merged in;
+//! - unknown paths and methods answer with problem+json (404, 405) rather than empty bodies;
+//! - every request gets an `x-request-id` (kept if the client sent one, a UUID otherwise), which
+//!   is echoed on the response and recorded on the tracing span around the request, so every log
+//!   line a handler writes carries it;
+//! - `http_requests_total` and `http_request_duration_seconds` are recorded per service, method,
+//!   route template (`/{code}`, never the raw path, which would make one series per code) and
+//!   status;
+//! - a panicking handler becomes a 500 problem instead of a dropped connection;
+//! - bodies are limited to 64 KiB unless a route says otherwise, and a request that runs for
+//!   30 s is cut off with a 503.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderName, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    serve::ListenerExt,
+};
+use tokio::{net::TcpListener, time::Instant};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+use crate::{health::Readiness, metrics, openapi, problem::Problem};
+
+const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A system's routes wrapped in the shared endpoints and middleware.
+pub fn service(
+    name: &'static str,
+    routes: Router,
+    readiness: Readiness,
+    api: utoipa::openapi::OpenApi,
+) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    routes
+        .merge(readiness.router())
+        .merge(metrics::router())
+        .merge(openapi::router(api))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Layers added with `Router::layer` run after routing, so they see `MatchedPath`. The
+        // panic catcher sits inside the metrics layer so that panics are counted as 500s.
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            Problem::status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+        }))
+        .layer(middleware::from_fn_with_state(name, record_metrics))
+        .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(
+                    x_request_id.clone(),
+                    MakeRequestUuid,
+                ))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(move |req: &Request| {
+                            let request_id = req
+                                .extensions()
+                                .get::<RequestId>()
+                                .and_then(|id| id.header_value().to_str().ok())
+                                .unwrap_or("-");
+                            tracing::info_span!(
+                                "request",
+                                service = name,
+                                request_id,
+                                method = %req.method(),
+                                path = req.uri().path(),
+                            )
+                        })
+                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+                )
+                .layer(PropagateRequestIdLayer::new(x_request_id))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    REQUEST_TIMEOUT,
+                )),
+        )
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        // Small request/response exchanges should not wait for Nagle's algorithm.
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(%err, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+async fn record_metrics(State(service): State<&'static str>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+
+    let response = next.run(req).await;
+
+    let status = response.status().as_u16().to_string();
+    ::metrics::counter!(
+        "http_requests_total",
+        "service" => service, "method" => method.clone(), "route" => route.clone(), "status" => status
+    )
+    .increment(1);
+    ::metrics::histogram!(
+        "http_request_duration_seconds",
+        "service" => service, "method" => method, "route" => route
+    )
+    .record(start.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found() -> Problem {
+    Problem::status(StatusCode::NOT_FOUND).with_detail("There is nothing at this path.")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::status(StatusCode::METHOD_NOT_ALLOWED)
+        .with_detail("This path does not accept that method.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::{body::Body, routing::get};
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        let routes = Router::new()
+            .route("/hello", get(|| async { "hello" }))
+            .route(
+                "/panic",
+                get(|| async {
+                    if true {
+                        panic!("boom");
+                    }
+                    "unreachable"
+                }),
+            );
+        service(
+            "test",
+            routes,
+            Readiness::new(),
+            utoipa::openapi::OpenApi::default(),
+        )
+    }
+
+    async fn send(request: Request<Body>) -> Response {
+        app().oneshot(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_response_carries_a_request_id_and_a_clients_own_is_kept() {
+        let fresh = send(Request::get("/hello").body(Body::empty()).unwrap()).await;
+        assert!(fresh.headers().contains_key("x-request-id"));
+
+        let kept = send(
+            Request::get("/hello")
+                .header("x-request-id", "abc-123")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(kept.headers()["x-request-id"], "abc-123");
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_methods_are_problems() {
+        let missing = send(Request::get("/nope").body(Body::empty()).unwrap()).await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            missing.headers()["content-type"],
+            crate::problem::CONTENT_TYPE
+        );
+
+        let wrong_method = send(Request::delete("/hello").body(Body::empty()).unwrap()).await;
+        assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            wrong_method.headers()["content-type"],
+            crate::problem::CONTENT_TYPE
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_problem() {
+        let response = send(Request::get("/panic").body(Body::empty()).unwrap()).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()["content-type"],
+            crate::problem::CONTENT_TYPE
+        );
+    }
+
+    #[tokio::test]
+    async fn the_shared_endpoints_are_mounted() {
+        for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs/"] {
+            let response = send(Request::get(path).body(Body::empty()).unwrap()).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+        }
+    }
+}

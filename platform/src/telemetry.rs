@@ -1,0 +1,25 @@
+//! Tracing setup: human-readable lines by default, JSON lines with `LOG_FORMAT=json`, filtered by
+//! `RUST_LOG` (default `info`, with the chattiest dependencies turned down).
+//!
+//! Every request runs inside a span carrying its request id (see `http`), so each line a handler
+//! logs can be traced back to the request that caused it.
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_http=info";
+
+/// Installs the global subscriber. Calling it twice is harmless (the second call does nothing),
+/// so binaries and test helpers can both call it.
+pub fn init() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let _already_installed = if json {
+        registry
+            .with(fmt::layer().json().flatten_event(true))
+            .try_init()
+    } else {
+        registry.with(fmt::layer().compact()).try_init()
+    };
+}

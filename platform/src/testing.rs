@@ -1,0 +1,159 @@
+//! Fresh, isolated backends for each test, real or embedded by the same variables as production.
+//!
+//! - `DATABASE_URL` set: a new PostgreSQL schema per test (`test_<uuid>`), dropped when the test's
+//!   [`TestBackends`] is dropped. A schema is much cheaper than a database per test and isolates
+//!   just as well, since every system already works inside its own schema.
+//! - `DATABASE_URL` unset: a new SQLite file in a temporary directory.
+//! - `REDIS_URL` set: Redis, with every key under a per-test namespace (`test:<uuid>:`).
+//! - `REDIS_URL` unset: a new in-process cache.
+//!
+//! When a variable is set and its server cannot be reached, the test panics with a message that
+//! says so. It never falls back to the embedded backend: a suite that silently skipped its real
+//! backend would pass while proving nothing.
+
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
+
+use crate::{
+    cache::{Cache, CacheConfig},
+    config::{DatabaseConfig, env_opt},
+    db::{self, Database},
+};
+
+pub struct TestBackends {
+    pub database: Database,
+    pub cache: Arc<dyn Cache>,
+    database_config: DatabaseConfig,
+    schema: String,
+    cache_config: CacheConfig,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { url: String },
+}
+
+impl TestBackends {
+    /// Backends for one test, chosen by `DATABASE_URL` and `REDIS_URL`.
+    pub async fn from_env() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let schema = format!("test_{id}");
+
+        let (database_config, cleanup) = match env_opt::<String>("DATABASE_URL").unwrap() {
+            Some(url) => (
+                DatabaseConfig::Postgres { url: url.clone() },
+                Cleanup::Postgres { url },
+            ),
+            None => {
+                let dir = tempfile::tempdir().expect("creating a temporary directory");
+                let path = dir.path().join("test.sqlite");
+                (DatabaseConfig::Sqlite { path }, Cleanup::Sqlite(dir))
+            }
+        };
+        let database = Database::connect(&database_config, &schema)
+            .await
+            .unwrap_or_else(|err| {
+                panic!("the test database ({database_config}) is not reachable: {err:?}")
+            });
+
+        let cache_config = CacheConfig {
+            redis_url: env_opt("REDIS_URL").unwrap(),
+            namespace: format!("test:{id}:"),
+            max_entries: NonZeroUsize::new(10_000).unwrap(),
+            redis_timeout: Duration::from_secs(2),
+        };
+        let cache = crate::cache::connect(&cache_config)
+            .await
+            .unwrap_or_else(|err| panic!("REDIS_URL is set but Redis is not reachable: {err:?}"));
+
+        Self {
+            database,
+            cache,
+            database_config,
+            schema,
+            cache_config,
+            cleanup,
+        }
+    }
+
+    /// A second, independent connection pool to the same database and cache, as another instance
+    /// of the service would have (the in-process cache, by nature, is not shared).
+    pub async fn another_instance(&self) -> (Database, Arc<dyn Cache>) {
+        let database = Database::connect(&self.database_config, &self.schema)
+            .await
+            .expect("connecting again to the test database");
+        let cache = crate::cache::connect(&self.cache_config)
+            .await
+            .expect("connecting again to the test cache");
+        (database, cache)
+    }
+
+    /// `"postgres+redis"`, `"sqlite+memory"`…, for messages.
+    pub fn describe(&self) -> String {
+        format!("{}+{}", self.database.engine(), self.cache.backend())
+    }
+}
+
+impl Drop for TestBackends {
+    fn drop(&mut self) {
+        if let Cleanup::Postgres { url } = &self.cleanup {
+            let (url, schema) = (url.clone(), self.schema.clone());
+            // Drop runs inside the test's runtime, which cannot be blocked on; a short-lived
+            // runtime on its own thread drops the schema and is joined before the test returns.
+            let dropped = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("building a runtime to clean up")
+                    .block_on(db::drop_schema(&url, &schema))
+            })
+            .join();
+            if let Ok(Err(err)) = dropped {
+                eprintln!("warning: could not drop test schema {}: {err}", self.schema);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::conformance;
+
+    #[tokio::test]
+    async fn the_configured_cache_behaves_like_every_cache() {
+        let backends = TestBackends::from_env().await;
+        conformance::all(backends.cache.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn the_configured_database_answers() {
+        let backends = TestBackends::from_env().await;
+        backends.database.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn tests_do_not_see_each_others_cache_entries() {
+        let a = TestBackends::from_env().await;
+        let b = TestBackends::from_env().await;
+        a.cache
+            .set("shared-name", b"a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(b.cache.get("shared-name").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_cache_entry_expires_after_its_ttl_on_the_configured_backend() {
+        // Redis keeps time itself, so this waits for real; the TTL is short enough not to matter.
+        let backends = TestBackends::from_env().await;
+        backends
+            .cache
+            .set("short-lived", b"v", Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(backends.cache.get("short-lived").await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(backends.cache.get("short-lived").await.unwrap(), None);
+    }
+}
