@@ -1,1 +1,112 @@
-fn main() {}
+//! `sdlab`: every system of the workspace in one process, on embedded backends unless
+//! `DATABASE_URL`, `REDIS_URL` and `KAFKA_BROKERS` say otherwise. Run with
+//!
+//! ```text
+//! cargo run --release
+//! ```
+//!
+//! It prints where each system listens and a few curl lines to try. Each system is started through
+//! the same `Application::build` / `run_until_stopped` its own binary uses, so the lab adds
+//! nothing a system does not do alone; Ctrl-C (or SIGTERM) stops them all gracefully.
+
+use std::{future::Future, pin::Pin};
+
+use tokio::task::JoinSet;
+
+type Running = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    platform::telemetry::init();
+    let stop = platform::shutdown::on_signal();
+
+    let shortener = url_shortener::Application::build(url_shortener::Settings::from_env()?).await?;
+    // A key and a link made for this run, so that every curl line in the banner works as printed.
+    let (demo_key, key_record) = shortener.shortener().issue_api_key("lab demo key").await?;
+    let demo_link = shortener
+        .shortener()
+        .create(
+            key_record.id,
+            url_shortener::service::CreateLink {
+                url: "https://doc.rust-lang.org/book/".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let banner = Banner {
+        shortener_url: format!("http://localhost:{}", shortener.port()),
+        shortener_backends: backends(shortener.database().engine()),
+        demo_key: demo_key.expose().to_owned(),
+        demo_code: demo_link.code.to_string(),
+    };
+
+    let systems: Vec<(&str, Running)> = vec![(
+        "url-shortener",
+        Box::pin(shortener.run_until_stopped(stop.clone().cancelled_owned())),
+    )];
+    banner.print();
+
+    // If one system fails, stop the others and report the first failure.
+    let mut running = JoinSet::new();
+    for (name, system) in systems {
+        running.spawn(async move { (name, system.await) });
+    }
+    let mut first_error = None;
+    while let Some(joined) = running.join_next().await {
+        let (name, result) = joined?;
+        if let Err(err) = result {
+            tracing::error!(system = name, error = ?err, "system stopped with an error");
+            stop.cancel();
+            first_error.get_or_insert(err.context(format!("{name} failed")));
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn backends(database_engine: &str) -> String {
+    let database = match database_engine {
+        "postgres" => "PostgreSQL",
+        _ => "SQLite in ./data",
+    };
+    let cache = if std::env::var("REDIS_URL").is_ok_and(|v| !v.trim().is_empty()) {
+        "Redis"
+    } else {
+        "in-process cache"
+    };
+    format!("{database}, {cache}")
+}
+
+struct Banner {
+    shortener_url: String,
+    shortener_backends: String,
+    demo_key: String,
+    demo_code: String,
+}
+
+impl Banner {
+    fn print(&self) {
+        let Self {
+            shortener_url: s,
+            shortener_backends,
+            demo_key,
+            demo_code,
+        } = self;
+        println!(
+            r#"
+sdlab is running. Ctrl-C stops it.
+
+  url-shortener  {s}   API docs {s}/docs   metrics {s}/metrics   ({shortener_backends})
+
+Try it (an API key and a link were made for this run):
+
+  export KEY={demo_key}
+  # follow the link, then read its visit count (only the key that made it may)
+  curl -si {s}/{demo_code}
+  curl -s {s}/api/v1/links/{demo_code} -H "authorization: Bearer $KEY"
+  # shorten your own URL, with a custom alias if you like
+  curl -s {s}/api/v1/links -H "authorization: Bearer $KEY" -H 'content-type: application/json' \
+       -d '{{"url": "https://www.rust-lang.org/learn", "alias": "learn-rust-{demo_code}"}}'
+"#
+        );
+    }
+}

@@ -20,6 +20,9 @@ pub fn init() {
             .with(fmt::layer().json().flatten_event(true))
             .try_init()
     } else {
-        registry.with(fmt::layer().compact()).try_init()
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        registry
+            .with(fmt::layer().compact().with_ansi(ansi))
+            .try_init()
     };
 }

@@ -1,0 +1,152 @@
+//! Building and running the service: connect the backends, migrate, assemble, serve.
+//!
+//! This is the one place where the backends are chosen: `platform::db::Database::connect` picks
+//! PostgreSQL or SQLite from `DATABASE_URL`, `platform::cache::connect` picks Redis or the
+//! in-process cache from `REDIS_URL`, and [`store::for_database`] picks the matching store.
+//! Everything past this file sees only `Arc<dyn LinkStore>` and `Arc<dyn Cache>`.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use axum::Router;
+use platform::{
+    cache::{self, Cache},
+    clock::{Clock, SystemClock},
+    db::Database,
+    health::Readiness,
+    shutdown::CancellationToken,
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    cache::LinkCache,
+    domain::Permutation,
+    http::{self, AppState},
+    ids::CodeGenerator,
+    service::Shortener,
+    settings::Settings,
+    store,
+};
+
+/// The PostgreSQL schema the shortener's tables live in.
+pub const SCHEMA: &str = "url_shortener";
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    shortener: Arc<Shortener>,
+    database: Database,
+    settings: Settings,
+}
+
+impl Application {
+    /// Connects to the configured backends and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let database = Database::connect(&settings.backends.database, SCHEMA)
+            .await
+            .context("connecting to the database")?;
+        let cache = cache::connect(&settings.cache_config())
+            .await
+            .context("connecting to the cache")?;
+        Self::build_with(settings, database, cache, Arc::new(SystemClock)).await
+    }
+
+    /// Builds on backends the caller connected (tests pass their own, and a manual clock).
+    pub async fn build_with(
+        settings: Settings,
+        database: Database,
+        cache: Arc<dyn Cache>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        database
+            .migrate(store::MIGRATIONS)
+            .await
+            .context("migrating the database")?;
+        if settings.uses_development_secret() {
+            tracing::warn!(
+                "SHORTENER_ID_SECRET is not set: codes use the development permutation key"
+            );
+        }
+
+        let store = store::for_database(&database);
+        let shortener = Arc::new(Shortener::new(
+            store.clone(),
+            LinkCache::new(
+                cache.clone(),
+                settings.cache_ttl,
+                settings.negative_cache_ttl,
+            ),
+            CodeGenerator::new(
+                store,
+                Permutation::new(&settings.id_secret),
+                settings.id_block_size,
+            ),
+            clock,
+            settings.base_url.clone(),
+        ));
+        let readiness = Readiness::new().database(database.clone()).cache(cache);
+        let router = http::app(
+            AppState {
+                shortener: shortener.clone(),
+                redirect: settings.redirect,
+            },
+            readiness,
+        );
+        let listener = TcpListener::bind(settings.addr)
+            .await
+            .with_context(|| format!("binding {}", settings.addr))?;
+        Ok(Self {
+            listener,
+            router,
+            shortener,
+            database,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The service's router, to drive with `oneshot` in tests.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    pub fn shortener(&self) -> &Arc<Shortener> {
+        &self.shortener
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Serves until `shutdown` completes, lets in-flight requests finish, then writes the
+    /// remaining visit tallies and closes the database.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop_flusher = CancellationToken::new();
+        let flusher = tokio::spawn(
+            self.shortener
+                .visits()
+                .clone()
+                .run(self.settings.visit_flush_interval, stop_flusher.clone()),
+        );
+        tracing::info!(addr = %self.local_addr(), database = self.database.engine(), "url-shortener listening");
+
+        let served = platform::http::serve(self.listener, self.router, shutdown).await;
+
+        stop_flusher.cancel();
+        flusher.await.context("the visit flusher panicked")?;
+        self.database.close().await;
+        served.context("serving HTTP")
+    }
+}

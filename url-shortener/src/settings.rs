@@ -1,0 +1,167 @@
+//! The shortener's settings, from environment variables. Every one has a default that works on
+//! a laptop with nothing else running.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `SHORTENER_ADDR` | `127.0.0.1:8081` | where to listen |
+//! | `SHORTENER_BASE_URL` | `http://localhost:<port>` | the public origin, used in `short_url` and to refuse self-links |
+//! | `SHORTENER_ID_SECRET` | a development value | the key of the code permutation; set it in production and never change it |
+//! | `SHORTENER_ID_BLOCK_SIZE` | `1000` | IDs leased from the database at a time |
+//! | `SHORTENER_REDIRECT_STATUS` | `302` | `301`, `302`, `307` or `308` |
+//! | `SHORTENER_REDIRECT_MAX_AGE_SECS` | `3600` | `Cache-Control` lifetime of a permanent (301/308) redirect |
+//! | `SHORTENER_CACHE_TTL_SECS` | `600` | how long a link stays cached |
+//! | `SHORTENER_NEGATIVE_TTL_SECS` | `60` | how long "no such code" stays cached |
+//! | `SHORTENER_CACHE_MAX_ENTRIES` | `100000` | bound of the in-process cache |
+//! | `SHORTENER_REDIS_TIMEOUT_MS` | `250` | a Redis command that takes longer fails, and the database answers |
+//! | `SHORTENER_VISIT_FLUSH_MS` | `1000` | how often visit tallies are written |
+//! | `DATABASE_URL`, `REDIS_URL` | unset | the real backends (see `platform::config`) |
+
+use std::{net::SocketAddr, num::NonZeroUsize, time::Duration};
+
+use axum::http::StatusCode;
+use platform::config::{Backends, ConfigError, env_opt, env_or};
+use url::Url;
+
+/// The name the shortener goes by: its PostgreSQL schema, SQLite file, Redis namespace, metrics.
+pub const SYSTEM: &str = "url-shortener";
+
+const DEV_ID_SECRET: &str = "sdlab development secret: set SHORTENER_ID_SECRET in production";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub base_url: Url,
+    pub backends: Backends,
+    pub id_secret: String,
+    pub id_block_size: u64,
+    pub redirect: RedirectPolicy,
+    pub cache_ttl: Duration,
+    pub negative_cache_ttl: Duration,
+    pub cache_max_entries: NonZeroUsize,
+    pub redis_timeout: Duration,
+    pub visit_flush_interval: Duration,
+}
+
+/// How redirects answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedirectPolicy {
+    pub status: StatusCode,
+    /// The `Cache-Control: max-age` of a permanent redirect.
+    pub max_age: Duration,
+}
+
+impl RedirectPolicy {
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::MOVED_PERMANENTLY | StatusCode::PERMANENT_REDIRECT
+        )
+    }
+}
+
+impl Default for RedirectPolicy {
+    fn default() -> Self {
+        Self {
+            status: StatusCode::FOUND,
+            max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let addr: SocketAddr = env_or("SHORTENER_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?;
+        let base_url = match env_opt::<Url>("SHORTENER_BASE_URL")? {
+            Some(url) => url,
+            None => default_base_url(addr),
+        };
+        let status: u16 = env_or("SHORTENER_REDIRECT_STATUS", 302)?;
+        let status = match status {
+            301 | 302 | 307 | 308 => StatusCode::from_u16(status).expect("a valid status"),
+            other => {
+                return Err(ConfigError {
+                    name: "SHORTENER_REDIRECT_STATUS".into(),
+                    value: other.to_string(),
+                    reason: "expected 301, 302, 307 or 308".into(),
+                });
+            }
+        };
+        let id_block_size: u64 = env_or("SHORTENER_ID_BLOCK_SIZE", 1000)?;
+        if id_block_size == 0 {
+            return Err(ConfigError {
+                name: "SHORTENER_ID_BLOCK_SIZE".into(),
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            addr,
+            base_url,
+            backends: Backends::from_env(SYSTEM)?,
+            id_secret: env_or("SHORTENER_ID_SECRET", DEV_ID_SECRET.to_owned())?,
+            id_block_size,
+            redirect: RedirectPolicy {
+                status,
+                max_age: secs(env_or("SHORTENER_REDIRECT_MAX_AGE_SECS", 3600)?),
+            },
+            cache_ttl: secs(env_or("SHORTENER_CACHE_TTL_SECS", 600)?),
+            negative_cache_ttl: secs(env_or("SHORTENER_NEGATIVE_TTL_SECS", 60)?),
+            cache_max_entries: env_or(
+                "SHORTENER_CACHE_MAX_ENTRIES",
+                NonZeroUsize::new(100_000).expect("non-zero"),
+            )?,
+            redis_timeout: Duration::from_millis(env_or("SHORTENER_REDIS_TIMEOUT_MS", 250)?),
+            visit_flush_interval: Duration::from_millis(env_or("SHORTENER_VISIT_FLUSH_MS", 1000)?),
+        })
+    }
+
+    /// Settings for tests: every default, listening on a free port.
+    pub fn for_tests() -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            addr,
+            base_url: Url::parse("http://sho.test").expect("a valid URL"),
+            backends: Backends {
+                database: platform::config::DatabaseConfig::Sqlite {
+                    path: "unused".into(),
+                },
+                redis_url: None,
+                kafka_brokers: None,
+            },
+            id_secret: "test secret".into(),
+            id_block_size: 10,
+            redirect: RedirectPolicy::default(),
+            cache_ttl: Duration::from_secs(600),
+            negative_cache_ttl: Duration::from_secs(60),
+            cache_max_entries: NonZeroUsize::new(10_000).expect("non-zero"),
+            redis_timeout: Duration::from_millis(250),
+            visit_flush_interval: Duration::from_secs(1),
+        }
+    }
+
+    pub fn uses_development_secret(&self) -> bool {
+        self.id_secret == DEV_ID_SECRET
+    }
+
+    pub fn cache_config(&self) -> platform::cache::CacheConfig {
+        platform::cache::CacheConfig {
+            redis_url: self.backends.redis_url.clone(),
+            namespace: format!("{SYSTEM}:"),
+            max_entries: self.cache_max_entries,
+            redis_timeout: self.redis_timeout,
+        }
+    }
+}
+
+fn default_base_url(addr: SocketAddr) -> Url {
+    let authority = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    Url::parse(&format!("http://{authority}")).expect("a valid URL")
+}
+
+fn secs(value: u64) -> Duration {
+    Duration::from_secs(value)
+}

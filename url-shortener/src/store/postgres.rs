@@ -1,0 +1,171 @@
+//! The PostgreSQL store.
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::{ApiKeyRecord, LinkStore, StoreError, VisitDelta, count, limit, map_insert_error};
+use crate::domain::{Link, NewLink, OwnerId, ShortCode};
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct LinkRow {
+    code: String,
+    url: String,
+    owner_key_id: i64,
+    created_at: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+    max_visits: Option<i64>,
+    visits: i64,
+    bot_visits: i64,
+}
+
+impl From<LinkRow> for Link {
+    fn from(row: LinkRow) -> Self {
+        Link {
+            code: ShortCode::parse(&row.code).expect("stored codes are well-formed"),
+            url: row.url,
+            owner: OwnerId(row.owner_key_id),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            max_visits: limit(row.max_visits),
+            visits: count(row.visits),
+            bot_visits: count(row.bot_visits),
+        }
+    }
+}
+
+#[async_trait]
+impl LinkStore for PostgresStore {
+    async fn insert_api_key(
+        &self,
+        name: &str,
+        key_hash: &str,
+        created_at: OffsetDateTime,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_keys (name, key_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(name)
+        .bind(key_hash)
+        .bind(created_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ApiKeyRecord {
+            id: OwnerId(id),
+            name: name.to_owned(),
+            created_at,
+        })
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row: Option<(i64, String, OffsetDateTime)> =
+            sqlx::query_as("SELECT id, name, created_at FROM api_keys WHERE key_hash = $1")
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(id, name, created_at)| ApiKeyRecord {
+            id: OwnerId(id),
+            name,
+            created_at,
+        }))
+    }
+
+    async fn lease_ids(&self, count: u64) -> Result<u64, StoreError> {
+        // The row lock serialises concurrent leases; each returns the start of its own block.
+        let start: i64 = sqlx::query_scalar(
+            "UPDATE id_allocator SET next_id = next_id + $1 WHERE name = 'links' \
+             RETURNING next_id - $1",
+        )
+        .bind(i64::try_from(count).expect("block sizes are small"))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(start as u64)
+    }
+
+    async fn insert_link(&self, link: &NewLink) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO links (code, url, owner_key_id, created_at, expires_at, max_visits) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(link.code.as_str())
+        .bind(link.url.as_str())
+        .bind(link.owner.0)
+        .bind(link.created_at)
+        .bind(link.expires_at)
+        .bind(link.max_visits.map(i64::from))
+        .execute(&self.pool)
+        .await
+        .map_err(map_insert_error)?;
+        Ok(())
+    }
+
+    async fn find_link(&self, code: &ShortCode) -> Result<Option<Link>, StoreError> {
+        let row: Option<LinkRow> = sqlx::query_as(
+            "SELECT code, url, owner_key_id, created_at, expires_at, max_visits, visits, bot_visits \
+             FROM links WHERE code = $1 AND deleted_at IS NULL",
+        )
+        .bind(code.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Link::from))
+    }
+
+    async fn delete_link(&self, code: &ShortCode, at: OffsetDateTime) -> Result<bool, StoreError> {
+        let result =
+            sqlx::query("UPDATE links SET deleted_at = $2 WHERE code = $1 AND deleted_at IS NULL")
+                .bind(code.as_str())
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn consume_visit(
+        &self,
+        code: &ShortCode,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        // One conditional UPDATE: the row lock makes the check and the increment atomic, so
+        // concurrent redirects queue on the row and the (max_visits + 1)th finds the limit met.
+        let result = sqlx::query(
+            "UPDATE links SET visits = visits + 1 \
+             WHERE code = $1 AND deleted_at IS NULL AND visits < max_visits \
+               AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(code.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn add_visits(&self, batch: &[(ShortCode, VisitDelta)]) -> Result<(), StoreError> {
+        // One statement for the whole batch: the arrays are unnested into a join.
+        let codes: Vec<&str> = batch.iter().map(|(code, _)| code.as_str()).collect();
+        let visits: Vec<i64> = batch.iter().map(|(_, d)| d.visits as i64).collect();
+        let bots: Vec<i64> = batch.iter().map(|(_, d)| d.bot_visits as i64).collect();
+        sqlx::query(
+            "UPDATE links AS l \
+             SET visits = l.visits + d.visits, bot_visits = l.bot_visits + d.bot_visits \
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS d(code, visits, bot_visits) \
+             WHERE l.code = d.code",
+        )
+        .bind(codes)
+        .bind(visits)
+        .bind(bots)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! A fresh shortener per test, on its own backends, driven through its router.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    http::{HeaderMap, Method, Request, StatusCode, header},
+};
+use http_body_util::BodyExt;
+use platform::{
+    clock::{Clock, ManualClock},
+    testing::TestBackends,
+};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use url_shortener::{Application, Settings, service::Shortener};
+
+pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+
+pub struct TestApp {
+    pub router: Router,
+    pub shortener: Arc<Shortener>,
+    pub clock: ManualClock,
+    pub backends: TestBackends,
+    pub settings: Settings,
+    /// An API key created for this test.
+    pub key: String,
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!(
+                "not JSON ({err}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn location(&self) -> &str {
+        self.headers[header::LOCATION].to_str().unwrap()
+    }
+
+    /// Asserts a problem+json response with this status, and returns its body.
+    pub fn problem(&self, status: StatusCode) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.headers[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = self.json();
+        assert_eq!(body["status"], status.as_u16());
+        body
+    }
+
+    /// Asserts a 422 that names `field` with a JSON pointer, and returns its body.
+    pub fn invalid_field(&self, field: &str) -> Value {
+        let body = self.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["errors"][0]["pointer"], format!("#/{field}"), "{body}");
+        body
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        let backends = TestBackends::from_env().await;
+        let mut settings = Settings::for_tests();
+        configure(&mut settings);
+        Self::on_backends(backends, settings).await
+    }
+
+    /// A second instance on the same database and (for Redis) the same cache.
+    pub async fn another_instance(&self) -> (Arc<Shortener>, Router) {
+        let (database, cache) = self.backends.another_instance().await;
+        let app = Application::build_with(
+            self.settings.clone(),
+            database,
+            cache,
+            Arc::new(self.clock.clone()),
+        )
+        .await
+        .unwrap();
+        (app.shortener().clone(), app.router())
+    }
+
+    async fn on_backends(backends: TestBackends, settings: Settings) -> Self {
+        let clock = ManualClock::starting_now();
+        let app = Application::build_with(
+            settings.clone(),
+            backends.database.clone(),
+            backends.cache.clone(),
+            Arc::new(clock.clone()),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("building on {}: {err:?}", backends.describe()));
+        let mut test_app = Self {
+            router: app.router(),
+            shortener: app.shortener().clone(),
+            clock,
+            backends,
+            settings,
+            key: String::new(),
+        };
+        test_app.key = test_app.new_key().await;
+        test_app
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        send_to(&self.router, request).await
+    }
+
+    pub async fn new_key(&self) -> String {
+        let response = self
+            .post_json("/api/v1/keys", None, json!({ "name": "test" }))
+            .await;
+        assert_eq!(response.status, StatusCode::CREATED);
+        response.json()["key"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn post_json(&self, path: &str, key: Option<&str>, body: Value) -> TestResponse {
+        self.send(json_request(Method::POST, path, key, body.to_string()))
+            .await
+    }
+
+    /// `POST /api/v1/links` with this test's key.
+    pub async fn create(&self, body: Value) -> TestResponse {
+        self.post_json("/api/v1/links", Some(&self.key), body).await
+    }
+
+    /// Creates a link and returns its code.
+    pub async fn create_code(&self, body: Value) -> String {
+        let response = self.create(body).await;
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        response.json()["code"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET /{code}` as a browser would.
+    pub async fn visit(&self, code: &str) -> TestResponse {
+        self.visit_as(code, Some(BROWSER)).await
+    }
+
+    pub async fn visit_as(&self, code: &str, user_agent: Option<&str>) -> TestResponse {
+        let mut request = Request::get(format!("/{code}"));
+        if let Some(agent) = user_agent {
+            request = request.header(header::USER_AGENT, agent);
+        }
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    pub async fn head(&self, code: &str) -> TestResponse {
+        self.send(
+            Request::head(format!("/{code}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/links/{code}` with `key`.
+    pub async fn stats(&self, code: &str, key: &str) -> TestResponse {
+        self.send(authorized(
+            Method::GET,
+            &format!("/api/v1/links/{code}"),
+            key,
+        ))
+        .await
+    }
+
+    /// `DELETE /api/v1/links/{code}` with `key`.
+    pub async fn delete(&self, code: &str, key: &str) -> TestResponse {
+        self.send(authorized(
+            Method::DELETE,
+            &format!("/api/v1/links/{code}"),
+            key,
+        ))
+        .await
+    }
+
+    pub fn in_an_hour(&self) -> String {
+        rfc3339(self.clock.now() + Duration::from_secs(3600))
+    }
+}
+
+pub async fn send_to(router: &Router, request: Request<Body>) -> TestResponse {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    TestResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn json_request(method: Method, path: &str, key: Option<&str>, body: String) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(key) = key {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    request.body(Body::from(body)).unwrap()
+}
+
+pub fn authorized(method: Method, path: &str, key: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+pub fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
