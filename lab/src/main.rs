@@ -15,6 +15,10 @@ use tokio::task::JoinSet;
 
 type Running = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
+/// The allocator every system binary uses (see `url-shortener/src/main.rs` for why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     platform::telemetry::init();
@@ -22,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
 
     let shortener = url_shortener::Application::build(url_shortener::Settings::from_env()?).await?;
     // A key and a link made for this run, so that every curl line in the banner works as printed.
+    // They are kept like any others: each start of the lab adds one of each.
     let (demo_key, key_record) = shortener.shortener().issue_api_key("lab demo key").await?;
     let demo_link = shortener
         .shortener()
@@ -35,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let banner = Banner {
         shortener_url: format!("http://localhost:{}", shortener.port()),
-        shortener_backends: backends(shortener.database().engine()),
+        shortener_backends: shortener.describe_backends(),
         demo_key: demo_key.expose().to_owned(),
         demo_code: demo_link.code.to_string(),
     };
@@ -61,19 +66,6 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     first_error.map_or(Ok(()), Err)
-}
-
-fn backends(database_engine: &str) -> String {
-    let database = match database_engine {
-        "postgres" => "PostgreSQL",
-        _ => "SQLite in ./data",
-    };
-    let cache = if std::env::var("REDIS_URL").is_ok_and(|v| !v.trim().is_empty()) {
-        "Redis"
-    } else {
-        "in-process cache"
-    };
-    format!("{database}, {cache}")
 }
 
 struct Banner {

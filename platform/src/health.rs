@@ -3,8 +3,13 @@
 //! Liveness (`/healthz`) answers 200 whenever the process can serve HTTP at all: an orchestrator
 //! restarts a process that fails it, so it must not depend on the database (a database outage
 //! would otherwise restart every instance at once, for nothing). Readiness (`/readyz`) probes each
-//! backend concurrently with a short timeout and answers 503 when one is down, so a load balancer
-//! stops sending traffic until it is back.
+//! backend concurrently with a short timeout and answers 503 when a *required* one is down, so a
+//! load balancer stops sending traffic until it is back.
+//!
+//! Some backends are not required: a service that reads through a cache still answers when the
+//! cache is down, only slower. Failing readiness then would take every instance out of the load
+//! balancer at once and turn a slowdown into an outage, so such a backend is an *optional* probe:
+//! reported (`"status": "degraded"`), never a 503.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -16,12 +21,21 @@ use crate::{cache::Cache, db::Database};
 
 type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+/// Whether a service can answer without a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Down means unavailable: `/readyz` answers 503.
+    Required,
+    /// Down means degraded: reported, still 200.
+    Optional,
+}
+
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The backends `/readyz` probes.
 #[derive(Clone, Default)]
 pub struct Readiness {
-    probes: Vec<(&'static str, Probe)>,
+    probes: Vec<(&'static str, Need, Probe)>,
 }
 
 impl Readiness {
@@ -29,45 +43,75 @@ impl Readiness {
         Self::default()
     }
 
-    pub fn database(self, db: Database) -> Self {
-        self.probe("database", move || {
+    pub fn database(self, db: Database, need: Need) -> Self {
+        self.add("database", need, move || {
             let db = db.clone();
             async move { db.ping().await.map_err(|e| e.to_string()) }
         })
     }
 
-    pub fn cache(self, cache: Arc<dyn Cache>) -> Self {
-        self.probe("cache", move || {
+    /// A cache in front of a database is usually [`Need::Optional`]: reads fall back to the
+    /// database without it.
+    pub fn cache(self, cache: Arc<dyn Cache>, need: Need) -> Self {
+        self.add("cache", need, move || {
             let cache = cache.clone();
             async move { cache.ping().await.map_err(|e| e.to_string()) }
         })
     }
 
-    /// Any other dependency: a broker, an upstream.
-    pub fn probe<F, Fut>(mut self, name: &'static str, probe: F) -> Self
+    /// A dependency the service cannot serve without: a broker, an upstream.
+    pub fn probe<F, Fut>(self, name: &'static str, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.add(name, Need::Required, probe)
+    }
+
+    /// A dependency the service degrades without: reported, never a 503.
+    pub fn optional_probe<F, Fut>(self, name: &'static str, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.add(name, Need::Optional, probe)
+    }
+
+    fn add<F, Fut>(mut self, name: &'static str, need: Need, probe: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         let probe: Probe = Arc::new(move || Box::pin(probe()));
-        self.probes.push((name, probe));
+        self.probes.push((name, need, probe));
         self
     }
 
-    /// Probes every backend; `true` when all answered.
-    pub async fn check(&self) -> (bool, Map<String, Value>) {
-        let outcomes = join_all(self.probes.iter().map(|(name, probe)| async move {
+    /// Probes every backend.
+    pub async fn check(&self) -> (Status, Map<String, Value>) {
+        let outcomes = join_all(self.probes.iter().map(|(name, need, probe)| async move {
             let outcome = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
             };
-            (*name, outcome)
+            (*name, *need, outcome)
         }))
         .await;
-        let ready = outcomes.iter().all(|(_, outcome)| outcome.is_ok());
+        let failed = |wanted: Need| {
+            outcomes
+                .iter()
+                .any(|(_, need, outcome)| *need == wanted && outcome.is_err())
+        };
+        let status = if failed(Need::Required) {
+            Status::Unavailable
+        } else if failed(Need::Optional) {
+            Status::Degraded
+        } else {
+            Status::Ready
+        };
         let checks = outcomes
             .into_iter()
-            .map(|(name, outcome)| {
+            .map(|(name, _, outcome)| {
                 let value = match outcome {
                     Ok(()) => json!("ok"),
                     Err(err) => json!({ "error": err }),
@@ -75,7 +119,7 @@ impl Readiness {
                 (name.to_owned(), value)
             })
             .collect();
-        (ready, checks)
+        (status, checks)
     }
 
     /// `GET /healthz` and `GET /readyz`.
@@ -90,14 +134,24 @@ impl Readiness {
     }
 }
 
+/// What `/readyz` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ready,
+    /// An optional backend is down; the service still answers.
+    Degraded,
+    /// A required backend is down.
+    Unavailable,
+}
+
 async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, Json<Value>) {
-    let (ready, checks) = readiness.check().await;
-    let (status, word) = if ready {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    let (status, checks) = readiness.check().await;
+    let (code, word) = match status {
+        Status::Ready => (StatusCode::OK, "ready"),
+        Status::Degraded => (StatusCode::OK, "degraded"),
+        Status::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     };
-    (status, Json(json!({ "status": word, "checks": checks })))
+    (code, Json(json!({ "status": word, "checks": checks })))
 }
 
 #[cfg(test)]
@@ -121,12 +175,25 @@ mod tests {
     async fn readiness_is_503_and_names_the_backend_that_is_down() {
         let readiness = Readiness::new()
             .probe("database", || async { Ok(()) })
-            .probe("cache", || async { Err("connection refused".to_owned()) });
+            .probe("broker", || async { Err("connection refused".to_owned()) });
 
         let (status, body) = get_json(readiness.router(), "/readyz").await;
 
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["checks"]["database"], "ok");
+        assert_eq!(body["checks"]["broker"]["error"], "connection refused");
+    }
+
+    #[tokio::test]
+    async fn an_optional_backend_that_is_down_degrades_readiness_without_failing_it() {
+        let readiness = Readiness::new()
+            .probe("database", || async { Ok(()) })
+            .optional_probe("cache", || async { Err("connection refused".to_owned()) });
+
+        let (status, body) = get_json(readiness.router(), "/readyz").await;
+
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "degraded");
         assert_eq!(body["checks"]["cache"]["error"], "connection refused");
     }
 
@@ -143,9 +210,9 @@ mod tests {
     async fn a_probe_that_hangs_fails_after_the_timeout() {
         let readiness = Readiness::new().probe("broker", std::future::pending);
 
-        let (ready, checks) = readiness.check().await;
+        let (status, checks) = readiness.check().await;
 
-        assert!(!ready);
+        assert_eq!(status, Status::Unavailable);
         assert!(
             checks["broker"]["error"]
                 .as_str()

@@ -11,7 +11,7 @@
 //!   status;
 //! - a panicking handler becomes a 500 problem instead of a dropped connection;
 //! - bodies are limited to 64 KiB unless a route says otherwise, and a request that runs for
-//!   30 s is cut off with a 503.
+//!   30 s is cut off with a 503 problem; both are counted in the metrics like any response.
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -28,7 +28,6 @@ use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
@@ -53,11 +52,13 @@ pub fn service(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Layers added with `Router::layer` run after routing, so they see `MatchedPath`. The
-        // panic catcher sits inside the metrics layer so that panics are counted as 500s.
+        // panic catcher and the timeout sit inside the metrics layer, so that what they answer
+        // is counted.
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             Problem::status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
         }))
+        .layer(middleware::from_fn(time_out))
         .layer(middleware::from_fn_with_state(name, record_metrics))
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
         .layer(
@@ -74,21 +75,19 @@ pub fn service(
                                 .get::<RequestId>()
                                 .and_then(|id| id.header_value().to_str().ok())
                                 .unwrap_or("-");
+                            // Display (`%`), not Debug: this runs on every request, and Debug
+                            // would quote and escape each string.
                             tracing::info_span!(
                                 "request",
                                 service = name,
-                                request_id,
+                                request_id = %request_id,
                                 method = %req.method(),
-                                path = req.uri().path(),
+                                path = %req.uri().path(),
                             )
                         })
                         .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
                 )
-                .layer(PropagateRequestIdLayer::new(x_request_id))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    REQUEST_TIMEOUT,
-                )),
+                .layer(PropagateRequestIdLayer::new(x_request_id)),
         )
 }
 
@@ -136,6 +135,20 @@ async fn record_metrics(State(service): State<&'static str>, req: Request, next:
     response
 }
 
+/// Cuts off a request that runs past [`REQUEST_TIMEOUT`]; dropping the handler's future cancels
+/// whatever it was waiting for.
+async fn time_out(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout = ?REQUEST_TIMEOUT, "request timed out");
+            Problem::status(StatusCode::SERVICE_UNAVAILABLE)
+                .with_detail("The request took too long and was cancelled.")
+                .into_response()
+        }
+    }
+}
+
 async fn not_found() -> Problem {
     Problem::status(StatusCode::NOT_FOUND).with_detail("There is nothing at this path.")
 }
@@ -154,6 +167,7 @@ mod tests {
     fn app() -> Router {
         let routes = Router::new()
             .route("/hello", get(|| async { "hello" }))
+            .route("/slow", get(std::future::pending::<&str>))
             .route(
                 "/panic",
                 get(|| async {
@@ -211,6 +225,16 @@ mod tests {
     async fn a_panicking_handler_is_a_500_problem() {
         let response = send(Request::get("/panic").body(Body::empty()).unwrap()).await;
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()["content-type"],
+            crate::problem::CONTENT_TYPE
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_the_timeout_is_a_503_problem() {
+        let response = send(Request::get("/slow").body(Body::empty()).unwrap()).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             response.headers()["content-type"],
             crate::problem::CONTENT_TYPE

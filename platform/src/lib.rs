@@ -12,13 +12,15 @@
 //! - [`db`]: the relational database, PostgreSQL when configured and an embedded SQLite file
 //!   otherwise, with per-system schemas and migrations for both.
 //! - [`cache`]: a key/value cache with TTLs behind one trait, Redis when configured and a
-//!   bounded in-process LRU otherwise.
+//!   bounded in-process LRU otherwise, and a near cache (`TieredCache`) that keeps hot Redis
+//!   entries in process for a second.
 //! - [`http`]: the middleware stack every service gets (request ids, tracing, metrics, panics,
 //!   timeouts) and `serve` with graceful shutdown.
 //! - [`problem`] and [`extract`]: RFC 9457 `application/problem+json` errors, and a JSON body
 //!   extractor whose rejections are problems that name the offending field.
 //! - [`auth`]: bearer API keys: generation, hashing for storage, and the request extractor.
-//! - [`health`]: `/healthz` (liveness) and `/readyz` (readiness, probing each backend).
+//! - [`health`]: `/healthz` (liveness) and `/readyz` (readiness, probing each backend, each
+//!   required or optional).
 //! - [`metrics`]: the process-wide Prometheus recorder and the `/metrics` route.
 //! - [`telemetry`]: tracing-subscriber setup.
 //! - [`shutdown`]: SIGINT/SIGTERM as a future.

@@ -61,6 +61,8 @@ impl TestBackends {
             namespace: format!("test:{id}:"),
             max_entries: NonZeroUsize::new(10_000).unwrap(),
             redis_timeout: Duration::from_secs(2),
+            // Tests read Redis directly, so a write is visible to every instance at once.
+            near_ttl: None,
         };
         let cache = crate::cache::connect(&cache_config)
             .await

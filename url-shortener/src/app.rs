@@ -13,7 +13,7 @@ use platform::{
     cache::{self, Cache},
     clock::{Clock, SystemClock},
     db::Database,
-    health::Readiness,
+    health::{Need, Readiness},
     shutdown::CancellationToken,
 };
 use tokio::net::TcpListener;
@@ -36,6 +36,7 @@ pub struct Application {
     router: Router,
     shortener: Arc<Shortener>,
     database: Database,
+    cache: Arc<dyn Cache>,
     settings: Settings,
 }
 
@@ -84,7 +85,13 @@ impl Application {
             clock,
             settings.base_url.clone(),
         ));
-        let readiness = Readiness::new().database(database.clone()).cache(cache);
+        // Both optional: cached links keep redirecting while the database is down, and every
+        // read falls back to the database while the cache is down. Failing readiness would take
+        // every instance out of the load balancer at once and turn either into a full outage;
+        // `/readyz` reports "degraded" instead.
+        let readiness = Readiness::new()
+            .database(database.clone(), Need::Optional)
+            .cache(cache.clone(), Need::Optional);
         let router = http::app(
             AppState {
                 shortener: shortener.clone(),
@@ -100,6 +107,7 @@ impl Application {
             router,
             shortener,
             database,
+            cache,
             settings,
         })
     }
@@ -125,6 +133,15 @@ impl Application {
 
     pub fn database(&self) -> &Database {
         &self.database
+    }
+
+    /// What the service runs on, for banners: `SQLite at data/url-shortener.sqlite, memory cache`.
+    pub fn describe_backends(&self) -> String {
+        format!(
+            "{}, {} cache",
+            self.settings.backends.database,
+            self.cache.backend()
+        )
     }
 
     /// Serves until `shutdown` completes, lets in-flight requests finish, then writes the

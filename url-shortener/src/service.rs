@@ -81,8 +81,11 @@ impl Shortener {
         url.into()
     }
 
+    // Failures are traced at debug: they are the client's 4xx. A 500 is logged, with its cause
+    // chain, where it becomes a response (`Problem::internal`).
+
     /// Creates an API key. The key is returned once and only its hash is kept.
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     pub async fn issue_api_key(
         &self,
         name: &str,
@@ -111,7 +114,7 @@ impl Shortener {
             .ok_or(ShortenerError::UnknownKey)
     }
 
-    #[tracing::instrument(skip(self, request), fields(alias = request.alias.as_deref()), err)]
+    #[tracing::instrument(skip(self, request), fields(alias = request.alias.as_deref()), err(level = "debug"))]
     pub async fn create(
         &self,
         owner: OwnerId,
@@ -163,9 +166,10 @@ impl Shortener {
                 Err(err) => return Err(err.into()),
             }
         }
-        // An earlier request for this code may have cached "absent".
-        self.cache.invalidate(&new_link.code).await;
-        Ok(new_link.into_link())
+        let link = new_link.into_link();
+        // Written through: replaces any "absent" an earlier request for this code left.
+        self.cache.store(&link, now).await;
+        Ok(link)
     }
 
     /// Where `code` redirects, counting the visit. Unknown, expired and exhausted codes are
@@ -190,16 +194,16 @@ impl Shortener {
             Lookup::Link(cached) => cached,
             Lookup::Absent => return Err(ShortenerError::NotFound),
             Lookup::Miss => match self.store.find_link(&code).await? {
-                Some(link) => {
-                    if link.availability(now) != Availability::Available {
-                        self.cache.put_absent(&code).await;
-                        return Err(ShortenerError::NotFound);
-                    }
-                    self.cache.put(&link, now).await;
+                Some(link) if link.availability(now) == Availability::Available => {
+                    self.cache.fill(&link, now).await;
                     CachedLink::from(&link)
                 }
+                Some(_) => {
+                    self.cache.mark_gone(&code).await;
+                    return Err(ShortenerError::NotFound);
+                }
                 None => {
-                    self.cache.put_absent(&code).await;
+                    self.cache.fill_absent(&code).await;
                     return Err(ShortenerError::NotFound);
                 }
             },
@@ -207,14 +211,14 @@ impl Shortener {
 
         // The cache holds no counters, so only expiry can be judged from it.
         if link::availability(cached.expires_at, None, 0, now) == Availability::Expired {
-            self.forget(&code).await;
+            self.cache.mark_gone(&code).await;
             return Err(ShortenerError::NotFound);
         }
         let limited = cached.max_visits.is_some();
         match visit {
             Some(is_bot) if limited => {
                 if !self.store.consume_visit(&code, now).await? {
-                    self.forget(&code).await;
+                    self.cache.mark_gone(&code).await;
                     return Err(ShortenerError::NotFound);
                 }
                 self.visits.record(&code, is_bot, true);
@@ -251,13 +255,15 @@ impl Shortener {
     }
 
     /// Deletes a link, for its owner only. Its code is never handed out again.
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     pub async fn delete(&self, owner: OwnerId, code: &str) -> Result<(), ShortenerError> {
         let link = self.owned_link(owner, code).await?;
         if !self.store.delete_link(&link.code, self.now()).await? {
             return Err(ShortenerError::NotFound);
         }
-        self.cache.invalidate(&link.code).await;
+        // Not a removal: a marker, so that a redirect which read the link just before the
+        // delete cannot put it back in the cache.
+        self.cache.mark_gone(&link.code).await;
         Ok(())
     }
 
@@ -272,11 +278,6 @@ impl Shortener {
             return Err(ShortenerError::NotOwner);
         }
         Ok(link)
-    }
-
-    /// Replaces a cached link that stopped redirecting with an "absent" marker.
-    async fn forget(&self, code: &ShortCode) {
-        self.cache.put_absent(code).await;
     }
 
     /// The current time, to the millisecond (see `link::to_millis`).

@@ -13,6 +13,7 @@
 //! | `SHORTENER_NEGATIVE_TTL_SECS` | `60` | how long "no such code" stays cached |
 //! | `SHORTENER_CACHE_MAX_ENTRIES` | `100000` | bound of the in-process cache |
 //! | `SHORTENER_REDIS_TIMEOUT_MS` | `250` | a Redis command that takes longer fails, and the database answers |
+//! | `SHORTENER_NEAR_CACHE_MS` | `1000` | with Redis, how long a value read from it is also kept in process (0: never) |
 //! | `SHORTENER_VISIT_FLUSH_MS` | `1000` | how often visit tallies are written |
 //! | `DATABASE_URL`, `REDIS_URL` | unset | the real backends (see `platform::config`) |
 
@@ -39,6 +40,7 @@ pub struct Settings {
     pub negative_cache_ttl: Duration,
     pub cache_max_entries: NonZeroUsize,
     pub redis_timeout: Duration,
+    pub near_cache_ttl: Duration,
     pub visit_flush_interval: Duration,
 }
 
@@ -86,14 +88,7 @@ impl Settings {
                 });
             }
         };
-        let id_block_size: u64 = env_or("SHORTENER_ID_BLOCK_SIZE", 1000)?;
-        if id_block_size == 0 {
-            return Err(ConfigError {
-                name: "SHORTENER_ID_BLOCK_SIZE".into(),
-                value: "0".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
+        let id_block_size: u64 = positive("SHORTENER_ID_BLOCK_SIZE", 1000)?;
         Ok(Self {
             addr,
             base_url,
@@ -111,7 +106,11 @@ impl Settings {
                 NonZeroUsize::new(100_000).expect("non-zero"),
             )?,
             redis_timeout: Duration::from_millis(env_or("SHORTENER_REDIS_TIMEOUT_MS", 250)?),
-            visit_flush_interval: Duration::from_millis(env_or("SHORTENER_VISIT_FLUSH_MS", 1000)?),
+            near_cache_ttl: Duration::from_millis(env_or("SHORTENER_NEAR_CACHE_MS", 1000)?),
+            visit_flush_interval: Duration::from_millis(positive(
+                "SHORTENER_VISIT_FLUSH_MS",
+                1000,
+            )?),
         })
     }
 
@@ -135,6 +134,7 @@ impl Settings {
             negative_cache_ttl: Duration::from_secs(60),
             cache_max_entries: NonZeroUsize::new(10_000).expect("non-zero"),
             redis_timeout: Duration::from_millis(250),
+            near_cache_ttl: Duration::ZERO,
             visit_flush_interval: Duration::from_secs(1),
         }
     }
@@ -149,6 +149,7 @@ impl Settings {
             namespace: format!("{SYSTEM}:"),
             max_entries: self.cache_max_entries,
             redis_timeout: self.redis_timeout,
+            near_ttl: Some(self.near_cache_ttl),
         }
     }
 }
@@ -160,6 +161,18 @@ fn default_base_url(addr: SocketAddr) -> Url {
         addr.to_string()
     };
     Url::parse(&format!("http://{authority}")).expect("a valid URL")
+}
+
+/// A number that must be at least 1 (a block of no IDs, a flush every 0 ms).
+fn positive(name: &str, default: u64) -> Result<u64, ConfigError> {
+    match env_or(name, default)? {
+        0 => Err(ConfigError {
+            name: name.into(),
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        }),
+        value => Ok(value),
+    }
 }
 
 fn secs(value: u64) -> Duration {

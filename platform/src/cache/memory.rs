@@ -75,6 +75,23 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
+    async fn add(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CacheError> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap();
+        if entries
+            .peek(key)
+            .is_some_and(|entry| entry.expires_at > now)
+        {
+            return Ok(false);
+        }
+        let entry = Entry {
+            value: value.to_vec(),
+            expires_at: now + ttl,
+        };
+        entries.put(key.to_owned(), entry);
+        Ok(true)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
         self.entries.lock().unwrap().pop(key);
         Ok(())
@@ -114,6 +131,25 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         assert!(cache.get("k").await.unwrap().is_none());
         assert!(cache.is_empty(), "a read of an expired entry removes it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn add_treats_an_expired_entry_as_empty() {
+        let cache = cache(100);
+        cache
+            .set("k", b"old", Duration::from_secs(1))
+            .await
+            .unwrap();
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+
+        assert!(
+            cache
+                .add("k", b"new", Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        assert_eq!(cache.get("k").await.unwrap().as_deref(), Some(&b"new"[..]));
     }
 
     #[tokio::test]

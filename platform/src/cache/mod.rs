@@ -1,8 +1,9 @@
 //! A key/value cache with per-entry TTLs: Redis when `REDIS_URL` is set, an in-process LRU
 //! otherwise.
 //!
-//! The trait is deliberately small (get, set with a TTL, delete): it is what cache-aside needs,
-//! and both backends implement it with the same behaviour, which the tests below check on each.
+//! The trait is deliberately small (get, set with a TTL, add-if-absent, delete): it is what
+//! cache-aside needs, and the backends implement it with the same behaviour, which the tests below
+//! check on each. [`TieredCache`] puts a short-lived in-process copy in front of Redis.
 //! Systems that need richer structures (sorted sets for timelines, Lua scripts for rate limits)
 //! define their own trait next to their domain rather than growing this one.
 //!
@@ -15,12 +16,13 @@
 
 mod memory;
 mod redis;
+mod tiered;
 
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
-pub use self::{memory::MemoryCache, redis::RedisCache};
+pub use self::{memory::MemoryCache, redis::RedisCache, tiered::TieredCache};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -36,6 +38,12 @@ pub trait Cache: Send + Sync + 'static {
     /// Stores `value` under `key` for `ttl` (rounded up to whole milliseconds), replacing any
     /// previous value and TTL.
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError>;
+
+    /// Stores `value` only if `key` holds nothing (Redis `SET … NX`); `true` if it was stored.
+    ///
+    /// This is how a read fills the cache after a miss: if a writer (a delete, a create) has put
+    /// something there since the read began, the writer's value is newer and must win.
+    async fn add(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CacheError>;
 
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), CacheError>;
@@ -58,15 +66,21 @@ pub struct CacheConfig {
     pub max_entries: NonZeroUsize,
     /// How long a Redis command may take before it fails (and the caller falls back).
     pub redis_timeout: Duration,
+    /// With Redis: keep what is read for this long in process too (see [`TieredCache`]), so hot
+    /// keys cost no round trip. `None` reads Redis every time.
+    pub near_ttl: Option<Duration>,
 }
 
 /// The one place that chooses the cache backend.
 pub async fn connect(config: &CacheConfig) -> Result<Arc<dyn Cache>, CacheError> {
-    Ok(match &config.redis_url {
-        Some(url) => Arc::new(
-            RedisCache::connect(url, config.namespace.clone(), config.redis_timeout).await?,
-        ),
-        None => Arc::new(MemoryCache::new(config.max_entries)),
+    let Some(url) = &config.redis_url else {
+        return Ok(Arc::new(MemoryCache::new(config.max_entries)));
+    };
+    let redis =
+        Arc::new(RedisCache::connect(url, config.namespace.clone(), config.redis_timeout).await?);
+    Ok(match config.near_ttl.filter(|ttl| !ttl.is_zero()) {
+        Some(near_ttl) => Arc::new(TieredCache::new(redis, near_ttl, config.max_entries)),
+        None => redis,
     })
 }
 
@@ -110,6 +124,16 @@ pub mod conformance {
         assert_eq!(cache.get("k3").await.unwrap(), None);
     }
 
+    pub async fn add_stores_only_into_an_empty_key(cache: &dyn Cache) {
+        let ttl = Duration::from_secs(60);
+        assert!(cache.add("k4", b"first", ttl).await.unwrap());
+        assert!(!cache.add("k4", b"second", ttl).await.unwrap());
+        assert_eq!(
+            cache.get("k4").await.unwrap().as_deref(),
+            Some(&b"first"[..])
+        );
+    }
+
     pub async fn ping_answers(cache: &dyn Cache) {
         cache.ping().await.unwrap();
     }
@@ -119,6 +143,7 @@ pub mod conformance {
         a_missing_key_is_none(cache).await;
         set_replaces_the_value(cache).await;
         delete_removes_and_is_idempotent(cache).await;
+        add_stores_only_into_an_empty_key(cache).await;
         ping_answers(cache).await;
     }
 }

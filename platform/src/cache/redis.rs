@@ -43,6 +43,11 @@ impl RedisCache {
     }
 }
 
+/// Rounded up: a TTL of 0 ms is an error to Redis, and a shorter TTL than asked for never is.
+fn ttl_millis(ttl: Duration) -> u64 {
+    ttl.as_nanos().div_ceil(1_000_000).max(1) as u64
+}
+
 impl std::fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCache")
@@ -63,16 +68,28 @@ impl Cache for RedisCache {
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
-        // Round up: a TTL of 0 ms would be an error, and a shorter TTL than asked for never is.
-        let millis = ttl.as_nanos().div_ceil(1_000_000).max(1) as u64;
         let () = redis::cmd("SET")
             .arg(self.key(key))
             .arg(value)
             .arg("PX")
-            .arg(millis)
+            .arg(ttl_millis(ttl))
             .query_async(&mut connection)
             .await?;
         Ok(())
+    }
+
+    async fn add(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CacheError> {
+        let mut connection = self.connection.clone();
+        // `SET … NX` answers OK when it stored the value and nil when the key already existed.
+        let stored: Option<String> = redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_millis(ttl))
+            .arg("NX")
+            .query_async(&mut connection)
+            .await?;
+        Ok(stored.is_some())
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {

@@ -82,9 +82,11 @@ impl Link {
     }
 }
 
-/// Timestamps are kept to the millisecond, the precision both databases store exactly, so a link
-/// reads back the same from PostgreSQL, from SQLite and from the response that created it.
+/// Timestamps are kept in UTC to the millisecond, the precision both databases store exactly,
+/// so a link reads back the same from PostgreSQL, from SQLite and from the response that created
+/// it, whatever offset the client wrote.
 pub fn to_millis(at: OffsetDateTime) -> OffsetDateTime {
+    let at = at.to_offset(time::UtcOffset::UTC);
     at.replace_nanosecond(at.nanosecond() / 1_000_000 * 1_000_000)
         .expect("a truncated nanosecond is valid")
 }
@@ -131,8 +133,10 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_are_truncated_to_the_millisecond() {
-        let at = datetime!(2026-11-21 12:00:00.123_456_789 UTC);
-        assert_eq!(to_millis(at), datetime!(2026-11-21 12:00:00.123 UTC));
+    fn timestamps_are_truncated_to_the_millisecond_in_utc() {
+        let at = datetime!(2026-11-21 14:00:00.123_456_789 +02:00);
+        let normalised = to_millis(at);
+        assert_eq!(normalised, datetime!(2026-11-21 12:00:00.123 UTC));
+        assert_eq!(normalised.offset(), time::UtcOffset::UTC);
     }
 }

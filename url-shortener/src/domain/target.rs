@@ -9,7 +9,7 @@
 //! - a URL on the shortener's own origin: `/abc` → `/def` → `/abc` is a redirect loop, and a
 //!   chain through the shortener hides the final destination from users and filters.
 
-use url::Url;
+use url::{Host, Url};
 
 pub const MAX_URL_BYTES: usize = 2048;
 
@@ -65,12 +65,42 @@ impl TargetUrl {
     }
 }
 
-/// Same host (case-insensitively: `url` lowercases it) and same effective port. The scheme is
-/// ignored on purpose: `http://sho.rt/x` behind a TLS-terminating proxy still loops.
+/// Same host and same effective port. Hosts are compared the way DNS sees them: case-insensitively
+/// (`url` lowercases them), without a trailing dot (`sho.rt.` is `sho.rt`), and every loopback
+/// name (`localhost`, `127.0.0.0/8`, `[::1]`) as one host. The scheme is ignored on purpose:
+/// `http://sho.rt/x` behind a TLS-terminating proxy still loops.
 fn same_origin(url: &Url, own: &Url) -> bool {
     let port = |u: &Url| u.port_or_known_default();
-    url.host_str() == own.host_str()
-        && (port(url) == port(own) || own.port().is_none() && url.port().is_none())
+    let same_host = match (host_of(url), host_of(own)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    };
+    same_host && (port(url) == port(own) || own.port().is_none() && url.port().is_none())
+}
+
+#[derive(PartialEq, Eq)]
+enum HostKey {
+    Loopback,
+    Name(String),
+}
+
+fn host_of(url: &Url) -> Option<HostKey> {
+    let loopback = match url.host()? {
+        Host::Domain(name) => {
+            let name = name.trim_end_matches('.');
+            if name != "localhost" && !name.ends_with(".localhost") {
+                return Some(HostKey::Name(name.to_owned()));
+            }
+            true
+        }
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    Some(if loopback {
+        HostKey::Loopback
+    } else {
+        HostKey::Name(url.host_str()?.to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -173,6 +203,11 @@ mod tests {
         );
 
         let public = Url::parse("https://sho.rt").unwrap();
+        assert_eq!(
+            TargetUrl::parse("https://sho.rt./abc", &public),
+            Err(TargetUrlError::PointsAtShortener),
+            "a trailing dot names the same host"
+        );
         assert_eq!(
             TargetUrl::parse("http://sho.rt/abc", &public),
             Err(TargetUrlError::PointsAtShortener)

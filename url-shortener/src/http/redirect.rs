@@ -16,8 +16,8 @@
 use std::time::Duration;
 
 use axum::{
-    extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::{Path, Request, State},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use platform::problem::Problem;
@@ -41,9 +41,11 @@ use crate::{domain::bot, error::ShortenerError, service::Destination, settings::
 pub async fn follow(
     State(state): State<AppState>,
     Path(code): Path<String>,
-    headers: HeaderMap,
+    // The request itself rather than a `HeaderMap` extractor, which would clone every header.
+    request: Request,
 ) -> Result<Response, ShortenerError> {
-    let user_agent = headers
+    let user_agent = request
+        .headers()
         .get(header::USER_AGENT)
         .and_then(|value| value.to_str().ok());
     let destination = state

@@ -151,21 +151,33 @@ impl LinkStore for PostgresStore {
     }
 
     async fn add_visits(&self, batch: &[(ShortCode, VisitDelta)]) -> Result<(), StoreError> {
-        // One statement for the whole batch: the arrays are unnested into a join.
-        let codes: Vec<&str> = batch.iter().map(|(code, _)| code.as_str()).collect();
-        let visits: Vec<i64> = batch.iter().map(|(_, d)| d.visits as i64).collect();
-        let bots: Vec<i64> = batch.iter().map(|(_, d)| d.bot_visits as i64).collect();
+        // Two instances flushing the same hot links at once would each lock those rows in
+        // whatever order its join produced, and could deadlock. Locking them first, in code
+        // order, makes every flush take the locks in the same order.
+        let mut sorted: Vec<_> = batch.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let codes: Vec<&str> = sorted.iter().map(|(code, _)| code.as_str()).collect();
+        let visits: Vec<i64> = sorted.iter().map(|(_, d)| d.visits as i64).collect();
+        let bots: Vec<i64> = sorted.iter().map(|(_, d)| d.bot_visits as i64).collect();
+
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT 1 FROM links WHERE code = ANY($1) ORDER BY code FOR UPDATE")
+            .bind(&codes)
+            .execute(&mut *tx)
+            .await?;
+        // Then one statement for the whole batch: the arrays are unnested into a join.
         sqlx::query(
             "UPDATE links AS l \
              SET visits = l.visits + d.visits, bot_visits = l.bot_visits + d.bot_visits \
              FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS d(code, visits, bot_visits) \
              WHERE l.code = d.code",
         )
-        .bind(codes)
+        .bind(&codes)
         .bind(visits)
         .bind(bots)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

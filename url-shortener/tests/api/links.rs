@@ -53,6 +53,30 @@ async fn a_link_reads_back_as_it_was_created() {
 }
 
 #[tokio::test]
+async fn an_expiry_with_an_offset_is_answered_in_utc_by_create_and_read_alike() {
+    let app = TestApp::spawn().await;
+    let local = (app.clock.now() + std::time::Duration::from_secs(3600))
+        .to_offset(time::macros::offset!(+2));
+
+    let created = app
+        .create(
+            json!({ "url": "https://example.com/", "expires_at": crate::helpers::rfc3339(local) }),
+        )
+        .await
+        .json();
+    let read = app
+        .stats(created["code"].as_str().unwrap(), &app.key)
+        .await
+        .json();
+
+    assert!(
+        created["expires_at"].as_str().unwrap().ends_with('Z'),
+        "{created}"
+    );
+    assert_eq!(created["expires_at"], read["expires_at"]);
+}
+
+#[tokio::test]
 async fn a_custom_alias_becomes_the_code() {
     let app = TestApp::spawn().await;
 

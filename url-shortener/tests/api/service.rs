@@ -106,6 +106,9 @@ impl Cache for DownCache {
     async fn set(&self, _: &str, _: &[u8], _: Duration) -> Result<(), CacheError> {
         Err(down())
     }
+    async fn add(&self, _: &str, _: &[u8], _: Duration) -> Result<bool, CacheError> {
+        Err(down())
+    }
     async fn delete(&self, _: &str) -> Result<(), CacheError> {
         Err(down())
     }
@@ -125,7 +128,7 @@ fn down() -> CacheError {
 }
 
 #[tokio::test]
-async fn with_the_cache_down_links_are_served_from_the_database_and_readiness_says_so() {
+async fn with_the_cache_down_links_are_served_from_the_database_and_readiness_is_degraded() {
     let app = TestApp::spawn().await;
     let (database, _) = app.backends.another_instance().await;
     let degraded = Application::build_with(
@@ -167,7 +170,12 @@ async fn with_the_cache_down_links_are_served_from_the_database_and_readiness_sa
     .await;
 
     assert_eq!(redirect.status, StatusCode::FOUND);
-    assert_eq!(readiness.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        readiness.status,
+        StatusCode::OK,
+        "a cache outage must not empty the load balancer"
+    );
+    assert_eq!(readiness.json()["status"], "degraded");
     assert_eq!(readiness.json()["checks"]["database"], "ok");
 }
 
@@ -314,4 +322,31 @@ async fn a_graceful_stop_writes_the_visits_not_yet_flushed() {
         .unwrap()
         .unwrap();
     assert_eq!(link.visits, 2);
+}
+
+#[tokio::test]
+async fn with_the_database_down_cached_links_still_redirect_and_readiness_is_degraded() {
+    let app = TestApp::spawn().await;
+    let cached = app
+        .create_code(json!({ "url": "https://example.com/" }))
+        .await;
+    assert_eq!(app.visit(&cached).await.status, StatusCode::FOUND);
+
+    app.backends.database.close().await;
+
+    assert_eq!(app.visit(&cached).await.status, StatusCode::FOUND);
+    let readiness = app
+        .send(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(readiness.status, StatusCode::OK);
+    assert_eq!(readiness.json()["status"], "degraded");
+    assert!(readiness.json()["checks"]["database"]["error"].is_string());
+    let create = app
+        .create(json!({ "url": "https://example.com/other" }))
+        .await;
+    let problem = create.problem(StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        !problem.to_string().contains("pool"),
+        "no internals: {problem}"
+    );
 }
