@@ -7,9 +7,19 @@
 //! Latencies are histograms with fixed buckets, not summaries: buckets aggregate across instances
 //! (`histogram_quantile` over `sum by (le)`), quantiles computed in each process do not.
 
-use std::{sync::OnceLock, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock, RwLock},
+    time::Duration,
+};
 
-use axum::{Router, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Router,
+    http::{Method, StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Seconds; fine-grained below 10 ms, where a cached redirect lives.
@@ -56,4 +66,74 @@ async fn render() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle().render(),
     )
+}
+
+/// `http_requests_total` and `http_request_duration_seconds` for one service, with the handles
+/// of each series kept once made.
+///
+/// Going through the `counter!`/`histogram!` macros on every request means building a label set
+/// (four strings) and hashing it into the global registry, twice: measured at about a tenth of
+/// the throughput of a cached redirect. The handles are cheap to keep, since a service has a few
+/// dozen (route, method, status) combinations, so a request costs a read-locked lookup and two
+/// atomic updates instead.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    service: &'static str,
+    series: Arc<RwLock<SeriesByRoute>>,
+}
+
+/// Route template → (method, status) → handles.
+type SeriesByRoute = HashMap<String, HashMap<(Method, u16), Series>>;
+
+struct Series {
+    requests: Counter,
+    duration: Histogram,
+}
+
+impl HttpMetrics {
+    pub fn new(service: &'static str) -> Self {
+        Self {
+            service,
+            series: Arc::default(),
+        }
+    }
+
+    /// Records one request on a route template (`/{code}`, never the raw path).
+    pub fn record(&self, route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
+        let key = (method.clone(), status.as_u16());
+        if let Some(series) = self
+            .series
+            .read()
+            .unwrap()
+            .get(route)
+            .and_then(|by_method| by_method.get(&key))
+        {
+            series.requests.increment(1);
+            series.duration.record(elapsed.as_secs_f64());
+            return;
+        }
+        let series = Series {
+            requests: metrics::counter!(
+                "http_requests_total",
+                "service" => self.service,
+                "method" => method.as_str().to_owned(),
+                "route" => route.to_owned(),
+                "status" => status.as_str().to_owned()
+            ),
+            duration: metrics::histogram!(
+                "http_request_duration_seconds",
+                "service" => self.service,
+                "method" => method.as_str().to_owned(),
+                "route" => route.to_owned()
+            ),
+        };
+        series.requests.increment(1);
+        series.duration.record(elapsed.as_secs_f64());
+        self.series
+            .write()
+            .unwrap()
+            .entry(route.to_owned())
+            .or_default()
+            .insert(key, series);
+    }
 }
