@@ -29,6 +29,13 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Installs the process-wide recorder if it is not yet installed. Call it before taking any
+/// metric handle to keep: a handle taken before a recorder exists records nothing, ever.
+/// [`crate::http::service`] calls it, so every service has it installed before its first request.
+pub fn install() {
+    handle();
+}
+
 /// The recorder's handle, installing the recorder on first use.
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
@@ -92,6 +99,7 @@ struct Series {
 
 impl HttpMetrics {
     pub fn new(service: &'static str) -> Self {
+        install();
         Self {
             service,
             series: Arc::default(),

@@ -25,6 +25,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use metrics::Counter;
 use platform::cache::Cache;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -69,6 +70,29 @@ pub struct LinkCache {
     cache: Arc<dyn Cache>,
     ttl: Duration,
     negative_ttl: Duration,
+    lookups: LookupCounters,
+}
+
+/// `shortener_cache_lookups_total` by result, as handles taken once: the lookup is on every
+/// redirect, and the `counter!` macro would hash its labels into the registry each time.
+struct LookupCounters {
+    hit: Counter,
+    negative_hit: Counter,
+    miss: Counter,
+    error: Counter,
+}
+
+impl LookupCounters {
+    fn new() -> Self {
+        platform::metrics::install();
+        let counter = |result: &'static str| metrics::counter!("shortener_cache_lookups_total", "result" => result);
+        Self {
+            hit: counter("hit"),
+            negative_hit: counter("negative_hit"),
+            miss: counter("miss"),
+            error: counter("error"),
+        }
+    }
 }
 
 impl LinkCache {
@@ -77,26 +101,27 @@ impl LinkCache {
             cache,
             ttl,
             negative_ttl,
+            lookups: LookupCounters::new(),
         }
     }
 
     pub async fn lookup(&self, code: &ShortCode) -> Lookup {
-        let (lookup, result) = match self.cache.get(&key(code)).await {
+        let (lookup, counter) = match self.cache.get(&key(code)).await {
             Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
-                Ok(Entry::Link(link)) => (Lookup::Link(link), "hit"),
-                Ok(Entry::Absent) => (Lookup::Absent, "negative_hit"),
+                Ok(Entry::Link(link)) => (Lookup::Link(link), &self.lookups.hit),
+                Ok(Entry::Absent) => (Lookup::Absent, &self.lookups.negative_hit),
                 Err(err) => {
                     tracing::warn!(%err, %code, "unreadable cache entry; treating it as a miss");
-                    (Lookup::Miss, "error")
+                    (Lookup::Miss, &self.lookups.error)
                 }
             },
-            Ok(None) => (Lookup::Miss, "miss"),
+            Ok(None) => (Lookup::Miss, &self.lookups.miss),
             Err(err) => {
                 tracing::warn!(%err, %code, "cache lookup failed; reading the database");
-                (Lookup::Miss, "error")
+                (Lookup::Miss, &self.lookups.error)
             }
         };
-        metrics::counter!("shortener_cache_lookups_total", "result" => result).increment(1);
+        counter.increment(1);
         lookup
     }
 

@@ -201,6 +201,18 @@ mod tests {
             check("http://localhost:9999/abc").is_ok(),
             "another port is another service"
         );
+        for loopback in [
+            "http://127.0.0.1:8081/abc",
+            "http://[::1]:8081/abc",
+            "http://127.1.2.3:8081/",
+        ] {
+            assert_eq!(
+                check(loopback),
+                Err(TargetUrlError::PointsAtShortener),
+                "{loopback}"
+            );
+        }
+        assert!(check("http://127.0.0.1:9000/").is_ok());
 
         let public = Url::parse("https://sho.rt").unwrap();
         assert_eq!(

@@ -259,23 +259,28 @@ async fn readiness_probes_the_database_and_the_cache() {
 }
 
 #[tokio::test]
-async fn metrics_count_requests_by_route_and_cache_lookups() {
+async fn metrics_count_requests_by_route_and_cache_lookups_from_the_first_request() {
+    // No scrape before the requests: what happens before Prometheus first asks must count too.
     let app = TestApp::spawn().await;
-    app.send(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await;
     let code = app
         .create_code(json!({ "url": "https://example.com/" }))
         .await;
     app.visit(&code).await;
+    app.visit("never-created").await;
 
     let page = app
         .send(Request::get("/metrics").body(Body::empty()).unwrap())
         .await;
 
     let page = String::from_utf8_lossy(&page.body);
-    assert!(page.contains(r#"route="/{code}""#), "{page}");
-    assert!(page.contains("http_request_duration_seconds_bucket"));
-    assert!(page.contains("shortener_cache_lookups_total"));
+    let series = |needle: &str| page.lines().any(|line| line.contains(needle));
+    assert!(series(r#"route="/{code}",status="302""#), "{page}");
+    assert!(series(r#"route="/{code}",status="404""#), "{page}");
+    assert!(series("http_request_duration_seconds_bucket"));
+    assert!(
+        series(r#"shortener_cache_lookups_total{result="hit"}"#),
+        "{page}"
+    );
 }
 
 /// One HTTP/1.1 request over a real socket; returns the status code.
