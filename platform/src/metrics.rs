@@ -106,6 +106,10 @@ impl HttpMetrics {
         }
     }
 
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
     /// Records one request on a route template (`/{code}`, never the raw path).
     pub fn record(&self, route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
         let key = (method.clone(), status.as_u16());
