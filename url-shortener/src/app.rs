@@ -131,10 +131,6 @@ impl Application {
         &self.shortener
     }
 
-    pub fn database(&self) -> &Database {
-        &self.database
-    }
-
     /// What the service runs on, for banners: `SQLite at data/url-shortener.sqlite, memory cache`.
     pub fn describe_backends(&self) -> String {
         format!(

@@ -4,7 +4,7 @@
 //! is what the HTTP handlers and the lab call. It parses raw input into domain types on the way
 //! in, so everything below it works with values that are already valid.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use platform::{auth::ApiKey, clock::Clock};
 use time::OffsetDateTime;
@@ -37,7 +37,9 @@ pub struct CreateLink {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     pub url: String,
-    pub expires_at: Option<OffsetDateTime>,
+    /// Time left until the link expires, measured with the same clock reading that found it
+    /// available; `None` if it never expires.
+    pub expires_in: Option<Duration>,
     /// Counted against `max_visits`: a cache must not answer for the next visit.
     pub limited: bool,
 }
@@ -239,7 +241,9 @@ impl Shortener {
         }
         Ok(Destination {
             url: cached.url,
-            expires_at: cached.expires_at,
+            expires_in: cached
+                .expires_at
+                .map(|at| Duration::try_from(at - now).unwrap_or_default()),
             limited,
         })
     }
@@ -281,7 +285,7 @@ impl Shortener {
     }
 
     /// The current time, to the millisecond (see `link::to_millis`).
-    pub fn now(&self) -> OffsetDateTime {
+    fn now(&self) -> OffsetDateTime {
         link::to_millis(self.clock.now())
     }
 }

@@ -13,15 +13,12 @@
 //! `HEAD` answers like `GET` but counts nothing: link checkers and unfurlers send it, and a `HEAD`
 //! must not use up a `max_visits` link.
 
-use std::time::Duration;
-
 use axum::{
     extract::{Path, Request, State},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use platform::problem::Problem;
-use time::OffsetDateTime;
 
 use super::AppState;
 use crate::{domain::bot, error::ShortenerError, service::Destination, settings::RedirectPolicy};
@@ -52,11 +49,7 @@ pub async fn follow(
         .shortener
         .resolve(&code, bot::is_bot(user_agent))
         .await?;
-    Ok(redirect(
-        &state.redirect,
-        &destination,
-        state.shortener.now(),
-    ))
+    Ok(redirect(&state.redirect, &destination))
 }
 
 /// Check a short link without following it or counting a visit.
@@ -75,19 +68,11 @@ pub async fn peek(
     Path(code): Path<String>,
 ) -> Result<Response, ShortenerError> {
     let destination = state.shortener.peek(&code).await?;
-    Ok(redirect(
-        &state.redirect,
-        &destination,
-        state.shortener.now(),
-    ))
+    Ok(redirect(&state.redirect, &destination))
 }
 
 /// The redirect response for a destination under a policy.
-pub fn redirect(
-    policy: &RedirectPolicy,
-    destination: &Destination,
-    now: OffsetDateTime,
-) -> Response {
+pub fn redirect(policy: &RedirectPolicy, destination: &Destination) -> Response {
     let Ok(location) = HeaderValue::from_str(&destination.url) else {
         // Stored URLs are normalised by the `url` crate, which only emits valid header bytes.
         return Problem::status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
@@ -101,10 +86,9 @@ pub fn redirect(
     };
     let mut response = (status, [(header::LOCATION, location)]).into_response();
     if permanent {
-        let until_expiry = destination
-            .expires_at
-            .map(|at| Duration::try_from(at - now).unwrap_or_default());
-        let max_age = until_expiry.map_or(policy.max_age, |left| left.min(policy.max_age));
+        let max_age = destination
+            .expires_in
+            .map_or(policy.max_age, |left| left.min(policy.max_age));
         let value = format!("private, max-age={}", max_age.as_secs());
         response.headers_mut().insert(
             header::CACHE_CONTROL,
@@ -116,16 +100,14 @@ pub fn redirect(
 
 #[cfg(test)]
 mod tests {
-    use time::macros::datetime;
+    use std::time::Duration;
 
     use super::*;
 
-    const NOW: OffsetDateTime = datetime!(2026-11-21 12:00 UTC);
-
-    fn destination(expires_at: Option<OffsetDateTime>, limited: bool) -> Destination {
+    fn destination(expires_in: Option<Duration>, limited: bool) -> Destination {
         Destination {
             url: "https://example.com/".into(),
-            expires_at,
+            expires_in,
             limited,
         }
     }
@@ -139,7 +121,7 @@ mod tests {
 
     #[test]
     fn a_temporary_redirect_has_no_cache_lifetime() {
-        let response = redirect(&policy(StatusCode::FOUND), &destination(None, false), NOW);
+        let response = redirect(&policy(StatusCode::FOUND), &destination(None, false));
         assert_eq!(response.status(), StatusCode::FOUND);
         assert_eq!(response.headers()[header::LOCATION], "https://example.com/");
         assert!(!response.headers().contains_key(header::CACHE_CONTROL));
@@ -150,7 +132,6 @@ mod tests {
         let response = redirect(
             &policy(StatusCode::MOVED_PERMANENTLY),
             &destination(None, false),
-            NOW,
         );
         assert_eq!(response.status(), StatusCode::MOVED_PERMANENTLY);
         assert_eq!(
@@ -161,11 +142,10 @@ mod tests {
 
     #[test]
     fn a_permanent_redirect_is_never_cached_past_the_links_expiry() {
-        let expires = datetime!(2026-11-21 12:10 UTC);
+        let ten_minutes = Duration::from_secs(600);
         let response = redirect(
             &policy(StatusCode::MOVED_PERMANENTLY),
-            &destination(Some(expires), false),
-            NOW,
+            &destination(Some(ten_minutes), false),
         );
         assert_eq!(
             response.headers()[header::CACHE_CONTROL],
@@ -178,7 +158,6 @@ mod tests {
         let moved = redirect(
             &policy(StatusCode::MOVED_PERMANENTLY),
             &destination(None, true),
-            NOW,
         );
         assert_eq!(moved.status(), StatusCode::FOUND);
         assert!(!moved.headers().contains_key(header::CACHE_CONTROL));
@@ -186,7 +165,6 @@ mod tests {
         let permanent = redirect(
             &policy(StatusCode::PERMANENT_REDIRECT),
             &destination(None, true),
-            NOW,
         );
         assert_eq!(permanent.status(), StatusCode::TEMPORARY_REDIRECT);
     }
