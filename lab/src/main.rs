@@ -38,17 +38,27 @@ async fn main() -> anyhow::Result<()> {
             },
         )
         .await?;
+    let limiter = rate_limiter::Application::build(rate_limiter::Settings::from_env()?).await?;
+
     let banner = Banner {
         shortener_url: format!("http://localhost:{}", shortener.port()),
         shortener_backends: shortener.describe_backends(),
+        limiter_url: format!("http://localhost:{}", limiter.port()),
+        limiter_backends: limiter.describe_backends().to_owned(),
         demo_key: demo_key.expose().to_owned(),
         demo_code: demo_link.code.to_string(),
     };
 
-    let systems: Vec<(&str, Running)> = vec![(
-        "url-shortener",
-        Box::pin(shortener.run_until_stopped(stop.clone().cancelled_owned())),
-    )];
+    let systems: Vec<(&str, Running)> = vec![
+        (
+            "url-shortener",
+            Box::pin(shortener.run_until_stopped(stop.clone().cancelled_owned())),
+        ),
+        (
+            "rate-limiter",
+            Box::pin(limiter.run_until_stopped(stop.clone().cancelled_owned())),
+        ),
+    ];
     banner.print();
 
     // If one system fails, stop the others and report the first failure.
@@ -71,6 +81,8 @@ async fn main() -> anyhow::Result<()> {
 struct Banner {
     shortener_url: String,
     shortener_backends: String,
+    limiter_url: String,
+    limiter_backends: String,
     demo_key: String,
     demo_code: String,
 }
@@ -80,6 +92,8 @@ impl Banner {
         let Self {
             shortener_url: s,
             shortener_backends,
+            limiter_url: r,
+            limiter_backends,
             demo_key,
             demo_code,
         } = self;
@@ -88,6 +102,7 @@ impl Banner {
 sdlab is running. Ctrl-C stops it.
 
   url-shortener  {s}   API docs {s}/docs   metrics {s}/metrics   ({shortener_backends})
+  rate-limiter   {r}   API docs {r}/docs   metrics {r}/metrics   ({limiter_backends})
 
 Try it (an API key and a link were made for this run):
 
@@ -98,6 +113,9 @@ Try it (an API key and a link were made for this run):
   # shorten your own URL, with a custom alias if you like
   curl -s {s}/api/v1/links -H "authorization: Bearer $KEY" -H 'content-type: application/json' \
        -d '{{"url": "https://www.rust-lang.org/learn", "alias": "learn-rust-{demo_code}"}}'
+  # ask the rate limiter: 20 at once, then 10 a second (run it 21 times to see a 429)
+  curl -si {r}/api/v1/check -H 'content-type: application/json' -d '{{"rule": "per-user", "key": "user:42"}}'
+  curl -s {r}/api/v1/rules
 "#
         );
     }

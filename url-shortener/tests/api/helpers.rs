@@ -4,16 +4,15 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    body::{Body, Bytes},
-    http::{HeaderMap, Method, Request, StatusCode, header},
+    body::Body,
+    http::{Method, Request, StatusCode, header},
 };
-use http_body_util::BodyExt;
+pub use platform::testing::http::{TestResponse, json_request, send_to};
 use platform::{
     clock::{Clock, ManualClock},
     testing::TestBackends,
 };
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use url_shortener::{Application, Settings, service::Shortener};
 
 pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
@@ -26,51 +25,6 @@ pub struct TestApp {
     pub settings: Settings,
     /// An API key created for this test.
     pub key: String,
-}
-
-pub struct TestResponse {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl TestResponse {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
-            panic!(
-                "not JSON ({err}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    pub fn location(&self) -> &str {
-        self.headers[header::LOCATION].to_str().unwrap()
-    }
-
-    /// Asserts a problem+json response with this status, and returns its body.
-    pub fn problem(&self, status: StatusCode) -> Value {
-        assert_eq!(
-            self.status,
-            status,
-            "body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
-        assert_eq!(
-            self.headers[header::CONTENT_TYPE],
-            "application/problem+json"
-        );
-        let body = self.json();
-        assert_eq!(body["status"], status.as_u16());
-        body
-    }
-
-    /// Asserts a 422 that names `field` with a JSON pointer, and returns its body.
-    pub fn invalid_field(&self, field: &str) -> Value {
-        let body = self.problem(StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(body["errors"][0]["pointer"], format!("#/{field}"), "{body}");
-        body
-    }
 }
 
 impl TestApp {
@@ -200,29 +154,6 @@ impl TestApp {
     pub fn in_an_hour(&self) -> String {
         rfc3339(self.clock.now() + Duration::from_secs(3600))
     }
-}
-
-pub async fn send_to(router: &Router, request: Request<Body>) -> TestResponse {
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
-}
-
-pub fn json_request(method: Method, path: &str, key: Option<&str>, body: String) -> Request<Body> {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::CONTENT_TYPE, "application/json");
-    if let Some(key) = key {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
-    }
-    request.body(Body::from(body)).unwrap()
 }
 
 pub fn authorized(method: Method, path: &str, key: &str) -> Request<Body> {

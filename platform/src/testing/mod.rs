@@ -11,6 +11,8 @@
 //! says so. It never falls back to the embedded backend: a suite that silently skipped its real
 //! backend would pass while proving nothing.
 
+pub mod http;
+
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use crate::{
@@ -18,6 +20,16 @@ use crate::{
     config::{DatabaseConfig, env_opt},
     db::{self, Database},
 };
+
+/// `REDIS_URL`, if the tests are to run on Redis.
+pub fn redis_url() -> Option<String> {
+    env_opt("REDIS_URL").unwrap()
+}
+
+/// A key prefix no other test uses: `test:<uuid>:`.
+pub fn unique_namespace() -> String {
+    format!("test:{}:", uuid::Uuid::new_v4().simple())
+}
 
 pub struct TestBackends {
     pub database: Database,

@@ -1,0 +1,98 @@
+//! Sliding window log: at most `limit` units in any window of length `window`.
+//!
+//! Each key keeps the time of every unit spent in the last window, and a request is admitted if
+//! the units still inside the window plus its own fit the limit. Exact, with no boundary burst,
+//! and the most expensive: memory grows with the limit (a Redis sorted set of up to `limit`
+//! members per key; here one entry per distinct instant).
+//!
+//! A unit spent at `t` counts until `t + window` and not at that instant, which is exactly when
+//! the retry time says its capacity returns.
+//!
+//! A rejected request is not logged: it spends nothing.
+
+use std::{collections::VecDeque, time::Duration};
+
+use super::{
+    InvalidAlgorithm, Nanos,
+    fixed_window::{bounded_window, positive_limit},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlidingLog {
+    pub limit: u64,
+    pub window: Nanos,
+}
+
+/// Units spent, oldest first, grouped by the instant they were spent at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Log {
+    entries: VecDeque<(Nanos, u64)>,
+}
+
+impl Log {
+    /// `(time, units)` pairs, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = (Nanos, u64)> + '_ {
+        self.entries.iter().copied()
+    }
+}
+
+impl SlidingLog {
+    pub fn new(limit: u64, window: Duration) -> Result<Self, InvalidAlgorithm> {
+        Ok(Self {
+            limit: positive_limit(limit)?,
+            window: bounded_window(window)?,
+        })
+    }
+
+    /// The entries still inside the window at `now`: those spent after `now - window`.
+    fn live<'a>(
+        &self,
+        log: Option<&'a Log>,
+        now: Nanos,
+    ) -> impl Iterator<Item = (Nanos, u64)> + 'a {
+        let window = self.window;
+        log.into_iter()
+            .flat_map(|log| log.entries())
+            .filter(move |(at, _)| at + window > now)
+    }
+
+    pub fn check(&self, log: Option<&Log>, now: Nanos, units: u64) -> Nanos {
+        let live: u64 = self.live(log, now).map(|(_, n)| n).sum();
+        let Some(excess) = (live + units).checked_sub(self.limit).filter(|e| *e > 0) else {
+            return 0;
+        };
+        // Capacity returns when the oldest `excess` units have left the window.
+        let mut leaving = 0;
+        for (at, n) in self.live(log, now) {
+            leaving += n;
+            if leaving >= excess {
+                return at + self.window - now;
+            }
+        }
+        unreachable!("excess <= live, since units <= limit")
+    }
+
+    pub fn spend(&self, log: &mut Log, now: Nanos, units: u64) {
+        while log
+            .entries
+            .front()
+            .is_some_and(|(at, _)| at + self.window <= now)
+        {
+            log.entries.pop_front();
+        }
+        match log.entries.back_mut() {
+            Some((at, n)) if *at == now => *n += units,
+            _ => log.entries.push_back((now, units)),
+        }
+    }
+
+    pub fn status(&self, log: Option<&Log>, now: Nanos) -> (u64, Nanos) {
+        let (mut live, mut newest) = (0, None);
+        for (at, n) in self.live(log, now) {
+            live += n;
+            newest = Some(at);
+        }
+        let reset_after = newest.map_or(0, |at| at + self.window - now);
+        (self.limit.saturating_sub(live), reset_after)
+    }
+}

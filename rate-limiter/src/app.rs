@@ -1,0 +1,130 @@
+//! Building and running the service: load the rules, choose the store, serve.
+//!
+//! This is the one place where the store is chosen: Redis when `REDIS_URL` is set, the
+//! in-process store otherwise. Everything past this file sees an `Arc<dyn Store>` inside the
+//! [`Limiter`].
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use axum::Router;
+use platform::{clock::SystemClock, health::Readiness};
+use tokio::net::TcpListener;
+
+use crate::{
+    config::{self, DEFAULT_RULES},
+    limiter::Limiter,
+    rules::Rule,
+    settings::{SYSTEM, Settings},
+    store::{EvictionPolicy, MemoryStore, RedisStore, Store},
+};
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    limiter: Arc<Limiter>,
+    backend: String,
+}
+
+impl Application {
+    /// Loads the rules, connects the store and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let rules = match &settings.config {
+            Some(path) => config::load(path)?,
+            None => config::parse(DEFAULT_RULES, config::Format::Toml, "rules.toml (built in)")?,
+        };
+        let (store, backend): (Arc<dyn Store>, String) = match &settings.redis_url {
+            Some(url) => {
+                let (store, eviction) = RedisStore::connect(url, format!("sdlab:{SYSTEM}:"))
+                    .await
+                    .context("connecting to Redis")?;
+                match eviction {
+                    EvictionPolicy::Safe => {}
+                    EvictionPolicy::Evicts(policy) => tracing::warn!(
+                        policy,
+                        "Redis may evict rate-limit keys under memory pressure, which resets \
+                         those clients' limits; set maxmemory-policy to noeviction"
+                    ),
+                    EvictionPolicy::Unknown => tracing::warn!(
+                        "cannot read Redis's maxmemory-policy; make sure it is noeviction"
+                    ),
+                }
+                (
+                    Arc::new(store),
+                    format!("Redis at {}", platform::config::redact(url)),
+                )
+            }
+            None => (
+                Arc::new(MemoryStore::new(Arc::new(SystemClock))),
+                "in-process store".into(),
+            ),
+        };
+        Self::build_with(settings, rules, store, backend).await
+    }
+
+    /// Builds on rules and a store the caller made (tests pass their own, with a manual clock).
+    pub async fn build_with(
+        settings: Settings,
+        rules: Vec<Rule>,
+        store: Arc<dyn Store>,
+        backend: String,
+    ) -> anyhow::Result<Self> {
+        let limiter = Arc::new(Limiter::new(
+            rules,
+            store.clone(),
+            settings.over_limit_entries,
+        ));
+        // Redis is optional for readiness: rules that fail open keep admitting without it, and
+        // taking every instance out of the load balancer would turn a Redis outage into a full
+        // one. `/readyz` reports "degraded" instead.
+        let readiness = Readiness::new().optional_probe("store", move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|err| err.to_string()) }
+        });
+        let router = crate::http::app(limiter.clone(), readiness);
+        let listener = TcpListener::bind(settings.addr)
+            .await
+            .with_context(|| format!("binding {}", settings.addr))?;
+        Ok(Self {
+            listener,
+            router,
+            limiter,
+            backend,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The decision API's router, to drive with `oneshot` in tests.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
+    }
+
+    /// What the limiter runs on, for banners.
+    pub fn describe_backends(&self) -> &str {
+        &self.backend
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), store = self.backend, "rate-limiter listening");
+        platform::http::serve(self.listener, self.router, shutdown)
+            .await
+            .context("serving HTTP")
+    }
+}

@@ -1,0 +1,437 @@
+//! The rules file, in TOML or YAML (chosen by the extension).
+//!
+//! ```toml
+//! [rules.per-user]
+//! algorithm = "token_bucket"   # token_bucket, leaky_bucket, fixed_window, sliding_log, sliding_counter
+//! rate = 10                    # token and leaky bucket: `rate` per `per`…
+//! per = "1s"
+//! burst = 20                   # …and `burst` (token) or `capacity` (leaky)
+//!
+//! [rules.login]
+//! algorithm = "sliding_log"
+//! limit = 5                    # the windowed algorithms: `limit` per `window`
+//! window = "1m"
+//! on_failure = "closed"        # open (default) or closed, when Redis fails…
+//! timeout = "100ms"            # …or does not answer within this (default 50ms)
+//! shadow = false               # true: decide and record, never reject
+//!
+//! [rules.api-by-ip]
+//! algorithm = "fixed_window"
+//! limit = 100
+//! window = "1m"
+//! match = { path_prefix = "/api/", methods = ["POST"], client = "ip" }  # for the gateway
+//! ```
+//!
+//! `client` is `ip`, `api_key` or `header:<name>`. Rules are a map, so a name given twice is a
+//! parse error in either format. Every mistake is reported with the file, a line and a column,
+//! and an unknown field is a mistake (a typo like `burts` must not silently mean the default).
+
+use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
+
+use axum::http::{HeaderName, Method};
+use serde::{Deserialize, Deserializer};
+
+use crate::{
+    algorithm::Algorithm,
+    rules::{ClientSource, FailMode, FailurePolicy, Matcher, Rule, RuleName},
+};
+
+/// The rules the service starts with when no file is given: `rate-limiter/rules.toml`.
+pub const DEFAULT_RULES: &str = include_str!("../rules.toml");
+
+/// A configuration file that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    /// One-based; absent when the error has no position (an unreadable file).
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                write!(f, "{}:{line}:{column}: {}", self.file, self.message)
+            }
+            _ => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// The formats a rules file may be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Yaml,
+}
+
+/// Reads the rules from `path`: TOML for `.toml`, YAML for `.yaml` and `.yml`.
+pub fn load(path: &Path) -> Result<Vec<Rule>, ConfigError> {
+    let file = path.display().to_string();
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => Format::Toml,
+        Some("yaml" | "yml") => Format::Yaml,
+        _ => {
+            return Err(ConfigError {
+                file,
+                line: None,
+                column: None,
+                message: "the rules file must end in .toml, .yaml or .yml".into(),
+            });
+        }
+    };
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+        file: file.clone(),
+        line: None,
+        column: None,
+        message: err.to_string(),
+    })?;
+    parse(&text, format, &file)
+}
+
+/// Parses rules from `text`; `file` names it in errors.
+pub fn parse(text: &str, format: Format, file: &str) -> Result<Vec<Rule>, ConfigError> {
+    let error = |line, column, message: String| ConfigError {
+        file: file.to_owned(),
+        line,
+        column,
+        message,
+    };
+    let raw: RawConfig = match format {
+        Format::Toml => toml::from_str(text).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map(|span| line_and_column(text, span.start))
+                .unzip();
+            error(line, column, err.message().to_owned())
+        })?,
+        Format::Yaml => serde_norway::from_str(text).map_err(|err| {
+            let location = err.location();
+            // serde_norway's message ends with " at line L column C"; the position is ours to
+            // print.
+            let message = err.to_string();
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_owned();
+            error(
+                location.as_ref().map(|l| l.line()),
+                location.as_ref().map(|l| l.column()),
+                message,
+            )
+        })?,
+    };
+    if raw.rules.is_empty() {
+        return Err(error(
+            None,
+            None,
+            "define at least one rule under `rules`".into(),
+        ));
+    }
+    Ok(raw
+        .rules
+        .into_iter()
+        .map(|(name, rule)| Rule {
+            name,
+            algorithm: rule.0.algorithm,
+            shadow: rule.0.shadow,
+            failure: rule.0.failure,
+            matcher: rule.0.matcher,
+        })
+        .collect())
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(deserialize_with = "unique_names")]
+    rules: BTreeMap<RuleName, Checked>,
+}
+
+/// A map of rules that refuses a name given twice. TOML's parser already does; a YAML mapping
+/// would otherwise keep the last one silently.
+fn unique_names<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<RuleName, Checked>, D::Error> {
+    struct Unique;
+
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = BTreeMap<RuleName, Checked>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of rule names to rules")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut rules = BTreeMap::new();
+            while let Some(name) = map.next_key::<RuleName>()? {
+                if rules.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        "the rule `{name}` is defined twice"
+                    )));
+                }
+                let rule = map.next_value()?;
+                rules.insert(name, rule);
+            }
+            Ok(rules)
+        }
+    }
+
+    deserializer.deserialize_map(Unique)
+}
+
+impl<'de> Deserialize<'de> for RuleName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        RuleName::parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A rule whose fields fit its algorithm; checked while deserializing, so that the parser
+/// attaches the rule's position to any error.
+#[derive(Deserialize)]
+#[serde(try_from = "RawRule")]
+struct Checked(Parsed);
+
+struct Parsed {
+    algorithm: Algorithm,
+    shadow: bool,
+    failure: FailurePolicy,
+    matcher: Option<Matcher>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    algorithm: AlgorithmName,
+    rate: Option<u64>,
+    per: Option<Span>,
+    burst: Option<u64>,
+    capacity: Option<u64>,
+    limit: Option<u64>,
+    window: Option<Span>,
+    #[serde(default)]
+    shadow: bool,
+    #[serde(default)]
+    on_failure: Option<RawFailMode>,
+    timeout: Option<Span>,
+    #[serde(rename = "match")]
+    matcher: Option<RawMatcher>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AlgorithmName {
+    TokenBucket,
+    LeakyBucket,
+    FixedWindow,
+    SlidingLog,
+    SlidingCounter,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawFailMode {
+    Open,
+    Closed,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatcher {
+    #[serde(default = "root")]
+    path_prefix: String,
+    #[serde(default)]
+    methods: Vec<String>,
+    client: String,
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+/// A duration written as `250ms`, `1s`, `1m`, `1h`, `1day`.
+#[derive(Clone, Copy)]
+struct Span(Duration);
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map(Span).map_err(|err| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration ({err}); write it like `250ms`, `1s` or `1m`"
+            ))
+        })
+    }
+}
+
+impl TryFrom<RawRule> for Checked {
+    type Error = String;
+
+    fn try_from(raw: RawRule) -> Result<Self, String> {
+        use AlgorithmName::*;
+        let name = raw.algorithm;
+        // Each algorithm takes exactly its own parameters; another's is a mistake worth naming.
+        let given = [
+            ("rate", raw.rate.is_some()),
+            ("per", raw.per.is_some()),
+            ("burst", raw.burst.is_some()),
+            ("capacity", raw.capacity.is_some()),
+            ("limit", raw.limit.is_some()),
+            ("window", raw.window.is_some()),
+        ];
+        let wanted: &[&str] = match name {
+            TokenBucket => &["rate", "per", "burst"],
+            LeakyBucket => &["rate", "per", "capacity"],
+            FixedWindow | SlidingLog | SlidingCounter => &["limit", "window"],
+        };
+        let algorithm_name = format!("{name:?}");
+        for (field, present) in given {
+            if present && !wanted.contains(&field) {
+                return Err(format!(
+                    "`{field}` does not apply to {}; it takes {}",
+                    snake(&algorithm_name),
+                    list(wanted)
+                ));
+            }
+            if !present && wanted.contains(&field) {
+                return Err(format!(
+                    "{} needs {}; `{field}` is missing",
+                    snake(&algorithm_name),
+                    list(wanted)
+                ));
+            }
+        }
+        let (rate, per) = (
+            raw.rate.unwrap_or(0),
+            raw.per.map(|s| s.0).unwrap_or_default(),
+        );
+        let (limit, window) = (
+            raw.limit.unwrap_or(0),
+            raw.window.map(|s| s.0).unwrap_or_default(),
+        );
+        let algorithm = match name {
+            TokenBucket => Algorithm::TokenBucket(crate::algorithm::TokenBucket::new(
+                rate,
+                per,
+                raw.burst.unwrap_or(0),
+            )?),
+            LeakyBucket => Algorithm::LeakyBucket(crate::algorithm::LeakyBucket::new(
+                rate,
+                per,
+                raw.capacity.unwrap_or(0),
+            )?),
+            FixedWindow => {
+                Algorithm::FixedWindow(crate::algorithm::FixedWindow::new(limit, window)?)
+            }
+            SlidingLog => Algorithm::SlidingLog(crate::algorithm::SlidingLog::new(limit, window)?),
+            SlidingCounter => {
+                Algorithm::SlidingCounter(crate::algorithm::SlidingCounter::new(limit, window)?)
+            }
+        };
+
+        let mut failure = FailurePolicy::default();
+        if let Some(mode) = raw.on_failure {
+            failure.mode = match mode {
+                RawFailMode::Open => FailMode::Open,
+                RawFailMode::Closed => FailMode::Closed,
+            };
+        }
+        if let Some(Span(timeout)) = raw.timeout {
+            if timeout.is_zero() || timeout > Duration::from_secs(10) {
+                return Err("`timeout` must be between 1ms and 10s".into());
+            }
+            failure.timeout = timeout;
+        }
+        let matcher = raw.matcher.map(RawMatcher::parse).transpose()?;
+        Ok(Checked(Parsed {
+            algorithm,
+            shadow: raw.shadow,
+            failure,
+            matcher,
+        }))
+    }
+}
+
+impl From<crate::algorithm::InvalidAlgorithm> for String {
+    fn from(err: crate::algorithm::InvalidAlgorithm) -> Self {
+        err.0.to_owned()
+    }
+}
+
+impl RawMatcher {
+    fn parse(self) -> Result<Matcher, String> {
+        if !self.path_prefix.starts_with('/') {
+            return Err(format!(
+                "`path_prefix` must start with `/`, not `{}`",
+                self.path_prefix
+            ));
+        }
+        let methods = self
+            .methods
+            .iter()
+            .map(|m| {
+                Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| format!("`{m}` is not an HTTP method"))
+            })
+            .collect::<Result<_, _>>()?;
+        let client = match self.client.as_str() {
+            "ip" => ClientSource::Ip,
+            "api_key" => ClientSource::ApiKey,
+            other => match other.strip_prefix("header:") {
+                Some(name) => ClientSource::Header(
+                    HeaderName::try_from(name)
+                        .map_err(|_| format!("`{name}` is not a header name"))?,
+                ),
+                None => {
+                    return Err(format!(
+                        "`client` is `ip`, `api_key` or `header:<name>`, not `{other}`"
+                    ));
+                }
+            },
+        };
+        Ok(Matcher {
+            path_prefix: self.path_prefix,
+            methods,
+            client,
+        })
+    }
+}
+
+fn snake(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn list(fields: &[&str]) -> String {
+    let quoted: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => quoted.join(""),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+use std::time::Duration;
+
+use super::*;
+
+fn toml(text: &str) -> Result<Vec<Rule>, ConfigError> {
+    parse(text, Format::Toml, "rules.toml")
+}
+
+fn yaml(text: &str) -> Result<Vec<Rule>, ConfigError> {
+    parse(text, Format::Yaml, "rules.yaml")
+}
+
+#[test]
+fn the_shipped_rules_parse() {
+    let rules = toml(DEFAULT_RULES).unwrap();
+    assert!(rules.len() >= 5);
+    let login = rules.iter().find(|r| r.name.as_str() == "login").unwrap();
+    assert_eq!(login.failure.mode, FailMode::Closed);
+    assert_eq!(login.failure.timeout, Duration::from_millis(100));
+}
+
+#[test]
+fn toml_and_yaml_describe_the_same_rules() {
+    let from_toml = toml(
+        r#"
+[rules.api]
+algorithm = "sliding_log"
+limit = 5
+window = "1m"
+shadow = true
+match = { path_prefix = "/api/", methods = ["post"], client = "header:x-user-id" }
+"#,
+    )
+    .unwrap();
+    let from_yaml = yaml(
+        r#"
+rules:
+  api:
+    algorithm: sliding_log
+    limit: 5
+    window: 1m
+    shadow: true
+    match: { path_prefix: /api/, methods: [post], client: "header:x-user-id" }
+"#,
+    )
+    .unwrap();
+    assert_eq!(format!("{from_toml:?}"), format!("{from_yaml:?}"));
+    let matcher = from_toml[0].matcher.as_ref().unwrap();
+    assert!(matcher.matches(&Method::POST, "/api/things"));
+    assert!(!matcher.matches(&Method::GET, "/api/things"));
+}
+
+#[test]
+fn a_misspelt_field_is_reported_with_its_line_and_column() {
+    let err = toml("[rules.a]\nalgorithm = \"token_bucket\"\nrate = 1\nper = \"1s\"\nburts = 5\n")
+        .unwrap_err();
+    assert_eq!((err.line, err.column), (Some(5), Some(1)), "{err}");
+    assert!(err.message.contains("unknown field `burts`"), "{err}");
+    assert!(err.to_string().starts_with("rules.toml:5:1: "), "{err}");
+
+    let err = yaml("rules:\n  a:\n    algorithm: token_bucket\n    burts: 5\n").unwrap_err();
+    assert_eq!(err.line, Some(4), "{err}");
+    assert!(err.message.contains("unknown field `burts`"), "{err}");
+}
+
+#[test]
+fn a_missing_parameter_names_what_the_algorithm_needs() {
+    let err =
+        toml("[rules.a]\nalgorithm = \"token_bucket\"\nrate = 1\nper = \"1s\"\n").unwrap_err();
+    assert!(
+        err.message
+            .contains("token_bucket needs `rate`, `per` and `burst`; `burst` is missing"),
+        "{err}"
+    );
+    assert!(err.line.is_some(), "{err}");
+}
+
+#[test]
+fn a_parameter_of_another_algorithm_is_refused() {
+    let err =
+        toml("[rules.a]\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1s\"\nburst = 3\n")
+            .unwrap_err();
+    assert!(
+        err.message
+            .contains("`burst` does not apply to fixed_window"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_values_are_refused_with_a_reason() {
+    for (text, expected) in [
+        (
+            "[rules.a]\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"soon\"\n",
+            "`soon` is not a duration",
+        ),
+        (
+            "[rules.a]\nalgorithm = \"fixed_window\"\nlimit = 0\nwindow = \"1s\"\n",
+            "the limit must be at least 1",
+        ),
+        (
+            "[rules.a]\nalgorithm = \"fixed_window\"\nlimit = -1\nwindow = \"1s\"\n",
+            "invalid value",
+        ),
+        (
+            "[rules.a]\nalgorithm = \"cleverest\"\nlimit = 1\nwindow = \"1s\"\n",
+            "unknown variant `cleverest`",
+        ),
+        (
+            "[rules.\"no spaces\"]\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1s\"\n",
+            "is not a rule name",
+        ),
+        (
+            "[rules.a]\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1s\"\non_failure = \"sometimes\"\n",
+            "unknown variant `sometimes`",
+        ),
+        (
+            "[rules.a]\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1s\"\nmatch = { client = \"cookie\" }\n",
+            "`client` is `ip`, `api_key` or `header:<name>`",
+        ),
+        ("rules = {}\n", "define at least one rule"),
+        ("[rules.a\n", ""),
+    ] {
+        let err = toml(text).unwrap_err();
+        assert!(err.message.contains(expected), "{text:?}: {err}");
+    }
+}
+
+#[test]
+fn a_rule_defined_twice_is_an_error_in_either_format() {
+    let rule = "algorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1s\"\n";
+    let err = toml(&format!("[rules.a]\n{rule}[rules.a]\n{rule}")).unwrap_err();
+    assert_eq!(err.line, Some(5), "{err}");
+
+    let err = yaml(
+        "rules:\n  a: {algorithm: fixed_window, limit: 1, window: 1s}\n  a: {algorithm: fixed_window, limit: 2, window: 1s}\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.message.contains("the rule `a` is defined twice"),
+        "{err}"
+    );
+    // The YAML parser places errors raised while reading a mapping at the mapping's first key.
+    assert_eq!(err.line, Some(2), "{err}");
+}
+
+#[test]
+fn a_file_of_another_format_is_refused_before_reading() {
+    let err = load(Path::new("rules.json")).unwrap_err();
+    assert!(err.message.contains(".toml, .yaml or .yml"), "{err}");
+}

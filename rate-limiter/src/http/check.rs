@@ -1,0 +1,174 @@
+//! `POST /api/v1/check`: may this client spend this much of this rule?
+//!
+//! ```text
+//! POST /api/v1/check   {"rule": "per-user", "key": "user:42", "cost": 1}
+//! 200 {"allowed": true,  "limit": 10, "remaining": 9, "reset_after_ms": 100, "retry_after_ms": 0, "delay_ms": 0}
+//! 429 {"allowed": false, "limit": 10, "remaining": 0, "reset_after_ms": 1000, "retry_after_ms": 100, "delay_ms": 0}
+//! ```
+//!
+//! `cost` defaults to 1. `cost: 0` is a peek: it answers whether one unit would be admitted now
+//! and spends nothing. A cost above the rule's capacity is 422, since no wait would admit it.
+//! A rule in shadow mode always answers 200; what it would have done is in `shadow_rejected` and
+//! the metrics. Times are milliseconds rounded up, so a client that waits `retry_after_ms` is
+//! never early. If the store fails, the rule's failure policy answers: 200 with no counts
+//! (`failed_open: true`) or 503.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use platform::{
+    extract::Json,
+    problem::{FieldError, Problem},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{
+    headers::{self, ceil_millis},
+    limiter::Limiter,
+    rules::ClientKey,
+};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// The rule's name, as in the configuration file.
+    #[schema(example = "per-user")]
+    pub rule: String,
+    /// Whom the rule counts for: 1 to 256 bytes, no control characters.
+    #[schema(example = "user:42")]
+    pub key: String,
+    /// Units to spend, 1 by default; 0 asks without spending.
+    #[schema(example = 1, minimum = 0)]
+    pub cost: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckResponse {
+    pub allowed: bool,
+    /// The rule's capacity: the most units a key can spend at once.
+    pub limit: u64,
+    /// Units left after this decision (never negative).
+    pub remaining: u64,
+    /// Milliseconds until the key is back to full capacity.
+    pub reset_after_ms: u64,
+    /// Milliseconds until the same request would be allowed; 0 when allowed.
+    pub retry_after_ms: u64,
+    /// Milliseconds to hold an allowed request before it goes ahead (leaky bucket); else 0.
+    pub delay_ms: u64,
+    /// Present for a rule in shadow mode: whether it would have rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_rejected: Option<bool>,
+    /// Present when the store failed and the rule failed open: the counts above are unknown.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub failed_open: bool,
+}
+
+/// Decide whether a client may spend units of a rule.
+#[utoipa::path(
+    post,
+    path = "/api/v1/check",
+    tag = "decisions",
+    request_body = CheckRequest,
+    responses(
+        (status = 200, description = "Allowed", body = CheckResponse),
+        (status = 429, description = "Rejected; `Retry-After` says for how long", body = CheckResponse),
+        (status = 422, description = "Unknown rule, invalid key, or a cost the rule can never admit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store failed and the rule fails closed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn check(
+    State(limiter): State<Arc<Limiter>>,
+    Json(request): Json<CheckRequest>,
+) -> Result<Response, Problem> {
+    let rule = limiter.rule(&request.rule)?.clone();
+    let key = ClientKey::parse(&request.key)
+        .map_err(|reason| Problem::invalid_field(FieldError::body("key", reason)))?;
+    let verdict = limiter
+        .check(&[(rule.clone(), key)], request.cost.unwrap_or(1))
+        .await?;
+
+    let outcome = &verdict.outcomes[0];
+    let capacity = rule.algorithm.capacity();
+    let body = match outcome.decision {
+        Some(decision) => CheckResponse {
+            allowed: verdict.allowed,
+            limit: capacity,
+            remaining: decision.status.remaining,
+            reset_after_ms: ceil_millis(decision.status.reset_after),
+            retry_after_ms: if verdict.allowed {
+                0
+            } else {
+                ceil_millis(decision.retry_after)
+            },
+            delay_ms: ceil_millis(decision.delay),
+            shadow_rejected: rule.shadow.then_some(!decision.allowed),
+            failed_open: false,
+        },
+        None => CheckResponse {
+            allowed: true,
+            limit: capacity,
+            remaining: 0,
+            reset_after_ms: 0,
+            retry_after_ms: 0,
+            delay_ms: 0,
+            shadow_rejected: None,
+            failed_open: true,
+        },
+    };
+    let status = if verdict.allowed {
+        StatusCode::OK
+    } else {
+        StatusCode::TOO_MANY_REQUESTS
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    headers::insert(response.headers_mut(), &verdict);
+    Ok(response)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleResponse {
+    pub name: String,
+    /// `token_bucket`, `leaky_bucket`, `fixed_window`, `sliding_log` or `sliding_counter`.
+    pub algorithm: String,
+    /// The capacity: the most units a key can spend at once.
+    pub limit: u64,
+    /// Milliseconds from empty to full capacity.
+    pub window_ms: u64,
+    pub shadow: bool,
+    /// `open` or `closed`.
+    pub on_failure: String,
+    pub timeout_ms: u64,
+}
+
+/// The rules this limiter enforces.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rules",
+    tag = "decisions",
+    responses((status = 200, description = "Every rule, by name", body = Vec<RuleResponse>))
+)]
+pub async fn list_rules(State(limiter): State<Arc<Limiter>>) -> axum::Json<Vec<RuleResponse>> {
+    let mut rules: Vec<RuleResponse> = limiter
+        .rules()
+        .map(|rule| RuleResponse {
+            name: rule.name.to_string(),
+            algorithm: rule.algorithm.name().to_owned(),
+            limit: rule.algorithm.capacity(),
+            window_ms: ceil_millis(rule.algorithm.window()),
+            shadow: rule.shadow,
+            on_failure: match rule.failure.mode {
+                crate::rules::FailMode::Open => "open",
+                crate::rules::FailMode::Closed => "closed",
+            }
+            .to_owned(),
+            timeout_ms: ceil_millis(rule.failure.timeout),
+        })
+        .collect();
+    rules.sort_by(|a, b| a.name.cmp(&b.name));
+    axum::Json(rules)
+}

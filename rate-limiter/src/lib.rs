@@ -1,0 +1,31 @@
+//! A rate limiter: five algorithms, exact under concurrency, in process or on Redis.
+//!
+//! Two faces over one [`limiter::Limiter`]: a decision API (`POST /api/v1/check`, as Envoy's
+//! rate-limit service offers), and a gateway that applies the rules per route and per client in
+//! front of an upstream. Rules come from a TOML or YAML file. See `DESIGN.md` for the walkthrough.
+//!
+//! # Layout
+//! - [`algorithm`]: token bucket (GCRA), leaky bucket, fixed window, sliding log and sliding
+//!   counter, as pure functions of (state, now, cost).
+//! - [`store`]: where the state lives: [`store::MemoryStore`] in process, [`store::RedisStore`]
+//!   shared by every instance through one Lua script per decision (`store/lua/limiter.lua`).
+//! - [`limiter`]: rules over a store: all-or-nothing across rules, failure policies, the cache
+//!   of keys over their limit.
+//! - [`rules`], [`config`]: what a rule is, and the file it is read from.
+//! - [`headers`]: `RateLimit-Policy`, `RateLimit`, `Retry-After`.
+//! - [`http`]: the decision API; [`error`]: its problem responses.
+//! - [`app`], [`settings`]: building and running the service.
+
+pub mod algorithm;
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod headers;
+pub mod http;
+pub mod limiter;
+pub mod rules;
+pub mod settings;
+pub mod store;
+
+pub use app::Application;
+pub use settings::Settings;
