@@ -38,13 +38,25 @@ async fn main() -> anyhow::Result<()> {
             },
         )
         .await?;
-    let limiter = rate_limiter::Application::build(rate_limiter::Settings::from_env()?).await?;
+    // The rate limiter's gateway stands in front of the shortener, unless told otherwise.
+    let mut limiter_settings = rate_limiter::Settings::from_env()?;
+    if limiter_settings.upstream.is_none() {
+        let origin = format!("http://127.0.0.1:{}", shortener.port());
+        limiter_settings.upstream = Some(origin.parse().map_err(anyhow::Error::msg)?);
+    }
+    let limiter = rate_limiter::Application::build(limiter_settings).await?;
 
     let banner = Banner {
         shortener_url: format!("http://localhost:{}", shortener.port()),
         shortener_backends: shortener.describe_backends(),
         limiter_url: format!("http://localhost:{}", limiter.port()),
         limiter_backends: limiter.describe_backends().to_owned(),
+        gateway_url: format!(
+            "http://localhost:{}",
+            limiter
+                .gateway_port()
+                .expect("the lab always gives the gateway an upstream")
+        ),
         demo_key: demo_key.expose().to_owned(),
         demo_code: demo_link.code.to_string(),
     };
@@ -83,6 +95,7 @@ struct Banner {
     shortener_backends: String,
     limiter_url: String,
     limiter_backends: String,
+    gateway_url: String,
     demo_key: String,
     demo_code: String,
 }
@@ -94,6 +107,7 @@ impl Banner {
             shortener_backends,
             limiter_url: r,
             limiter_backends,
+            gateway_url: g,
             demo_key,
             demo_code,
         } = self;
@@ -103,6 +117,7 @@ sdlab is running. Ctrl-C stops it.
 
   url-shortener  {s}   API docs {s}/docs   metrics {s}/metrics   ({shortener_backends})
   rate-limiter   {r}   API docs {r}/docs   metrics {r}/metrics   ({limiter_backends})
+                 gateway {g}, in front of the url-shortener
 
 Try it (an API key and a link were made for this run):
 
@@ -116,6 +131,8 @@ Try it (an API key and a link were made for this run):
   # ask the rate limiter: 20 at once, then 10 a second (run it 21 times to see a 429)
   curl -si {r}/api/v1/check -H 'content-type: application/json' -d '{{"rule": "per-user", "key": "user:42"}}'
   curl -s {r}/api/v1/rules
+  # the same shortener through the gateway: 40 at once per IP, then 20 a second
+  curl -si {g}/{demo_code}
 "#
         );
     }

@@ -48,13 +48,22 @@ pub fn service(
     readiness: Readiness,
     api: utoipa::openapi::OpenApi,
 ) -> Router {
-    let x_request_id = HeaderName::from_static("x-request-id");
-    routes
+    let routes = routes
         .merge(readiness.router())
         .merge(metrics::router())
         .merge(openapi::router(api))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
+    instrument(name, routes)
+}
+
+/// The middleware alone, for a listener that must not have the shared endpoints (a proxy
+/// forwards every path): request ids, the request span, metrics, the 30 s timeout and the panic
+/// catcher. No body limit, so that a proxy can stream bodies of any size.
+pub fn instrument(name: &'static str, routes: Router) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    routes
         // Layers added with `Router::layer` run after routing, so they see `MatchedPath`. The
         // panic catcher sits inside `observe`, so that panics are counted as 500s.
         .layer(CatchPanicLayer::custom(|_| {
@@ -65,7 +74,6 @@ pub fn service(
             HttpMetrics::new(name),
             observe,
         ))
-        .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(

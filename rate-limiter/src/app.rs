@@ -3,19 +3,24 @@
 //! This is the one place where the store is chosen: Redis when `REDIS_URL` is set, the
 //! in-process store otherwise. Everything past this file sees an `Arc<dyn Store>` inside the
 //! [`Limiter`].
+//!
+//! With an upstream configured, the service has two listeners over one limiter: the decision
+//! API, and the gateway (`gateway.rs`). They stop together: the first to stop, for a shutdown or
+//! an error, stops the other, and both let their in-flight requests finish.
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use axum::Router;
-use platform::{clock::SystemClock, health::Readiness};
+use platform::{clock::SystemClock, health::Readiness, shutdown::CancellationToken};
 use tokio::net::TcpListener;
 
 use crate::{
     config::{self, DEFAULT_RULES},
+    gateway,
     limiter::Limiter,
     rules::Rule,
-    settings::{SYSTEM, Settings},
+    settings::{SYSTEM, Settings, Upstream},
     store::{EvictionPolicy, MemoryStore, RedisStore, Store},
 };
 
@@ -24,10 +29,18 @@ pub struct Application {
     router: Router,
     limiter: Arc<Limiter>,
     backend: String,
+    /// Present when an upstream is configured.
+    gateway: Option<Gateway>,
+}
+
+struct Gateway {
+    listener: TcpListener,
+    router: Router,
+    upstream: Upstream,
 }
 
 impl Application {
-    /// Loads the rules, connects the store and binds the listener.
+    /// Loads the rules, connects the store and binds the listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let rules = match &settings.config {
             Some(path) => config::load(path)?,
@@ -85,11 +98,22 @@ impl Application {
         let listener = TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("binding {}", settings.addr))?;
+        let gateway = match settings.upstream {
+            Some(upstream) => Some(Gateway {
+                listener: TcpListener::bind(settings.gateway_addr)
+                    .await
+                    .with_context(|| format!("binding the gateway to {}", settings.gateway_addr))?,
+                router: gateway::router(limiter.clone(), upstream.clone()),
+                upstream,
+            }),
+            None => None,
+        };
         Ok(Self {
             listener,
             router,
             limiter,
             backend,
+            gateway,
         })
     }
 
@@ -108,6 +132,22 @@ impl Application {
         self.router.clone()
     }
 
+    /// The gateway's port, if an upstream is configured.
+    pub fn gateway_port(&self) -> Option<u16> {
+        self.gateway.as_ref().map(|gateway| {
+            gateway
+                .listener
+                .local_addr()
+                .expect("a bound listener has an address")
+                .port()
+        })
+    }
+
+    /// The gateway's router, if an upstream is configured, to drive with `oneshot` in tests.
+    pub fn gateway_router(&self) -> Option<Router> {
+        self.gateway.as_ref().map(|gateway| gateway.router.clone())
+    }
+
     pub fn limiter(&self) -> &Arc<Limiter> {
         &self.limiter
     }
@@ -123,8 +163,46 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), store = self.backend, "rate-limiter listening");
-        platform::http::serve(self.listener, self.router, shutdown)
-            .await
-            .context("serving HTTP")
+        let Self {
+            listener,
+            router,
+            gateway,
+            ..
+        } = self;
+        let stop = CancellationToken::new();
+
+        let stop_on_shutdown = async {
+            tokio::select! {
+                () = shutdown => stop.cancel(),
+                // Both servers stopped on their own; nothing is left to stop.
+                () = stop.cancelled() => {}
+            }
+        };
+        let api = async {
+            let served = platform::http::serve(listener, router, stop.clone().cancelled_owned())
+                .await
+                .context("serving the decision API");
+            stop.cancel();
+            served
+        };
+        let gateway = async {
+            let Some(Gateway {
+                listener,
+                router,
+                upstream,
+            }) = gateway
+            else {
+                return Ok(());
+            };
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, %upstream, "rate-limiter gateway listening");
+            let served = platform::http::serve(listener, router, stop.clone().cancelled_owned())
+                .await
+                .context("serving the gateway");
+            stop.cancel();
+            served
+        };
+        let ((), api, gateway) = tokio::join!(stop_on_shutdown, api, gateway);
+        api.and(gateway)
     }
 }

@@ -13,6 +13,9 @@
 //!   of keys over their limit.
 //! - [`rules`], [`config`]: what a rule is, and the file it is read from.
 //! - [`headers`]: `RateLimit-Policy`, `RateLimit`, `Retry-After`.
+//! - [`layer`]: the rules with a `match`, as a tower layer in front of any axum router: whom a
+//!   request is counted for, and the 429 it gets before the handler runs.
+//! - [`gateway`]: the reverse proxy to one upstream, behind that layer, on a listener of its own.
 //! - [`http`]: the decision API; [`error`]: its problem responses.
 //! - [`app`], [`settings`]: building and running the service.
 
@@ -20,8 +23,10 @@ pub mod algorithm;
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod headers;
 pub mod http;
+pub mod layer;
 pub mod limiter;
 pub mod rules;
 pub mod settings;

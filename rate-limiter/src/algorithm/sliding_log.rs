@@ -27,6 +27,9 @@ pub struct SlidingLog {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Log {
     entries: VecDeque<(Nanos, u64)>,
+    /// The sum of the entries' units, so that counting the live ones only walks the expired
+    /// prefix (usually empty: [`SlidingLog::spend`] drops it) rather than the whole log.
+    total: u64,
 }
 
 impl Log {
@@ -53,11 +56,22 @@ impl SlidingLog {
         let window = self.window;
         log.into_iter()
             .flat_map(|log| log.entries())
-            .filter(move |(at, _)| at + window > now)
+            .skip_while(move |(at, _)| at + window <= now)
+    }
+
+    /// Units still inside the window at `now`.
+    fn live_units(&self, log: Option<&Log>, now: Nanos) -> u64 {
+        let Some(log) = log else { return 0 };
+        let expired: u64 = log
+            .entries()
+            .take_while(|(at, _)| at + self.window <= now)
+            .map(|(_, n)| n)
+            .sum();
+        log.total - expired
     }
 
     pub fn check(&self, log: Option<&Log>, now: Nanos, units: u64) -> Nanos {
-        let live: u64 = self.live(log, now).map(|(_, n)| n).sum();
+        let live = self.live_units(log, now);
         let Some(excess) = (live + units).checked_sub(self.limit).filter(|e| *e > 0) else {
             return 0;
         };
@@ -78,8 +92,10 @@ impl SlidingLog {
             .front()
             .is_some_and(|(at, _)| at + self.window <= now)
         {
-            log.entries.pop_front();
+            let (_, expired) = log.entries.pop_front().expect("checked by the loop");
+            log.total -= expired;
         }
+        log.total += units;
         match log.entries.back_mut() {
             Some((at, n)) if *at == now => *n += units,
             _ => log.entries.push_back((now, units)),
@@ -87,12 +103,11 @@ impl SlidingLog {
     }
 
     pub fn status(&self, log: Option<&Log>, now: Nanos) -> (u64, Nanos) {
-        let (mut live, mut newest) = (0, None);
-        for (at, n) in self.live(log, now) {
-            live += n;
-            newest = Some(at);
-        }
-        let reset_after = newest.map_or(0, |at| at + self.window - now);
+        let live = self.live_units(log, now);
+        let reset_after = match log.and_then(|log| log.entries.back()) {
+            Some((newest, _)) if live > 0 => newest + self.window - now,
+            _ => 0,
+        };
         (self.limit.saturating_sub(live), reset_after)
     }
 }
