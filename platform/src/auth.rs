@@ -69,18 +69,12 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerKey {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("Send your API key as `Authorization: Bearer sk_…`."))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Err(unauthorized(
+                "Send your API key as `Authorization: Bearer sk_…`.",
+            ));
+        }
+        let token = bearer_token(&parts.headers)
             .ok_or_else(|| unauthorized("The Authorization header must use the Bearer scheme."))?;
         ApiKey::parse(token)
             .map(BearerKey)
@@ -98,7 +92,17 @@ pub fn unauthorized(detail: &str) -> Problem {
         )
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The token of `Authorization: Bearer <token>`, if the header has that form (the scheme is
+/// case-insensitive, RFC 9110 section 11.1).
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Lower-case hexadecimal, two digits per byte.
+pub fn hex(bytes: &[u8]) -> String {
     use fmt::Write;
     bytes
         .iter()

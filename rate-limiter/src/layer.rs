@@ -45,7 +45,7 @@ use std::{
 use axum::{
     body::Body,
     extract::ConnectInfo,
-    http::{HeaderMap, Request, Response, StatusCode, header::AUTHORIZATION},
+    http::{HeaderMap, Request, Response, StatusCode},
     response::IntoResponse,
 };
 use platform::problem::Problem;
@@ -196,9 +196,9 @@ fn rejection(verdict: &Verdict) -> Response<Body> {
 pub fn client_key(source: &ClientSource, headers: &HeaderMap, peer: Option<IpAddr>) -> ClientKey {
     let by_source = match source {
         ClientSource::Ip => None,
-        ClientSource::ApiKey => bearer_token(headers).map(|token| {
+        ClientSource::ApiKey => platform::auth::bearer_token(headers).map(|token| {
             let digest = Sha256::digest(token.as_bytes());
-            format!("key:{}", hex(&digest[..16]))
+            format!("key:{}", platform::auth::hex(&digest[..16]))
         }),
         ClientSource::Header(name) => headers
             .get(name)
@@ -219,22 +219,4 @@ fn ip_key(peer: Option<IpAddr>) -> ClientKey {
         None => "ip:unknown".to_owned(),
     };
     ClientKey::parse(&key).expect("an IP address is a valid key")
-}
-
-/// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive, RFC 9110).
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
