@@ -27,34 +27,38 @@ impl FixedWindow {
         })
     }
 
-    /// Units already spent in the window containing `now`.
-    fn spent(&self, state: Option<(u64, u64)>, now: Nanos) -> u64 {
+    /// The current window and the units already spent in it. A state from a later window than
+    /// `now`'s (the clock stepped back) still counts: a step back must not open a fresh window.
+    fn current(&self, state: Option<(u64, u64)>, now: Nanos) -> (u64, u64) {
+        let index = now / self.window;
         match state {
-            Some((index, spent)) if index == now / self.window => spent,
-            _ => 0,
+            Some((stored, spent)) if stored >= index => (stored, spent),
+            _ => (index, 0),
         }
     }
 
-    fn window_end(&self, now: Nanos) -> Nanos {
-        (now / self.window + 1) * self.window
+    fn window_end(&self, index: u64) -> Nanos {
+        (index + 1) * self.window
     }
 
     pub fn check(&self, state: Option<(u64, u64)>, now: Nanos, units: u64) -> Nanos {
-        if self.spent(state, now) + units <= self.limit {
+        let (index, spent) = self.current(state, now);
+        if spent + units <= self.limit {
             0
         } else {
-            self.window_end(now) - now
+            self.window_end(index) - now
         }
     }
 
     pub fn spend(&self, state: Option<(u64, u64)>, now: Nanos, units: u64) -> (u64, u64) {
-        (now / self.window, self.spent(state, now) + units)
+        let (index, spent) = self.current(state, now);
+        (index, spent + units)
     }
 
     pub fn status(&self, state: Option<(u64, u64)>, now: Nanos) -> (u64, Nanos) {
-        match self.spent(state, now) {
-            0 => (self.limit, 0),
-            spent => (self.limit - spent, self.window_end(now) - now),
+        match self.current(state, now) {
+            (_, 0) => (self.limit, 0),
+            (index, spent) => (self.limit - spent, self.window_end(index) - now),
         }
     }
 }

@@ -64,6 +64,10 @@ impl TokenBucket {
     /// Whole tokens left, and the time until the bucket is full.
     pub fn status(&self, tat: Option<Nanos>, now: Nanos) -> (u64, Nanos) {
         let backlog = tat.unwrap_or(now).saturating_sub(now);
-        ((self.tolerance() - backlog) / self.interval, backlog)
+        // More than the tolerance only if the clock stepped back since the TAT was set.
+        (
+            self.tolerance().saturating_sub(backlog) / self.interval,
+            backlog,
+        )
     }
 }

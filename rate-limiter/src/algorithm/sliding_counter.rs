@@ -45,13 +45,15 @@ impl SlidingCounter {
         Ok(counter)
     }
 
-    /// The counters as seen from the window containing `now`: `(current, previous)`.
-    fn roll(&self, state: Counters, now: Nanos) -> (u64, u64) {
+    /// The counters as seen from the window containing `now`: `(start of the current window,
+    /// current, previous)`. Counters of a later window than `now`'s (the clock stepped back)
+    /// stay current: a step back must not forget what was spent.
+    fn roll(&self, state: Counters, now: Nanos) -> (Nanos, u64, u64) {
         let index = now / self.window;
         match state {
-            Some((i, current, previous)) if i == index => (current, previous),
-            Some((i, current, _)) if i + 1 == index => (0, current),
-            _ => (0, 0),
+            Some((i, current, previous)) if i >= index => (i * self.window, current, previous),
+            Some((i, current, _)) if i + 1 == index => (index * self.window, 0, current),
+            _ => (index * self.window, 0, 0),
         }
     }
 
@@ -63,8 +65,7 @@ impl SlidingCounter {
     }
 
     pub fn check(&self, state: Counters, now: Nanos, units: u64) -> Nanos {
-        let (current, previous) = self.roll(state, now);
-        let start = now / self.window * self.window;
+        let (start, current, previous) = self.roll(state, now);
         if self.fits(previous, start + self.window - now, current + units) {
             return 0;
         }
@@ -89,13 +90,12 @@ impl SlidingCounter {
     }
 
     pub fn spend(&self, state: Counters, now: Nanos, units: u64) -> (u64, u64, u64) {
-        let (current, previous) = self.roll(state, now);
-        (now / self.window, current + units, previous)
+        let (start, current, previous) = self.roll(state, now);
+        (start / self.window, current + units, previous)
     }
 
     pub fn status(&self, state: Counters, now: Nanos) -> (u64, Nanos) {
-        let (current, previous) = self.roll(state, now);
-        let start = now / self.window * self.window;
+        let (start, current, previous) = self.roll(state, now);
         let weighed = u128::from(previous) * u128::from(start + self.window - now)
             + u128::from(current) * u128::from(self.window);
         let used = weighed.div_ceil(u128::from(self.window)) as u64;

@@ -97,7 +97,9 @@ impl SlidingLog {
         }
         log.total += units;
         match log.entries.back_mut() {
-            Some((at, n)) if *at == now => *n += units,
+            // `>=`: if the clock stepped back, the units are logged at the newest time already
+            // logged, which keeps the log in order and counts them a little longer, never less.
+            Some((at, n)) if *at >= now => *n += units,
             _ => log.entries.push_back((now, units)),
         }
     }

@@ -155,3 +155,27 @@ fn parameters_that_describe_no_limit_are_refused() {
     assert!(SlidingLog::new(1, Duration::from_secs(400 * 24 * 3600)).is_err());
     assert!(SlidingCounter::new(u64::MAX / 2, Duration::from_secs(3600)).is_err());
 }
+
+#[test]
+fn a_clock_that_steps_back_never_hands_out_capacity_early() {
+    // Wall clocks step back (NTP), and two threads can read the time in one order and take the
+    // lock in the other. A state from "the future" must not panic, and must not read as empty.
+    for algorithm in every_algorithm() {
+        let capacity = algorithm.capacity();
+        // Spent just after a window boundary; the steps back reach into the window before.
+        let spent_at = T0 + SECOND + SECOND / 10;
+        let mut state = Some(algorithm.spend(None, spent_at, capacity));
+        for back in [1, 1_000, SECOND / 20, SECOND / 5] {
+            let earlier = spent_at - back;
+            assert!(
+                algorithm.check(state.as_ref(), earlier, 1).is_err(),
+                "{algorithm:?} admitted more after the clock stepped back {back} ns"
+            );
+            assert_eq!(algorithm.status(state.as_ref(), earlier).remaining, 0);
+            let _ = algorithm.delay(state.as_ref(), earlier);
+        }
+        // Spending at an earlier time (another check allowed it) keeps counting everything.
+        state = Some(algorithm.spend(state, T0, 0));
+        assert_eq!(algorithm.status(state.as_ref(), spent_at).remaining, 0);
+    }
+}

@@ -63,8 +63,23 @@ impl MemoryStore {
 
     /// The decision itself, synchronous: the HTTP layer and the benchmarks call it without a
     /// runtime in between.
+    ///
+    /// The clock is read once the locks are held, so that the decisions on one key see time
+    /// move forward in the order they are made.
     pub fn decide_now(&self, checks: &[Check<'_>]) -> Vec<Decision> {
-        let now = unix_nanos(self.clock.as_ref());
+        if let [check] = checks {
+            // One rule, the common case: one lock, and no lock-order bookkeeping.
+            let key = storage_key(check);
+            let mut shard = self.shards[self.hasher.hash_one(&key) as usize % SHARDS]
+                .lock()
+                .expect("a shard lock is never poisoned");
+            let now = unix_nanos(self.clock.as_ref());
+            let verdict = check
+                .algorithm
+                .check(shard.state(&key, now), now, check.units.max(1));
+            let admitted = verdict.is_ok() || !check.enforced;
+            return vec![shard.settle(&key, check, verdict, admitted, now)];
+        }
         let keys: Vec<String> = checks.iter().map(storage_key).collect();
         let shard_of: Vec<usize> = keys
             .iter()
@@ -82,6 +97,7 @@ impl MemoryStore {
             })
             .collect();
         let slot = |check: usize| order.binary_search(&shard_of[check]).expect("locked above");
+        let now = unix_nanos(self.clock.as_ref());
 
         // Phase 1: decide every check against the state as it is.
         let verdicts: Vec<Result<(), Duration>> = checks
@@ -103,21 +119,7 @@ impl MemoryStore {
             .zip(verdicts)
             .enumerate()
             .map(|(i, (check, verdict))| {
-                let shard = &mut guards[slot(i)];
-                let delay = check.algorithm.delay(shard.state(&keys[i], now), now);
-                if admitted && verdict.is_ok() && check.units > 0 {
-                    shard.spend(&keys[i], check.algorithm, now, check.units);
-                }
-                Decision {
-                    allowed: verdict.is_ok(),
-                    status: check.algorithm.status(shard.state(&keys[i], now), now),
-                    retry_after: verdict.err().unwrap_or_default(),
-                    delay: if verdict.is_ok() {
-                        delay
-                    } else {
-                        Duration::ZERO
-                    },
-                }
+                guards[slot(i)].settle(&keys[i], check, verdict, admitted, now)
             })
             .collect()
     }
@@ -143,20 +145,59 @@ impl Shard {
             .map(|entry| &entry.state)
     }
 
-    fn spend(&mut self, key: &str, algorithm: &Algorithm, now: Nanos, units: u64) {
-        let previous = self
-            .entries
-            .remove(key)
-            .filter(|entry| entry.forget_at > now)
-            .map(|entry| entry.state);
-        let state = algorithm.spend(previous, now, units);
-        let forget_at = now + algorithm.forget_after(&state, now).as_nanos() as u64;
-        self.entries
-            .insert(key.to_owned(), Entry { state, forget_at });
+    /// Phase 2 for one check: spends if the request as a whole was `admitted` and this check
+    /// allowed it, and reports.
+    fn settle(
+        &mut self,
+        key: &str,
+        check: &Check<'_>,
+        verdict: Result<(), Duration>,
+        admitted: bool,
+        now: Nanos,
+    ) -> Decision {
+        let algorithm = check.algorithm;
+        let before = self.state(key, now);
+        let delay = match verdict {
+            Ok(()) => algorithm.delay(before, now),
+            Err(_) => Duration::ZERO,
+        };
+        let status = if admitted && verdict.is_ok() && check.units > 0 {
+            let after = self.spend(key, algorithm, now, check.units);
+            algorithm.status(Some(after), now)
+        } else {
+            algorithm.status(before, now)
+        };
+        Decision {
+            allowed: verdict.is_ok(),
+            status,
+            retry_after: verdict.err().unwrap_or_default(),
+            delay,
+        }
+    }
+
+    /// Records `units` spent and returns the new state. An existing entry is updated in place,
+    /// so that the common case costs one lookup and no allocation.
+    fn spend(&mut self, key: &str, algorithm: &Algorithm, now: Nanos, units: u64) -> &State {
         if self.entries.len() >= self.sweep_at_len {
             self.entries.retain(|_, entry| entry.forget_at > now);
             self.sweep_at_len = (self.entries.len() * 2).max(MIN_SWEEP_LEN);
         }
+        if !self.entries.contains_key(key) {
+            // `forget_at: 0` reads as no state. (Inserting first and updating below keeps one
+            // path; `get_mut` then `insert` in one `match` is refused by the borrow checker.)
+            let placeholder = Entry {
+                state: State::Tat(0),
+                forget_at: 0,
+            };
+            self.entries.insert(key.to_owned(), placeholder);
+        }
+        let entry = self.entries.get_mut(key).expect("inserted above");
+        let live = entry.forget_at > now;
+        // Moved out into `spend`, so that a log is not cloned; the placeholder never shows.
+        let previous = std::mem::replace(&mut entry.state, State::Tat(0));
+        entry.state = algorithm.spend(live.then_some(previous), now, units);
+        entry.forget_at = now + algorithm.forget_after(&entry.state, now).as_nanos() as u64;
+        &entry.state
     }
 }
 
@@ -193,5 +234,45 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use platform::clock::ManualClock;
+
+    use super::*;
+    use crate::algorithm::TokenBucket;
+
+    #[test]
+    fn keys_whose_state_no_longer_matters_are_swept_away() {
+        let clock = ManualClock::starting_now();
+        let store = MemoryStore::new(Arc::new(clock.clone()));
+        let bucket =
+            Algorithm::TokenBucket(TokenBucket::new(1, Duration::from_secs(1), 1).unwrap());
+        let spend = |key: &str| {
+            let check = Check {
+                rule: "r",
+                algorithm: &bucket,
+                key,
+                units: 1,
+                enforced: true,
+            };
+            assert!(store.decide_now(&[check])[0].allowed);
+        };
+
+        // Enough keys that every shard passes its first sweep threshold (1,024 entries).
+        for i in 0..100_000 {
+            spend(&format!("old:{i}"));
+        }
+        // Every old bucket is full again after a second: nothing about them is worth keeping.
+        clock.advance(Duration::from_secs(2));
+        for i in 0..100_000 {
+            spend(&format!("new:{i}"));
+        }
+
+        assert!(store.len() < 150_000, "{} keys kept", store.len());
     }
 }
