@@ -7,6 +7,16 @@
 //! else, so the read-decide-write is atomic for every algorithm and for every rule of a request
 //! at once, in one round trip.
 //!
+//! Why batches: a script call has a fixed cost in Redis (dispatch, and the script setting itself
+//! up) that dwarfs one decision's arithmetic; measured on this machine, one check per call runs
+//! at 55,000 calls/s, eight checks per call at 145,000 checks/s. So decisions are not sent one
+//! call each: a batcher task takes every request waiting when a call can go out and sends them
+//! in one script call (group commit, as databases do for their log writes). A lone request goes
+//! out at once, alone; under load, up to [`MAX_IN_FLIGHT`] calls are out and the requests that
+//! arrive meanwhile form the next batch. No timer ever holds a request back. Each request stays
+//! atomic on its own, all-or-nothing across its rules; requests in one batch are independent and
+//! decided in arrival order.
+//!
 //! Why Redis's clock: instances whose clocks disagree by 50 ms would disagree about which window
 //! a request falls in and when a bucket refills; with `TIME` inside the script there is one clock
 //! for every instance. ([`RedisStore::with_clock`] passes the time in instead, for tests only.)
@@ -22,26 +32,51 @@
 //! our keys, a full Redis silently resets limits. [`RedisStore::connect`] reads the policy and
 //! reports it (see [`EvictionPolicy`]).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use platform::clock::Clock;
 use redis::{
-    Script,
+    RedisError, Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{Check, Decision, Store, StoreError};
 use crate::algorithm::{Algorithm, Status};
 
 static SCRIPT: &str = include_str!("lua/limiter.lua");
 
+/// Script calls out at once; the requests arriving meanwhile wait for the next call.
+pub const MAX_IN_FLIGHT: usize = 4;
+/// Requests per call, at most: a bound on how long one call holds Redis.
+pub const MAX_BATCH: usize = 128;
+
 #[derive(Clone)]
 pub struct RedisStore {
     connection: ConnectionManager,
-    script: Arc<Script>,
     namespace: String,
-    clock: Option<Arc<dyn Clock>>,
+    requests: mpsc::UnboundedSender<Request>,
+    /// Set only by [`RedisStore::with_clock`]; shared with the batcher, which reads the time.
+    clock: Arc<OnceLock<Arc<dyn Clock>>>,
+}
+
+/// One request's checks, encoded, waiting for a call.
+struct Request {
+    keys: Vec<String>,
+    checks: Vec<Encoded>,
+    reply: oneshot::Sender<Result<Vec<Decision>, StoreError>>,
+}
+
+struct Encoded {
+    kind: &'static str,
+    a: u64,
+    b: u64,
+    units: u64,
+    enforced: bool,
 }
 
 /// What Redis does when it runs out of memory, as far as our keys are concerned.
@@ -80,30 +115,46 @@ impl RedisStore {
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1);
         let connection = client.get_connection_manager_with_config(config).await?;
-        let store = Self {
-            connection,
-            script: Arc::new(Script::new(SCRIPT)),
-            namespace: namespace.into(),
-            clock: None,
-        };
-        let mut connection = store.connection.clone();
-        store.script.load_async(&mut connection).await?;
+        let script = Script::new(SCRIPT);
+        let mut loader = connection.clone();
+        script.load_async(&mut loader).await?;
         let policy: Result<Vec<String>, _> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("maxmemory-policy")
-            .query_async(&mut connection)
+            .query_async(&mut loader)
             .await;
         let policy = match policy {
             Ok(pair) if pair.len() == 2 => EvictionPolicy::from_config(&pair[1]),
             _ => EvictionPolicy::Unknown,
+        };
+
+        let (requests, waiting) = mpsc::unbounded_channel();
+        let clock = Arc::new(OnceLock::new());
+        let batcher = Batcher {
+            connection: connection.clone(),
+            script: Arc::new(script),
+            clock: clock.clone(),
+            batch_size: {
+                platform::metrics::install();
+                metrics::histogram!("ratelimit_redis_batch_requests")
+            },
+        };
+        tokio::spawn(batcher.run(waiting));
+        let store = Self {
+            connection,
+            namespace: namespace.into(),
+            requests,
+            clock,
         };
         Ok((store, policy))
     }
 
     /// Decides with time from `clock` rather than from Redis: for tests that need to place
     /// requests at exact instants. Production never calls this.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        if self.clock.set(clock).is_err() {
+            panic!("the store's clock is set once");
+        }
         self
     }
 
@@ -138,47 +189,129 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-#[async_trait]
-impl Store for RedisStore {
-    async fn decide(&self, checks: &[Check<'_>]) -> Result<Vec<Decision>, StoreError> {
+/// Sends the waiting requests to Redis in batches, and each answer back to its caller.
+struct Batcher {
+    connection: ConnectionManager,
+    script: Arc<Script>,
+    clock: Arc<OnceLock<Arc<dyn Clock>>>,
+    /// `ratelimit_redis_batch_requests`: requests per script call, to watch batching at work.
+    batch_size: metrics::Histogram,
+}
+
+impl Batcher {
+    /// Runs until every [`RedisStore`] clone is dropped.
+    async fn run(self, mut waiting: mpsc::UnboundedReceiver<Request>) {
+        let calls = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let this = Arc::new(self);
+        while let Some(first) = waiting.recv().await {
+            // Wait for a free call *before* gathering: whatever arrives meanwhile joins this
+            // batch instead of waiting behind it.
+            let call = calls.clone().acquire_owned().await.expect("never closed");
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match waiting.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            // A caller that gave up (its rule's timeout passed) is not worth Redis's time.
+            batch.retain(|request| !request.reply.is_closed());
+            if batch.is_empty() {
+                continue;
+            }
+            let this = this.clone();
+            tokio::spawn(async move {
+                this.call(batch).await;
+                drop(call);
+            });
+        }
+    }
+
+    async fn call(&self, batch: Vec<Request>) {
+        self.batch_size.record(batch.len() as f64);
         let mut invocation = self.script.prepare_invoke();
-        match &self.clock {
+        match self.clock.get() {
             Some(clock) => invocation.arg(super::memory::unix_nanos(clock.as_ref()) / 1000),
             None => invocation.arg(""),
         };
-        invocation.arg(checks.len());
-        for check in checks {
-            let (kind, a, b) = script_args(check.algorithm);
-            invocation
-                .key(self.key(check))
-                .arg(kind)
-                .arg(a)
-                .arg(b)
-                .arg(check.units)
-                .arg(u8::from(check.enforced));
+        invocation.arg(batch.len());
+        for request in &batch {
+            invocation.arg(request.checks.len());
+            for (key, check) in request.keys.iter().zip(&request.checks) {
+                invocation
+                    .key(key)
+                    .arg(check.kind)
+                    .arg(check.a)
+                    .arg(check.b)
+                    .arg(check.units)
+                    .arg(u8::from(check.enforced));
+            }
         }
         let mut connection = self.connection.clone();
-        let reply: Vec<i64> = invocation.invoke_async(&mut connection).await?;
-        if reply.len() != checks.len() * 5 {
-            return Err(StoreError::Protocol(format!(
-                "{} integers for {} checks",
-                reply.len(),
-                checks.len()
-            )));
+        let reply: Result<Vec<i64>, RedisError> = invocation.invoke_async(&mut connection).await;
+        let checks: usize = batch.iter().map(|request| request.checks.len()).sum();
+        let reply = match reply {
+            Ok(reply) if reply.len() == checks * 5 => reply,
+            Ok(reply) => {
+                let err =
+                    StoreError::Protocol(format!("{} integers for {checks} checks", reply.len()));
+                return answer_all(batch, &err);
+            }
+            Err(err) => return answer_all(batch, &StoreError::Redis(err)),
+        };
+        let mut fields = reply.chunks_exact(5).map(decision);
+        for request in batch {
+            let decisions = fields.by_ref().take(request.checks.len()).collect();
+            // The caller may have given up meanwhile; its answer is dropped with the channel.
+            let _ = request.reply.send(Ok(decisions));
         }
-        let micros = |value: i64| Duration::from_micros(value.max(0) as u64);
-        Ok(reply
-            .chunks_exact(5)
-            .map(|fields| Decision {
-                allowed: fields[0] == 1,
-                status: Status {
-                    remaining: fields[1].max(0) as u64,
-                    reset_after: micros(fields[2]),
-                },
-                retry_after: micros(fields[3]),
-                delay: micros(fields[4]),
-            })
-            .collect())
+    }
+}
+
+fn answer_all(batch: Vec<Request>, err: &StoreError) {
+    for request in batch {
+        let _ = request.reply.send(Err(err.clone()));
+    }
+}
+
+/// Five integers of the script's reply: allowed, remaining, reset, retry, delay (µs).
+fn decision(fields: &[i64]) -> Decision {
+    let micros = |value: i64| Duration::from_micros(value.max(0) as u64);
+    Decision {
+        allowed: fields[0] == 1,
+        status: Status {
+            remaining: fields[1].max(0) as u64,
+            reset_after: micros(fields[2]),
+        },
+        retry_after: micros(fields[3]),
+        delay: micros(fields[4]),
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn decide(&self, checks: &[Check<'_>]) -> Result<Vec<Decision>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            keys: checks.iter().map(|check| self.key(check)).collect(),
+            checks: checks
+                .iter()
+                .map(|check| {
+                    let (kind, a, b) = script_args(check.algorithm);
+                    Encoded {
+                        kind,
+                        a,
+                        b,
+                        units: check.units,
+                        enforced: check.enforced,
+                    }
+                })
+                .collect(),
+            reply,
+        };
+        let stopped = || StoreError::Protocol("the Redis batcher has stopped".into());
+        self.requests.send(request).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     fn backend(&self) -> &'static str {

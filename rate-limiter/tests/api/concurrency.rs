@@ -97,3 +97,48 @@ async fn the_sliding_counter_admits_no_more_than_its_limit_at_one_instant() {
     // At one instant the counter is exact too; its error is over time (see exactness.rs).
     assert!(admitted_under_contention("counter").await <= LIMIT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_under_two_rules_are_each_all_or_nothing() {
+    // With Redis, concurrent requests share script calls (batches); each must still spend
+    // nothing when the tight rule rejects it.
+    let hour = Duration::from_secs(3600);
+    let limiter = Arc::new(Limiter::new(
+        vec![
+            rule(
+                "roomy",
+                Algorithm::SlidingLog(SlidingLog::new(1000, hour).unwrap()),
+            ),
+            rule(
+                "tight",
+                Algorithm::TokenBucket(TokenBucket::new(10, hour, 10).unwrap()),
+            ),
+        ],
+        instances().await[0].store().clone(),
+        0,
+    ));
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let limiter = limiter.clone();
+        clients.spawn(async move {
+            let requests = [
+                (limiter.rule("roomy").unwrap().clone(), key("both")),
+                (limiter.rule("tight").unwrap().clone(), key("both")),
+            ];
+            limiter.check(&requests, 1).await.unwrap().allowed
+        });
+    }
+    let mut admitted = 0;
+    while let Some(allowed) = clients.join_next().await {
+        admitted += u64::from(allowed.unwrap());
+    }
+    assert_eq!(admitted, 10);
+
+    let roomy = limiter.rule("roomy").unwrap().clone();
+    let peek = limiter.check(&[(roomy, key("both"))], 0).await.unwrap();
+    assert_eq!(
+        peek.outcomes[0].decision.unwrap().status.remaining,
+        990,
+        "rejected requests spent the roomy rule's quota"
+    );
+}

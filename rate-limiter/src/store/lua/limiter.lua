@@ -1,22 +1,26 @@
--- One rate-limit decision for one request, atomically: Redis runs a script to completion before
--- any other command, so no other instance can read or spend between our check and our spend.
+-- Rate-limit decisions for a batch of requests, each atomically: Redis runs a script to
+-- completion before any other command, so no other instance can read or spend between our check
+-- and our spend.
 --
 -- The arithmetic is that of src/algorithm/*.rs, in microseconds (the resolution of TIME, and
 -- small enough that every sum stays an exact integer in Lua's doubles).
 --
--- KEYS[i]    the state of check i
+-- A batch holds the requests that were waiting when the call was sent (see src/store/redis.rs);
+-- one call amortises the script's start-up over all of them. Each request is a group of checks,
+-- one per rule that applies to it, decided all-or-nothing: phase 1 decides every check of the
+-- group, phase 2 spends only if no enforced check rejected, so a request one rule rejects costs
+-- the other rules nothing. Groups are independent of each other, and decided in order.
+--
+-- KEYS       the state of every check, in order
 -- ARGV[1]    "" to read the time from Redis (always, in production), or microseconds since
 --            the epoch (tests with an injected clock)
--- ARGV[2]    the number of checks
--- then five arguments per check:
+-- ARGV[2]    the number of groups
+-- then, per group: the number of checks in it, and five arguments per check:
 --            algorithm (tb, lb, fw, sl, sc), a (interval or window, µs), b (burst, capacity or
 --            limit), units (0 asks without spending), enforced (1, or 0 for shadow mode)
 --
--- Returns five integers per check: allowed (1/0), remaining, reset_after (µs),
+-- Returns five integers per check, in order: allowed (1/0), remaining, reset_after (µs),
 -- retry_after (µs), delay (µs).
---
--- Phase 1 decides every check; phase 2 spends only if no enforced check rejected, so a request
--- one rule rejects costs the other rules nothing.
 
 local now
 if ARGV[1] == '' then
@@ -75,7 +79,8 @@ function fixed.load(key, window)
   local spent = 0
   if stored then
     local i, s = string.match(stored, '^(%d+):(%d+)$')
-    if tonumber(i) == index then spent = tonumber(s) end
+    -- A later window than now's (Redis's clock stepped back) still counts.
+    if tonumber(i) >= index then index, spent = tonumber(i), tonumber(s) end
   end
   return { index = index, spent = spent }
 end
@@ -144,8 +149,8 @@ function counter.load(key, window)
   if stored then
     local i, c, p = string.match(stored, '^(%d+):(%d+):(%d+)$')
     i, c, p = tonumber(i), tonumber(c), tonumber(p)
-    if i == index then
-      current, previous = c, p
+    if i >= index then
+      index, current, previous = i, c, p
     elseif i + 1 == index then
       previous = c
     end
@@ -189,37 +194,45 @@ end
 
 local algorithms = { tb = gcra, lb = gcra, fw = fixed, sl = log, sc = counter }
 
-local checks = {}
-local admitted = true
-for i = 1, tonumber(ARGV[2]) do
-  local base = 2 + (i - 1) * 5
-  local c = {
-    key = KEYS[i],
-    algorithm = algorithms[ARGV[base + 1]],
-    kind = ARGV[base + 1],
-    a = tonumber(ARGV[base + 2]),
-    b = tonumber(ARGV[base + 3]),
-    units = tonumber(ARGV[base + 4]),
-    enforced = ARGV[base + 5] == '1',
-  }
-  c.state = c.algorithm.load(c.key, c.a, c.b)
-  c.wait = c.algorithm.check(c.state, c.a, c.b, math.max(1, c.units))
-  if c.wait > 0 and c.enforced then admitted = false end
-  checks[i] = c
-end
-
 local reply = {}
-for _, c in ipairs(checks) do
-  local delay = 0
-  if c.kind == 'lb' and c.wait == 0 then delay = gcra.delay(c.state) end
-  if admitted and c.wait == 0 and c.units > 0 then
-    c.state = c.algorithm.spend(c.key, c.state, c.a, c.b, c.units)
+local key_index = 0
+local arg = 3
+for _ = 1, tonumber(ARGV[2]) do
+  local checks = {}
+  local admitted = true
+  for i = 1, tonumber(ARGV[arg]) do
+    key_index = key_index + 1
+    local c = {
+      key = KEYS[key_index],
+      algorithm = algorithms[ARGV[arg + 1]],
+      kind = ARGV[arg + 1],
+      a = tonumber(ARGV[arg + 2]),
+      b = tonumber(ARGV[arg + 3]),
+      units = tonumber(ARGV[arg + 4]),
+      enforced = ARGV[arg + 5] == '1',
+    }
+    arg = arg + 5
+    c.state = c.algorithm.load(c.key, c.a, c.b)
+    c.wait = c.algorithm.check(c.state, c.a, c.b, math.max(1, c.units))
+    if c.wait > 0 and c.enforced then admitted = false end
+    checks[i] = c
   end
-  local remaining, reset = c.algorithm.status(c.state, c.a, c.b)
-  local allowed = 0
-  if c.wait == 0 then allowed = 1 end
-  for _, v in ipairs({ allowed, remaining, reset, c.wait, delay }) do
-    table.insert(reply, v)
+  arg = arg + 1
+
+  for _, c in ipairs(checks) do
+    local delay = 0
+    if c.kind == 'lb' and c.wait == 0 then delay = gcra.delay(c.state) end
+    if admitted and c.wait == 0 and c.units > 0 then
+      c.state = c.algorithm.spend(c.key, c.state, c.a, c.b, c.units)
+    end
+    local remaining, reset = c.algorithm.status(c.state, c.a, c.b)
+    local allowed = 0
+    if c.wait == 0 then allowed = 1 end
+    reply[#reply + 1] = allowed
+    reply[#reply + 1] = remaining
+    reply[#reply + 1] = reset
+    reply[#reply + 1] = c.wait
+    reply[#reply + 1] = delay
   end
 end
 return reply
