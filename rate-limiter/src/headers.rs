@@ -13,7 +13,7 @@
 //! are left out (a client should never see a limit that cannot reject it), and so is the
 //! `RateLimit` item of a rule whose store failed open (nothing is known to report).
 
-use std::time::Duration;
+use std::{fmt::Write, time::Duration};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header::RETRY_AFTER};
 
@@ -34,31 +34,29 @@ pub fn ceil_millis(duration: Duration) -> u64 {
 
 /// Adds `RateLimit-Policy`, `RateLimit` and, for a rejection, `Retry-After`.
 pub fn insert(headers: &mut HeaderMap, verdict: &Verdict) {
-    let enforced = || verdict.outcomes.iter().filter(|o| o.rule.enforced());
-    let policy = enforced()
-        .map(|outcome| {
-            let rule = &outcome.rule;
-            format!(
-                "\"{}\";q={};w={}",
+    // Written straight into one string per field: this runs on every response.
+    let (mut policy, mut current) = (String::new(), String::new());
+    for outcome in verdict.outcomes.iter().filter(|o| o.rule.enforced()) {
+        let rule = &outcome.rule;
+        let separator = if policy.is_empty() { "" } else { ", " };
+        let _ = write!(
+            policy,
+            "{separator}\"{}\";q={};w={}",
+            rule.name,
+            rule.algorithm.capacity(),
+            ceil_secs(rule.algorithm.window()).max(1)
+        );
+        if let Some(decision) = outcome.decision {
+            let separator = if current.is_empty() { "" } else { ", " };
+            let _ = write!(
+                current,
+                "{separator}\"{}\";r={};t={}",
                 rule.name,
-                rule.algorithm.capacity(),
-                ceil_secs(rule.algorithm.window()).max(1)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let current = enforced()
-        .filter_map(|outcome| {
-            let decision = outcome.decision?;
-            Some(format!(
-                "\"{}\";r={};t={}",
-                outcome.rule.name,
                 decision.status.remaining,
                 ceil_secs(decision.status.reset_after)
-            ))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+            );
+        }
+    }
     for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, current)] {
         if !value.is_empty() {
             headers.insert(

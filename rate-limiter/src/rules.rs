@@ -93,6 +93,14 @@ impl RuleName {
     }
 }
 
+/// So that a map keyed by rule name can be searched with the `&str` of a request, without
+/// allocating. (`Hash` is derived, and hashes the inner `String` exactly as a `str`.)
+impl std::borrow::Borrow<str> for RuleName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for RuleName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
