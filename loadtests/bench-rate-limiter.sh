@@ -83,16 +83,24 @@ for i in $(seq 1 $decisions); do
     -d "{\"rule\":\"per-user\",\"key\":\"commands:$i\"}"
 done
 per_decision() { python3 -c "print(f'{(${1:-0} - ${2:-0}) / $decisions:.2f}')"; }
-echo "Redis commands per decision: EVALSHA $(per_decision "$(calls evalsha)" "$before_eval")," \
+per_decision_of() { python3 -c "print(f'{(${1:-0} - ${2:-0}) / $3:.2f}')"; }
+echo "Redis commands per decision, one at a time: EVALSHA $(per_decision "$(calls evalsha)" "$before_eval")," \
   "and inside the script GET $(per_decision "$(calls get)" "$before_get")," \
   "SET $(per_decision "$(calls set)" "$before_set")"
+
+# Under load, concurrent decisions share script calls (see src/store/redis.rs).
+before_eval=$(calls evalsha)
+handled=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d5s -s loadtests/check.lua "http://$LIMITER" |
+  awk '/requests in/ { print $1 }')
+echo "under load ($CONNECTIONS connections): $(per_decision_of "$(calls evalsha)" "$before_eval" "$handled")" \
+  "EVALSHA per decision ($handled decisions)"
 
 redis_runs=()
 get_runs=()
 for round in $(seq 1 "$ROUNDS"); do
   redis_runs+=("$(requests_per_second "http://$LIMITER")")
-  get_runs+=("$(taskset -c 1 redis-benchmark -u "$REDIS_URL" -t get -c "$CONNECTIONS" -n 200000 -q |
-    awk '/GET/ { print $2 }')")
+  get_runs+=("$(taskset -c 1 redis-benchmark -u "$REDIS_URL" -t get -c "$CONNECTIONS" -n 300000 --csv |
+    awk -F'"' '$2 == "GET" { print $4 }')")
   echo "round $round: Redis-backed decision ${redis_runs[-1]} req/s, redis-benchmark GET ${get_runs[-1]} req/s" >&2
 done
 on_redis=$(printf '%s\n' "${redis_runs[@]}" | median)
