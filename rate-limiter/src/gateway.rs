@@ -74,11 +74,64 @@ pub fn router(limiter: Arc<Limiter>, upstream: Upstream) -> Router {
     let routes = Router::new()
         .fallback(proxy)
         .with_state(Arc::new(Proxy { client, upstream }))
-        .layer(RateLimitLayer::new(limiter));
+        .layer(RateLimitLayer::new(limiter))
+        .layer(axum::middleware::from_fn(canonical_paths_only));
     // The shared middleware outside the limiter: a rejection is logged, counted and answered
     // with the request id too, and the id goes upstream with the request, so the upstream's
     // logs carry the same one.
     platform::http::instrument(GATEWAY, routes)
+}
+
+/// Refuses, with 400, a path the rules might read differently from the upstream.
+///
+/// The rules match the path as sent; upstreams often clean it up first (nginx merges slashes,
+/// frameworks resolve `.` and `..`, decode `%61` to `a`, or take a backslash or `%2F` for `/`). Forwarded
+/// as sent, `//api/v1/links` or `/api/./v1/links` would miss a rule on `/api/v1/links` and still
+/// reach the handler it protects. Rather than guess each upstream's normalisation, the gateway
+/// accepts only paths that every normalisation leaves unchanged; browsers and HTTP clients send
+/// nothing else.
+async fn canonical_paths_only(request: Request, next: axum::middleware::Next) -> Response {
+    if is_canonical(request.uri().path()) {
+        return next.run(request).await;
+    }
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "non-canonical-path",
+        "The path is not canonical",
+    )
+    .with_detail(
+        "Send the path without empty or dot segments, backslashes, encoded slashes or \
+             percent-encoded letters and digits.",
+    )
+    .into_response()
+}
+
+/// Whether `path` has no empty, `.` or `..` segment, no backslash, and no percent-encoding of an
+/// unreserved character (RFC 3986 section 2.3), a slash or a backslash.
+pub fn is_canonical(path: &str) -> bool {
+    if !path.starts_with('/') || path.contains('\\') {
+        return false;
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    let segments_ok = segments.iter().enumerate().all(|(i, segment)| {
+        // An empty last segment is a trailing slash, which is a different resource, not a trick.
+        (!segment.is_empty() || i == last) && *segment != "." && *segment != ".."
+    });
+    let bytes = path.as_bytes();
+    let escapes_ok = bytes.iter().enumerate().all(|(i, byte)| {
+        if *byte != b'%' {
+            return true;
+        }
+        let Some(hex) = path.get(i + 1..i + 3) else {
+            return false;
+        };
+        match u8::from_str_radix(hex, 16) {
+            Ok(decoded) => !(decoded.is_ascii_alphanumeric() || b"-._~/\\".contains(&decoded)),
+            Err(_) => false,
+        }
+    });
+    segments_ok && escapes_ok
 }
 
 /// The gateway's name in metrics and logs.

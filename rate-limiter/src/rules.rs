@@ -144,9 +144,20 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// Whether a request is the rule's business. The prefix matches whole path segments
+    /// (`/login` covers `/login` and `/login/2fa`, not `/login-help`), unless it ends in `/`.
+    /// A rule on `GET` also covers `HEAD`, which servers answer with the `GET` handler: leaving
+    /// it out would let a client read every header of a limited resource for free.
     pub fn matches(&self, method: &Method, path: &str) -> bool {
-        path.starts_with(&self.path_prefix)
-            && (self.methods.is_empty() || self.methods.contains(method))
+        let path_matches = path
+            .strip_prefix(self.path_prefix.as_str())
+            .is_some_and(|rest| {
+                self.path_prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/')
+            });
+        let method_matches = self.methods.is_empty()
+            || self.methods.contains(method)
+            || (method == Method::HEAD && self.methods.contains(&Method::GET));
+        path_matches && method_matches
     }
 }
 
@@ -161,4 +172,38 @@ pub enum ClientSource {
     /// The value of a header (`x-user-id` set by an authenticating proxy); requests without it
     /// are counted by IP.
     Header(HeaderName),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(prefix: &str, methods: &[Method]) -> Matcher {
+        Matcher {
+            path_prefix: prefix.into(),
+            methods: methods.to_vec(),
+            client: ClientSource::Ip,
+        }
+    }
+
+    #[test]
+    fn a_prefix_matches_whole_segments() {
+        let login = matcher("/login", &[]);
+        assert!(login.matches(&Method::POST, "/login"));
+        assert!(login.matches(&Method::POST, "/login/2fa"));
+        assert!(!login.matches(&Method::POST, "/login-help"));
+        assert!(!login.matches(&Method::POST, "/"));
+
+        let api = matcher("/api/", &[]);
+        assert!(api.matches(&Method::GET, "/api/links"));
+        assert!(!api.matches(&Method::GET, "/api"));
+    }
+
+    #[test]
+    fn a_rule_on_get_also_covers_head() {
+        let reads = matcher("/", &[Method::GET]);
+        assert!(reads.matches(&Method::HEAD, "/x"));
+        assert!(!reads.matches(&Method::POST, "/x"));
+        assert!(!matcher("/", &[Method::POST]).matches(&Method::HEAD, "/x"));
+    }
 }

@@ -75,5 +75,12 @@ pub(super) fn bounded_window(window: Duration) -> Result<Nanos, InvalidAlgorithm
     if nanos > MAX_WINDOW {
         return Err(InvalidAlgorithm("the window must be at most one year"));
     }
+    // Redis's clock counts microseconds: a finer window would be rounded there, and the two
+    // stores would disagree about where windows begin.
+    if nanos % 1000 != 0 {
+        return Err(InvalidAlgorithm(
+            "the window must be a whole number of microseconds",
+        ));
+    }
     Ok(nanos)
 }

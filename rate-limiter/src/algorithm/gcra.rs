@@ -25,8 +25,10 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// `rate` tokens every `per`, at most `burst` at once.
     ///
-    /// The interval is rounded up to a whole nanosecond, so an inexact rate (3 per second) errs
-    /// on the strict side by less than a nanosecond per token.
+    /// The interval is rounded up to a whole microsecond, the resolution of Redis's clock, so
+    /// that both stores enforce exactly the same limit; an inexact rate (3 per second) errs on
+    /// the strict side by less than a microsecond per token, and a million per second per key
+    /// is the fastest rate there is.
     pub fn new(rate: u64, per: Duration, burst: u64) -> Result<Self, InvalidAlgorithm> {
         if rate == 0 {
             return Err(InvalidAlgorithm("the rate must be at least 1"));
@@ -34,7 +36,10 @@ impl TokenBucket {
         if burst == 0 {
             return Err(InvalidAlgorithm("the burst must be at least 1"));
         }
-        let interval = positive_nanos(per, "the period must be longer than zero")?.div_ceil(rate);
+        let interval = positive_nanos(per, "the period must be longer than zero")?
+            .div_ceil(rate)
+            .div_ceil(1000)
+            * 1000;
         interval
             .checked_mul(burst)
             .filter(|tolerance| *tolerance <= super::MAX_WINDOW)

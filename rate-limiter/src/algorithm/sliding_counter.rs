@@ -35,11 +35,13 @@ impl SlidingCounter {
             limit: positive_limit(limit)?,
             window: bounded_window(window)?,
         };
-        // Redis's Lua computes `limit × window` in microseconds with doubles, exact to 2^53.
+        // Redis's Lua weighs `previous × (…) + (current + units) × window`, up to twice
+        // `limit × window` in microseconds, with doubles: exact below 2^53, so the product must
+        // stay below 2^52.
         let window_micros = counter.window.div_ceil(1000);
-        if u128::from(counter.limit) * u128::from(window_micros) >= 1 << 53 {
+        if u128::from(counter.limit) * u128::from(window_micros) >= 1 << 52 {
             return Err(InvalidAlgorithm(
-                "limit × window (in microseconds) must be below 2^53; use a shorter window",
+                "limit × window (in microseconds) must be below 2^52; use a shorter window",
             ));
         }
         Ok(counter)

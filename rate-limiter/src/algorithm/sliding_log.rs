@@ -40,7 +40,18 @@ impl Log {
 }
 
 impl SlidingLog {
+    /// The largest limit a sliding log may have. On Redis the log is a sorted set with one
+    /// member per unit (~112 bytes each, measured), written inside the script: a limit of a
+    /// million makes one request hold Redis for seconds and leave a 100 MB key. Larger limits
+    /// belong to the sliding counter, which is two integers whatever the limit.
+    pub const MAX_LIMIT: u64 = 10_000;
+
     pub fn new(limit: u64, window: Duration) -> Result<Self, InvalidAlgorithm> {
+        if limit > Self::MAX_LIMIT {
+            return Err(InvalidAlgorithm(
+                "a sliding log's limit must be at most 10000 (one entry per unit); use a sliding counter for more",
+            ));
+        }
         Ok(Self {
             limit: positive_limit(limit)?,
             window: bounded_window(window)?,

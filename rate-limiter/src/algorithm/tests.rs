@@ -117,7 +117,10 @@ fn a_token_bucket_refills_one_token_per_interval() {
 #[test]
 fn an_inexact_rate_rounds_the_interval_up() {
     let bucket = TokenBucket::new(3, Duration::from_secs(1), 1).unwrap();
-    assert_eq!(bucket.interval, 333_333_334);
+    assert_eq!(
+        bucket.interval, 333_334_000,
+        "whole microseconds, as Redis counts"
+    );
 }
 
 #[test]
@@ -154,6 +157,8 @@ fn parameters_that_describe_no_limit_are_refused() {
     assert!(FixedWindow::new(0, Duration::from_secs(1)).is_err());
     assert!(SlidingLog::new(1, Duration::from_secs(400 * 24 * 3600)).is_err());
     assert!(SlidingCounter::new(u64::MAX / 2, Duration::from_secs(3600)).is_err());
+    assert!(SlidingLog::new(SlidingLog::MAX_LIMIT + 1, Duration::from_secs(1)).is_err());
+    assert!(FixedWindow::new(1, Duration::from_nanos(1_500)).is_err());
 }
 
 #[test]

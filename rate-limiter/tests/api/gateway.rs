@@ -32,6 +32,7 @@ use rate_limiter::{
     layer::{RateLimitLayer, client_key},
     limiter::Limiter,
     rules::ClientSource,
+    store::MemoryStore,
 };
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -610,4 +611,105 @@ fn headers(name: HeaderName, value: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(name, HeaderValue::from_str(value).unwrap());
     headers
+}
+
+#[tokio::test]
+async fn a_path_the_rules_might_read_differently_from_the_upstream_is_refused() {
+    let gateway = TestGateway::new(PER_IP).await;
+    for path in [
+        "//api/v1/links",
+        "/api/./v1/links",
+        "/api/v1/../v1/links",
+        "/api/%76%31/links",
+        "/api%2Fv1/links",
+        "/api%5cv1/links",
+        "/api/%zz",
+    ] {
+        let response = gateway.get("203.0.113.7", path).await;
+        let problem = response.problem(StatusCode::BAD_REQUEST);
+        assert_eq!(
+            problem["type"], "tag:sdlab.dev,2026:non-canonical-path",
+            "{path}"
+        );
+    }
+    assert_eq!(
+        gateway.upstream.hits(),
+        0,
+        "a non-canonical path was forwarded"
+    );
+
+    for path in ["/api/v1/links/", "/a%20b", "/caf%C3%A9"] {
+        let response = gateway.get("203.0.113.7", path).await;
+        assert_eq!(response.status, StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_head_request_is_counted_by_a_rule_on_get() {
+    let gateway = TestGateway::new(
+        r#"
+        [rules.reads]
+        algorithm = "fixed_window"
+        limit = 1
+        window = "1h"
+        match = { path_prefix = "/", methods = ["GET"], client = "ip" }
+        "#,
+    )
+    .await;
+    assert_eq!(
+        gateway.get("203.0.113.7", "/x").await.status,
+        StatusCode::OK
+    );
+    let head = Request::head("/x").body(Body::empty()).unwrap();
+    let response = gateway.send("203.0.113.7", head).await;
+    assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(gateway.upstream.hits(), 1);
+}
+
+/// The leaky bucket shapes: the layer holds each admitted request until its turn. On the
+/// in-process store whatever `REDIS_URL` says, because tokio's paused clock (which makes the
+/// hold measurable without sleeping) would also fire the store's timeout while Redis answers.
+#[tokio::test]
+async fn the_leaky_bucket_holds_each_request_until_its_turn_to_leave() {
+    let rules = config::parse(
+        r#"
+        [rules.steady]
+        algorithm = "leaky_bucket"
+        rate = 10
+        per = "1s"
+        capacity = 3
+        match = { path_prefix = "/", client = "ip" }
+        "#,
+        config::Format::Toml,
+        "test.toml",
+    )
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(clock())));
+    let app = Router::new()
+        .route("/", get(|| async { "sent on" }))
+        .layer(RateLimitLayer::new(Arc::new(Limiter::new(rules, store, 0))));
+    tokio::time::pause();
+
+    let mut held = vec![];
+    for _ in 0..3 {
+        let started = tokio::time::Instant::now();
+        let response = send_to(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+        assert_eq!(response.status, StatusCode::OK);
+        held.push(started.elapsed().as_millis());
+    }
+    let overflow = send_to(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+
+    // The limiter's own clock stands still: the three arrive together, and leave 100 ms apart
+    // (tokio's timer rounds a sleep up to its next millisecond tick).
+    for (held, turn) in held.iter().zip([0, 100, 200]) {
+        assert!(
+            (turn..=turn + 1).contains(held),
+            "held {held} ms for a turn at {turn} ms"
+        );
+    }
+    assert_eq!(
+        overflow.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the queue holds three"
+    );
 }

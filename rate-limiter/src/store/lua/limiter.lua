@@ -23,17 +23,27 @@
 -- retry_after (µs), delay (µs).
 
 local now
+-- Expiry runs on Redis's own clock. With an injected clock (tests), that clock and the script's
+-- `now` are unrelated, and a key given 1 ms to live could vanish while the test's clock stands
+-- still; so there every key lives at least a minute of real time.
+local min_ttl_ms = 1
 if ARGV[1] == '' then
   local time = redis.call('TIME')
   now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 else
   now = tonumber(ARGV[1])
+  min_ttl_ms = 60000
 end
 
 -- Numbers passed to redis.call become strings through a float format that can drop digits of
 -- a 16-digit timestamp; every number stored or sent is formatted as an integer instead.
 local function int(n)
   return string.format('%d', n)
+end
+
+-- A TTL in whole milliseconds for a state that matters for `micros` more, rounded up.
+local function ttl(micros)
+  return int(math.max(min_ttl_ms, math.ceil(micros / 1000)))
 end
 
 -- floor(a / b) for non-negative integers below 2^53, guarded against a quotient that rounds up
@@ -61,7 +71,7 @@ end
 function gcra.spend(key, state, interval, burst, units)
   local tat = gcra.next(state, interval, units)
   -- The TTL is the time until the bucket is full again: a key that expires is a full bucket.
-  redis.call('SET', key, int(tat), 'PX', int(math.max(1, math.ceil((tat - now) / 1000))))
+  redis.call('SET', key, int(tat), 'PX', ttl(tat - now))
   return { tat = tat }
 end
 function gcra.status(state, interval, burst)
@@ -91,8 +101,8 @@ end
 function fixed.spend(key, state, window, limit, units)
   local spent = state.spent + units
   -- Kept until the window ends; a new window is a fresh start by definition.
-  local ttl = (state.index + 1) * window - now
-  redis.call('SET', key, int(state.index) .. ':' .. int(spent), 'PX', int(math.max(1, math.ceil(ttl / 1000))))
+  local window_left = (state.index + 1) * window - now
+  redis.call('SET', key, int(state.index) .. ':' .. int(spent), 'PX', ttl(window_left))
   return { index = state.index, spent = spent }
 end
 function fixed.status(state, window, limit)
@@ -121,19 +131,22 @@ function log.check(state, window, limit, units)
   return tonumber(leaving[2]) + window - now
 end
 function log.spend(key, state, window, limit, units)
+  -- If Redis's clock stepped back, the units are logged at the newest time already logged, as
+  -- the in-process log does: counted a little longer, never less.
+  local at = math.max(now, state.newest or now)
   -- Members must be unique: the time and the unit's position in the log are. Added in batches
   -- of 256, to stay far from Lua's limit on the arguments of one call.
   local args = {}
   for i = 1, units do
-    table.insert(args, int(now))
-    table.insert(args, int(now) .. '-' .. int(state.live + i))
+    table.insert(args, int(at))
+    table.insert(args, int(at) .. '-' .. int(state.live + i))
     if #args == 512 or i == units then
       redis.call('ZADD', key, unpack(args))
       args = {}
     end
   end
-  redis.call('PEXPIRE', key, int(math.ceil(window / 1000)))
-  return { key = key, live = state.live + units, newest = now }
+  redis.call('PEXPIRE', key, ttl(at + window - now))
+  return { key = key, live = state.live + units, newest = at }
 end
 function log.status(state, window, limit)
   if not state.newest then return limit, 0 end
@@ -174,9 +187,9 @@ end
 function counter.spend(key, state, window, limit, units)
   local current = state.current + units
   -- The counters matter until the end of the window after this one.
-  local ttl = (state.index + 2) * window - now
+  local counters_matter = (state.index + 2) * window - now
   redis.call('SET', key, int(state.index) .. ':' .. int(current) .. ':' .. int(state.previous),
-    'PX', int(math.max(1, math.ceil(ttl / 1000))))
+    'PX', ttl(counters_matter))
   return { index = state.index, current = current, previous = state.previous }
 end
 function counter.status(state, window, limit)
