@@ -36,6 +36,14 @@ use crate::{
     rules::{ClientSource, FailMode, FailurePolicy, Matcher, Rule, RuleName},
 };
 
+/// The longest a leaky bucket with a `match` may hold a request (its capacity × interval): the
+/// gateway gives each request 30 s in all, and its upstream 20 of them.
+pub const MAX_GATEWAY_HOLD: Duration = Duration::from_secs(10);
+
+/// The longest a rule may wait for its store. The Redis connection gives up after a second
+/// whatever the rule says, and a limiter that waits longer has failed its caller already.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The rules the service starts with when no file is given: `rate-limiter/rules.toml`.
 pub const DEFAULT_RULES: &str = include_str!("../rules.toml");
 
@@ -354,12 +362,22 @@ impl TryFrom<RawRule> for Checked {
             };
         }
         if let Some(Span(timeout)) = raw.timeout {
-            if timeout.is_zero() || timeout > Duration::from_secs(10) {
-                return Err("`timeout` must be between 1ms and 10s".into());
+            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+                return Err("`timeout` must be between 1ms and 1s".into());
             }
             failure.timeout = timeout;
         }
         let matcher = raw.matcher.map(RawMatcher::parse).transpose()?;
+        if let (Algorithm::LeakyBucket(bucket), Some(_)) = (&algorithm, &matcher)
+            && Duration::from_nanos(bucket.tolerance()) > MAX_GATEWAY_HOLD
+        {
+            return Err(format!(
+                "a leaky bucket with a `match` holds requests in the gateway, so its capacity × \
+                 interval must be at most {}s; this one is {:?}",
+                MAX_GATEWAY_HOLD.as_secs(),
+                Duration::from_nanos(bucket.tolerance())
+            ));
+        }
         Ok(Checked(Parsed {
             algorithm,
             shadow: raw.shadow,

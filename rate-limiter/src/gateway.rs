@@ -27,7 +27,7 @@
 //! One hyper client is built per router and shared by every request, so connections to the
 //! upstream are kept alive and reused from its pool instead of paying a TCP handshake each time.
 //! An upstream that refuses the connection is a 502; one that has not sent its response headers
-//! after 30 s is a 504. The body that follows is not timed: a long download is not a hung
+//! after 20 s is a 504. The body that follows is not timed: a long download is not a hung
 //! upstream.
 
 use std::{
@@ -55,7 +55,11 @@ use platform::problem::Problem;
 use crate::{layer::RateLimitLayer, limiter::Limiter, settings::Upstream};
 
 /// How long the upstream has to send its response headers.
-pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+///
+/// Inside the 30 s every request gets from the shared middleware, with room for the longest
+/// hold a leaky bucket may impose on a gateway request ([`crate::config::MAX_GATEWAY_HOLD`]): so
+/// a slow upstream is a 504 from here, never the shared 503.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(20);
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

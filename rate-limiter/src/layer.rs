@@ -13,7 +13,8 @@
 //!
 //! **Whom a request is counted for** comes from each rule's [`ClientSource`] (see
 //! [`client_key`]):
-//! - `ip`: the peer's address, `ip:203.0.113.7`, from the `ConnectInfo` the server records
+//! - `ip`: the peer's address, `ip:203.0.113.7` (an IPv6 peer by its /64, `ip:2001:db8::/64`),
+//!   from the `ConnectInfo` the server records
 //!   (`platform::http::serve` does). Behind a load balancer this is the balancer's address; the
 //!   layer does not read `X-Forwarded-For`, because any client can write one, and trusting it
 //!   would let every client pick a fresh bucket per request.
@@ -32,7 +33,9 @@
 //!
 //! An admitted request that a leaky bucket rule shapes is held for the delay the rule gives,
 //! here, before the handler runs: that is what turns a burst into a steady stream for the
-//! service behind. Responses, admitted or not, carry `RateLimit-Policy` and `RateLimit`.
+//! service behind. Responses carry `RateLimit-Policy` and `RateLimit` whenever the limiter decided
+//! (admitted or 429); a rule that failed open has no `RateLimit` item, and a fail-closed 503 has
+//! neither, since nothing was decided.
 
 use std::{
     future::Future,
@@ -213,7 +216,15 @@ pub fn client_key(source: &ClientSource, headers: &HeaderMap, peer: Option<IpAdd
 fn ip_key(peer: Option<IpAddr>) -> ClientKey {
     let key = match peer {
         // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`; one client, one key.
-        Some(ip) => format!("ip:{}", ip.to_canonical()),
+        Some(ip) => match ip.to_canonical() {
+            IpAddr::V4(v4) => format!("ip:{v4}"),
+            // One IPv6 host usually holds a whole /64 and can pick any address in it, so a
+            // limit per address would be a limit per request. Counted by the /64 instead.
+            IpAddr::V6(v6) => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("ip:{}/64", std::net::Ipv6Addr::from(network))
+            }
+        },
         // Only when the server was not started with `ConnectInfo` (a router driven directly):
         // every such request shares one bucket, which fails safe.
         None => "ip:unknown".to_owned(),

@@ -182,7 +182,10 @@ impl Limiter {
         requests: &[(Arc<Rule>, ClientKey)],
         cost: u64,
     ) -> Result<Verdict, LimitError> {
-        for (rule, _) in requests {
+        // A cost no wait can admit is a permanent error for an enforced rule. A rule in shadow
+        // mode never rejects, so there it is recorded as a shadow rejection instead: the rule
+        // only peeks, and its decision is marked rejected below.
+        for (rule, _) in requests.iter().filter(|(rule, _)| rule.enforced()) {
             let capacity = rule.algorithm.capacity();
             if cost > capacity {
                 return Err(LimitError::CostExceedsCapacity {
@@ -192,6 +195,7 @@ impl Limiter {
                 });
             }
         }
+        let beyond = |rule: &Rule| cost > rule.algorithm.capacity();
         if let Some(verdict) = self.known_over_limit(requests) {
             return Ok(verdict);
         }
@@ -202,7 +206,7 @@ impl Limiter {
                 rule: rule.name.as_str(),
                 algorithm: &rule.algorithm,
                 key: key.as_str(),
-                units: cost,
+                units: if beyond(rule) { 0 } else { cost },
                 enforced: rule.enforced(),
             })
             .collect();
@@ -227,9 +231,14 @@ impl Limiter {
         let outcomes: Vec<Outcome> = requests
             .iter()
             .zip(decided)
-            .map(|((rule, _), decision)| Outcome {
-                rule: rule.clone(),
-                decision: Some(decision),
+            .map(|((rule, _), mut decision)| {
+                if beyond(rule) {
+                    decision.allowed = false;
+                }
+                Outcome {
+                    rule: rule.clone(),
+                    decision: Some(decision),
+                }
             })
             .collect();
         let allowed = outcomes

@@ -119,6 +119,14 @@ fn bad_values_are_refused_with_a_reason() {
             "`client` is `ip`, `api_key` or `header:<name>`",
         ),
         ("rules = {}\n", "define at least one rule"),
+        (
+            "[rules.a]\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1s\"\ntimeout = \"2s\"\n",
+            "`timeout` must be between 1ms and 1s",
+        ),
+        (
+            "[rules.a]\nalgorithm = \"leaky_bucket\"\nrate = 1\nper = \"1s\"\ncapacity = 60\nmatch = { client = \"ip\" }\n",
+            "capacity × interval must be at most 10s",
+        ),
         ("[rules.a\n", ""),
     ] {
         let err = toml(text).unwrap_err();

@@ -56,6 +56,8 @@ pub enum StoreError {
     Redis(#[from] ::redis::RedisError),
     #[error("redis answered something the limiter did not expect: {0}")]
     Protocol(String),
+    #[error("too many decisions are waiting for Redis")]
+    Overloaded,
 }
 
 #[async_trait]

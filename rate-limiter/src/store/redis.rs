@@ -54,12 +54,15 @@ static SCRIPT: &str = include_str!("lua/limiter.lua");
 pub const MAX_IN_FLIGHT: usize = 4;
 /// Requests per call, at most: a bound on how long one call holds Redis.
 pub const MAX_BATCH: usize = 128;
+/// Requests waiting for a call, at most. Beyond that Redis is not keeping up, and a request is
+/// better answered by its rule's failure policy at once than queued behind thousands of others.
+pub const MAX_WAITING: usize = 4096;
 
 #[derive(Clone)]
 pub struct RedisStore {
     connection: ConnectionManager,
     namespace: String,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
     /// Set only by [`RedisStore::with_clock`]; shared with the batcher, which reads the time.
     clock: Arc<OnceLock<Arc<dyn Clock>>>,
 }
@@ -82,7 +85,8 @@ struct Encoded {
 /// What Redis does when it runs out of memory, as far as our keys are concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EvictionPolicy {
-    /// `noeviction`: writes fail instead, and each rule's failure policy applies. Limits hold.
+    /// `noeviction`: writes fail instead, and each rule's failure policy applies: fail-closed
+    /// rules hold their limits, fail-open ones admit while Redis is full.
     Safe,
     /// `allkeys-*` or `volatile-*` (all our keys have a TTL): a key evicted under memory
     /// pressure is a client whose limit silently starts again.
@@ -107,9 +111,10 @@ impl RedisStore {
         namespace: impl Into<String>,
     ) -> Result<(Self, EvictionPolicy), StoreError> {
         let client = redis::Client::open(url)?;
-        // No retries and a response timeout: a decision waits for Redis at most as long as its
-        // rules allow (the limiter wraps each call in the rules' own timeout), and a dead Redis
-        // must fail fast so the failure policy can answer.
+        // Each decision waits at most its rules' own timeout (the limiter bounds every call, and
+        // a rule's timeout is at most 1 s). The connection's response timeout frees a batch's
+        // call slot when Redis hangs; one reconnection attempt, then errors, so that a dead
+        // Redis fails fast and the failure policies answer.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(1)))
@@ -128,7 +133,7 @@ impl RedisStore {
             _ => EvictionPolicy::Unknown,
         };
 
-        let (requests, waiting) = mpsc::unbounded_channel();
+        let (requests, waiting) = mpsc::channel(MAX_WAITING);
         let clock = Arc::new(OnceLock::new());
         let batcher = Batcher {
             connection: connection.clone(),
@@ -200,7 +205,7 @@ struct Batcher {
 
 impl Batcher {
     /// Runs until every [`RedisStore`] clone is dropped.
-    async fn run(self, mut waiting: mpsc::UnboundedReceiver<Request>) {
+    async fn run(self, mut waiting: mpsc::Receiver<Request>) {
         let calls = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let this = Arc::new(self);
         while let Some(first) = waiting.recv().await {
@@ -310,7 +315,10 @@ impl Store for RedisStore {
             reply,
         };
         let stopped = || StoreError::Protocol("the Redis batcher has stopped".into());
-        self.requests.send(request).map_err(|_| stopped())?;
+        self.requests.try_send(request).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => stopped(),
+        })?;
         answer.await.map_err(|_| stopped())?
     }
 

@@ -59,6 +59,7 @@ async fn check(
 async fn a_fail_open_rule_admits_when_the_store_does_not_answer_within_its_timeout() {
     let (backend, limiter) = setup().await;
     assert!(check(&limiter, &["open"], "a").await.unwrap().allowed);
+    let failed_open_before = failed_open("open");
 
     backend.set(Fault::Hang);
     tokio::time::pause();
@@ -75,15 +76,21 @@ async fn a_fail_open_rule_admits_when_the_store_does_not_answer_within_its_timeo
         waited >= TIMEOUT && waited <= TIMEOUT + Duration::from_millis(1),
         "{waited:?}"
     );
-    let metrics = platform::metrics::handle().render();
-    assert!(
-        metrics
-            .lines()
-            .any(|line| line.starts_with("ratelimit_decisions_total{")
-                && line.contains("rule=\"open\"")
-                && line.contains("outcome=\"failed_open\"")),
-        "{metrics}"
-    );
+    // Other tests in this binary fail open too, on the same process-wide recorder: the count
+    // must have grown by at least this test's one.
+    assert!(failed_open("open") > failed_open_before);
+}
+
+/// `ratelimit_decisions_total{rule, outcome="failed_open"}` as the recorder renders it now.
+fn failed_open(rule: &str) -> f64 {
+    platform::metrics::handle()
+        .render()
+        .lines()
+        .filter(|line| line.starts_with("ratelimit_decisions_total{"))
+        .filter(|line| line.contains(&format!("rule=\"{rule}\"")))
+        .filter(|line| line.contains("outcome=\"failed_open\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::test]
@@ -102,7 +109,7 @@ async fn a_fail_closed_rule_rejects_when_the_store_does_not_answer_within_its_ti
 }
 
 #[tokio::test]
-async fn when_the_store_is_down_each_rule_follows_its_policy_without_waiting_it_out() {
+async fn when_the_store_is_down_each_rule_follows_its_policy_within_its_timeout() {
     let (backend, limiter) = setup().await;
     assert!(
         check(&limiter, &["open", "closed"], "a")
@@ -115,11 +122,17 @@ async fn when_the_store_is_down_each_rule_follows_its_policy_without_waiting_it_
     tokio::time::pause();
     let started = Instant::now();
     let open = check(&limiter, &["open"], "a").await.unwrap();
+    let open_waited = started.elapsed();
     let closed = check(&limiter, &["closed"], "a").await;
 
     assert!(open.allowed);
     assert!(matches!(closed, Err(LimitError::Unavailable(_))));
-    assert!(started.elapsed() <= 2 * TIMEOUT + Duration::from_millis(2));
+    // Each within its own timeout. (In process, the refusal is immediate; through the redis
+    // client, reconnecting to a dead server takes the whole timeout, measured here: 50 ms.)
+    let closed_waited = started.elapsed() - open_waited;
+    let limit = TIMEOUT + Duration::from_millis(1);
+    assert!(open_waited <= limit, "{open_waited:?}");
+    assert!(closed_waited <= limit, "{closed_waited:?}");
 }
 
 #[tokio::test]

@@ -369,11 +369,14 @@ fn an_ip_key_is_the_canonical_address_or_unknown_without_a_peer() {
         client_key(&ClientSource::Ip, &none, mapped).as_str(),
         "ip:192.0.2.1"
     );
-    let v6 = Some("2001:db8::1".parse().unwrap());
-    assert_eq!(
-        client_key(&ClientSource::Ip, &none, v6).as_str(),
-        "ip:2001:db8::1"
-    );
+    // Every address of one IPv6 /64 is one client.
+    for address in ["2001:db8::1", "2001:db8::ffff:1234:5678:9abc"] {
+        let v6 = Some(address.parse().unwrap());
+        assert_eq!(
+            client_key(&ClientSource::Ip, &none, v6).as_str(),
+            "ip:2001:db8::/64"
+        );
+    }
     assert_eq!(
         client_key(&ClientSource::Ip, &none, None).as_str(),
         "ip:unknown"

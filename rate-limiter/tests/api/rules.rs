@@ -75,3 +75,12 @@ async fn the_retry_time_of_a_request_is_that_of_its_slowest_rule() {
     assert!(tight > Duration::from_millis(100));
     assert_eq!(verdict.retry_after(), tight);
 }
+
+#[tokio::test]
+async fn a_cost_beyond_a_shadow_rules_capacity_is_recorded_not_refused() {
+    let t = TestLimiter::new(rules()).await;
+    let verdict = t.check(&["roomy", "shadow"], "client", 2).await;
+    assert!(verdict.allowed, "a shadow rule refused a request");
+    assert!(!verdict.outcomes[1].decision.unwrap().allowed);
+    assert_eq!(verdict.outcomes[0].decision.unwrap().status.remaining, 8);
+}
