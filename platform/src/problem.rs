@@ -121,14 +121,7 @@ impl Problem {
 
     /// 500 without internals. The cause chain is logged here, with the request's span.
     pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
-        let mut chain = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        tracing::error!(error = %chain, "internal error");
+        tracing::error!(error = %error_chain(error), "internal error");
         Self::status(StatusCode::INTERNAL_SERVER_ERROR)
             .with_detail("An internal error occurred; it has been logged.")
     }
@@ -169,6 +162,18 @@ impl IntoResponse for Problem {
         }
         response
     }
+}
+
+/// An error and its causes, outermost first: `connecting to the upstream: connection refused`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
 }
 
 #[cfg(test)]

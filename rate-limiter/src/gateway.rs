@@ -199,7 +199,7 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             // The cause (refused, reset, bad response) is for the operator, not the client.
             tracing::warn!(
                 upstream = %proxy.upstream,
-                error = %error_chain(&err),
+                error = %platform::problem::error_chain(&err),
                 "the upstream failed"
             );
             Problem::new(
@@ -269,15 +269,4 @@ fn forwarded_for(headers: &HeaderMap, peer: Option<IpAddr>) -> Option<HeaderValu
         return None;
     }
     HeaderValue::try_from(hops.join(", ")).ok()
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }
