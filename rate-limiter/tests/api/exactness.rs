@@ -220,13 +220,7 @@ async fn measure_counter(gap_ms: impl Fn(&mut dyn FnMut(u64) -> u64) -> u64) -> 
     .await;
     t.clock
         .set(time::macros::datetime!(2026-01-01 00:00:03 UTC));
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = |below: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % below
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let (mut admitted_at, mut false_rejections, mut requests) = (Vec::<Duration>::new(), 0, 0);
     let mut now = Duration::ZERO;
     while now < window * 60 {
@@ -300,13 +294,7 @@ async fn the_store_decides_exactly_as_the_reference_arithmetic() {
         let name = algorithm.name();
         let t = TestLimiter::new(vec![rule("r", algorithm.clone())]).await;
         let mut state: Option<State> = None;
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = |below: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % below
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for step in 0..150 {
             // Whole microseconds, the resolution both stores share.
             t.advance(Duration::from_micros(next(300_000)));
@@ -340,5 +328,15 @@ async fn the_store_decides_exactly_as_the_reference_arithmetic() {
             let decided = t.check(&["r"], "client", units).await.outcomes[0].decision;
             assert_eq!(decided, Some(expected), "{name}, step {step}, cost {units}");
         }
+    }
+}
+
+/// A small deterministic generator (xorshift): `next(n)` is below `n`, and failures reproduce.
+fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |below| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
     }
 }
