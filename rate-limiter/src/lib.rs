@@ -8,7 +8,8 @@
 //! - [`algorithm`]: token bucket (GCRA), leaky bucket, fixed window, sliding log and sliding
 //!   counter, as pure functions of (state, now, cost).
 //! - [`store`]: where the state lives: [`store::MemoryStore`] in process, [`store::RedisStore`]
-//!   shared by every instance through one Lua script per decision (`store/lua/limiter.lua`).
+//!   shared by every instance through one Lua script (`store/lua/limiter.lua`), concurrent
+//!   requests batched into one call.
 //! - [`limiter`]: rules over a store: all-or-nothing across rules, failure policies, the cache
 //!   of keys over their limit.
 //! - [`rules`], [`config`]: what a rule is, and the file it is read from.

@@ -6,7 +6,8 @@
 //! rules nothing, and two instances racing for the last unit cannot both get it.
 //!
 //! - [`MemoryStore`]: sharded maps behind mutexes, time from a [`platform::clock::Clock`].
-//! - [`RedisStore`]: one Lua script per decision (`lua/limiter.lua`), time from Redis's `TIME`.
+//! - [`RedisStore`]: one Lua script (`lua/limiter.lua`) decides each request, several requests per
+//!   call under load; time from Redis's `TIME`.
 //!
 //! Both run the same arithmetic ([`crate::algorithm`]), and `tests/api/exactness.rs` runs one
 //! suite against whichever `REDIS_URL` selects.

@@ -1,4 +1,5 @@
-//! The Redis store: one `EVALSHA` of `lua/limiter.lua` per decision, whatever the number of rules.
+//! The Redis store: one `EVALSHA` of `lua/limiter.lua` decides a request, whatever the number of
+//! rules, and concurrent requests share a call.
 //!
 //! Why a script: the decision is a read, a computation and a write, and two instances doing that
 //! concurrently with plain commands would both read "one left" and both spend it. `INCR` then
