@@ -215,7 +215,8 @@ impl Limiter {
             .map(|(rule, _)| rule.failure.timeout)
             .min()
             .unwrap_or(Duration::MAX);
-        let asked_at = Instant::now();
+        // Read only when there is an over-limit cache to time entries by: not on the in-process path.
+        let asked_at = self.over_limit.as_ref().map(|_| Instant::now());
         let answer = if self.store.is_remote() {
             tokio::time::timeout(timeout, self.store.decide(&checks)).await
         } else {
@@ -300,9 +301,11 @@ impl Limiter {
         key: &ClientKey,
         outcome: &Outcome,
         cost: u64,
-        asked_at: Instant,
+        asked_at: Option<Instant>,
     ) {
-        let (Some(cache), Some(decision)) = (&self.over_limit, outcome.decision) else {
+        let (Some(cache), Some(decision), Some(asked_at)) =
+            (&self.over_limit, outcome.decision, asked_at)
+        else {
             return;
         };
         if cost > 1 {
