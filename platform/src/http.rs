@@ -13,23 +13,31 @@
 //! - bodies are limited to 64 KiB unless a route says otherwise, and a request that runs for
 //!   30 s is cut off with a 503 problem; both are counted in the metrics like any response.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{
+    any::Any,
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderName, StatusCode},
-    middleware::{self, Next},
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::{HeaderName, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     serve::ListenerExt,
 };
-use tokio::{net::TcpListener, time::Instant};
-use tower::ServiceBuilder;
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+use pin_project_lite::pin_project;
+use tokio::{
+    net::TcpListener,
+    time::{Instant, Timeout},
 };
-use tracing::Instrument;
+use tower::{Layer, Service};
+use tracing::Span;
 
 use crate::{
     health::Readiness,
@@ -40,6 +48,7 @@ use crate::{
 
 const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A system's routes wrapped in the shared endpoints and middleware.
 pub fn service(
@@ -62,26 +71,10 @@ pub fn service(
 /// forwards every path): request ids, the request span, metrics, the 30 s timeout and the panic
 /// catcher. No body limit, so that a proxy can stream bodies of any size.
 pub fn instrument(name: &'static str, routes: Router) -> Router {
-    let x_request_id = HeaderName::from_static("x-request-id");
-    routes
-        // Layers added with `Router::layer` run after routing, so they see `MatchedPath`. The
-        // panic catcher sits inside `observe`, so that panics are counted as 500s.
-        .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("handler panicked");
-            Problem::status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
-        }))
-        .layer(middleware::from_fn_with_state(
-            HttpMetrics::new(name),
-            observe,
-        ))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(
-                    x_request_id.clone(),
-                    MakeRequestUuid,
-                ))
-                .layer(PropagateRequestIdLayer::new(x_request_id)),
-        )
+    // Layers added with `Router::layer` run after routing, so they see `MatchedPath`.
+    routes.layer(ObserveLayer {
+        metrics: HttpMetrics::new(name),
+    })
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests finish.
@@ -104,47 +97,180 @@ pub async fn serve(
     .await
 }
 
-/// Everything the stack does around a request, in one middleware: opens the request's tracing
-/// span (so every line a handler logs carries the request id), times the request out after
-/// [`REQUEST_TIMEOUT`] (dropping the handler's future cancels whatever it was waiting for), logs
-/// the response at debug, and records it in the HTTP metrics, timeouts included.
+/// Everything the stack does around a request, in one layer: takes the client's `x-request-id`
+/// or makes one (a UUID) and sets it on the request, so that a proxy forwards it, and on the
+/// response; opens the request's tracing span (so every line a handler logs carries the id);
+/// times the request out after [`REQUEST_TIMEOUT`] (dropping the handler's future cancels
+/// whatever it was waiting for); turns a panicking handler into a 500 problem; logs the response
+/// at debug; and records it in the HTTP metrics, timeouts and panics included.
 ///
-/// One `from_fn` rather than several layers: each `from_fn` boxes and clones the inner service
-/// per request, and tower-http's `TraceLayer` also wraps and classifies every response body; the
-/// redirect benchmark measured each at a few percent of throughput.
-async fn observe(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-");
-    // Display (`%`), not Debug: this runs on every request, and Debug quotes and escapes.
-    let span = tracing::info_span!(
-        "request",
-        service = metrics.service(),
-        request_id = %request_id,
-        method = %method,
-        path = %req.uri().path(),
-    );
+/// One hand-written layer with a named future, rather than `middleware::from_fn` and
+/// tower-http's request-id and catch-panic layers: those box the inner future, clone the inner
+/// service and box the response body per request, each a few percent of a small request's
+/// cost; measured on the rate limiter's decision API (`rate-limiter/DESIGN.md` §11).
+#[derive(Clone)]
+struct ObserveLayer {
+    metrics: HttpMetrics,
+}
 
-    let handled = tokio::time::timeout(REQUEST_TIMEOUT, next.run(req))
-        .instrument(span.clone())
-        .await;
-    let response = handled.unwrap_or_else(|_| {
-        tracing::warn!(parent: &span, timeout = ?REQUEST_TIMEOUT, "request timed out");
-        Problem::status(StatusCode::SERVICE_UNAVAILABLE)
-            .with_detail("The request took too long and was cancelled.")
-            .into_response()
-    });
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
 
-    let elapsed = start.elapsed();
-    tracing::debug!(parent: &span, status = response.status().as_u16(), ?elapsed, "response");
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    metrics.record(route, &method, response.status(), elapsed);
-    response
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Observe<S> {
+    inner: S,
+    metrics: HttpMetrics,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Observed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let start = Instant::now();
+        let request_id = match req.headers().get(&X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = HeaderValue::from_str(
+                    uuid::Uuid::new_v4()
+                        .hyphenated()
+                        .encode_lower(&mut uuid::Uuid::encode_buffer()),
+                )
+                .expect("a UUID is a valid header value");
+                req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+                id
+            }
+        };
+        let method = req.method().clone();
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        // Display (`%`), not Debug: this runs on every request, and Debug quotes and escapes.
+        let span = tracing::info_span!(
+            "request",
+            service = self.metrics.service(),
+            request_id = %request_id.to_str().unwrap_or("-"),
+            method = %method,
+            path = %req.uri().path(),
+        );
+        let handling = {
+            let _entered = span.enter();
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+        };
+        let (handling, panic) = match handling {
+            Ok(future) => (Some(tokio::time::timeout(REQUEST_TIMEOUT, future)), None),
+            Err(panic) => (None, Some(panic)),
+        };
+        Observed {
+            handling,
+            panic,
+            record: Some(Record {
+                span,
+                start,
+                method,
+                route,
+                request_id,
+                metrics: self.metrics.clone(),
+            }),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of one observed request: the handler's, under the timeout.
+    struct Observed<F> {
+        #[pin]
+        handling: Option<Timeout<F>>,
+        // Set when the handler panicked before it returned a future.
+        panic: Option<Box<dyn Any + Send>>,
+        record: Option<Record>,
+    }
+}
+
+/// What is recorded once the response is there.
+struct Record {
+    span: Span,
+    start: Instant,
+    method: Method,
+    route: Option<MatchedPath>,
+    request_id: HeaderValue,
+    metrics: HttpMetrics,
+}
+
+impl<F> Future for Observed<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let record = this
+            .record
+            .as_ref()
+            .expect("an observed request is not polled after it completed");
+        let polled = {
+            let _entered = record.span.enter();
+            match (this.panic.take(), this.handling.as_pin_mut()) {
+                (Some(panic), _) => Err(panic),
+                (None, Some(handling)) => {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| handling.poll(cx)))
+                }
+                (None, None) => unreachable!("either the handler's future or its panic"),
+            }
+        };
+        let response = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(Ok(response)))) => response,
+            Ok(Poll::Ready(Ok(Err(infallible)))) => match infallible {},
+            Ok(Poll::Ready(Err(_elapsed))) => {
+                tracing::warn!(parent: &record.span, timeout = ?REQUEST_TIMEOUT, "request timed out");
+                Problem::status(StatusCode::SERVICE_UNAVAILABLE)
+                    .with_detail("The request took too long and was cancelled.")
+                    .into_response()
+            }
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(not a string)");
+                tracing::error!(parent: &record.span, panic = message, "handler panicked");
+                Problem::status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+            }
+        };
+        let record = this.record.take().expect("checked above");
+        Poll::Ready(Ok(record.finish(response)))
+    }
+}
+
+impl Record {
+    fn finish(self, mut response: Response) -> Response {
+        let elapsed = self.start.elapsed();
+        tracing::debug!(parent: &self.span, status = response.status().as_u16(), ?elapsed, "response");
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        self.metrics
+            .record(route, &self.method, response.status(), elapsed);
+        response
+            .headers_mut()
+            .entry(&X_REQUEST_ID)
+            .or_insert(self.request_id);
+        response
+    }
 }
 
 async fn not_found() -> Problem {
@@ -166,6 +292,12 @@ mod tests {
         let routes = Router::new()
             .route("/hello", get(|| async { "hello" }))
             .route("/slow", get(std::future::pending::<&str>))
+            .route(
+                "/echo-id",
+                get(|headers: axum::http::HeaderMap| async move {
+                    headers["x-request-id"].to_str().unwrap().to_owned()
+                }),
+            )
             .route(
                 "/panic",
                 get(|| async {
@@ -200,6 +332,22 @@ mod tests {
         )
         .await;
         assert_eq!(kept.headers()["x-request-id"], "abc-123");
+    }
+
+    #[tokio::test]
+    async fn the_handler_sees_the_request_id_the_response_carries() {
+        // A proxy forwards the request's headers, so the id must be on the request itself.
+        let response = send(Request::get("/echo-id").body(Body::empty()).unwrap()).await;
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(body, id.as_bytes());
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_http=info";
+const DEFAULT_FILTER: &str = "info,sqlx=warn";
 
 /// Installs the global subscriber. Calling it twice is harmless (the second call does nothing),
 /// so binaries and test helpers can both call it.
