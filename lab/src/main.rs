@@ -45,6 +45,10 @@ async fn main() -> anyhow::Result<()> {
         limiter_settings.upstream = Some(origin.parse().map_err(anyhow::Error::msg)?);
     }
     let limiter = rate_limiter::Application::build(limiter_settings).await?;
+    let payments =
+        idempotency_demo::Application::build(idempotency_demo::Settings::from_env()?).await?;
+    // A client of the payments API made for this run, like the shortener's key.
+    let (_, payments_key) = payments.payments().create_client("lab demo client").await?;
 
     let banner = Banner {
         shortener_url: format!("http://localhost:{}", shortener.port()),
@@ -59,6 +63,12 @@ async fn main() -> anyhow::Result<()> {
         ),
         demo_key: demo_key.expose().to_owned(),
         demo_code: demo_link.code.to_string(),
+        payments_url: format!("http://localhost:{}", payments.port()),
+        payments_backends: payments.describe_backends(),
+        provider_url: payments
+            .provider()
+            .map(|provider| format!("http://localhost:{}", provider.addr.port())),
+        payments_key: payments_key.expose().to_owned(),
     };
 
     let systems: Vec<(&str, Running)> = vec![
@@ -69,6 +79,10 @@ async fn main() -> anyhow::Result<()> {
         (
             "rate-limiter",
             Box::pin(limiter.run_until_stopped(stop.clone().cancelled_owned())),
+        ),
+        (
+            "idempotency-demo",
+            Box::pin(payments.run_until_stopped(stop.clone().cancelled_owned())),
         ),
     ];
     banner.print();
@@ -98,6 +112,10 @@ struct Banner {
     gateway_url: String,
     demo_key: String,
     demo_code: String,
+    payments_url: String,
+    payments_backends: String,
+    provider_url: Option<String>,
+    payments_key: String,
 }
 
 impl Banner {
@@ -110,7 +128,13 @@ impl Banner {
             gateway_url: g,
             demo_key,
             demo_code,
+            payments_url: p,
+            payments_backends,
+            provider_url,
+            payments_key,
         } = self;
+        // The fault switches are only there when the lab runs the simulator itself.
+        let provider = provider_url.as_deref().unwrap_or("<PAYMENTS_PROVIDER_URL>");
         println!(
             r#"
 sdlab is running. Ctrl-C stops it.
@@ -118,6 +142,7 @@ sdlab is running. Ctrl-C stops it.
   url-shortener  {s}   API docs {s}/docs   metrics {s}/metrics   ({shortener_backends})
   rate-limiter   {r}   API docs {r}/docs   metrics {r}/metrics   ({limiter_backends})
                  gateway {g}, in front of the url-shortener
+  payments       {p}   API docs {p}/docs   metrics {p}/metrics   ({payments_backends})
 
 Try it (an API key and a link were made for this run):
 
@@ -133,6 +158,13 @@ Try it (an API key and a link were made for this run):
   curl -s {r}/api/v1/rules
   # the same shortener through the gateway: 40 at once per IP, then 20 a second
   curl -si {g}/{demo_code}
+  # pay twice with one Idempotency-Key: one charge, and the second answer is a replay
+  export PAY_KEY={payments_key}
+  curl -si {p}/v1/payments -H "authorization: Bearer $PAY_KEY" -H 'idempotency-key: order-1' \
+       -H 'content-type: application/json' -d '{{"amount": 2000, "currency": "usd", "source": "tok_visa"}}'
+  # make the provider crash after charging, pay, see the 502, heal it, retry: still one charge
+  curl -s -X PUT {provider}/v1/faults -H 'content-type: application/json' -d '{{"crash_after_charge_rate": 1}}'
+  curl -s {provider}/v1/charges
 "#
         );
     }

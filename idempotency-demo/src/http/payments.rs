@@ -1,0 +1,198 @@
+//! `POST /v1/payments`, `GET /v1/payments/{id}`, `GET /v1/payments?limit=&cursor=`.
+
+use axum::{
+    extract::{FromRequestParts, Path, RawQuery, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use platform::{
+    extract::Json,
+    problem::{CONTENT_TYPE as PROBLEM_JSON, FieldError, Problem},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{AppState, Client};
+use crate::{
+    domain::{CreatePayment, IdempotencyKey, PaymentId, PaymentRequest},
+    error::PaymentError,
+    service::PaymentView,
+};
+
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// The `Idempotency-Key` header, parsed (see `domain/key.rs` for the accepted forms).
+pub struct KeyHeader(pub IdempotencyKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyHeader {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+        let value = parts
+            .headers
+            .get("idempotency-key")
+            .ok_or(PaymentError::BadKey("is missing"))?;
+        IdempotencyKey::parse(value.as_bytes())
+            .map(KeyHeader)
+            .map_err(|reason| PaymentError::BadKey(reason).into())
+    }
+}
+
+/// Take a payment, once per idempotency key.
+///
+/// The first request with a key charges the card and answers 201 (or 402 if the card is
+/// declined). Every retry with the same key and body gets that same answer, byte for byte, with
+/// `Idempotent-Replayed: true`, and charges nothing. A retry while the first is still running
+/// gets 409 with `Retry-After`; a retry after a 502 resumes the payment where it stopped.
+#[utoipa::path(
+    post,
+    path = "/v1/payments",
+    tag = "payments",
+    request_body = CreatePayment,
+    params(
+        ("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters; the quoted structured-field form (`\"abc\"`) is the same key as the bare one (`abc`)"),
+    ),
+    responses(
+        (status = 201, description = "Charged", body = PaymentView),
+        (status = 402, description = "Declined by the provider; stored and replayed like a success", content_type = "application/problem+json"),
+        (status = 400, description = "Missing or invalid Idempotency-Key, or a body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this key is in progress; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid field, or a key first used with a different request", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider did not answer; retry with the same key", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_payment(
+    State(state): State<AppState>,
+    Client(client): Client,
+    KeyHeader(key): KeyHeader,
+    Json(body): Json<CreatePayment>,
+) -> Result<Response, PaymentError> {
+    let request = PaymentRequest::parse(body).map_err(|invalid| PaymentError::Invalid {
+        field: invalid.field,
+        reason: invalid.reason,
+    })?;
+    let answer = state
+        .payments
+        .create(client, &key, &Method::POST, request)
+        .await?;
+    let content_type = if answer.status.is_success() {
+        "application/json"
+    } else {
+        PROBLEM_JSON
+    };
+    let mut response = (
+        answer.status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        answer.body,
+    )
+        .into_response();
+    if answer.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// One of this client's payments.
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{id}",
+    tag = "payments",
+    params(("id" = String, Path, description = "`pay_` and 32 hex digits")),
+    responses(
+        (status = 200, description = "The payment", body = PaymentView),
+        (status = 404, description = "No payment of this client has this id", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_payment(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PaymentView>, PaymentError> {
+    let id = PaymentId::parse(&id).ok_or(PaymentError::NotFound)?;
+    let payment = state.payments.payment(client, id).await?;
+    Ok(axum::Json(PaymentView::from(&payment)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentPage {
+    /// Newest first.
+    pub data: Vec<PaymentView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+const DEFAULT_LIMIT: u32 = 10;
+const MAX_LIMIT: u32 = 100;
+
+/// This client's payments, newest first, a page at a time.
+///
+/// Keyset pagination: the cursor is the last payment of the page, and the next page starts below
+/// it, so payments taken meanwhile never shift a page (no duplicates, no gaps).
+#[utoipa::path(
+    get,
+    path = "/v1/payments",
+    tag = "payments",
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 10"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of payments", body = PaymentPage),
+        (status = 400, description = "A bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_payments(
+    State(state): State<AppState>,
+    Client(client): Client,
+    RawQuery(query): RawQuery,
+) -> Result<axum::Json<PaymentPage>, Problem> {
+    let (mut limit, mut cursor) = (DEFAULT_LIMIT, None);
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                    .ok_or_else(|| {
+                        bad_parameter("limit", "must be a whole number from 1 to 100")
+                    })?;
+            }
+            "cursor" => {
+                cursor = Some(PaymentId::parse(value).ok_or(PaymentError::BadCursor)?);
+            }
+            other => {
+                return Err(bad_parameter(other, "is not a parameter of this endpoint"));
+            }
+        }
+    }
+    // One more than asked, to know whether there is a next page without a second query.
+    let mut payments = state.payments.payments(client, limit + 1, cursor).await?;
+    let more = payments.len() > limit as usize;
+    payments.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| payments.last().map(|payment| payment.id.to_string()))
+        .flatten();
+    Ok(axum::Json(PaymentPage {
+        data: payments.iter().map(PaymentView::from).collect(),
+        next_cursor,
+    }))
+}
+
+fn bad_parameter(name: &str, reason: &str) -> Problem {
+    Problem::status(StatusCode::BAD_REQUEST)
+        .with_detail(format!("`{name}` {reason}."))
+        .with_error(FieldError::parameter(name, reason))
+}

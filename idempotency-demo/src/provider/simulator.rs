@@ -1,0 +1,314 @@
+//! A card processor to charge against: test cards, its own idempotency keys, and fault switches
+//! that tests and the lab turn on to watch the payments service hold.
+//!
+//! ```text
+//! POST /v1/charges   Idempotency-Key: <key>   {"amount": 2000, "currency": "USD", "source": "tok_visa"}
+//! 201 {"id": "ch_…", "status": "succeeded", …}          402 {"id": "ch_…", "status": "failed", "failure_code": "card_declined", …}
+//! GET  /v1/charges   every charge made, for tests and the benchmark to count
+//! GET  /v1/faults, PUT /v1/faults   {"latency_ms": 0, "error_rate": 0.0, "timeout_rate": 0.0, "crash_after_charge_rate": 0.0}
+//! ```
+//!
+//! Test cards, named as Stripe's: `tok_visa` and `tok_mastercard` succeed;
+//! `tok_chargeDeclined` is declined with `card_declined`,
+//! `tok_chargeDeclinedInsufficientFunds` with `insufficient_funds`; any other token with
+//! `invalid_source`. A decline is a charge too (a failed one), replayed like any other.
+//!
+//! Faults, each a probability from 0 to 1 per charge request, drawn in this order:
+//! - `error_rate`: a 500 before charging;
+//! - `timeout_rate`: no answer at all (the request is held until the caller gives up), no charge;
+//! - `crash_after_charge_rate`: the charge is made, then the connection is dropped before an
+//!   answer: the caller cannot tell this from a timeout, which is the case provider idempotency
+//!   exists for.
+//!
+//! `latency_ms` delays every answer, after the charge is made: a caller whose timeout is shorter
+//! has been charged without knowing it. State is in memory: the simulator stands for a
+//! remote service, whose storage is not ours to design.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use platform::problem::{FieldError, Problem};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// How long a "timeout" holds a request: longer than any caller waits.
+const HOLD: Duration = Duration::from_secs(120);
+
+/// The fault switches; all off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    pub latency_ms: u64,
+    pub error_rate: f64,
+    pub timeout_rate: f64,
+    pub crash_after_charge_rate: f64,
+}
+
+impl Faults {
+    fn check(&self) -> Result<(), Problem> {
+        for (name, rate) in [
+            ("error_rate", self.error_rate),
+            ("timeout_rate", self.timeout_rate),
+            ("crash_after_charge_rate", self.crash_after_charge_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(Problem::invalid_field(FieldError::body(
+                    name,
+                    "must be a probability from 0 to 1",
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A charge the provider made (or declined).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Charge {
+    pub id: String,
+    pub idempotency_key: String,
+    pub amount: u64,
+    pub currency: String,
+    pub source: String,
+    pub status: &'static str,
+    pub failure_code: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChargeRequest {
+    amount: u64,
+    currency: String,
+    source: String,
+}
+
+#[derive(Default)]
+pub struct Simulator {
+    state: Mutex<Ledger>,
+    faults: Mutex<Faults>,
+}
+
+#[derive(Default)]
+struct Ledger {
+    keys: HashMap<String, KeyState>,
+    charges: Vec<Charge>,
+}
+
+enum KeyState {
+    /// A request with this key is being handled; a concurrent one gets a 409.
+    InFlight,
+    Done {
+        request: ChargeRequest,
+        charge: Charge,
+    },
+}
+
+impl Simulator {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        *self.faults.lock().unwrap()
+    }
+
+    /// Every charge made so far, in order.
+    pub fn charges(&self) -> Vec<Charge> {
+        self.state.lock().unwrap().charges.clone()
+    }
+
+    /// The provider's routes, with the shared middleware and `/healthz`.
+    pub fn router(self: &Arc<Self>) -> Router {
+        let routes = Router::new()
+            .route("/v1/charges", post(charge).get(list_charges))
+            .route("/v1/faults", get(get_faults).put(put_faults))
+            .with_state(self.clone());
+        platform::http::service(
+            "payment-provider",
+            routes,
+            platform::health::Readiness::new(),
+            utoipa::openapi::OpenApi::default(),
+        )
+    }
+}
+
+/// Removes the in-flight marker of a request that ends without a charge (an error, a caller
+/// that hung up), so that the key can be used again.
+struct InFlight<'a> {
+    simulator: &'a Simulator,
+    key: Option<String>,
+}
+
+impl InFlight<'_> {
+    fn completed(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.simulator.state.lock().unwrap().keys.remove(&key);
+        }
+    }
+}
+
+async fn charge(
+    State(simulator): State<Arc<Simulator>>,
+    headers: HeaderMap,
+    Json(request): Json<ChargeRequest>,
+) -> Result<Response, Problem> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| {
+            Problem::status(StatusCode::BAD_REQUEST)
+                .with_detail("Charges need an Idempotency-Key header.")
+        })?
+        .to_owned();
+    let faults = simulator.faults();
+
+    {
+        let mut state = simulator.state.lock().unwrap();
+        match state.keys.get(&key) {
+            Some(KeyState::Done {
+                request: first,
+                charge,
+            }) => {
+                return if *first == request {
+                    Ok(answer(charge))
+                } else {
+                    Err(Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency-key-reused",
+                        "Idempotency key reused",
+                    )
+                    .with_detail("This key was used for a charge with other parameters."))
+                };
+            }
+            Some(KeyState::InFlight) => {
+                return Err(Problem::status(StatusCode::CONFLICT)
+                    .with_detail("A charge with this key is in progress."));
+            }
+            None => {
+                state.keys.insert(key.clone(), KeyState::InFlight);
+            }
+        }
+    }
+    let in_flight = InFlight {
+        simulator: &simulator,
+        key: Some(key.clone()),
+    };
+
+    if rand::random_bool(faults.error_rate) {
+        return Err(Problem::status(StatusCode::INTERNAL_SERVER_ERROR)
+            .with_detail("Simulated provider error (error_rate)."));
+    }
+    if rand::random_bool(faults.timeout_rate) {
+        tokio::time::sleep(HOLD).await;
+        return Err(Problem::status(StatusCode::GATEWAY_TIMEOUT));
+    }
+
+    let failure_code = match request.source.as_str() {
+        "tok_visa" | "tok_mastercard" => None,
+        "tok_chargeDeclined" => Some("card_declined"),
+        "tok_chargeDeclinedInsufficientFunds" => Some("insufficient_funds"),
+        _ => Some("invalid_source"),
+    };
+    let charge = Charge {
+        id: format!("ch_{}", uuid::Uuid::new_v4().simple()),
+        idempotency_key: key.clone(),
+        amount: request.amount,
+        currency: request.currency.clone(),
+        source: request.source.clone(),
+        status: if failure_code.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        },
+        failure_code,
+    };
+    {
+        let mut state = simulator.state.lock().unwrap();
+        state.charges.push(charge.clone());
+        state.keys.insert(
+            key,
+            KeyState::Done {
+                request,
+                charge: charge.clone(),
+            },
+        );
+    }
+    in_flight.completed();
+
+    // After the charge: a caller that gives up before this answer has been charged all the same.
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+
+    if rand::random_bool(faults.crash_after_charge_rate) {
+        // The charge stands; the caller gets a connection that breaks before any answer.
+        return Ok((StatusCode::CREATED, broken_body()).into_response());
+    }
+    Ok(answer(&charge))
+}
+
+/// A body that fails at once: hyper aborts the connection instead of finishing the response.
+fn broken_body() -> Body {
+    let failure = std::io::Error::other("simulated crash after charging");
+    Body::from_stream(futures::stream::once(async move {
+        Err::<axum::body::Bytes, _>(failure)
+    }))
+}
+
+fn answer(charge: &Charge) -> Response {
+    let status = if charge.failure_code.is_some() {
+        StatusCode::PAYMENT_REQUIRED
+    } else {
+        StatusCode::CREATED
+    };
+    (
+        status,
+        Json(json!({
+            "id": charge.id,
+            "status": charge.status,
+            "amount": charge.amount,
+            "currency": charge.currency,
+            "failure_code": charge.failure_code,
+        })),
+    )
+        .into_response()
+}
+
+async fn list_charges(State(simulator): State<Arc<Simulator>>) -> Json<Vec<Charge>> {
+    Json(simulator.charges())
+}
+
+async fn get_faults(State(simulator): State<Arc<Simulator>>) -> Json<Faults> {
+    Json(simulator.faults())
+}
+
+async fn put_faults(
+    State(simulator): State<Arc<Simulator>>,
+    platform::extract::Json(faults): platform::extract::Json<Faults>,
+) -> Result<Json<Faults>, Problem> {
+    faults.check()?;
+    simulator.set_faults(faults);
+    Ok(Json(faults))
+}

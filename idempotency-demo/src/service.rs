@@ -1,0 +1,465 @@
+//! The use cases: take a payment exactly once, read payments, and the two background jobs that
+//! keep keys honest (the completer and the reaper).
+//!
+//! [`Payments::create`] is the whole idempotency protocol:
+//! 1. [`PaymentStore::begin`] inserts or finds the client's key, in one transaction.
+//! 2. Found and finished: the stored answer is replayed, byte for byte. Found with another
+//!    fingerprint: 422. Found and locked by a live request: 409 with `Retry-After`.
+//! 3. Otherwise this request holds the key's lock and drives it through the remaining phases
+//!    ([`crate::domain::RecoveryPoint`]), each one transaction, calling the provider between
+//!    the second and the third.
+//!
+//! When a phase fails in a way a retry can fix (the provider did not answer, the database
+//! hiccuped) the key is unlocked where it stands and nothing is stored: the client's retry with
+//! the same key resumes from the last recovery point. Stripe instead stores a 500 and replays it;
+//! we do what rocket-rides-atomic does, because every phase here is safe to resume, and a stored
+//! 500 would leave a payment pending with nobody to finish it but the completer.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::http::{Method, StatusCode};
+use platform::{auth::ApiKey, clock::Clock, problem::Problem, shutdown::CancellationToken};
+use serde::Serialize;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest, PaymentStatus,
+        RecoveryPoint,
+    },
+    error::PaymentError,
+    provider::{ChargeOutcome, ProviderClient, ProviderError},
+    store::{
+        Begin, BeginAt, ClientRecord, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
+        StoredResponse,
+    },
+};
+
+/// The topic finished payments are announced on.
+pub const TOPIC: &str = "payments.events";
+
+/// The path payments are created at, part of every fingerprint.
+pub const PAYMENTS_PATH: &str = "/v1/payments";
+
+/// Time limits of the protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a finished key replays; after that it is deleted and the key can be reused.
+    pub retention: Duration,
+    /// A lock older than this is presumed abandoned (its process died) and may be taken over.
+    /// Longer than any request can live (the HTTP stack cuts requests at 30 s).
+    pub lock_timeout: Duration,
+    /// How long the completer leaves an unfinished, unlocked key to its client's own retry.
+    pub completer_grace: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(24 * 3600),
+            lock_timeout: Duration::from_secs(60),
+            completer_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// An answer to `POST /v1/payments`: fresh, or replayed from the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+    pub replayed: bool,
+}
+
+/// A payment as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PaymentView {
+    #[schema(example = "pay_0193a1b2c3d4e5f6a7b8c9d0e1f2a3b4")]
+    pub id: String,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: PaymentStatus,
+    pub amount: u64,
+    #[schema(example = "USD")]
+    pub currency: String,
+    pub source: String,
+    pub description: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// The provider's charge id, once the provider answered.
+    pub provider_reference: Option<String>,
+    /// Why the provider declined, for a failed payment.
+    pub failure_code: Option<String>,
+}
+
+impl From<&Payment> for PaymentView {
+    fn from(payment: &Payment) -> Self {
+        Self {
+            id: payment.id.to_string(),
+            status: payment.status,
+            amount: payment.request.amount,
+            currency: payment.request.currency.as_str().to_owned(),
+            source: payment.request.source.clone(),
+            description: payment.request.description.clone(),
+            created_at: payment
+                .created_at
+                .format(&Rfc3339)
+                .expect("a stored time formats"),
+            provider_reference: payment.provider_charge.clone(),
+            failure_code: payment.failure_code.clone(),
+        }
+    }
+}
+
+/// The 402 body: a problem, with the failed payment.
+#[derive(Serialize)]
+struct Declined<'a> {
+    #[serde(flatten)]
+    problem: Problem,
+    decline_code: &'a str,
+    payment: PaymentView,
+}
+
+pub struct Payments {
+    store: Arc<dyn PaymentStore>,
+    provider: ProviderClient,
+    clock: Arc<dyn Clock>,
+    timing: Timing,
+}
+
+impl Payments {
+    pub fn new(
+        store: Arc<dyn PaymentStore>,
+        provider: ProviderClient,
+        clock: Arc<dyn Clock>,
+        timing: Timing,
+    ) -> Self {
+        Self {
+            store,
+            provider,
+            clock,
+            timing,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn PaymentStore> {
+        &self.store
+    }
+
+    /// A new client and its API key, shown this once.
+    pub async fn create_client(&self, name: &str) -> Result<(ClientRecord, ApiKey), PaymentError> {
+        let key = ApiKey::generate();
+        let client = self
+            .store
+            .insert_client(name, &key.hash(), self.clock.now())
+            .await?;
+        Ok((client, key))
+    }
+
+    /// Makes sure `key` belongs to a client (the lab's fixed demo key); idempotent.
+    pub async fn ensure_client(&self, name: &str, key: &ApiKey) -> Result<(), PaymentError> {
+        if self.store.find_client(&key.hash()).await?.is_none() {
+            match self
+                .store
+                .insert_client(name, &key.hash(), self.clock.now())
+                .await
+            {
+                Ok(_) => {}
+                // Another instance created it meanwhile.
+                Err(StoreError::Database(err)) if platform::db::is_unique_violation(&err) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn authenticate(&self, key: &ApiKey) -> Result<ClientRecord, PaymentError> {
+        self.store
+            .find_client(&key.hash())
+            .await?
+            .ok_or(PaymentError::UnknownClient)
+    }
+
+    /// Takes a payment once per (client, key), whatever the number of retries.
+    #[tracing::instrument(skip(self, request), fields(client = client.0, key = %key))]
+    pub async fn create(
+        &self,
+        client: ClientId,
+        key: &IdempotencyKey,
+        method: &Method,
+        request: PaymentRequest,
+    ) -> Result<Answer, PaymentError> {
+        let fingerprint = Fingerprint::of(method, PAYMENTS_PATH, &request);
+        let now = self.clock.now();
+        let at = BeginAt {
+            now,
+            expired_before: now - self.timing.retention,
+            stale_before: now - self.timing.lock_timeout,
+        };
+        match self
+            .store
+            .begin(client, key, &fingerprint, &request, at)
+            .await?
+        {
+            Begin::Acquired(record, lock) => {
+                let response = self.drive(record, lock).await?;
+                metrics::counter!("payments_requests_total", "outcome" => "processed").increment(1);
+                Ok(answer(response, false))
+            }
+            Begin::Existing(record) if record.fingerprint != fingerprint.0 => {
+                metrics::counter!("payments_requests_total", "outcome" => "key_reused")
+                    .increment(1);
+                Err(PaymentError::KeyReused)
+            }
+            Begin::Existing(KeyRecord {
+                response: Some(response),
+                ..
+            }) => {
+                metrics::counter!("payments_requests_total", "outcome" => "replayed").increment(1);
+                Ok(answer(response, true))
+            }
+            Begin::Existing(_) => {
+                metrics::counter!("payments_requests_total", "outcome" => "in_flight").increment(1);
+                // A payment takes well under a second when the provider is healthy.
+                Err(PaymentError::InFlight {
+                    retry_after: Duration::from_secs(1),
+                })
+            }
+        }
+    }
+
+    /// Runs a locked key's remaining phases; on a failure a retry can fix, unlocks it where it
+    /// stands.
+    async fn drive(
+        &self,
+        mut record: KeyRecord,
+        lock: Lock,
+    ) -> Result<StoredResponse, PaymentError> {
+        let result = self.run_phases(&mut record, lock).await;
+        if let Err(err) = &result
+            && !matches!(err, PaymentError::Store(StoreError::LockLost))
+        {
+            // Without this the key would stay locked until the lock timeout, and every retry
+            // until then would get a 409.
+            if let Err(unlock) = self.store.unlock(lock, self.clock.now()).await {
+                tracing::warn!(error = %platform::problem::error_chain(&unlock), "cannot unlock the key; it frees itself after the lock timeout");
+            }
+        }
+        result
+    }
+
+    async fn run_phases(
+        &self,
+        record: &mut KeyRecord,
+        lock: Lock,
+    ) -> Result<StoredResponse, PaymentError> {
+        loop {
+            match record.recovery_point {
+                RecoveryPoint::Started => {
+                    let payment = Payment {
+                        id: PaymentId::generate(),
+                        client: record.client,
+                        request: record.request.clone(),
+                        status: PaymentStatus::Pending,
+                        provider_charge: None,
+                        failure_code: None,
+                        created_at: self.clock.now(),
+                    };
+                    self.store.create_payment(lock, &payment).await?;
+                    record.payment = Some(payment.id);
+                    record.recovery_point = RecoveryPoint::PaymentCreated;
+                }
+                RecoveryPoint::PaymentCreated => {
+                    let payment = payment_of(record)?;
+                    // The provider's idempotency key is our payment's id: one per (client, key),
+                    // fixed before the first call, so every retry of this charge reuses it.
+                    let outcome = self
+                        .provider
+                        .charge(&payment.to_string(), &record.request)
+                        .await
+                        .map_err(|err| match err {
+                            ProviderError::Unknown(_) => PaymentError::ProviderUnavailable(err),
+                            ProviderError::Refused { .. } => PaymentError::ProviderRefused(err),
+                        })?;
+                    let (status, charge, code) = match &outcome {
+                        ChargeOutcome::Succeeded { charge_id } => {
+                            (PaymentStatus::Succeeded, charge_id, None)
+                        }
+                        ChargeOutcome::Declined { charge_id, code } => {
+                            (PaymentStatus::Failed, charge_id, Some(code.as_str()))
+                        }
+                    };
+                    self.store
+                        .record_charge(lock, payment, status, charge, code)
+                        .await?;
+                    record.recovery_point = RecoveryPoint::ChargeAttempted;
+                }
+                RecoveryPoint::ChargeAttempted => {
+                    let id = payment_of(record)?;
+                    let payment = self.store.payment(id).await?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("the key's payment {id} is missing"))
+                    })?;
+                    let now = self.clock.now();
+                    let response = render(&payment);
+                    let event = event(&payment, now);
+                    self.store.finish(lock, &response, &event).await?;
+                    metrics::counter!("payments_total", "status" => payment.status.as_str())
+                        .increment(1);
+                    return Ok(response);
+                }
+                RecoveryPoint::Finished => {
+                    return Err(StoreError::Corrupt("a finished key was locked".into()).into());
+                }
+            }
+        }
+    }
+
+    pub async fn payment(&self, client: ClientId, id: PaymentId) -> Result<Payment, PaymentError> {
+        // Another client's payment is "not found", not "forbidden": its existence is not theirs
+        // to learn.
+        self.store
+            .payment(id)
+            .await?
+            .filter(|payment| payment.client == client)
+            .ok_or(PaymentError::NotFound)
+    }
+
+    pub async fn payments(
+        &self,
+        client: ClientId,
+        limit: u32,
+        before: Option<PaymentId>,
+    ) -> Result<Vec<Payment>, PaymentError> {
+        Ok(self.store.payments(client, limit, before).await?)
+    }
+
+    /// One pass of the completer: drives every abandoned key (unfinished, not run for the grace
+    /// period, lock free or stale) to its end. Returns how many it finished.
+    pub async fn complete_abandoned(&self) -> Result<usize, PaymentError> {
+        let mut finished = 0;
+        loop {
+            let now = self.clock.now();
+            let Some((record, lock)) = self
+                .store
+                .lock_abandoned(
+                    now - self.timing.completer_grace,
+                    now - self.timing.lock_timeout,
+                    now,
+                )
+                .await?
+            else {
+                return Ok(finished);
+            };
+            let key = record.key.clone();
+            match self.drive(record, lock).await {
+                Ok(_) => {
+                    finished += 1;
+                    tracing::info!(key, "completer finished an abandoned payment");
+                }
+                // The provider is still down: stop this pass, the key waits for the next one.
+                Err(err) => {
+                    tracing::warn!(key, error = %err, "completer could not finish a payment");
+                    return Ok(finished);
+                }
+            }
+        }
+    }
+
+    /// One pass of the reaper: deletes keys past their retention. Payments stay.
+    pub async fn reap_expired_keys(&self) -> Result<u64, PaymentError> {
+        let before = self.clock.now() - self.timing.retention;
+        let mut deleted = 0;
+        loop {
+            let batch = self.store.delete_expired_keys(before, 1000).await?;
+            deleted += batch;
+            if batch < 1000 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Runs the completer and the reaper every `interval` until `stop`.
+    pub async fn run_background(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            if let Err(err) = self.complete_abandoned().await {
+                tracing::warn!(error = %err, "completer pass failed");
+            }
+            if let Err(err) = self.reap_expired_keys().await {
+                tracing::warn!(error = %err, "reaper pass failed");
+            }
+        }
+    }
+}
+
+fn payment_of(record: &KeyRecord) -> Result<PaymentId, StoreError> {
+    record
+        .payment
+        .ok_or_else(|| StoreError::Corrupt("a key past payment_created has no payment".into()))
+}
+
+fn answer(response: StoredResponse, replayed: bool) -> Answer {
+    Answer {
+        status: StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body: response.body,
+        replayed,
+    }
+}
+
+/// The answer a finished payment gets, and every replay after it.
+fn render(payment: &Payment) -> StoredResponse {
+    let view = PaymentView::from(payment);
+    match payment.status {
+        PaymentStatus::Failed => {
+            let code = payment.failure_code.as_deref().unwrap_or("declined");
+            let body = Declined {
+                problem: Problem::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "card-declined",
+                    "Card declined",
+                )
+                .with_detail(format!("The card was declined ({code}).")),
+                decline_code: code,
+                payment: view,
+            };
+            StoredResponse {
+                status: StatusCode::PAYMENT_REQUIRED.as_u16(),
+                body: serde_json::to_vec(&body).expect("a decline serialises"),
+            }
+        }
+        PaymentStatus::Succeeded | PaymentStatus::Pending => StoredResponse {
+            status: StatusCode::CREATED.as_u16(),
+            body: serde_json::to_vec(&view).expect("a payment serialises"),
+        },
+    }
+}
+
+/// The `payment.succeeded` or `payment.failed` event of a finished payment.
+fn event(payment: &Payment, now: OffsetDateTime) -> OutboxEvent {
+    let event_type = match payment.status {
+        PaymentStatus::Failed => "payment.failed",
+        _ => "payment.succeeded",
+    };
+    let event_id = Uuid::now_v7();
+    let payload = serde_json::json!({
+        "id": event_id,
+        "type": event_type,
+        "created_at": now.format(&Rfc3339).expect("now formats"),
+        "client_id": payment.client.0,
+        "payment": PaymentView::from(payment),
+    });
+    OutboxEvent {
+        event_id,
+        topic: TOPIC.to_owned(),
+        message_key: payment.id.to_string(),
+        event_type: event_type.to_owned(),
+        payload: serde_json::to_vec(&payload).expect("an event serialises"),
+        created_at: now,
+    }
+}

@@ -1,0 +1,120 @@
+//! The payments service's settings, from environment variables. Every one has a default that
+//! works on a laptop with nothing else running.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `PAYMENTS_ADDR` | `127.0.0.1:8085` | where the payments API listens |
+//! | `PAYMENTS_PROVIDER_URL` | unset | a running payment provider (simulator) to charge through |
+//! | `PAYMENTS_PROVIDER_ADDR` | `127.0.0.1:8095` | without `PAYMENTS_PROVIDER_URL`: where this process serves its own simulator |
+//! | `PAYMENTS_PROVIDER_TIMEOUT_MS` | `5000` | a charge call that takes longer is "unknown", retried with the same key |
+//! | `PAYMENTS_KEY_RETENTION_SECS` | `86400` | how long a finished key replays its answer |
+//! | `PAYMENTS_LOCK_TIMEOUT_SECS` | `60` | a key locked longer than this is taken over (its request is presumed dead) |
+//! | `PAYMENTS_COMPLETER_GRACE_SECS` | `60` | how long an unfinished key waits for its client's retry before the completer finishes it |
+//! | `PAYMENTS_BACKGROUND_INTERVAL_MS` | `5000` | how often the completer and the reaper run |
+//! | `PAYMENTS_DEMO_KEY` | unset | an API key (`sk_` and 40 hex digits) to register at start, for demos and load tests |
+//! | `DATABASE_URL`, `KAFKA_BROKERS` | unset | the real backends (see `platform::config`) |
+
+use std::{net::SocketAddr, time::Duration};
+
+use platform::{
+    auth::ApiKey,
+    config::{Backends, ConfigError, env_opt, env_or},
+};
+
+use crate::service::Timing;
+
+/// The name the service goes by: its PostgreSQL schema, SQLite file, metrics.
+pub const SYSTEM: &str = "idempotency-demo";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub backends: Backends,
+    pub provider: ProviderSetting,
+    pub provider_timeout: Duration,
+    pub timing: Timing,
+    pub background_interval: Duration,
+    pub demo_key: Option<ApiKey>,
+}
+
+/// Where the payment provider is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderSetting {
+    /// Already running elsewhere.
+    Url(String),
+    /// Served by this process, on this address, over real HTTP like any other.
+    Simulated(SocketAddr),
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let provider = match env_opt::<String>("PAYMENTS_PROVIDER_URL")? {
+            Some(url) => ProviderSetting::Url(url),
+            None => ProviderSetting::Simulated(env_or(
+                "PAYMENTS_PROVIDER_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8095)),
+            )?),
+        };
+        let demo_key = match env_opt::<String>("PAYMENTS_DEMO_KEY")? {
+            Some(text) => Some(ApiKey::parse(&text).ok_or_else(|| ConfigError {
+                name: "PAYMENTS_DEMO_KEY".into(),
+                value: "(hidden)".into(),
+                reason: "expected sk_ followed by 40 lower-case hex digits".into(),
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            addr: env_or("PAYMENTS_ADDR", SocketAddr::from(([127, 0, 0, 1], 8085)))?,
+            backends: Backends::from_env(SYSTEM)?,
+            provider,
+            provider_timeout: millis("PAYMENTS_PROVIDER_TIMEOUT_MS", 5000)?,
+            timing: Timing {
+                retention: secs("PAYMENTS_KEY_RETENTION_SECS", 24 * 3600)?,
+                lock_timeout: secs("PAYMENTS_LOCK_TIMEOUT_SECS", 60)?,
+                completer_grace: secs("PAYMENTS_COMPLETER_GRACE_SECS", 60)?,
+            },
+            background_interval: millis("PAYMENTS_BACKGROUND_INTERVAL_MS", 5000)?,
+            demo_key,
+        })
+    }
+
+    /// Settings for tests: every default, a free port, the simulator on a free port, and a
+    /// provider timeout short enough for timeout tests.
+    pub fn for_tests() -> Self {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            addr: any_port,
+            backends: Backends {
+                database: platform::config::DatabaseConfig::Sqlite {
+                    path: "unused".into(),
+                },
+                redis_url: None,
+                kafka_brokers: None,
+            },
+            provider: ProviderSetting::Simulated(any_port),
+            provider_timeout: Duration::from_millis(500),
+            timing: Timing::default(),
+            background_interval: Duration::from_secs(3600),
+            demo_key: None,
+        }
+    }
+}
+
+fn secs(name: &str, default: u64) -> Result<Duration, ConfigError> {
+    positive(name, default).map(Duration::from_secs)
+}
+
+fn millis(name: &str, default: u64) -> Result<Duration, ConfigError> {
+    positive(name, default).map(Duration::from_millis)
+}
+
+fn positive(name: &str, default: u64) -> Result<u64, ConfigError> {
+    match env_or(name, default)? {
+        0 => Err(ConfigError {
+            name: name.into(),
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        }),
+        value => Ok(value),
+    }
+}

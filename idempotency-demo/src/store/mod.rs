@@ -1,0 +1,217 @@
+//! Where clients, idempotency keys, payments and outbox events are kept: one trait, one module
+//! per engine, the one place that picks between them ([`for_database`]).
+//!
+//! Each method that moves a key forward is one transaction, and is guarded by the key's lock
+//! token: `UPDATE … WHERE id = $1 AND lock_token = $2`. A request that lost its lock (it was
+//! slower than the lock timeout and someone took the key over) finds no row to update and stops
+//! with [`StoreError::LockLost`] instead of writing over the new owner's work. Together with the
+//! unique `(client_id, key)` this is the whole concurrency story: no `SELECT … FOR UPDATE`, no
+//! isolation level above read committed, and the same code on SQLite and PostgreSQL.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use platform::db::Database;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
+use crate::domain::{
+    ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest, PaymentStatus,
+    RecoveryPoint,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The key's lock was taken over; this request must stop.
+    #[error("the idempotency key's lock was taken over by another request")]
+    LockLost,
+    #[error("a stored row is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A key's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: i64,
+    pub client: ClientId,
+    pub key: String,
+    pub fingerprint: String,
+    pub request: PaymentRequest,
+    pub recovery_point: RecoveryPoint,
+    pub payment: Option<PaymentId>,
+    pub response: Option<StoredResponse>,
+    pub locked_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+/// The answer a finished key replays, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// The right to move one key forward, held by one request (or the completer) at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lock {
+    pub key_id: i64,
+    pub token: Uuid,
+}
+
+/// What [`PaymentStore::begin`] found.
+#[derive(Debug)]
+pub enum Begin {
+    /// The key is this request's to work on, from its recovery point.
+    Acquired(KeyRecord, Lock),
+    /// The key exists and is not this request's: finished (replay), another request's (409), or
+    /// first used with another request (422). The caller tells which.
+    Existing(KeyRecord),
+}
+
+/// The moments that decide what [`PaymentStore::begin`] may do.
+#[derive(Debug, Clone, Copy)]
+pub struct BeginAt {
+    pub now: OffsetDateTime,
+    /// A finished key created before this has expired: it is replaced, as if new.
+    pub expired_before: OffsetDateTime,
+    /// A lock taken before this is stale: its holder is presumed dead, and the key is taken over.
+    pub stale_before: OffsetDateTime,
+}
+
+/// An event to publish, written in the transaction that finishes its payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    pub event_id: Uuid,
+    pub topic: String,
+    pub message_key: String,
+    pub event_type: String,
+    pub payload: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A client of the API, found by its key's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub id: ClientId,
+    pub name: String,
+}
+
+#[async_trait]
+pub trait PaymentStore: Send + Sync + 'static {
+    async fn insert_client(
+        &self,
+        name: &str,
+        key_hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<ClientRecord, StoreError>;
+
+    async fn find_client(&self, key_hash: &str) -> Result<Option<ClientRecord>, StoreError>;
+
+    /// Phase 1 (one transaction): inserts the key at `started`, locked; or, if the client already
+    /// has it, takes it over when it is unfinished, unlocked or stale, and has this fingerprint;
+    /// or reports what is there.
+    async fn begin(
+        &self,
+        client: ClientId,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        request: &PaymentRequest,
+        at: BeginAt,
+    ) -> Result<Begin, StoreError>;
+
+    /// Phase 2: writes the payment, `pending`, and moves the key to `payment_created`.
+    async fn create_payment(&self, lock: Lock, payment: &Payment) -> Result<(), StoreError>;
+
+    /// Phase 3: the provider's answer on the payment; the key moves to `charge_attempted`.
+    async fn record_charge(
+        &self,
+        lock: Lock,
+        payment: PaymentId,
+        status: PaymentStatus,
+        provider_charge: &str,
+        failure_code: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Phase 4: the response to replay and the outbox event; the key moves to `finished` and is
+    /// unlocked.
+    async fn finish(
+        &self,
+        lock: Lock,
+        response: &StoredResponse,
+        event: &OutboxEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Gives the key up where it stands (a retryable failure): the next retry, or the completer
+    /// after its grace period, resumes it. `now` is the key's last run.
+    async fn unlock(&self, lock: Lock, now: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// Locks the oldest unfinished key whose last run was before `idle_before` and whose lock is
+    /// free or stale (before `stale_before`), for the completer.
+    async fn lock_abandoned(
+        &self,
+        idle_before: OffsetDateTime,
+        stale_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Option<(KeyRecord, Lock)>, StoreError>;
+
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
+
+    /// A client's payments, newest first, after (older than) `before` if given.
+    async fn payments(
+        &self,
+        client: ClientId,
+        limit: u32,
+        before: Option<PaymentId>,
+    ) -> Result<Vec<Payment>, StoreError>;
+
+    /// Deletes finished keys created before `before`, at most `limit` of them; returns how many.
+    /// Payments are untouched.
+    async fn delete_expired_keys(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+
+    /// Events not yet published, oldest first (for tests and the relay).
+    async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError>;
+}
+
+/// The one place that chooses the store.
+pub fn for_database(database: &Database) -> Arc<dyn PaymentStore> {
+    match database {
+        Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
+        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+    }
+}
+
+/// The migrations for both engines, applied at start-up.
+pub const MIGRATIONS: platform::db::Migrations = platform::db::Migrations {
+    postgres: &sqlx::migrate!("./migrations/postgres"),
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+};
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn recovery_point(text: &str) -> Result<RecoveryPoint, StoreError> {
+    RecoveryPoint::parse(text).ok_or_else(|| corrupt(format!("recovery point {text:?}")))
+}
+
+fn payment_status(text: &str) -> Result<PaymentStatus, StoreError> {
+    PaymentStatus::parse(text).ok_or_else(|| corrupt(format!("payment status {text:?}")))
+}
+
+fn stored_request(json: &str) -> Result<PaymentRequest, StoreError> {
+    serde_json::from_str(json).map_err(|err| corrupt(format!("stored request: {err}")))
+}
+
+fn request_json(request: &PaymentRequest) -> String {
+    serde_json::to_string(request).expect("a request serialises")
+}

@@ -1,0 +1,482 @@
+//! The PostgreSQL store: the same statements as the SQLite one, in PostgreSQL's types.
+//!
+//! Read committed is enough. `INSERT … ON CONFLICT DO NOTHING` waits for a concurrent insert of
+//! the same key to commit and then does nothing, and the conditional `UPDATE`s re-check their
+//! `WHERE` on the row's latest version, so of two requests only one ever holds a key's lock.
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    Begin, BeginAt, ClientRecord, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
+    StoredResponse, corrupt, payment_status, recovery_point, request_json, stored_request,
+};
+use crate::domain::{
+    ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest, PaymentStatus,
+    RecoveryPoint,
+};
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+const KEY_COLUMNS: &str = "id, client_id, key, fingerprint, request::text AS request, recovery_point, payment_id, \
+                           response_status, response_body, locked_at, created_at";
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: i64,
+    client_id: i64,
+    key: String,
+    fingerprint: String,
+    request: String,
+    recovery_point: String,
+    payment_id: Option<Uuid>,
+    response_status: Option<i32>,
+    response_body: Option<Vec<u8>>,
+    locked_at: Option<OffsetDateTime>,
+    created_at: OffsetDateTime,
+}
+
+impl TryFrom<KeyRow> for KeyRecord {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<Self, StoreError> {
+        Ok(KeyRecord {
+            id: row.id,
+            client: ClientId(row.client_id),
+            key: row.key,
+            fingerprint: row.fingerprint,
+            request: stored_request(&row.request)?,
+            recovery_point: recovery_point(&row.recovery_point)?,
+            payment: row.payment_id.map(PaymentId),
+            response: match (row.response_status, row.response_body) {
+                (Some(status), Some(body)) => Some(StoredResponse {
+                    status: u16::try_from(status).map_err(|_| corrupt("response status"))?,
+                    body,
+                }),
+                _ => None,
+            },
+            locked_at: row.locked_at,
+            created_at: row.created_at,
+        })
+    }
+}
+
+const PAYMENT_COLUMNS: &str = "id, client_id, amount, currency, source, description, status, \
+                               provider_charge, failure_code, created_at";
+
+#[derive(sqlx::FromRow)]
+struct PaymentRow {
+    id: Uuid,
+    client_id: i64,
+    amount: i64,
+    currency: String,
+    source: String,
+    description: Option<String>,
+    status: String,
+    provider_charge: Option<String>,
+    failure_code: Option<String>,
+    created_at: OffsetDateTime,
+}
+
+impl TryFrom<PaymentRow> for Payment {
+    type Error = StoreError;
+
+    fn try_from(row: PaymentRow) -> Result<Self, StoreError> {
+        Ok(Payment {
+            id: PaymentId(row.id),
+            client: ClientId(row.client_id),
+            request: PaymentRequest {
+                amount: u64::try_from(row.amount).map_err(|_| corrupt("amount"))?,
+                currency: crate::domain::Currency::parse(&row.currency)
+                    .ok_or_else(|| corrupt("currency"))?,
+                source: row.source,
+                description: row.description,
+            },
+            status: payment_status(&row.status)?,
+            provider_charge: row.provider_charge,
+            failure_code: row.failure_code,
+            created_at: row.created_at,
+        })
+    }
+}
+
+async fn key_by_id(conn: &mut PgConnection, id: i64) -> Result<KeyRecord, StoreError> {
+    let row: KeyRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    row.try_into()
+}
+
+/// Moves a locked key from `from` to `to`; [`StoreError::LockLost`] if the lock is not ours.
+async fn advance(
+    conn: &mut PgConnection,
+    lock: Lock,
+    from: RecoveryPoint,
+    to: RecoveryPoint,
+) -> Result<(), StoreError> {
+    let updated = sqlx::query(
+        "UPDATE idempotency_keys SET recovery_point = $1 \
+         WHERE id = $2 AND lock_token = $3 AND recovery_point = $4",
+    )
+    .bind(to.as_str())
+    .bind(lock.key_id)
+    .bind(lock.token)
+    .bind(from.as_str())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LockLost)
+    }
+}
+
+#[async_trait]
+impl PaymentStore for PostgresStore {
+    async fn insert_client(
+        &self,
+        name: &str,
+        key_hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<ClientRecord, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO clients (name, key_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(name)
+        .bind(key_hash)
+        .bind(at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ClientRecord {
+            id: ClientId(id),
+            name: name.to_owned(),
+        })
+    }
+
+    async fn find_client(&self, key_hash: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, name FROM clients WHERE key_hash = $1")
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(id, name)| ClientRecord {
+            id: ClientId(id),
+            name,
+        }))
+    }
+
+    async fn begin(
+        &self,
+        client: ClientId,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        request: &PaymentRequest,
+        at: BeginAt,
+    ) -> Result<Begin, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys \
+             WHERE client_id = $1 AND key = $2 AND recovery_point = 'finished' AND created_at < $3",
+        )
+        .bind(client.0)
+        .bind(key.as_str())
+        .bind(at.expired_before)
+        .execute(&mut *tx)
+        .await?;
+        let token = Uuid::new_v4();
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO idempotency_keys \
+               (client_id, key, fingerprint, request, recovery_point, lock_token, locked_at, \
+                last_run_at, created_at) \
+             VALUES ($1, $2, $3, $4::jsonb, 'started', $5, $6, $6, $6) \
+             ON CONFLICT (client_id, key) DO NOTHING RETURNING id",
+        )
+        .bind(client.0)
+        .bind(key.as_str())
+        .bind(&fingerprint.0)
+        .bind(request_json(request))
+        .bind(token)
+        .bind(at.now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let begin = match inserted {
+            Some(id) => {
+                let record = key_by_id(&mut tx, id).await?;
+                Begin::Acquired(record, Lock { key_id: id, token })
+            }
+            None => {
+                let existing: KeyRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE client_id = $1 AND key = $2"
+                )))
+                .bind(client.0)
+                .bind(key.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                let existing = KeyRecord::try_from(existing)?;
+                let takeable = existing.fingerprint == fingerprint.0
+                    && existing.recovery_point != RecoveryPoint::Finished;
+                let taken = takeable
+                    && sqlx::query(
+                        "UPDATE idempotency_keys SET lock_token = $1, locked_at = $2, last_run_at = $2 \
+                         WHERE id = $3 AND (lock_token IS NULL OR locked_at < $4)",
+                    )
+                    .bind(token)
+                    .bind(at.now)
+                    .bind(existing.id)
+                    .bind(at.stale_before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                if taken {
+                    let record = key_by_id(&mut tx, existing.id).await?;
+                    Begin::Acquired(
+                        record,
+                        Lock {
+                            key_id: existing.id,
+                            token,
+                        },
+                    )
+                } else {
+                    Begin::Existing(existing)
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(begin)
+    }
+
+    async fn create_payment(&self, lock: Lock, payment: &Payment) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        advance(
+            &mut tx,
+            lock,
+            RecoveryPoint::Started,
+            RecoveryPoint::PaymentCreated,
+        )
+        .await?;
+        sqlx::query("UPDATE idempotency_keys SET payment_id = $1 WHERE id = $2")
+            .bind(payment.id.0)
+            .bind(lock.key_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO payments \
+               (id, client_id, amount, currency, source, description, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(payment.id.0)
+        .bind(payment.client.0)
+        .bind(payment.request.amount as i64)
+        .bind(payment.request.currency.as_str())
+        .bind(&payment.request.source)
+        .bind(&payment.request.description)
+        .bind(payment.status.as_str())
+        .bind(payment.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_charge(
+        &self,
+        lock: Lock,
+        payment: PaymentId,
+        status: PaymentStatus,
+        provider_charge: &str,
+        failure_code: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        advance(
+            &mut tx,
+            lock,
+            RecoveryPoint::PaymentCreated,
+            RecoveryPoint::ChargeAttempted,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE payments SET status = $1, provider_charge = $2, failure_code = $3 WHERE id = $4",
+        )
+        .bind(status.as_str())
+        .bind(provider_charge)
+        .bind(failure_code)
+        .bind(payment.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        lock: Lock,
+        response: &StoredResponse,
+        event: &OutboxEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        advance(
+            &mut tx,
+            lock,
+            RecoveryPoint::ChargeAttempted,
+            RecoveryPoint::Finished,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET response_status = $1, response_body = $2, \
+               lock_token = NULL, locked_at = NULL, last_run_at = $3 \
+             WHERE id = $4",
+        )
+        .bind(i32::from(response.status))
+        .bind(&response.body)
+        .bind(event.created_at)
+        .bind(lock.key_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(event.event_id)
+        .bind(&event.topic)
+        .bind(&event.message_key)
+        .bind(&event.event_type)
+        .bind(&event.payload)
+        .bind(event.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unlock(&self, lock: Lock, now: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET lock_token = NULL, locked_at = NULL, last_run_at = $1 \
+             WHERE id = $2 AND lock_token = $3",
+        )
+        .bind(now)
+        .bind(lock.key_id)
+        .bind(lock.token)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_abandoned(
+        &self,
+        idle_before: OffsetDateTime,
+        stale_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Option<(KeyRecord, Lock)>, StoreError> {
+        let token = Uuid::new_v4();
+        let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE idempotency_keys SET lock_token = $1, locked_at = $2, last_run_at = $2 \
+             WHERE id = (SELECT id FROM idempotency_keys \
+                         WHERE recovery_point <> 'finished' AND last_run_at < $3 \
+                           AND (lock_token IS NULL OR locked_at < $4) \
+                         ORDER BY last_run_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING {KEY_COLUMNS}"
+        )))
+        .bind(token)
+        .bind(now)
+        .bind(idle_before)
+        .bind(stale_before)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let record = KeyRecord::try_from(row)?;
+            let lock = Lock {
+                key_id: record.id,
+                token,
+            };
+            Ok((record, lock))
+        })
+        .transpose()
+    }
+
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        let row: Option<PaymentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Payment::try_from).transpose()
+    }
+
+    async fn payments(
+        &self,
+        client: ClientId,
+        limit: u32,
+        before: Option<PaymentId>,
+    ) -> Result<Vec<Payment>, StoreError> {
+        let rows: Vec<PaymentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE client_id = $1 AND ($2::uuid IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3"
+        )))
+        .bind(client.0)
+        .bind(before.map(|id| id.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Payment::try_from).collect()
+    }
+
+    async fn delete_expired_keys(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE id IN \
+               (SELECT id FROM idempotency_keys \
+                WHERE recovery_point = 'finished' AND created_at < $1 LIMIT $2 \
+                FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
+
+    async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
+        let rows: Vec<(Uuid, String, String, String, Vec<u8>, OffsetDateTime)> = sqlx::query_as(
+            "SELECT event_id, topic, message_key, event_type, payload, created_at FROM outbox \
+             WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(event_id, topic, message_key, event_type, payload, created_at)| {
+                    Ok(OutboxEvent {
+                        event_id,
+                        topic,
+                        message_key,
+                        event_type,
+                        payload,
+                        created_at,
+                    })
+                },
+            )
+            .collect()
+    }
+}

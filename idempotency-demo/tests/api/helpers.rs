@@ -1,0 +1,359 @@
+//! A fresh payments service per test, on its own database, with its own provider simulator.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use axum::{
+    Router,
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use idempotency_demo::{
+    Application, Settings,
+    domain::{
+        ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest, PaymentStatus,
+    },
+    provider::{Faults, ProviderClient, Simulator, simulator::Charge},
+    service::{Payments, Timing},
+    store::{
+        self, Begin, BeginAt, ClientRecord, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
+        StoredResponse,
+    },
+};
+pub use platform::testing::http::{TestResponse, send_to};
+use platform::{clock::ManualClock, testing::TestBackends};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+pub struct TestApp {
+    pub router: Router,
+    pub app: Application,
+    pub clock: ManualClock,
+    pub backends: TestBackends,
+    pub settings: Settings,
+    /// A client's API key, created for this test.
+    pub key: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        let backends = TestBackends::from_env().await;
+        let mut settings = Settings::for_tests();
+        configure(&mut settings);
+        let clock = ManualClock::starting_now();
+        let app = Application::build_with(
+            settings.clone(),
+            backends.database.clone(),
+            Arc::new(clock.clone()),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("building on {}: {err:?}", backends.describe()));
+        let mut test_app = Self {
+            router: app.router(),
+            app,
+            clock,
+            backends,
+            settings,
+            key: String::new(),
+        };
+        test_app.key = test_app.new_client("test").await;
+        test_app
+    }
+
+    /// Another instance of the service on the same database and the same provider, as after a
+    /// restart or on another machine.
+    pub async fn another_instance(&self) -> Router {
+        let (database, _cache) = self.backends.another_instance().await;
+        let mut settings = self.settings.clone();
+        settings.provider = idempotency_demo::settings::ProviderSetting::Url(self.provider_url());
+        let app = Application::build_with(settings, database, Arc::new(self.clock.clone()))
+            .await
+            .unwrap();
+        app.router()
+    }
+
+    pub fn simulator(&self) -> &Arc<Simulator> {
+        &self
+            .app
+            .provider()
+            .expect("tests run the simulator")
+            .simulator
+    }
+
+    pub fn provider_url(&self) -> String {
+        format!("http://{}", self.app.provider().unwrap().addr)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.simulator().set_faults(faults);
+    }
+
+    pub fn charges(&self) -> Vec<Charge> {
+        self.simulator().charges()
+    }
+
+    pub fn payments(&self) -> &Arc<Payments> {
+        self.app.payments()
+    }
+
+    pub async fn new_client(&self, name: &str) -> String {
+        let (_, key) = self.payments().create_client(name).await.unwrap();
+        key.expose().to_owned()
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        send_to(&self.router, request).await
+    }
+
+    /// `POST /v1/payments` with this test's client and `key` as the idempotency key.
+    pub async fn pay(&self, idempotency_key: &str, body: Value) -> TestResponse {
+        self.pay_as(&self.key, Some(idempotency_key), body.to_string())
+            .await
+    }
+
+    pub async fn pay_as(
+        &self,
+        client_key: &str,
+        idempotency_key: Option<&str>,
+        body: String,
+    ) -> TestResponse {
+        send_to(
+            &self.router,
+            payment_request(client_key, idempotency_key, body),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.get_as(&self.key, path).await
+    }
+
+    pub async fn get_as(&self, client_key: &str, path: &str) -> TestResponse {
+        let request = Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {client_key}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// Every payment of this test's client, newest first.
+    pub async fn all_payments(&self) -> Vec<Value> {
+        let response = self.get("/v1/payments?limit=100").await;
+        assert_eq!(response.status, StatusCode::OK);
+        response.json()["data"].as_array().unwrap().clone()
+    }
+
+    pub async fn unpublished_events(&self) -> Vec<OutboxEvent> {
+        self.payments()
+            .store()
+            .unpublished_events(1000)
+            .await
+            .unwrap()
+    }
+}
+
+pub fn payment_request(
+    client_key: &str,
+    idempotency_key: Option<&str>,
+    body: String,
+) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/payments")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {client_key}"));
+    if let Some(key) = idempotency_key {
+        request = request.header("idempotency-key", key);
+    }
+    request.body(Body::from(body)).unwrap()
+}
+
+/// A payment of 20.00 USD on a card that succeeds.
+pub fn visa(amount: u64) -> Value {
+    json!({ "amount": amount, "currency": "usd", "source": "tok_visa" })
+}
+
+/// The phases a [`CrashingStore`] can die after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Begin,
+    CreatePayment,
+    RecordCharge,
+    Finish,
+}
+
+/// A store whose process "dies" right after a chosen phase commits: that call and every call
+/// after it fail, the unlock included, so the key stays exactly as the phase left it.
+pub struct CrashingStore {
+    inner: Arc<dyn PaymentStore>,
+    crash_after: Phase,
+    crashed: AtomicBool,
+    pub seen: Mutex<Vec<Phase>>,
+}
+
+impl CrashingStore {
+    pub fn new(inner: Arc<dyn PaymentStore>, crash_after: Phase) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            crash_after,
+            crashed: AtomicBool::new(false),
+            seen: Mutex::default(),
+        })
+    }
+
+    fn dead(&self) -> Result<(), StoreError> {
+        if self.crashed.load(Ordering::SeqCst) {
+            Err(StoreError::Corrupt("the process is dead".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn after<T>(&self, phase: Phase, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let value = result?;
+        self.seen.lock().unwrap().push(phase);
+        if phase == self.crash_after {
+            self.crashed.store(true, Ordering::SeqCst);
+            return Err(StoreError::Corrupt(format!("crashed after {phase:?}")));
+        }
+        Ok(value)
+    }
+}
+
+#[async_trait]
+impl PaymentStore for CrashingStore {
+    async fn insert_client(
+        &self,
+        name: &str,
+        key_hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<ClientRecord, StoreError> {
+        self.inner.insert_client(name, key_hash, at).await
+    }
+
+    async fn find_client(&self, key_hash: &str) -> Result<Option<ClientRecord>, StoreError> {
+        self.inner.find_client(key_hash).await
+    }
+
+    async fn begin(
+        &self,
+        client: ClientId,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        request: &PaymentRequest,
+        at: BeginAt,
+    ) -> Result<Begin, StoreError> {
+        self.dead()?;
+        let result = self
+            .inner
+            .begin(client, key, fingerprint, request, at)
+            .await;
+        self.after(Phase::Begin, result)
+    }
+
+    async fn create_payment(&self, lock: Lock, payment: &Payment) -> Result<(), StoreError> {
+        self.dead()?;
+        let result = self.inner.create_payment(lock, payment).await;
+        self.after(Phase::CreatePayment, result)
+    }
+
+    async fn record_charge(
+        &self,
+        lock: Lock,
+        payment: PaymentId,
+        status: PaymentStatus,
+        provider_charge: &str,
+        failure_code: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.dead()?;
+        let result = self
+            .inner
+            .record_charge(lock, payment, status, provider_charge, failure_code)
+            .await;
+        self.after(Phase::RecordCharge, result)
+    }
+
+    async fn finish(
+        &self,
+        lock: Lock,
+        response: &StoredResponse,
+        event: &OutboxEvent,
+    ) -> Result<(), StoreError> {
+        self.dead()?;
+        let result = self.inner.finish(lock, response, event).await;
+        self.after(Phase::Finish, result)
+    }
+
+    async fn unlock(&self, lock: Lock, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.dead()?;
+        self.inner.unlock(lock, now).await
+    }
+
+    async fn lock_abandoned(
+        &self,
+        idle_before: OffsetDateTime,
+        stale_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Option<(KeyRecord, Lock)>, StoreError> {
+        self.dead()?;
+        self.inner
+            .lock_abandoned(idle_before, stale_before, now)
+            .await
+    }
+
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        self.dead()?;
+        self.inner.payment(id).await
+    }
+
+    async fn payments(
+        &self,
+        client: ClientId,
+        limit: u32,
+        before: Option<PaymentId>,
+    ) -> Result<Vec<Payment>, StoreError> {
+        self.inner.payments(client, limit, before).await
+    }
+
+    async fn delete_expired_keys(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.inner.delete_expired_keys(before, limit).await
+    }
+
+    async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.inner.unpublished_events(limit).await
+    }
+}
+
+impl TestApp {
+    /// A `Payments` over this test's database and provider whose process dies after `phase`.
+    pub fn crashing_instance(&self, phase: Phase) -> (Arc<Payments>, Arc<CrashingStore>) {
+        let store = CrashingStore::new(store::for_database(&self.backends.database), phase);
+        let payments = Arc::new(Payments::new(
+            store.clone(),
+            ProviderClient::new(&self.provider_url(), Duration::from_secs(5)),
+            Arc::new(self.clock.clone()),
+            Timing::default(),
+        ));
+        (payments, store)
+    }
+
+    /// This test's client, as the store knows it.
+    pub async fn client_id(&self) -> ClientId {
+        let key = platform::auth::ApiKey::parse(&self.key).unwrap();
+        self.payments().authenticate(&key).await.unwrap().id
+    }
+}
