@@ -14,6 +14,9 @@
 //! - [`cache`]: a key/value cache with TTLs behind one trait, Redis when configured and a
 //!   bounded in-process LRU otherwise, and a near cache (`TieredCache`) that keeps hot Redis
 //!   entries in process for a second.
+//! - [`topic`]: partitioned topics with consumer groups and manual commits, Kafka (rdkafka,
+//!   idempotent producer) when configured and an in-process transport with the same semantics
+//!   otherwise.
 //! - [`http`]: the middleware stack every service gets (request ids, tracing, metrics, panics,
 //!   timeouts) and `serve` with graceful shutdown.
 //! - [`problem`] and [`extract`]: RFC 9457 `application/problem+json` errors, and a JSON body
@@ -44,3 +47,4 @@ pub mod shutdown;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod topic;

@@ -6,6 +6,8 @@
 //! - `DATABASE_URL` unset: a new SQLite file in a temporary directory.
 //! - `REDIS_URL` set: Redis, with every key under a per-test namespace (`test:<uuid>:`).
 //! - `REDIS_URL` unset: a new in-process cache.
+//! - `KAFKA_BROKERS` set: Kafka, with a new topic per test ([`unique_topic`]); unset: the
+//!   in-process transport.
 //!
 //! When a variable is set and its server cannot be reached, the test panics with a message that
 //! says so. It never falls back to the embedded backend: a suite that silently skipped its real
@@ -24,6 +26,16 @@ use crate::{
 /// `REDIS_URL`, if the tests are to run on Redis.
 pub fn redis_url() -> Option<String> {
     env_opt("REDIS_URL").unwrap()
+}
+
+/// `KAFKA_BROKERS`, if the tests are to run on Kafka.
+pub fn kafka_brokers() -> Option<String> {
+    env_opt("KAFKA_BROKERS").unwrap()
+}
+
+/// A topic name no other test uses: `test.<uuid>`.
+pub fn unique_topic() -> String {
+    format!("test.{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A key prefix no other test uses: `test:<uuid>:`.

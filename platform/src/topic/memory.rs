@@ -1,0 +1,422 @@
+//! The embedded transport: each partition is a `Vec` of records in process memory, and each
+//! consumer group a map of committed offsets plus the list of its members.
+//!
+//! It gives the semantics the systems rely on (per-key order, groups that share partitions,
+//! commits that outlive a consumer, redelivery of what was not committed) with nothing else
+//! running. [`MemoryTopics::shared`], which `connect` returns when `KAFKA_BROKERS` is unset, is one
+//! transport per process, the way a Kafka cluster is one per deployment: the lab runs every system
+//! in one process, and they talk through it.
+//!
+//! It is not durable: records and commits go when the process does. What a system has accepted is
+//! durable in its own database (a payment's event stays in the outbox until the relay has
+//! published it); what a crash loses is what was published and not yet processed. That is the
+//! price of needing nothing installed, and why Kafka is one variable away. Logs are never
+//! truncated, which suits a demo process and is what retention settles in Kafka.
+//!
+//! One `std::sync::Mutex` around all of it: every operation is a few vector and map lookups with
+//! no `await` under the lock (the same reasoning as `cache/memory.rs`). A waiting `recv` sleeps
+//! on one `Notify` that every change (a publish, a member joining or leaving) wakes. Waking every
+//! waiting consumer for every publish is wasteful in theory and immaterial at the rates one
+//! process produces; per-partition wakers would be more code for no measurable gain.
+//!
+//! Rebalancing is *eager*, as in Kafka's default protocol: when a member joins or leaves, every
+//! member of the group gives up its partitions and the new assignment starts from the group's
+//! committed offsets. So anything received but not committed is delivered again, possibly to
+//! another member: at-least-once, never lost.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::{Arc, LazyLock, Mutex},
+};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use super::{Consumer, Delivery, Message, Producer, TopicError, Topics};
+
+/// The in-process transport. Clones share the same topics.
+#[derive(Clone, Default)]
+pub struct MemoryTopics {
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled after every change a waiting consumer may care about.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Topic name → partitions → records, a record's index being its offset.
+    topics: HashMap<String, Vec<Vec<Delivery>>>,
+    groups: HashMap<String, Group>,
+    next_member_id: u64,
+}
+
+#[derive(Default)]
+struct Group {
+    /// By member id, which grows, so iteration is in joining order.
+    members: BTreeMap<u64, Member>,
+    /// (topic, partition) → the offset of the next record to process.
+    committed: HashMap<(String, i32), i64>,
+}
+
+struct Member {
+    topics: Vec<String>,
+    /// The partitions assigned to this member, each with the offset it will receive next.
+    cursors: Vec<Cursor>,
+    /// Which cursor to try first, rotated so that a busy partition cannot starve the others.
+    next_cursor: usize,
+}
+
+struct Cursor {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+impl MemoryTopics {
+    /// A private transport, seen only through this value and its clones (for unit tests).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The process's transport: every call returns the same topics, so systems running in one
+    /// process reach each other as they would through one Kafka cluster.
+    pub fn shared() -> Self {
+        static SHARED: LazyLock<MemoryTopics> = LazyLock::new(MemoryTopics::new);
+        SHARED.clone()
+    }
+}
+
+impl std::fmt::Debug for MemoryTopics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.shared.state.lock().unwrap();
+        f.debug_struct("MemoryTopics")
+            .field("topics", &state.topics.len())
+            .field("groups", &state.groups.len())
+            .finish()
+    }
+}
+
+/// The partition for `key`: a hash that is fixed for the life of the process, which is as long as
+/// these partitions live.
+fn partition_for(key: &[u8], partitions: usize) -> usize {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % partitions as u64) as usize
+}
+
+impl State {
+    fn append(&mut self, message: Message) -> Result<(), TopicError> {
+        let partitions = self
+            .topics
+            .get_mut(&message.topic)
+            .ok_or_else(|| TopicError::UnknownTopic(message.topic.clone()))?;
+        let partition = partition_for(&message.key, partitions.len());
+        let log = &mut partitions[partition];
+        log.push(Delivery {
+            offset: log.len() as i64,
+            partition: partition as i32,
+            topic: message.topic,
+            key: message.key,
+            payload: message.payload,
+            headers: message.headers,
+        });
+        Ok(())
+    }
+
+    /// The next record for `member` of `group`, advancing its cursor; `None` if it has read all
+    /// of its partitions.
+    fn next_for(&mut self, group: &str, member: u64) -> Option<Delivery> {
+        let member = self.groups.get_mut(group)?.members.get_mut(&member)?;
+        let count = member.cursors.len();
+        for i in 0..count {
+            let index = (member.next_cursor + i) % count;
+            let cursor = &mut member.cursors[index];
+            let log = &self.topics[&cursor.topic][cursor.partition as usize];
+            if let Some(record) = log.get(cursor.offset as usize) {
+                cursor.offset += 1;
+                member.next_cursor = (index + 1) % count;
+                return Some(record.clone());
+            }
+        }
+        None
+    }
+}
+
+impl Group {
+    /// Shares each topic's partitions round-robin among the members subscribed to it, every member
+    /// starting from the committed offsets (see the module docs on eager rebalancing).
+    fn rebalance(&mut self, topics: &HashMap<String, Vec<Vec<Delivery>>>) {
+        let mut subscribers: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for (&id, member) in &self.members {
+            for topic in &member.topics {
+                subscribers.entry(topic.clone()).or_default().push(id);
+            }
+        }
+        for member in self.members.values_mut() {
+            member.cursors.clear();
+            member.next_cursor = 0;
+        }
+        for (topic, ids) in subscribers {
+            for partition in 0..topics[&topic].len() {
+                let offset = self
+                    .committed
+                    .get(&(topic.clone(), partition as i32))
+                    .copied()
+                    .unwrap_or(0);
+                let owner = ids[partition % ids.len()];
+                self.members.get_mut(&owner).unwrap().cursors.push(Cursor {
+                    topic: topic.clone(),
+                    partition: partition as i32,
+                    offset,
+                });
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Producer for MemoryTopics {
+    async fn publish(&self, message: Message) -> Result<(), TopicError> {
+        self.shared.state.lock().unwrap().append(message)?;
+        self.shared.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn publish_all(&self, messages: Vec<Message>) -> Result<(), TopicError> {
+        let appended = {
+            let mut state = self.shared.state.lock().unwrap();
+            messages
+                .into_iter()
+                .try_for_each(|message| state.append(message))
+        };
+        // Even after an error: the messages before it were appended and may be awaited.
+        self.shared.changed.notify_waiters();
+        appended
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[async_trait]
+impl Topics for MemoryTopics {
+    async fn ensure_topic(&self, name: &str, partitions: u32) -> Result<(), TopicError> {
+        if partitions == 0 {
+            return Err(TopicError::NoPartitions);
+        }
+        let mut state = self.shared.state.lock().unwrap();
+        state
+            .topics
+            .entry(name.to_owned())
+            .or_insert_with(|| vec![Vec::new(); partitions as usize]);
+        Ok(())
+    }
+
+    fn producer(&self) -> Arc<dyn Producer> {
+        Arc::new(self.clone())
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Consumer>, TopicError> {
+        let id = {
+            let mut state = self.shared.state.lock().unwrap();
+            if let Some(missing) = topics.iter().find(|t| !state.topics.contains_key(**t)) {
+                return Err(TopicError::UnknownTopic((*missing).to_owned()));
+            }
+            let id = state.next_member_id;
+            state.next_member_id += 1;
+            let State {
+                topics: logs,
+                groups,
+                ..
+            } = &mut *state;
+            let group = groups.entry(group.to_owned()).or_default();
+            let member = Member {
+                topics: topics.iter().map(|&topic| topic.to_owned()).collect(),
+                cursors: Vec::new(),
+                next_cursor: 0,
+            };
+            group.members.insert(id, member);
+            group.rebalance(logs);
+            id
+        };
+        // The other members' cursors moved back to the committed offsets: wake them.
+        self.shared.changed.notify_waiters();
+        Ok(Box::new(MemoryConsumer {
+            shared: self.shared.clone(),
+            group: group.to_owned(),
+            id,
+        }))
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+struct MemoryConsumer {
+    shared: Arc<Shared>,
+    group: String,
+    id: u64,
+}
+
+#[async_trait]
+impl Consumer for MemoryConsumer {
+    async fn recv(&self) -> Result<Delivery, TopicError> {
+        loop {
+            // Created before looking, so a publish between the look and the `await` still wakes
+            // this consumer (`notify_waiters` reaches every `Notified` that exists, polled or not).
+            let changed = self.shared.changed.notified();
+            let next = self
+                .shared
+                .state
+                .lock()
+                .unwrap()
+                .next_for(&self.group, self.id);
+            if let Some(delivery) = next {
+                return Ok(delivery);
+            }
+            changed.await;
+        }
+    }
+
+    async fn commit(&self, delivery: &Delivery) -> Result<(), TopicError> {
+        let mut state = self.shared.state.lock().unwrap();
+        let group = state.groups.entry(self.group.clone()).or_default();
+        let committed = group
+            .committed
+            .entry((delivery.topic.clone(), delivery.partition))
+            .or_insert(0);
+        // Never backwards: a member that lost the partition in a rebalance may still commit an
+        // older record it was processing; the group has moved past it.
+        *committed = (*committed).max(delivery.offset + 1);
+        Ok(())
+    }
+}
+
+impl Drop for MemoryConsumer {
+    fn drop(&mut self) {
+        {
+            let mut state = self.shared.state.lock().unwrap();
+            let State { topics, groups, .. } = &mut *state;
+            if let Some(group) = groups.get_mut(&self.group) {
+                group.members.remove(&self.id);
+                group.rebalance(topics);
+            }
+        }
+        // The departed member's partitions are someone else's now.
+        self.shared.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeSet, time::Duration};
+
+    use super::*;
+    use crate::topic::conformance;
+
+    #[tokio::test]
+    async fn the_memory_transport_behaves_like_every_transport() {
+        conformance::all(&MemoryTopics::new()).await;
+    }
+
+    #[tokio::test]
+    async fn publishing_to_a_missing_topic_is_an_error() {
+        let topics = MemoryTopics::new();
+        let published = topics.publish(Message::new("nowhere", "k", "v")).await;
+        assert!(matches!(published, Err(TopicError::UnknownTopic(name)) if name == "nowhere"));
+    }
+
+    #[tokio::test]
+    async fn a_topic_needs_a_partition() {
+        let topics = MemoryTopics::new();
+        assert!(matches!(
+            topics.ensure_topic("t", 0).await,
+            Err(TopicError::NoPartitions)
+        ));
+    }
+
+    #[tokio::test]
+    async fn members_of_a_group_share_the_partitions_and_each_record_goes_to_one() {
+        let topics = MemoryTopics::new();
+        topics.ensure_topic("t", 4).await.unwrap();
+        let a = topics.subscribe("g", &["t"]).await.unwrap();
+        let b = topics.subscribe("g", &["t"]).await.unwrap();
+        let messages = (0..40)
+            .map(|i| Message::new("t", format!("key-{i}"), format!("{i}")))
+            .collect();
+        topics.publish_all(messages).await.unwrap();
+
+        let (from_a, from_b) = (drain(&*a).await, drain(&*b).await);
+
+        let partitions = |deliveries: &[Delivery]| -> BTreeSet<i32> {
+            deliveries
+                .iter()
+                .map(|delivery| delivery.partition)
+                .collect()
+        };
+        assert_eq!(partitions(&from_a), BTreeSet::from([0, 2]));
+        assert_eq!(partitions(&from_b), BTreeSet::from([1, 3]));
+        assert_eq!(from_a.len() + from_b.len(), 40);
+    }
+
+    #[tokio::test]
+    async fn when_a_member_leaves_the_rest_take_over_its_uncommitted_records() {
+        let topics = MemoryTopics::new();
+        topics.ensure_topic("t", 2).await.unwrap();
+        let stays = topics.subscribe("g", &["t"]).await.unwrap();
+        let leaves = topics.subscribe("g", &["t"]).await.unwrap();
+        let messages = (0..20)
+            .map(|i| Message::new("t", format!("key-{i}"), format!("{i}")))
+            .collect();
+        topics.publish_all(messages).await.unwrap();
+        for delivery in drain(&*stays).await {
+            stays.commit(&delivery).await.unwrap();
+        }
+        let left_uncommitted = drain(&*leaves).await;
+
+        drop(leaves);
+
+        assert_eq!(drain(&*stays).await, left_uncommitted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_consumer_does_not_spin() {
+        // With the clock paused, tokio moves time forward only when every task is idle. A
+        // consumer that polled in a loop would never be idle, the hour would never pass, and
+        // this test would hang instead of passing at once.
+        let topics = MemoryTopics::new();
+        topics.ensure_topic("t", 1).await.unwrap();
+        let consumer = topics.subscribe("g", &["t"]).await.unwrap();
+
+        let waited = tokio::time::timeout(Duration::from_secs(3600), consumer.recv()).await;
+
+        assert!(waited.is_err(), "there was nothing to receive");
+    }
+
+    #[test]
+    fn a_key_always_maps_to_the_same_partition() {
+        let first = partition_for(b"payment-42", 8);
+        assert!((0..100).all(|_| partition_for(b"payment-42", 8) == first));
+    }
+
+    /// Everything this consumer can receive now, without waiting.
+    async fn drain(consumer: &dyn Consumer) -> Vec<Delivery> {
+        let mut deliveries = Vec::new();
+        while let Some(Ok(delivery)) = futures::FutureExt::now_or_never(consumer.recv()) {
+            deliveries.push(delivery);
+        }
+        deliveries
+    }
+}

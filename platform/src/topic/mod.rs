@@ -1,0 +1,286 @@
+//! Topics: append-only, partitioned logs that systems publish to and consume from in groups.
+//! Kafka when `KAFKA_BROKERS` is set, an in-process transport with the same semantics otherwise.
+//!
+//! This is how systems talk without calling each other: the idempotency demo's outbox relay
+//! publishes `payments.events`, the notifier consumes it, the feed service publishes posts for its
+//! fan-out workers. The traits are what those uses need and no more:
+//!
+//! - A [`Producer`] publishes a [`Message`] (topic, key, payload, headers) and returns only once
+//!   the broker has acknowledged it, so a caller that marks work as done after `publish` returns
+//!   (an outbox row as sent) never marks something the broker could still lose.
+//! - A [`Consumer`] belongs to a *group*: the group's members share the topic's partitions, each
+//!   record goes to one member, and a second group reads everything again independently.
+//! - [`Consumer::commit`] is manual and means "this record and everything before it in its
+//!   partition is processed". A consumer that crashes before committing leaves its records to the
+//!   next member of the group. Committing *after* processing gives at-least-once delivery: nothing
+//!   is lost, some records may come twice, and consumers deduplicate (by an event id header). The
+//!   alternative, auto-commit on a timer, can commit a record that was received but never
+//!   processed, and so loses it on a crash.
+//!
+//! Order is per key: a key always lands in the same partition (for a given partition count), and a
+//! partition is delivered in order. There is no order across partitions, which is what lets a
+//! topic be consumed in parallel. That is why every message has a key: it is the unit of order
+//! (the payment id, the author id).
+//!
+//! Errors are returned, never replaced by a fallback: with `KAFKA_BROKERS` set and Kafka down,
+//! [`connect`] fails within seconds rather than silently switching to the in-process transport,
+//! which would accept work that no other process can see.
+//!
+//! Pausing a partition (back-pressure, delayed retries) is not here yet. It would be two more
+//! methods on [`Consumer`]: the embedded consumer already keeps a cursor per assigned partition
+//! that it could skip, and rdkafka has `pause`/`resume`.
+//!
+//! # Layout
+//! - [`MemoryTopics`] (`memory.rs`): partitions as vectors in process memory.
+//! - [`KafkaTopics`] (`kafka.rs`): rdkafka, with an idempotent producer and manual commits.
+//! - `conformance` (tests): the behaviour both must share, run against the configured backend.
+
+mod kafka;
+mod memory;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use self::{kafka::KafkaTopics, memory::MemoryTopics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("topic {0:?} does not exist (create it with ensure_topic)")]
+    UnknownTopic(String),
+    #[error("a topic needs at least one partition")]
+    NoPartitions,
+}
+
+/// A record to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    /// Picks the partition, so records with the same key keep their order.
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    /// Metadata that is not the payload (an event id to deduplicate on, a trace id), in order.
+    /// A name may repeat, as in Kafka.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Message {
+    pub fn new(
+        topic: impl Into<String>,
+        key: impl Into<Vec<u8>>,
+        payload: impl Into<Vec<u8>>,
+    ) -> Self {
+        Self {
+            topic: topic.into(),
+            key: key.into(),
+            payload: payload.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header after the ones already there.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A record as a consumer receives it: the message plus where it sits in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub topic: String,
+    pub partition: i32,
+    /// Position in the partition; committing this delivery commits `offset + 1`, the next record
+    /// to process, as Kafka does.
+    pub offset: i64,
+    /// Empty if the record had none (Kafka allows that to producers outside this crate), as are
+    /// a missing payload and a header without a value.
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Delivery {
+    /// The value of the first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| value.as_slice())
+    }
+}
+
+#[async_trait]
+pub trait Producer: Send + Sync {
+    /// Appends `message` to its topic, returning once the broker has acknowledged the write.
+    async fn publish(&self, message: Message) -> Result<(), TopicError>;
+
+    /// Publishes several messages, in order per partition, returning once all are acknowledged.
+    ///
+    /// Not atomic: on an error some messages may have been written. The caller publishes the
+    /// batch again, and consumers deduplicate the repeats (they must anyway, see the module docs).
+    async fn publish_all(&self, messages: Vec<Message>) -> Result<(), TopicError> {
+        for message in messages {
+            self.publish(message).await?;
+        }
+        Ok(())
+    }
+
+    /// `"kafka"` or `"memory"`, for logs and banners.
+    fn backend(&self) -> &'static str;
+}
+
+/// One member of a consumer group. Dropping it leaves the group, and its partitions move to the
+/// remaining members, which resume after the group's last commit.
+///
+/// With Kafka a member takes part in a rebalance (another member joining or leaving) only while
+/// it is calling [`recv`](Consumer::recv): a member that stops calling it holds up the whole
+/// group's rebalance until it calls again, or until `max.poll.interval.ms` (five minutes) has it
+/// expelled. So a consumer loops on `recv`, processes, commits, and does slow work elsewhere.
+#[async_trait]
+pub trait Consumer: Send + Sync {
+    /// The next record from the partitions assigned to this member, waiting until there is one.
+    ///
+    /// Cancellation-safe, so it can race a shutdown signal in `tokio::select!`. An error is not
+    /// fatal by itself (Kafka reports a lost broker connection here and keeps reconnecting): log
+    /// it and call `recv` again.
+    async fn recv(&self) -> Result<Delivery, TopicError>;
+
+    /// Records that `delivery` and everything before it in its partition are processed, so that
+    /// no member of this group receives them again. Returns once the commit is stored.
+    async fn commit(&self, delivery: &Delivery) -> Result<(), TopicError>;
+}
+
+/// A connection to the topics: creates them, and hands out producers and consumers.
+#[async_trait]
+pub trait Topics: Send + Sync + 'static {
+    /// Creates `name` with `partitions` partitions unless it exists. An existing topic is left as
+    /// it is, whatever its partition count: repartitioning would move keys between partitions
+    /// and so break per-key order, which is a migration, not a start-up step.
+    async fn ensure_topic(&self, name: &str, partitions: u32) -> Result<(), TopicError>;
+
+    /// The process's producer. One is shared by every caller: it batches their writes into the
+    /// same requests, and with Kafka each producer holds connections and a background thread.
+    fn producer(&self) -> Arc<dyn Producer>;
+
+    /// Joins `group` as a new member reading `topics`, from the group's committed offsets (or the
+    /// beginning of each partition, for a group that has committed nothing). The topics must
+    /// exist.
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Consumer>, TopicError>;
+
+    /// `"kafka"` or `"memory"`, for logs and banners.
+    fn backend(&self) -> &'static str;
+}
+
+/// The one place that chooses the transport: Kafka at `kafka_brokers` (`KAFKA_BROKERS`,
+/// comma-separated `host:port`) if set, otherwise the in-process transport, one per process so
+/// that every system in it sees the same topics.
+pub async fn connect(kafka_brokers: Option<&str>) -> Result<Arc<dyn Topics>, TopicError> {
+    match kafka_brokers {
+        Some(brokers) => Ok(Arc::new(KafkaTopics::connect(brokers).await?)),
+        None => Ok(Arc::new(MemoryTopics::shared())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The conformance suite against the transport `KAFKA_BROKERS` selects (memory when unset).
+    //! One test per behaviour so that they run in parallel: with Kafka, each waits for its
+    //! consumer group to form, which can take seconds.
+
+    use super::*;
+    use crate::testing::kafka_brokers;
+
+    async fn configured() -> Arc<dyn Topics> {
+        let brokers = kafka_brokers();
+        connect(brokers.as_deref())
+            .await
+            .unwrap_or_else(|err| panic!("KAFKA_BROKERS={brokers:?} is not reachable: {err}"))
+    }
+
+    #[tokio::test]
+    async fn without_kafka_every_connection_in_the_process_sees_the_same_topics() {
+        let (one, other) = (connect(None).await.unwrap(), connect(None).await.unwrap());
+        let topic = crate::testing::unique_topic();
+        one.ensure_topic(&topic, 1).await.unwrap();
+
+        let message = Message::new(&topic, "k", "from the other system");
+        other.producer().publish(message).await.unwrap();
+
+        let consumer = one.subscribe("g", &[&topic]).await.unwrap();
+        let delivery = consumer.recv().await.unwrap();
+        assert_eq!(delivery.payload, b"from the other system");
+    }
+
+    #[tokio::test]
+    async fn a_record_arrives_with_its_key_payload_and_headers() {
+        conformance::a_record_arrives_with_its_key_payload_and_headers(&*configured().await).await;
+    }
+
+    #[tokio::test]
+    async fn records_with_the_same_key_arrive_in_publish_order() {
+        conformance::records_with_the_same_key_arrive_in_publish_order(&*configured().await).await;
+    }
+
+    #[tokio::test]
+    async fn a_consumer_waits_for_records_published_after_it_subscribed() {
+        conformance::a_consumer_waits_for_records_published_after_it_subscribed(
+            &*configured().await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn each_group_receives_every_record() {
+        conformance::each_group_receives_every_record(&*configured().await).await;
+    }
+
+    #[tokio::test]
+    async fn the_next_consumer_of_a_group_resumes_after_the_last_commit() {
+        conformance::the_next_consumer_of_a_group_resumes_after_the_last_commit(
+            &*configured().await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    #[ignore = "tansu 0.6 (memory://) never serves a fetch that starts inside a batch: \
+                run it with --ignored against Apache Kafka (memory runs it in memory.rs)"]
+    async fn the_next_consumer_resumes_after_a_commit_inside_a_batch() {
+        conformance::the_next_consumer_resumes_after_a_commit_inside_a_batch(&*configured().await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_group_that_committed_everything_receives_only_new_records() {
+        conformance::a_group_that_committed_everything_receives_only_new_records(
+            &*configured().await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_consumer_receives_only_the_topics_it_subscribed_to() {
+        conformance::a_consumer_receives_only_the_topics_it_subscribed_to(&*configured().await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn ensuring_an_existing_topic_changes_nothing() {
+        conformance::ensuring_an_existing_topic_changes_nothing(&*configured().await).await;
+    }
+
+    #[tokio::test]
+    async fn subscribing_to_a_missing_topic_is_an_error() {
+        conformance::subscribing_to_a_missing_topic_is_an_error(&*configured().await).await;
+    }
+}
