@@ -13,11 +13,13 @@ use platform::{
     db::Database,
     health::{Need, Readiness},
     shutdown::CancellationToken,
+    topic::{self, Topics},
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
     http::{self, AppState},
+    outbox::Relay,
     provider::{ProviderClient, Simulator},
     service::Payments,
     settings::{ProviderSetting, Settings},
@@ -31,7 +33,9 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     payments: Arc<Payments>,
+    relay: Relay,
     database: Database,
+    topics: Arc<dyn Topics>,
     provider: Option<RunningProvider>,
     settings: Settings,
 }
@@ -49,13 +53,17 @@ impl Application {
         let database = Database::connect(&settings.backends.database, SCHEMA)
             .await
             .context("connecting to the database")?;
-        Self::build_with(settings, database, Arc::new(SystemClock)).await
+        let topics = topic::connect(settings.backends.kafka_brokers.as_deref())
+            .await
+            .context("connecting to the topics")?;
+        Self::build_with(settings, database, topics, Arc::new(SystemClock)).await
     }
 
-    /// Builds on a database the caller connected (tests pass their own, and a manual clock).
+    /// Builds on backends the caller connected (tests pass their own, and a manual clock).
     pub async fn build_with(
         settings: Settings,
         database: Database,
+        topics: Arc<dyn Topics>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         database
@@ -69,12 +77,23 @@ impl Application {
                 (format!("http://{}", running.addr), Some(running))
             }
         };
-        let payments = Arc::new(Payments::new(
-            store::for_database(&database),
-            ProviderClient::new(&provider_url, settings.provider_timeout),
-            clock,
-            settings.timing,
-        ));
+        // Three partitions: events of different payments are consumed in parallel; the events
+        // of one payment (keyed by its id) stay in order.
+        topics
+            .ensure_topic(&settings.events_topic, 3)
+            .await
+            .with_context(|| format!("creating the topic {}", settings.events_topic))?;
+        let store = store::for_database(&database);
+        let payments = Arc::new(
+            Payments::new(
+                store.clone(),
+                ProviderClient::new(&provider_url, settings.provider_timeout),
+                clock.clone(),
+                settings.timing,
+            )
+            .with_topic(&settings.events_topic),
+        );
+        let relay = Relay::new(store, topics.producer(), clock, payments.finished());
         if let Some(key) = &settings.demo_key {
             payments
                 .ensure_client("demo", key)
@@ -82,9 +101,16 @@ impl Application {
                 .context("registering the demo API key")?;
         }
         let readiness = Readiness::new().database(database.clone(), Need::Required);
+        if !settings.idempotency {
+            tracing::warn!(
+                "PAYMENTS_IDEMPOTENCY=off: payments ignore Idempotency-Key and a retry charges \
+                 again; this mode exists to measure what idempotency costs"
+            );
+        }
         let router = http::app(
             AppState {
                 payments: payments.clone(),
+                idempotency: settings.idempotency,
             },
             readiness,
         );
@@ -95,7 +121,9 @@ impl Application {
             listener,
             router,
             payments,
+            relay,
             database,
+            topics,
             provider,
             settings,
         })
@@ -120,6 +148,11 @@ impl Application {
         &self.payments
     }
 
+    /// The outbox relay, to run a pass by hand in tests.
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
     /// The simulator this process serves, if it serves one.
     pub fn provider(&self) -> Option<&RunningProvider> {
         self.provider.as_ref()
@@ -131,7 +164,11 @@ impl Application {
             Some(running) => format!("simulated provider on {}", running.addr),
             None => "external provider".to_owned(),
         };
-        format!("{}, {provider}", self.settings.backends.database)
+        format!(
+            "{}, {} topics, {provider}",
+            self.settings.backends.database,
+            self.topics.backend()
+        )
     }
 
     /// Serves until `shutdown` completes, with the completer and reaper running, then stops the
@@ -146,12 +183,18 @@ impl Application {
                 .clone()
                 .run_background(self.settings.background_interval, stop_background.clone()),
         );
+        let relay = tokio::spawn(
+            self.relay
+                .clone()
+                .run(self.settings.relay_interval, stop_background.clone()),
+        );
         tracing::info!(addr = %self.local_addr(), database = self.database.engine(), "idempotency-demo listening");
 
         let served = platform::http::serve(self.listener, self.router, shutdown).await;
 
         stop_background.cancel();
         background.await.context("the background jobs panicked")?;
+        relay.await.context("the outbox relay panicked")?;
         if let Some(provider) = self.provider {
             provider.stop().await?;
         }

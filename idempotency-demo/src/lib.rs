@@ -16,6 +16,7 @@
 //! - [`provider`]: the simulated card processor (its own HTTP server, test cards, fault switches)
 //!   and the client that calls it.
 //! - [`service`]: the protocol, the completer and the reaper, as `Payments`.
+//! - [`outbox`]: the relay that publishes finished payments' events to `payments.events`.
 //! - [`http`]: the routes and the OpenAPI document.
 //! - [`error`]: `PaymentError` and the answer to each variant.
 //! - [`settings`]: environment variables and their defaults.
@@ -25,6 +26,7 @@ pub mod app;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod outbox;
 pub mod provider;
 pub mod service;
 pub mod settings;

@@ -6,8 +6,8 @@
 //! 2. Found and finished: the stored answer is replayed, byte for byte. Found with another
 //!    fingerprint: 422. Found and locked by a live request: 409 with `Retry-After`.
 //! 3. Otherwise this request holds the key's lock and drives it through the remaining phases
-//!    ([`crate::domain::RecoveryPoint`]), each one transaction, calling the provider between
-//!    the second and the third.
+//!    ([`crate::domain::RecoveryPoint`]), each atomic, calling the provider between the second
+//!    and the third.
 //!
 //! When a phase fails in a way a retry can fix (the provider did not answer, the database
 //! hiccuped) the key is unlocked where it stands and nothing is stored: the client's retry with
@@ -21,6 +21,7 @@ use axum::http::{Method, StatusCode};
 use platform::{auth::ApiKey, clock::Clock, problem::Problem, shutdown::CancellationToken};
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use tokio::sync::Notify;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -32,12 +33,12 @@ use crate::{
     error::PaymentError,
     provider::{ChargeOutcome, ProviderClient, ProviderError},
     store::{
-        Begin, BeginAt, ClientRecord, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
-        StoredResponse,
+        Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, OutboxEvent, PaymentStore,
+        StoreError, StoredResponse,
     },
 };
 
-/// The topic finished payments are announced on.
+/// The topic finished payments are announced on, unless `PAYMENTS_EVENTS_TOPIC` says otherwise.
 pub const TOPIC: &str = "payments.events";
 
 /// The path payments are created at, part of every fingerprint.
@@ -126,6 +127,9 @@ pub struct Payments {
     provider: ProviderClient,
     clock: Arc<dyn Clock>,
     timing: Timing,
+    topic: String,
+    /// Notified when a payment finishes: its outbox event is ready for the relay.
+    finished: Arc<Notify>,
 }
 
 impl Payments {
@@ -140,7 +144,20 @@ impl Payments {
             provider,
             clock,
             timing,
+            topic: TOPIC.to_owned(),
+            finished: Arc::default(),
         }
+    }
+
+    /// Announces payments on `topic` instead of [`TOPIC`].
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = topic.into();
+        self
+    }
+
+    /// Notified each time a payment finishes (and so writes an outbox event).
+    pub fn finished(&self) -> Arc<Notify> {
+        self.finished.clone()
     }
 
     pub fn store(&self) -> &Arc<dyn PaymentStore> {
@@ -254,56 +271,36 @@ impl Payments {
         record: &mut KeyRecord,
         lock: Lock,
     ) -> Result<StoredResponse, PaymentError> {
+        // The payment as this run wrote it; a run resuming at `payment_created` reads it back.
+        let mut created = None;
         loop {
             match record.recovery_point {
                 RecoveryPoint::Started => {
-                    let payment = Payment {
-                        id: PaymentId::generate(),
-                        client: record.client,
-                        request: record.request.clone(),
-                        status: PaymentStatus::Pending,
-                        provider_charge: None,
-                        failure_code: None,
-                        created_at: self.clock.now(),
-                    };
+                    let payment = self.new_payment(record.client, record.request.clone());
                     self.store.create_payment(lock, &payment).await?;
                     record.payment = Some(payment.id);
                     record.recovery_point = RecoveryPoint::PaymentCreated;
+                    created = Some(payment);
                 }
                 RecoveryPoint::PaymentCreated => {
-                    let payment = payment_of(record)?;
-                    // The provider's idempotency key is our payment's id: one per (client, key),
-                    // fixed before the first call, so every retry of this charge reuses it.
-                    let outcome = self
-                        .provider
-                        .charge(&payment.to_string(), &record.request)
-                        .await
-                        .map_err(|err| match err {
-                            ProviderError::Unknown(_) => PaymentError::ProviderUnavailable(err),
-                            ProviderError::Refused { .. } => PaymentError::ProviderRefused(err),
-                        })?;
-                    let (status, charge, code) = match &outcome {
-                        ChargeOutcome::Succeeded { charge_id } => {
-                            (PaymentStatus::Succeeded, charge_id, None)
-                        }
-                        ChargeOutcome::Declined { charge_id, code } => {
-                            (PaymentStatus::Failed, charge_id, Some(code.as_str()))
+                    let payment = match created.take() {
+                        Some(payment) => payment,
+                        None => {
+                            let id = record.payment.ok_or_else(|| {
+                                StoreError::Corrupt("a created payment's key has no payment".into())
+                            })?;
+                            self.store.payment(id).await?.ok_or_else(|| {
+                                StoreError::Corrupt(format!("the key's payment {id} is missing"))
+                            })?
                         }
                     };
-                    self.store
-                        .record_charge(lock, payment, status, charge, code)
-                        .await?;
-                    record.recovery_point = RecoveryPoint::ChargeAttempted;
-                }
-                RecoveryPoint::ChargeAttempted => {
-                    let id = payment_of(record)?;
-                    let payment = self.store.payment(id).await?.ok_or_else(|| {
-                        StoreError::Corrupt(format!("the key's payment {id} is missing"))
-                    })?;
-                    let now = self.clock.now();
+                    let (payment, outcome) = self.charge(payment).await?;
                     let response = render(&payment);
-                    let event = event(&payment, now);
-                    self.store.finish(lock, &response, &event).await?;
+                    let event = event(&payment, &self.topic, self.clock.now());
+                    self.store
+                        .finish(lock, &finish(&payment, &outcome, &response, &event))
+                        .await?;
+                    self.finished.notify_one();
                     metrics::counter!("payments_total", "status" => payment.status.as_str())
                         .increment(1);
                     return Ok(response);
@@ -313,6 +310,64 @@ impl Payments {
                 }
             }
         }
+    }
+
+    fn new_payment(&self, client: ClientId, request: PaymentRequest) -> Payment {
+        Payment {
+            id: PaymentId::generate(),
+            client,
+            request,
+            status: PaymentStatus::Pending,
+            provider_charge: None,
+            failure_code: None,
+            created_at: self.clock.now(),
+        }
+    }
+
+    /// Charges a payment at the provider and returns it as the answer leaves it.
+    async fn charge(&self, mut payment: Payment) -> Result<(Payment, ChargeOutcome), PaymentError> {
+        // The provider's idempotency key is our payment's id: one per (client, key), fixed
+        // before the first call, so every retry of this charge reuses it.
+        let outcome = self
+            .provider
+            .charge(&payment.id.to_string(), &payment.request)
+            .await
+            .map_err(|err| match err {
+                ProviderError::Unknown(_) => PaymentError::ProviderUnavailable(err),
+                ProviderError::Refused { .. } => PaymentError::ProviderRefused(err),
+            })?;
+        match &outcome {
+            ChargeOutcome::Succeeded { charge_id } => {
+                payment.status = PaymentStatus::Succeeded;
+                payment.provider_charge = Some(charge_id.clone());
+            }
+            ChargeOutcome::Declined { charge_id, code } => {
+                payment.status = PaymentStatus::Failed;
+                payment.provider_charge = Some(charge_id.clone());
+                payment.failure_code = Some(code.clone());
+            }
+        }
+        Ok((payment, outcome))
+    }
+
+    /// The same payment without an idempotency key: the benchmark's baseline
+    /// (`PAYMENTS_IDEMPOTENCY=off`), which measures what the key costs. A retry is a second
+    /// payment, and a crash between the steps leaves a payment pending for ever.
+    pub async fn create_without_key(
+        &self,
+        client: ClientId,
+        request: PaymentRequest,
+    ) -> Result<Answer, PaymentError> {
+        let payment = self.new_payment(client, request);
+        self.store.insert_payment(&payment).await?;
+        let (payment, outcome) = self.charge(payment).await?;
+        let response = render(&payment);
+        let event = event(&payment, &self.topic, self.clock.now());
+        self.store
+            .complete_payment(&finish(&payment, &outcome, &response, &event))
+            .await?;
+        self.finished.notify_one();
+        Ok(answer(response, false))
     }
 
     pub async fn payment(&self, client: ClientId, id: PaymentId) -> Result<Payment, PaymentError> {
@@ -398,10 +453,24 @@ impl Payments {
     }
 }
 
-fn payment_of(record: &KeyRecord) -> Result<PaymentId, StoreError> {
-    record
-        .payment
-        .ok_or_else(|| StoreError::Corrupt("a key past payment_created has no payment".into()))
+fn finish<'a>(
+    payment: &'a Payment,
+    outcome: &'a ChargeOutcome,
+    response: &'a StoredResponse,
+    event: &'a OutboxEvent,
+) -> Finish<'a> {
+    let (provider_charge, failure_code) = match outcome {
+        ChargeOutcome::Succeeded { charge_id } => (charge_id.as_str(), None),
+        ChargeOutcome::Declined { charge_id, code } => (charge_id.as_str(), Some(code.as_str())),
+    };
+    Finish {
+        payment: payment.id,
+        status: payment.status,
+        provider_charge,
+        failure_code,
+        response,
+        event,
+    }
 }
 
 fn answer(response: StoredResponse, replayed: bool) -> Answer {
@@ -441,7 +510,7 @@ fn render(payment: &Payment) -> StoredResponse {
 }
 
 /// The `payment.succeeded` or `payment.failed` event of a finished payment.
-fn event(payment: &Payment, now: OffsetDateTime) -> OutboxEvent {
+fn event(payment: &Payment, topic: &str, now: OffsetDateTime) -> OutboxEvent {
     let event_type = match payment.status {
         PaymentStatus::Failed => "payment.failed",
         _ => "payment.succeeded",
@@ -456,7 +525,7 @@ fn event(payment: &Payment, now: OffsetDateTime) -> OutboxEvent {
     });
     OutboxEvent {
         event_id,
-        topic: TOPIC.to_owned(),
+        topic: topic.to_owned(),
         message_key: payment.id.to_string(),
         event_type: event_type.to_owned(),
         payload: serde_json::to_vec(&payload).expect("an event serialises"),

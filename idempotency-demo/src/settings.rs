@@ -11,6 +11,9 @@
 //! | `PAYMENTS_LOCK_TIMEOUT_SECS` | `60` | a key locked longer than this is taken over (its request is presumed dead) |
 //! | `PAYMENTS_COMPLETER_GRACE_SECS` | `60` | how long an unfinished key waits for its client's retry before the completer finishes it |
 //! | `PAYMENTS_BACKGROUND_INTERVAL_MS` | `5000` | how often the completer and the reaper run |
+//! | `PAYMENTS_EVENTS_TOPIC` | `payments.events` | where finished payments are announced |
+//! | `PAYMENTS_RELAY_INTERVAL_MS` | `500` | how often the outbox relay looks for events besides being woken by each payment |
+//! | `PAYMENTS_IDEMPOTENCY` | `on` | `off` runs `POST /v1/payments` without the key check: the benchmark's baseline only, never a service |
 //! | `PAYMENTS_DEMO_KEY` | unset | an API key (`sk_` and 40 hex digits) to register at start, for demos and load tests |
 //! | `DATABASE_URL`, `KAFKA_BROKERS` | unset | the real backends (see `platform::config`) |
 
@@ -34,6 +37,10 @@ pub struct Settings {
     pub provider_timeout: Duration,
     pub timing: Timing,
     pub background_interval: Duration,
+    pub events_topic: String,
+    pub relay_interval: Duration,
+    /// `false` only for the benchmark's baseline.
+    pub idempotency: bool,
     pub demo_key: Option<ApiKey>,
 }
 
@@ -74,6 +81,19 @@ impl Settings {
                 completer_grace: secs("PAYMENTS_COMPLETER_GRACE_SECS", 60)?,
             },
             background_interval: millis("PAYMENTS_BACKGROUND_INTERVAL_MS", 5000)?,
+            events_topic: env_or("PAYMENTS_EVENTS_TOPIC", crate::service::TOPIC.to_owned())?,
+            relay_interval: millis("PAYMENTS_RELAY_INTERVAL_MS", 500)?,
+            idempotency: match env_or("PAYMENTS_IDEMPOTENCY", "on".to_owned())?.as_str() {
+                "on" => true,
+                "off" => false,
+                other => {
+                    return Err(ConfigError {
+                        name: "PAYMENTS_IDEMPOTENCY".into(),
+                        value: other.into(),
+                        reason: "expected on or off".into(),
+                    });
+                }
+            },
             demo_key,
         })
     }
@@ -95,6 +115,9 @@ impl Settings {
             provider_timeout: Duration::from_millis(500),
             timing: Timing::default(),
             background_interval: Duration::from_secs(3600),
+            events_topic: format!("test.payments.{}", uuid::Uuid::new_v4().simple()),
+            relay_interval: Duration::from_secs(3600),
+            idempotency: true,
             demo_key: None,
         }
     }

@@ -22,6 +22,8 @@ use crate::{domain::ClientId, service::Payments, settings::SYSTEM};
 #[derive(Clone)]
 pub struct AppState {
     pub payments: Arc<Payments>,
+    /// `false` only for the benchmark's baseline (`PAYMENTS_IDEMPOTENCY=off`).
+    pub idempotency: bool,
 }
 
 #[derive(OpenApi)]

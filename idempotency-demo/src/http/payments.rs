@@ -21,19 +21,23 @@ use crate::{
 
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// The `Idempotency-Key` header, parsed (see `domain/key.rs` for the accepted forms).
-pub struct KeyHeader(pub IdempotencyKey);
+/// The `Idempotency-Key` header, parsed (see `domain/key.rs` for the accepted forms); `None`
+/// only when the service runs without idempotency (the benchmark's baseline).
+pub struct KeyHeader(pub Option<IdempotencyKey>);
 
-impl<S: Send + Sync> FromRequestParts<S> for KeyHeader {
+impl FromRequestParts<AppState> for KeyHeader {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        if !state.idempotency {
+            return Ok(KeyHeader(None));
+        }
         let value = parts
             .headers
             .get("idempotency-key")
             .ok_or(PaymentError::BadKey("is missing"))?;
         IdempotencyKey::parse(value.as_bytes())
-            .map(KeyHeader)
+            .map(|key| KeyHeader(Some(key)))
             .map_err(|reason| PaymentError::BadKey(reason).into())
     }
 }
@@ -73,10 +77,15 @@ pub async fn create_payment(
         field: invalid.field,
         reason: invalid.reason,
     })?;
-    let answer = state
-        .payments
-        .create(client, &key, &Method::POST, request)
-        .await?;
+    let answer = match key {
+        Some(key) => {
+            state
+                .payments
+                .create(client, &key, &Method::POST, request)
+                .await?
+        }
+        None => state.payments.create_without_key(client, request).await?,
+    };
     let content_type = if answer.status.is_success() {
         "application/json"
     } else {

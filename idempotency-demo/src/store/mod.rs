@@ -1,8 +1,8 @@
 //! Where clients, idempotency keys, payments and outbox events are kept: one trait, one module
 //! per engine, the one place that picks between them ([`for_database`]).
 //!
-//! Each method that moves a key forward is one transaction, and is guarded by the key's lock
-//! token: `UPDATE … WHERE id = $1 AND lock_token = $2`. A request that lost its lock (it was
+//! Each method that moves a key forward is atomic (one statement on PostgreSQL, one transaction on
+//! SQLite), and is guarded by the key's lock token: `UPDATE … WHERE id = $1 AND lock_token = $2`. A request that lost its lock (it was
 //! slower than the lock timeout and someone took the key over) finds no row to update and stops
 //! with [`StoreError::LockLost`] instead of writing over the new owner's work. Together with the
 //! unique `(client_id, key)` this is the whole concurrency story: no `SELECT … FOR UPDATE`, no
@@ -84,6 +84,18 @@ pub struct BeginAt {
     pub stale_before: OffsetDateTime,
 }
 
+/// What finishing a payment writes, in one transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    pub payment: PaymentId,
+    pub status: PaymentStatus,
+    pub provider_charge: &'a str,
+    pub failure_code: Option<&'a str>,
+    /// The answer to store on the key (ignored without a key).
+    pub response: &'a StoredResponse,
+    pub event: &'a OutboxEvent,
+}
+
 /// An event to publish, written in the transaction that finishes its payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEvent {
@@ -113,9 +125,12 @@ pub trait PaymentStore: Send + Sync + 'static {
 
     async fn find_client(&self, key_hash: &str) -> Result<Option<ClientRecord>, StoreError>;
 
-    /// Phase 1 (one transaction): inserts the key at `started`, locked; or, if the client already
-    /// has it, takes it over when it is unfinished, unlocked or stale, and has this fingerprint;
-    /// or reports what is there.
+    /// Phase 1: inserts the key at `started`, locked by this request; or, if the client
+    /// already has it, replaces it when it is finished and expired, takes it over when it is
+    /// unfinished, has this fingerprint and its lock is free or stale; or reports what is there.
+    ///
+    /// The first request with a key costs one statement (an upsert); only a key that exists
+    /// costs more.
     async fn begin(
         &self,
         client: ClientId,
@@ -125,27 +140,19 @@ pub trait PaymentStore: Send + Sync + 'static {
         at: BeginAt,
     ) -> Result<Begin, StoreError>;
 
-    /// Phase 2: writes the payment, `pending`, and moves the key to `payment_created`.
+    /// Phase 2 (atomic): writes the payment, `pending`, and moves the key to `payment_created`.
     async fn create_payment(&self, lock: Lock, payment: &Payment) -> Result<(), StoreError>;
 
-    /// Phase 3: the provider's answer on the payment; the key moves to `charge_attempted`.
-    async fn record_charge(
-        &self,
-        lock: Lock,
-        payment: PaymentId,
-        status: PaymentStatus,
-        provider_charge: &str,
-        failure_code: Option<&str>,
-    ) -> Result<(), StoreError>;
+    /// Phase 3 (atomic): records the provider's answer on the payment, stores the response to
+    /// replay, writes the outbox event, moves the key to `finished` and unlocks it.
+    async fn finish(&self, lock: Lock, finish: &Finish<'_>) -> Result<(), StoreError>;
 
-    /// Phase 4: the response to replay and the outbox event; the key moves to `finished` and is
-    /// unlocked.
-    async fn finish(
-        &self,
-        lock: Lock,
-        response: &StoredResponse,
-        event: &OutboxEvent,
-    ) -> Result<(), StoreError>;
+    /// Without an idempotency key (the benchmark's baseline, `PAYMENTS_IDEMPOTENCY=off`): the
+    /// payment alone.
+    async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError>;
+
+    /// Without an idempotency key: the provider's answer and the outbox event.
+    async fn complete_payment(&self, finish: &Finish<'_>) -> Result<(), StoreError>;
 
     /// Gives the key up where it stands (a retryable failure): the next retry, or the completer
     /// after its grace period, resumes it. `now` is the key's last run.
@@ -178,8 +185,25 @@ pub trait PaymentStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<u64, StoreError>;
 
-    /// Events not yet published, oldest first (for tests and the relay).
+    /// Events not yet published, oldest first (for tests and metrics).
     async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// Leases up to `limit` unpublished events to the batch `claim` until `lease_until`: events
+    /// nobody holds, or whose lease ended before `now`. Oldest first.
+    ///
+    /// Selected by "not published", never by "id above the last one seen": ids are handed out
+    /// at insert, not at commit, so an event whose transaction commits late can have a smaller id
+    /// than events already published, and a high-water mark would skip it for ever.
+    async fn claim_events(
+        &self,
+        claim: Uuid,
+        limit: u32,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// Marks the events the batch `claim` still holds as published; returns how many.
+    async fn mark_published(&self, claim: Uuid, now: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
 /// The one place that chooses the store.

@@ -5,18 +5,15 @@
 //! `WHERE` on the row's latest version, so of two requests only one ever holds a key's lock.
 
 use async_trait::async_trait;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Begin, BeginAt, ClientRecord, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
+    Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
     StoredResponse, corrupt, payment_status, recovery_point, request_json, stored_request,
 };
-use crate::domain::{
-    ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest, PaymentStatus,
-    RecoveryPoint,
-};
+use crate::domain::{ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest};
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -111,35 +108,9 @@ impl TryFrom<PaymentRow> for Payment {
     }
 }
 
-async fn key_by_id(conn: &mut PgConnection, id: i64) -> Result<KeyRecord, StoreError> {
-    let row: KeyRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await?;
-    row.try_into()
-}
-
-/// Moves a locked key from `from` to `to`; [`StoreError::LockLost`] if the lock is not ours.
-async fn advance(
-    conn: &mut PgConnection,
-    lock: Lock,
-    from: RecoveryPoint,
-    to: RecoveryPoint,
-) -> Result<(), StoreError> {
-    let updated = sqlx::query(
-        "UPDATE idempotency_keys SET recovery_point = $1 \
-         WHERE id = $2 AND lock_token = $3 AND recovery_point = $4",
-    )
-    .bind(to.as_str())
-    .bind(lock.key_id)
-    .bind(lock.token)
-    .bind(from.as_str())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if updated == 1 {
+/// One row written means the lock was still ours.
+fn held(rows: u64) -> Result<(), StoreError> {
+    if rows == 1 {
         Ok(())
     } else {
         Err(StoreError::LockLost)
@@ -188,93 +159,135 @@ impl PaymentStore for PostgresStore {
         request: &PaymentRequest,
         at: BeginAt,
     ) -> Result<Begin, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM idempotency_keys \
-             WHERE client_id = $1 AND key = $2 AND recovery_point = 'finished' AND created_at < $3",
-        )
-        .bind(client.0)
-        .bind(key.as_str())
-        .bind(at.expired_before)
-        .execute(&mut *tx)
-        .await?;
         let token = Uuid::new_v4();
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO idempotency_keys \
+        let acquired = |row: KeyRow| -> Result<Begin, StoreError> {
+            let record = KeyRecord::try_from(row)?;
+            let lock = Lock {
+                key_id: record.id,
+                token,
+            };
+            Ok(Begin::Acquired(record, lock))
+        };
+        // New, or finished and expired: one upsert either way. A conflict with a live key
+        // leaves it as it is and returns nothing.
+        let inserted: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO idempotency_keys AS k \
                (client_id, key, fingerprint, request, recovery_point, lock_token, locked_at, \
                 last_run_at, created_at) \
              VALUES ($1, $2, $3, $4::jsonb, 'started', $5, $6, $6, $6) \
-             ON CONFLICT (client_id, key) DO NOTHING RETURNING id",
-        )
+             ON CONFLICT (client_id, key) DO UPDATE SET \
+               fingerprint = EXCLUDED.fingerprint, request = EXCLUDED.request, \
+               recovery_point = 'started', payment_id = NULL, response_status = NULL, \
+               response_body = NULL, lock_token = EXCLUDED.lock_token, \
+               locked_at = EXCLUDED.locked_at, last_run_at = EXCLUDED.last_run_at, \
+               created_at = EXCLUDED.created_at \
+             WHERE k.recovery_point = 'finished' AND k.created_at < $7 \
+             RETURNING {KEY_COLUMNS}"
+        )))
         .bind(client.0)
         .bind(key.as_str())
         .bind(&fingerprint.0)
         .bind(request_json(request))
         .bind(token)
         .bind(at.now)
-        .fetch_optional(&mut *tx)
+        .bind(at.expired_before)
+        .fetch_optional(&self.pool)
         .await?;
-        let begin = match inserted {
-            Some(id) => {
-                let record = key_by_id(&mut tx, id).await?;
-                Begin::Acquired(record, Lock { key_id: id, token })
-            }
-            None => {
-                let existing: KeyRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE client_id = $1 AND key = $2"
-                )))
-                .bind(client.0)
-                .bind(key.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-                let existing = KeyRecord::try_from(existing)?;
-                let takeable = existing.fingerprint == fingerprint.0
-                    && existing.recovery_point != RecoveryPoint::Finished;
-                let taken = takeable
-                    && sqlx::query(
-                        "UPDATE idempotency_keys SET lock_token = $1, locked_at = $2, last_run_at = $2 \
-                         WHERE id = $3 AND (lock_token IS NULL OR locked_at < $4)",
-                    )
-                    .bind(token)
-                    .bind(at.now)
-                    .bind(existing.id)
-                    .bind(at.stale_before)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                if taken {
-                    let record = key_by_id(&mut tx, existing.id).await?;
-                    Begin::Acquired(
-                        record,
-                        Lock {
-                            key_id: existing.id,
-                            token,
-                        },
-                    )
-                } else {
-                    Begin::Existing(existing)
-                }
-            }
-        };
-        tx.commit().await?;
-        Ok(begin)
+        if let Some(row) = inserted {
+            return acquired(row);
+        }
+        // Unfinished, the same request, and nobody alive working on it: take it over.
+        let taken: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE idempotency_keys SET lock_token = $1, locked_at = $2, last_run_at = $2 \
+             WHERE client_id = $3 AND key = $4 AND fingerprint = $5 \
+               AND recovery_point <> 'finished' AND (lock_token IS NULL OR locked_at < $6) \
+             RETURNING {KEY_COLUMNS}"
+        )))
+        .bind(token)
+        .bind(at.now)
+        .bind(client.0)
+        .bind(key.as_str())
+        .bind(&fingerprint.0)
+        .bind(at.stale_before)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = taken {
+            return acquired(row);
+        }
+        let existing: KeyRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE client_id = $1 AND key = $2"
+        )))
+        .bind(client.0)
+        .bind(key.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Begin::Existing(existing.try_into()?))
     }
 
     async fn create_payment(&self, lock: Lock, payment: &Payment) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        advance(
-            &mut tx,
-            lock,
-            RecoveryPoint::Started,
-            RecoveryPoint::PaymentCreated,
+        // One statement: the key moves only if this request still holds it, and the payment is
+        // inserted only if the key moved.
+        let inserted = sqlx::query(
+            "WITH moved AS ( \
+               UPDATE idempotency_keys \
+               SET recovery_point = 'payment_created', payment_id = $1, last_run_at = $8 \
+               WHERE id = $9 AND lock_token = $10 AND recovery_point = 'started' RETURNING id) \
+             INSERT INTO payments \
+               (id, client_id, amount, currency, source, description, status, created_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM moved",
         )
-        .await?;
-        sqlx::query("UPDATE idempotency_keys SET payment_id = $1 WHERE id = $2")
-            .bind(payment.id.0)
-            .bind(lock.key_id)
-            .execute(&mut *tx)
-            .await?;
+        .bind(payment.id.0)
+        .bind(payment.client.0)
+        .bind(payment.request.amount as i64)
+        .bind(payment.request.currency.as_str())
+        .bind(&payment.request.source)
+        .bind(&payment.request.description)
+        .bind(payment.status.as_str())
+        .bind(payment.created_at)
+        .bind(lock.key_id)
+        .bind(lock.token)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        held(inserted)
+    }
+
+    async fn finish(&self, lock: Lock, finish: &Finish<'_>) -> Result<(), StoreError> {
+        let event = finish.event;
+        let inserted = sqlx::query(
+            "WITH moved AS ( \
+               UPDATE idempotency_keys \
+               SET recovery_point = 'finished', response_status = $1, response_body = $2, \
+                   lock_token = NULL, locked_at = NULL, last_run_at = $3 \
+               WHERE id = $4 AND lock_token = $5 AND recovery_point = 'payment_created' \
+               RETURNING id), \
+             charged AS ( \
+               UPDATE payments SET status = $6, provider_charge = $7, failure_code = $8 \
+               WHERE id = $9 AND EXISTS (SELECT 1 FROM moved) RETURNING id) \
+             INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
+             SELECT $10, $11, $12, $13, $14, $3 FROM charged",
+        )
+        .bind(i32::from(finish.response.status))
+        .bind(&finish.response.body)
+        .bind(event.created_at)
+        .bind(lock.key_id)
+        .bind(lock.token)
+        .bind(finish.status.as_str())
+        .bind(finish.provider_charge)
+        .bind(finish.failure_code)
+        .bind(finish.payment.0)
+        .bind(event.event_id)
+        .bind(&event.topic)
+        .bind(&event.message_key)
+        .bind(&event.event_type)
+        .bind(&event.payload)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        held(inserted)
+    }
+
+    async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO payments \
                (id, client_id, amount, currency, source, description, status, created_at) \
@@ -288,79 +301,32 @@ impl PaymentStore for PostgresStore {
         .bind(&payment.request.description)
         .bind(payment.status.as_str())
         .bind(payment.created_at)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
-    async fn record_charge(
-        &self,
-        lock: Lock,
-        payment: PaymentId,
-        status: PaymentStatus,
-        provider_charge: &str,
-        failure_code: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        advance(
-            &mut tx,
-            lock,
-            RecoveryPoint::PaymentCreated,
-            RecoveryPoint::ChargeAttempted,
-        )
-        .await?;
+    async fn complete_payment(&self, finish: &Finish<'_>) -> Result<(), StoreError> {
+        let event = finish.event;
         sqlx::query(
-            "UPDATE payments SET status = $1, provider_charge = $2, failure_code = $3 WHERE id = $4",
+            "WITH charged AS ( \
+               UPDATE payments SET status = $1, provider_charge = $2, failure_code = $3 \
+               WHERE id = $4 RETURNING id) \
+             INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
+             SELECT $5, $6, $7, $8, $9, $10 FROM charged",
         )
-        .bind(status.as_str())
-        .bind(provider_charge)
-        .bind(failure_code)
-        .bind(payment.0)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn finish(
-        &self,
-        lock: Lock,
-        response: &StoredResponse,
-        event: &OutboxEvent,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        advance(
-            &mut tx,
-            lock,
-            RecoveryPoint::ChargeAttempted,
-            RecoveryPoint::Finished,
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE idempotency_keys SET response_status = $1, response_body = $2, \
-               lock_token = NULL, locked_at = NULL, last_run_at = $3 \
-             WHERE id = $4",
-        )
-        .bind(i32::from(response.status))
-        .bind(&response.body)
-        .bind(event.created_at)
-        .bind(lock.key_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
+        .bind(finish.status.as_str())
+        .bind(finish.provider_charge)
+        .bind(finish.failure_code)
+        .bind(finish.payment.0)
         .bind(event.event_id)
         .bind(&event.topic)
         .bind(&event.message_key)
         .bind(&event.event_type)
         .bind(&event.payload)
         .bind(event.created_at)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -478,5 +444,55 @@ impl PaymentStore for PostgresStore {
                 },
             )
             .collect()
+    }
+    async fn claim_events(
+        &self,
+        claim: Uuid,
+        limit: u32,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut rows: Vec<(i64, Uuid, String, String, String, Vec<u8>, OffsetDateTime)> = sqlx::query_as(
+            "UPDATE outbox SET claimed_by = $1, claimed_until = $2 \
+             WHERE id IN (SELECT id FROM outbox \
+                          WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < $3) \
+                          ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, event_id, topic, message_key, event_type, payload, created_at",
+        )
+        .bind(claim)
+        .bind(lease_until)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        // RETURNING gives no order.
+        rows.sort_by_key(|row| row.0);
+        rows.into_iter()
+            .map(
+                |(_, event_id, topic, message_key, event_type, payload, created_at)| {
+                    Ok(OutboxEvent {
+                        event_id,
+                        topic,
+                        message_key,
+                        event_type,
+                        payload,
+                        created_at,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn mark_published(&self, claim: Uuid, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let marked = sqlx::query(
+            "UPDATE outbox SET published_at = $1, claimed_by = NULL, claimed_until = NULL \
+             WHERE claimed_by = $2 AND published_at IS NULL",
+        )
+        .bind(now)
+        .bind(claim)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(marked)
     }
 }

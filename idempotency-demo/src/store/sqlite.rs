@@ -1,9 +1,9 @@
 //! The embedded SQLite store. Timestamps are INTEGER milliseconds; UUIDs are hyphenated TEXT.
 //!
-//! Every transaction that writes starts with its write, so that it takes SQLite's one write lock
-//! before reading anything: a transaction that read first and wrote second could find that
-//! another writer had committed in between, and fail with `SQLITE_BUSY` where the busy timeout
-//! cannot help.
+//! Every transaction starts with its write, so that it takes SQLite's one write lock before
+//! reading anything: a transaction that read first and wrote second could find that another
+//! writer had committed in between, and fail with `SQLITE_BUSY` where the busy timeout cannot
+//! help.
 
 use async_trait::async_trait;
 use sqlx::{SqliteConnection, SqlitePool};
@@ -11,13 +11,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Begin, BeginAt, ClientRecord, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
+    Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
     StoredResponse, corrupt, payment_status, recovery_point, request_json, stored_request,
 };
-use crate::domain::{
-    ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest, PaymentStatus,
-    RecoveryPoint,
-};
+use crate::domain::{ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -130,39 +127,62 @@ impl TryFrom<PaymentRow> for Payment {
     }
 }
 
-async fn key_by_id(conn: &mut SqliteConnection, id: i64) -> Result<KeyRecord, StoreError> {
-    let row: KeyRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE id = ?1"
-    )))
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await?;
-    row.try_into()
-}
-
-/// Moves a locked key from `from` to `to`; [`StoreError::LockLost`] if the lock is not ours.
-async fn advance(
-    conn: &mut SqliteConnection,
-    lock: Lock,
-    from: RecoveryPoint,
-    to: RecoveryPoint,
-) -> Result<(), StoreError> {
-    let updated = sqlx::query(
-        "UPDATE idempotency_keys SET recovery_point = ?1 \
-         WHERE id = ?2 AND lock_token = ?3 AND recovery_point = ?4",
-    )
-    .bind(to.as_str())
-    .bind(lock.key_id)
-    .bind(lock.token.to_string())
-    .bind(from.as_str())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if updated == 1 {
+/// One row written means the lock was still ours.
+fn held(rows: u64) -> Result<(), StoreError> {
+    if rows == 1 {
         Ok(())
     } else {
         Err(StoreError::LockLost)
     }
+}
+
+async fn insert_payment(conn: &mut SqliteConnection, payment: &Payment) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO payments \
+           (id, client_id, amount, currency, source, description, status, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .bind(payment.id.0.to_string())
+    .bind(payment.client.0)
+    .bind(payment.request.amount as i64)
+    .bind(payment.request.currency.as_str())
+    .bind(&payment.request.source)
+    .bind(&payment.request.description)
+    .bind(payment.status.as_str())
+    .bind(millis(payment.created_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The provider's answer on the payment, and its outbox event.
+async fn complete_payment(
+    conn: &mut SqliteConnection,
+    finish: &Finish<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE payments SET status = ?1, provider_charge = ?2, failure_code = ?3 WHERE id = ?4",
+    )
+    .bind(finish.status.as_str())
+    .bind(finish.provider_charge)
+    .bind(finish.failure_code)
+    .bind(finish.payment.0.to_string())
+    .execute(&mut *conn)
+    .await?;
+    let event = finish.event;
+    sqlx::query(
+        "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(event.event_id.to_string())
+    .bind(&event.topic)
+    .bind(&event.message_key)
+    .bind(&event.event_type)
+    .bind(&event.payload)
+    .bind(millis(event.created_at))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -207,178 +227,120 @@ impl PaymentStore for SqliteStore {
         request: &PaymentRequest,
         at: BeginAt,
     ) -> Result<Begin, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM idempotency_keys \
-             WHERE client_id = ?1 AND key = ?2 AND recovery_point = 'finished' AND created_at < ?3",
-        )
-        .bind(client.0)
-        .bind(key.as_str())
-        .bind(millis(at.expired_before))
-        .execute(&mut *tx)
-        .await?;
+        // The same three statements as the PostgreSQL store; see there.
         let token = Uuid::new_v4();
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO idempotency_keys \
+        let acquired = |row: KeyRow| -> Result<Begin, StoreError> {
+            let record = KeyRecord::try_from(row)?;
+            let lock = Lock {
+                key_id: record.id,
+                token,
+            };
+            Ok(Begin::Acquired(record, lock))
+        };
+        let inserted: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO idempotency_keys AS k \
                (client_id, key, fingerprint, request, recovery_point, lock_token, locked_at, \
                 last_run_at, created_at) \
              VALUES (?1, ?2, ?3, ?4, 'started', ?5, ?6, ?6, ?6) \
-             ON CONFLICT (client_id, key) DO NOTHING RETURNING id",
-        )
+             ON CONFLICT (client_id, key) DO UPDATE SET \
+               fingerprint = excluded.fingerprint, request = excluded.request, \
+               recovery_point = 'started', payment_id = NULL, response_status = NULL, \
+               response_body = NULL, lock_token = excluded.lock_token, \
+               locked_at = excluded.locked_at, last_run_at = excluded.last_run_at, \
+               created_at = excluded.created_at \
+             WHERE k.recovery_point = 'finished' AND k.created_at < ?7 \
+             RETURNING {KEY_COLUMNS}"
+        )))
         .bind(client.0)
         .bind(key.as_str())
         .bind(&fingerprint.0)
         .bind(request_json(request))
         .bind(token.to_string())
         .bind(millis(at.now))
-        .fetch_optional(&mut *tx)
+        .bind(millis(at.expired_before))
+        .fetch_optional(&self.pool)
         .await?;
-        let begin = match inserted {
-            Some(id) => {
-                let record = key_by_id(&mut tx, id).await?;
-                Begin::Acquired(record, Lock { key_id: id, token })
-            }
-            None => {
-                let existing: KeyRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE client_id = ?1 AND key = ?2"
-                )))
-                .bind(client.0)
-                .bind(key.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-                let existing = KeyRecord::try_from(existing)?;
-                let takeable = existing.fingerprint == fingerprint.0
-                    && existing.recovery_point != RecoveryPoint::Finished;
-                let taken = takeable
-                    && sqlx::query(
-                        "UPDATE idempotency_keys SET lock_token = ?1, locked_at = ?2, last_run_at = ?2 \
-                         WHERE id = ?3 AND (lock_token IS NULL OR locked_at < ?4)",
-                    )
-                    .bind(token.to_string())
-                    .bind(millis(at.now))
-                    .bind(existing.id)
-                    .bind(millis(at.stale_before))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                if taken {
-                    let record = key_by_id(&mut tx, existing.id).await?;
-                    Begin::Acquired(
-                        record,
-                        Lock {
-                            key_id: existing.id,
-                            token,
-                        },
-                    )
-                } else {
-                    Begin::Existing(existing)
-                }
-            }
-        };
-        tx.commit().await?;
-        Ok(begin)
+        if let Some(row) = inserted {
+            return acquired(row);
+        }
+        let taken: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE idempotency_keys SET lock_token = ?1, locked_at = ?2, last_run_at = ?2 \
+             WHERE client_id = ?3 AND key = ?4 AND fingerprint = ?5 \
+               AND recovery_point <> 'finished' AND (lock_token IS NULL OR locked_at < ?6) \
+             RETURNING {KEY_COLUMNS}"
+        )))
+        .bind(token.to_string())
+        .bind(millis(at.now))
+        .bind(client.0)
+        .bind(key.as_str())
+        .bind(&fingerprint.0)
+        .bind(millis(at.stale_before))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = taken {
+            return acquired(row);
+        }
+        let existing: KeyRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE client_id = ?1 AND key = ?2"
+        )))
+        .bind(client.0)
+        .bind(key.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Begin::Existing(existing.try_into()?))
     }
 
     async fn create_payment(&self, lock: Lock, payment: &Payment) -> Result<(), StoreError> {
+        // SQLite has no data-modifying CTEs, so the PostgreSQL store's one statement is a
+        // transaction here, which costs nothing extra in process.
         let mut tx = self.pool.begin().await?;
-        advance(
-            &mut tx,
-            lock,
-            RecoveryPoint::Started,
-            RecoveryPoint::PaymentCreated,
-        )
-        .await?;
-        sqlx::query("UPDATE idempotency_keys SET payment_id = ?1 WHERE id = ?2")
-            .bind(payment.id.0.to_string())
-            .bind(lock.key_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO payments \
-               (id, client_id, amount, currency, source, description, status, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        let moved = sqlx::query(
+            "UPDATE idempotency_keys \
+             SET recovery_point = 'payment_created', payment_id = ?1, last_run_at = ?2 \
+             WHERE id = ?3 AND lock_token = ?4 AND recovery_point = 'started'",
         )
         .bind(payment.id.0.to_string())
-        .bind(payment.client.0)
-        .bind(payment.request.amount as i64)
-        .bind(payment.request.currency.as_str())
-        .bind(&payment.request.source)
-        .bind(&payment.request.description)
-        .bind(payment.status.as_str())
         .bind(millis(payment.created_at))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn record_charge(
-        &self,
-        lock: Lock,
-        payment: PaymentId,
-        status: PaymentStatus,
-        provider_charge: &str,
-        failure_code: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        advance(
-            &mut tx,
-            lock,
-            RecoveryPoint::PaymentCreated,
-            RecoveryPoint::ChargeAttempted,
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE payments SET status = ?1, provider_charge = ?2, failure_code = ?3 WHERE id = ?4",
-        )
-        .bind(status.as_str())
-        .bind(provider_charge)
-        .bind(failure_code)
-        .bind(payment.0.to_string())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn finish(
-        &self,
-        lock: Lock,
-        response: &StoredResponse,
-        event: &OutboxEvent,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        advance(
-            &mut tx,
-            lock,
-            RecoveryPoint::ChargeAttempted,
-            RecoveryPoint::Finished,
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE idempotency_keys SET response_status = ?1, response_body = ?2, \
-               lock_token = NULL, locked_at = NULL, last_run_at = ?3 \
-             WHERE id = ?4",
-        )
-        .bind(i64::from(response.status))
-        .bind(&response.body)
-        .bind(millis(event.created_at))
         .bind(lock.key_id)
+        .bind(lock.token.to_string())
         .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        .await?
+        .rows_affected();
+        held(moved)?;
+        insert_payment(&mut tx, payment).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish(&self, lock: Lock, finish: &Finish<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE idempotency_keys \
+             SET recovery_point = 'finished', response_status = ?1, response_body = ?2, \
+                 lock_token = NULL, locked_at = NULL, last_run_at = ?3 \
+             WHERE id = ?4 AND lock_token = ?5 AND recovery_point = 'payment_created'",
         )
-        .bind(event.event_id.to_string())
-        .bind(&event.topic)
-        .bind(&event.message_key)
-        .bind(&event.event_type)
-        .bind(&event.payload)
-        .bind(millis(event.created_at))
+        .bind(i64::from(finish.response.status))
+        .bind(&finish.response.body)
+        .bind(millis(finish.event.created_at))
+        .bind(lock.key_id)
+        .bind(lock.token.to_string())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        held(moved)?;
+        complete_payment(&mut tx, finish).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
+        insert_payment(&mut *self.pool.acquire().await?, payment).await
+    }
+
+    async fn complete_payment(&self, finish: &Finish<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        complete_payment(&mut tx, finish).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -498,5 +460,55 @@ impl PaymentStore for SqliteStore {
                 },
             )
             .collect()
+    }
+    async fn claim_events(
+        &self,
+        claim: Uuid,
+        limit: u32,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut rows: Vec<(i64, String, String, String, String, Vec<u8>, i64)> = sqlx::query_as(
+            "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2 \
+             WHERE id IN (SELECT id FROM outbox \
+                          WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < ?3) \
+                          ORDER BY id LIMIT ?4) \
+             RETURNING id, event_id, topic, message_key, event_type, payload, created_at",
+        )
+        .bind(claim.to_string())
+        .bind(millis(lease_until))
+        .bind(millis(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        // RETURNING gives no order.
+        rows.sort_by_key(|row| row.0);
+        rows.into_iter()
+            .map(
+                |(_, event_id, topic, message_key, event_type, payload, created_at)| {
+                    Ok(OutboxEvent {
+                        event_id: uuid(&event_id)?,
+                        topic,
+                        message_key,
+                        event_type,
+                        payload,
+                        created_at: from_millis(created_at),
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn mark_published(&self, claim: Uuid, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let marked = sqlx::query(
+            "UPDATE outbox SET published_at = ?1, claimed_by = NULL, claimed_until = NULL \
+             WHERE claimed_by = ?2 AND published_at IS NULL",
+        )
+        .bind(millis(now))
+        .bind(claim.to_string())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(marked)
     }
 }

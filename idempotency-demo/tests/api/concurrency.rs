@@ -14,7 +14,7 @@ async fn fifty_concurrent_copies_of_a_request_on_two_instances_charge_once() {
         latency_ms: 200,
         ..Faults::default()
     });
-    let second_instance = app.another_instance().await;
+    let second_instance = app.another_instance().await.router();
     let body = visa(2500).to_string();
 
     let responses = join_all((0..50).map(|i| {

@@ -16,18 +16,20 @@ use axum::{
 };
 use idempotency_demo::{
     Application, Settings,
-    domain::{
-        ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest, PaymentStatus,
-    },
+    domain::{ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest},
     provider::{Faults, ProviderClient, Simulator, simulator::Charge},
     service::{Payments, Timing},
     store::{
-        self, Begin, BeginAt, ClientRecord, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
-        StoredResponse,
+        self, Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, OutboxEvent, PaymentStore,
+        StoreError,
     },
 };
 pub use platform::testing::http::{TestResponse, send_to};
-use platform::{clock::ManualClock, testing::TestBackends};
+use platform::{
+    clock::ManualClock,
+    testing::TestBackends,
+    topic::{self, Topics},
+};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -36,6 +38,8 @@ pub struct TestApp {
     pub app: Application,
     pub clock: ManualClock,
     pub backends: TestBackends,
+    /// Kafka when `KAFKA_BROKERS` is set, the in-process transport otherwise.
+    pub topics: Arc<dyn Topics>,
     pub settings: Settings,
     /// A client's API key, created for this test.
     pub key: String,
@@ -51,9 +55,16 @@ impl TestApp {
         let mut settings = Settings::for_tests();
         configure(&mut settings);
         let clock = ManualClock::starting_now();
+        let brokers: Option<String> = platform::config::env_opt("KAFKA_BROKERS").unwrap();
+        let topics = topic::connect(brokers.as_deref())
+            .await
+            .unwrap_or_else(|err| {
+                panic!("KAFKA_BROKERS is set but Kafka is not reachable: {err:?}")
+            });
         let app = Application::build_with(
             settings.clone(),
             backends.database.clone(),
+            topics.clone(),
             Arc::new(clock.clone()),
         )
         .await
@@ -63,6 +74,7 @@ impl TestApp {
             app,
             clock,
             backends,
+            topics,
             settings,
             key: String::new(),
         };
@@ -72,14 +84,18 @@ impl TestApp {
 
     /// Another instance of the service on the same database and the same provider, as after a
     /// restart or on another machine.
-    pub async fn another_instance(&self) -> Router {
+    pub async fn another_instance(&self) -> Application {
         let (database, _cache) = self.backends.another_instance().await;
         let mut settings = self.settings.clone();
         settings.provider = idempotency_demo::settings::ProviderSetting::Url(self.provider_url());
-        let app = Application::build_with(settings, database, Arc::new(self.clock.clone()))
-            .await
-            .unwrap();
-        app.router()
+        Application::build_with(
+            settings,
+            database,
+            self.topics.clone(),
+            Arc::new(self.clock.clone()),
+        )
+        .await
+        .unwrap()
     }
 
     pub fn simulator(&self) -> &Arc<Simulator> {
@@ -188,7 +204,6 @@ pub fn visa(amount: u64) -> Value {
 pub enum Phase {
     Begin,
     CreatePayment,
-    RecordCharge,
     Finish,
 }
 
@@ -267,31 +282,20 @@ impl PaymentStore for CrashingStore {
         self.after(Phase::CreatePayment, result)
     }
 
-    async fn record_charge(
-        &self,
-        lock: Lock,
-        payment: PaymentId,
-        status: PaymentStatus,
-        provider_charge: &str,
-        failure_code: Option<&str>,
-    ) -> Result<(), StoreError> {
+    async fn finish(&self, lock: Lock, finish: &Finish<'_>) -> Result<(), StoreError> {
         self.dead()?;
-        let result = self
-            .inner
-            .record_charge(lock, payment, status, provider_charge, failure_code)
-            .await;
-        self.after(Phase::RecordCharge, result)
+        let result = self.inner.finish(lock, finish).await;
+        self.after(Phase::Finish, result)
     }
 
-    async fn finish(
-        &self,
-        lock: Lock,
-        response: &StoredResponse,
-        event: &OutboxEvent,
-    ) -> Result<(), StoreError> {
+    async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
         self.dead()?;
-        let result = self.inner.finish(lock, response, event).await;
-        self.after(Phase::Finish, result)
+        self.inner.insert_payment(payment).await
+    }
+
+    async fn complete_payment(&self, finish: &Finish<'_>) -> Result<(), StoreError> {
+        self.dead()?;
+        self.inner.complete_payment(finish).await
     }
 
     async fn unlock(&self, lock: Lock, now: OffsetDateTime) -> Result<(), StoreError> {
@@ -335,6 +339,28 @@ impl PaymentStore for CrashingStore {
 
     async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
         self.inner.unpublished_events(limit).await
+    }
+
+    async fn claim_events(
+        &self,
+        claim: uuid::Uuid,
+        limit: u32,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.dead()?;
+        self.inner
+            .claim_events(claim, limit, now, lease_until)
+            .await
+    }
+
+    async fn mark_published(
+        &self,
+        claim: uuid::Uuid,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        self.dead()?;
+        self.inner.mark_published(claim, now).await
     }
 }
 

@@ -5,5 +5,6 @@ mod helpers;
 
 mod concurrency;
 mod idempotency;
+mod outbox;
 mod payments;
 mod recovery;

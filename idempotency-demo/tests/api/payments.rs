@@ -142,3 +142,20 @@ async fn invalid_fields_are_422_naming_the_field_and_charge_nothing() {
     not_json.problem(StatusCode::BAD_REQUEST);
     assert!(app.charges().is_empty());
 }
+
+#[tokio::test]
+async fn without_the_key_check_every_request_is_a_new_payment() {
+    // The benchmark's baseline (PAYMENTS_IDEMPOTENCY=off): what the key check saves a client from.
+    let app = TestApp::spawn_with(|settings| settings.idempotency = false).await;
+
+    let first = app.pay_as(&app.key, None, visa(100).to_string()).await;
+    let retry = app
+        .pay_as(&app.key, Some("ignored"), visa(100).to_string())
+        .await;
+
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert_ne!(first.json()["id"], retry.json()["id"]);
+    assert_eq!(app.charges().len(), 2);
+    assert_eq!(app.unpublished_events().await.len(), 2);
+}
