@@ -207,12 +207,16 @@ pub enum Phase {
     Finish,
 }
 
-/// A store whose process "dies" right after a chosen phase commits: that call and every call
-/// after it fail, the unlock included, so the key stays exactly as the phase left it.
+/// A store that fails at a chosen phase, in one of two ways:
+/// - [`CrashingStore::new`]: the process "dies" right after the phase commits: that call and
+///   every call after it fail, the unlock included, so the key stays exactly as the phase left it;
+/// - [`CrashingStore::failing_once`]: the phase fails once without committing (a dropped
+///   connection, say), and the process lives on: the unlock and everything after work.
 pub struct CrashingStore {
     inner: Arc<dyn PaymentStore>,
     crash_after: Phase,
     crashed: AtomicBool,
+    fail_once: Option<AtomicBool>,
     pub seen: Mutex<Vec<Phase>>,
 }
 
@@ -222,8 +226,29 @@ impl CrashingStore {
             inner,
             crash_after,
             crashed: AtomicBool::new(false),
+            fail_once: None,
             seen: Mutex::default(),
         })
+    }
+
+    pub fn failing_once(inner: Arc<dyn PaymentStore>, phase: Phase) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            crash_after: phase,
+            crashed: AtomicBool::new(false),
+            fail_once: Some(AtomicBool::new(true)),
+            seen: Mutex::default(),
+        })
+    }
+
+    /// For a store failing once: fails the first call of `phase`, before it reaches the database.
+    fn transient(&self, phase: Phase) -> Result<(), StoreError> {
+        match &self.fail_once {
+            Some(armed) if phase == self.crash_after && armed.swap(false, Ordering::SeqCst) => Err(
+                StoreError::Corrupt(format!("{phase:?} failed before committing")),
+            ),
+            _ => Ok(()),
+        }
     }
 
     fn dead(&self) -> Result<(), StoreError> {
@@ -237,7 +262,7 @@ impl CrashingStore {
     fn after<T>(&self, phase: Phase, result: Result<T, StoreError>) -> Result<T, StoreError> {
         let value = result?;
         self.seen.lock().unwrap().push(phase);
-        if phase == self.crash_after {
+        if phase == self.crash_after && self.fail_once.is_none() {
             self.crashed.store(true, Ordering::SeqCst);
             return Err(StoreError::Corrupt(format!("crashed after {phase:?}")));
         }
@@ -269,6 +294,7 @@ impl PaymentStore for CrashingStore {
         at: BeginAt,
     ) -> Result<Begin, StoreError> {
         self.dead()?;
+        self.transient(Phase::Begin)?;
         let result = self
             .inner
             .begin(client, key, fingerprint, request, at)
@@ -278,12 +304,14 @@ impl PaymentStore for CrashingStore {
 
     async fn create_payment(&self, lock: Lock, payment: &Payment) -> Result<(), StoreError> {
         self.dead()?;
+        self.transient(Phase::CreatePayment)?;
         let result = self.inner.create_payment(lock, payment).await;
         self.after(Phase::CreatePayment, result)
     }
 
     async fn finish(&self, lock: Lock, finish: &Finish<'_>) -> Result<(), StoreError> {
         self.dead()?;
+        self.transient(Phase::Finish)?;
         let result = self.inner.finish(lock, finish).await;
         self.after(Phase::Finish, result)
     }
@@ -368,13 +396,24 @@ impl TestApp {
     /// A `Payments` over this test's database and provider whose process dies after `phase`.
     pub fn crashing_instance(&self, phase: Phase) -> (Arc<Payments>, Arc<CrashingStore>) {
         let store = CrashingStore::new(store::for_database(&self.backends.database), phase);
-        let payments = Arc::new(Payments::new(
-            store.clone(),
+        (self.payments_over(store.clone()), store)
+    }
+
+    /// A `Payments` over this test's database and provider whose `phase` fails once.
+    pub fn flaky_instance(&self, phase: Phase) -> Arc<Payments> {
+        self.payments_over(CrashingStore::failing_once(
+            store::for_database(&self.backends.database),
+            phase,
+        ))
+    }
+
+    fn payments_over(&self, store: Arc<CrashingStore>) -> Arc<Payments> {
+        Arc::new(Payments::new(
+            store,
             ProviderClient::new(&self.provider_url(), Duration::from_secs(5)),
             Arc::new(self.clock.clone()),
             Timing::default(),
-        ));
-        (payments, store)
+        ))
     }
 
     /// This test's client, as the store knows it.

@@ -82,6 +82,35 @@ async fn a_crash_after_any_phase_is_finished_by_the_completer_with_one_charge() 
 }
 
 #[tokio::test]
+async fn our_own_failure_is_a_500_that_is_not_stored_and_the_retry_resumes_at_once() {
+    // Our choice for our own 5xx: the key is unlocked where it stands, not stored, so the retry
+    // finishes the payment without waiting for the lock to go stale.
+    let app = TestApp::spawn().await;
+    for phase in [Phase::CreatePayment, Phase::Finish] {
+        let key = format!("flaky-{phase:?}");
+        let flaky = app.flaky_instance(phase);
+        let client = app.client_id().await;
+        let parsed = IdempotencyKey::parse(key.as_bytes()).unwrap();
+
+        let failed = flaky
+            .create(client, &parsed, &Method::POST, request(2000))
+            .await
+            .unwrap_err();
+        let retry = app.pay(&key, visa(2000)).await;
+
+        assert_eq!(
+            failed.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{phase:?}"
+        );
+        assert_eq!(retry.status, StatusCode::CREATED, "{phase:?}");
+        assert!(retry.headers.get("idempotent-replayed").is_none());
+    }
+    assert_eq!(app.charges().len(), 2);
+    assert_eq!(app.all_payments().await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_provider_that_crashes_after_charging_is_not_charged_again_by_the_retry() {
     let app = TestApp::spawn().await;
     app.set_faults(Faults {
