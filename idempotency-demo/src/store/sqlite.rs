@@ -306,7 +306,12 @@ impl PaymentStore for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        held(moved)?;
+        if let Err(lost) = held(moved) {
+            // Rolled back now rather than when the pool next hands this connection out: until
+            // then it would hold SQLite's write lock.
+            tx.rollback().await?;
+            return Err(lost);
+        }
         insert_payment(&mut tx, payment).await?;
         tx.commit().await?;
         Ok(())
@@ -328,7 +333,12 @@ impl PaymentStore for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        held(moved)?;
+        if let Err(lost) = held(moved) {
+            // Rolled back now rather than when the pool next hands this connection out: until
+            // then it would hold SQLite's write lock.
+            tx.rollback().await?;
+            return Err(lost);
+        }
         complete_payment(&mut tx, finish).await?;
         tx.commit().await?;
         Ok(())
