@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let limiter = rate_limiter::Application::build(limiter_settings).await?;
     let payments =
         idempotency_demo::Application::build(idempotency_demo::Settings::from_env()?).await?;
+    let notifier = notifier::Application::build(notifier::Settings::from_env()?).await?;
     // A client of the payments API made for this run, like the shortener's key.
     let (_, payments_key) = payments.payments().create_client("lab demo client").await?;
 
@@ -69,6 +70,8 @@ async fn main() -> anyhow::Result<()> {
             .provider()
             .map(|provider| format!("http://localhost:{}", provider.addr.port())),
         payments_key: payments_key.expose().to_owned(),
+        notifier_url: format!("http://localhost:{}", notifier.port()),
+        notifier_backends: notifier.describe_backends(),
     };
 
     let systems: Vec<(&str, Running)> = vec![
@@ -83,6 +86,10 @@ async fn main() -> anyhow::Result<()> {
         (
             "idempotency-demo",
             Box::pin(payments.run_until_stopped(stop.clone().cancelled_owned())),
+        ),
+        (
+            "notifier",
+            Box::pin(notifier.run_until_stopped(stop.clone().cancelled_owned())),
         ),
     ];
     banner.print();
@@ -116,6 +123,8 @@ struct Banner {
     payments_backends: String,
     provider_url: Option<String>,
     payments_key: String,
+    notifier_url: String,
+    notifier_backends: String,
 }
 
 impl Banner {
@@ -132,6 +141,8 @@ impl Banner {
             payments_backends,
             provider_url,
             payments_key,
+            notifier_url: n,
+            notifier_backends,
         } = self;
         // The fault switches are only there when the lab runs the simulator itself.
         let provider = provider_url.as_deref().unwrap_or("<PAYMENTS_PROVIDER_URL>");
@@ -143,6 +154,7 @@ sdlab is running. Ctrl-C stops it.
   rate-limiter   {r}   API docs {r}/docs   metrics {r}/metrics   ({limiter_backends})
                  gateway {g}, in front of the url-shortener
   payments       {p}   API docs {p}/docs   metrics {p}/metrics   ({payments_backends})
+  notifier       {n}   API docs {n}/docs   metrics {n}/metrics   ({notifier_backends})
 
 Try it (an API key and a link were made for this run):
 
@@ -165,6 +177,11 @@ Try it (an API key and a link were made for this run):
   # make the provider crash after charging, pay, see the 502, heal it, retry: still one charge
   curl -s -X PUT {provider}/v1/faults -H 'content-type: application/json' -d '{{"crash_after_charge_rate": 1}}'
   curl -s {provider}/v1/charges
+  # a user with contacts and an opt-out, then a notification (stored; its delivery pipeline is next)
+  curl -s -X PUT {n}/v1/users/ada -H 'content-type: application/json' \
+       -d '{{"email": "ada@example.com", "phone": "+442071838750", "preferences": {{"sms": false}}}}'
+  curl -s {n}/v1/notifications -H 'content-type: application/json' \
+       -d '{{"user_id": "ada", "template": "welcome", "data": {{"name": "Ada"}}}}'
 "#
         );
     }

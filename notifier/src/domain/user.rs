@@ -1,0 +1,212 @@
+//! Users as the notifier knows them: where to reach them, and which channels they want.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Channel, Invalid};
+
+/// A user id, as the systems that send notifications name their users: 1 to 64 of
+/// `A-Z a-z 0-9 _ - . :`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = (1..=64).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+        valid.then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The body of `PUT /v1/users/{id}`: the whole user, replaced.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    #[schema(example = "ada@example.com")]
+    pub email: Option<String>,
+    /// E.164: `+` and 8 to 15 digits.
+    #[schema(example = "+442071838750")]
+    pub phone: Option<String>,
+    /// The push service's device tokens, one per device.
+    #[serde(default)]
+    pub push_tokens: Vec<String>,
+    /// Where webhooks are POSTed: `https://` (or `http://`), signed.
+    #[schema(example = "https://example.com/hooks/notifications")]
+    pub webhook_url: Option<String>,
+    /// Opt-in (`true`) or opt-out (`false`) per channel; a channel not named is opted in.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, bool>, example = json!({"sms": false}))]
+    pub preferences: BTreeMap<String, bool>,
+}
+
+/// A user that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub push_tokens: Vec<String>,
+    pub webhook_url: Option<String>,
+    /// Channels the user opted out of.
+    pub opted_out: Vec<Channel>,
+}
+
+impl User {
+    pub fn parse(id: UserId, body: UserBody) -> Result<Self, Invalid> {
+        if let Some(email) = &body.email {
+            let (local, domain) = email.split_once('@').unwrap_or(("", ""));
+            if local.is_empty()
+                || !domain.contains('.')
+                || email.len() > 254
+                || email.contains(char::is_whitespace)
+            {
+                return Err(Invalid::new("email", "must be an email address"));
+            }
+        }
+        if let Some(phone) = &body.phone {
+            let digits = phone.strip_prefix('+').unwrap_or("");
+            if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Invalid::new("phone", "must be E.164: + and 8 to 15 digits"));
+            }
+        }
+        for (i, token) in body.push_tokens.iter().enumerate() {
+            if token.is_empty()
+                || token.len() > 4096
+                || !token.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(Invalid::new(
+                    format!("push_tokens/{i}"),
+                    "must be 1 to 4096 printable characters",
+                ));
+            }
+        }
+        if let Some(url) = &body.webhook_url {
+            let parsed = url::Url::parse(url)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
+            if parsed.is_none() {
+                return Err(Invalid::new(
+                    "webhook_url",
+                    "must be an absolute http or https URL",
+                ));
+            }
+        }
+        let mut opted_out = Vec::new();
+        for (name, opted_in) in &body.preferences {
+            let channel = Channel::parse(name).ok_or_else(|| {
+                Invalid::new(
+                    format!("preferences/{name}"),
+                    "is not a channel (email, sms, push, webhook)",
+                )
+            })?;
+            if !opted_in {
+                opted_out.push(channel);
+            }
+        }
+        Ok(Self {
+            id,
+            email: body.email,
+            phone: body.phone,
+            push_tokens: body.push_tokens,
+            webhook_url: body.webhook_url,
+            opted_out,
+        })
+    }
+
+    /// Whether the user can be reached on `channel` at all (preferences aside).
+    pub fn reachable_on(&self, channel: Channel) -> bool {
+        match channel {
+            Channel::Email => self.email.is_some(),
+            Channel::Sms => self.phone.is_some(),
+            Channel::Push => !self.push_tokens.is_empty(),
+            Channel::Webhook => self.webhook_url.is_some(),
+        }
+    }
+
+    pub fn opted_in(&self, channel: Channel) -> bool {
+        !self.opted_out.contains(&channel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(body: UserBody) -> Result<User, Invalid> {
+        User::parse(UserId::parse("u1").unwrap(), body)
+    }
+
+    #[test]
+    fn user_ids_are_short_plain_names() {
+        assert!(UserId::parse("user:42").is_some());
+        assert!(UserId::parse("").is_none());
+        assert!(UserId::parse("a b").is_none());
+        assert!(UserId::parse(&"u".repeat(65)).is_none());
+    }
+
+    #[test]
+    fn each_bad_contact_names_its_field() {
+        let cases = [
+            (
+                UserBody {
+                    email: Some("nobody".into()),
+                    ..Default::default()
+                },
+                "email",
+            ),
+            (
+                UserBody {
+                    phone: Some("0207 183 8750".into()),
+                    ..Default::default()
+                },
+                "phone",
+            ),
+            (
+                UserBody {
+                    push_tokens: vec!["ok".into(), "".into()],
+                    ..Default::default()
+                },
+                "push_tokens/1",
+            ),
+            (
+                UserBody {
+                    webhook_url: Some("ftp://x.example".into()),
+                    ..Default::default()
+                },
+                "webhook_url",
+            ),
+            (
+                UserBody {
+                    preferences: [("fax".to_owned(), true)].into(),
+                    ..Default::default()
+                },
+                "preferences/fax",
+            ),
+        ];
+        for (body, field) in cases {
+            assert_eq!(user(body).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn a_channel_not_named_in_preferences_is_opted_in() {
+        let parsed = user(UserBody {
+            email: Some("ada@example.com".into()),
+            preferences: [("sms".to_owned(), false)].into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(parsed.opted_in(Channel::Email));
+        assert!(!parsed.opted_in(Channel::Sms));
+        assert!(parsed.reachable_on(Channel::Email));
+        assert!(!parsed.reachable_on(Channel::Push));
+    }
+}

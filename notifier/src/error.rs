@@ -1,0 +1,49 @@
+//! The notifier's one error type, and the HTTP answer to each variant.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use platform::problem::{FieldError, Problem};
+
+use crate::{domain::Invalid, store::StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifierError {
+    #[error("{}: {}", .0.field, .0.reason)]
+    Invalid(Invalid),
+    #[error("no such user")]
+    UserNotFound,
+    #[error("no such notification")]
+    NotificationNotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Invalid> for NotifierError {
+    fn from(invalid: Invalid) -> Self {
+        Self::Invalid(invalid)
+    }
+}
+
+impl From<NotifierError> for Problem {
+    fn from(err: NotifierError) -> Self {
+        match &err {
+            NotifierError::Invalid(invalid) => {
+                Problem::invalid_field(FieldError::body(&invalid.field, invalid.reason.clone()))
+            }
+            NotifierError::UserNotFound => {
+                Problem::status(StatusCode::NOT_FOUND).with_detail("There is no user with this id.")
+            }
+            NotifierError::NotificationNotFound => Problem::status(StatusCode::NOT_FOUND)
+                .with_detail("There is no notification with this id."),
+            NotifierError::Store(source) => Problem::internal(source),
+        }
+    }
+}
+
+impl IntoResponse for NotifierError {
+    fn into_response(self) -> Response {
+        Problem::from(self).into_response()
+    }
+}

@@ -1,0 +1,65 @@
+//! `PUT /v1/users/{id}`, `GET /v1/users/{id}`: contacts and preferences.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use platform::{
+    extract::Json as JsonBody,
+    problem::{FieldError, Problem},
+};
+
+use super::AppState;
+use crate::{
+    domain::{User, UserBody, UserId},
+    error::NotifierError,
+};
+
+fn user_id(id: &str) -> Result<UserId, Problem> {
+    UserId::parse(id).ok_or_else(|| {
+        Problem::status(axum::http::StatusCode::BAD_REQUEST).with_error(FieldError::parameter(
+            "id",
+            "must be 1 to 64 of A-Z a-z 0-9 _ - . :",
+        ))
+    })
+}
+
+/// Create or replace a user's contacts and preferences.
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}",
+    tag = "users",
+    params(("id" = String, Path, description = "1 to 64 of `A-Z a-z 0-9 _ - . :`")),
+    request_body = UserBody,
+    responses(
+        (status = 200, description = "The user as stored"),
+        (status = 422, description = "A contact or preference that is not valid, named", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UserBody>,
+) -> Result<Json<User>, Problem> {
+    let id = user_id(&id)?;
+    Ok(Json(state.notifier.put_user(id, body).await?))
+}
+
+/// A user's contacts and preferences.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}",
+    tag = "users",
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<User>, Problem> {
+    let id = user_id(&id).map_err(|_| Problem::from(NotifierError::UserNotFound))?;
+    Ok(Json(state.notifier.user(&id).await?))
+}

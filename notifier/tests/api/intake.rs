@@ -1,0 +1,132 @@
+//! Intake: validation, durability before the 202, idempotency keys.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn a_notification_is_stored_before_the_202_with_a_pending_delivery_per_channel() {
+    let app = TestApp::spawn().await;
+    app.ada().await;
+
+    let accepted = app
+        .notify(json!({"user_id": "ada", "template": "welcome", "data": {"name": "Ada"}}))
+        .await;
+
+    assert_eq!(accepted.status, StatusCode::ACCEPTED);
+    assert_eq!(accepted.json()["status"], "accepted");
+    let id = accepted.json()["id"].as_str().unwrap().to_owned();
+    let stored = app.get(&format!("/v1/notifications/{id}")).await.json();
+    let channels: Vec<_> = stored["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["channel"].as_str().unwrap().to_owned(),
+                d["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // Every reachable channel: preferences are applied by the router, not at intake.
+    assert_eq!(
+        channels,
+        [
+            ("email", "pending"),
+            ("sms", "pending"),
+            ("push", "pending"),
+            ("webhook", "pending")
+        ]
+        .map(|(c, s)| (c.to_owned(), s.to_owned()))
+    );
+    assert_eq!(stored["template"], "welcome");
+}
+
+#[tokio::test]
+async fn a_repeat_with_the_same_idempotency_key_returns_the_first_notification() {
+    let app = TestApp::spawn().await;
+    app.ada().await;
+    let body = json!({"user_id": "ada", "template": "welcome", "data": {"name": "Ada"},
+                      "channels": ["email"], "idempotency_key": "signup-ada"});
+
+    let first = app.notify(body.clone()).await;
+    let repeat = app.notify(body).await;
+
+    assert_eq!(repeat.status, StatusCode::ACCEPTED);
+    assert_eq!(repeat.json()["id"], first.json()["id"]);
+}
+
+#[tokio::test]
+async fn unknown_templates_users_missing_data_and_bad_channels_are_422_naming_the_field() {
+    let app = TestApp::spawn().await;
+    app.ada().await;
+    app.put_user("mute", json!({})).await;
+
+    for (body, field) in [
+        (
+            json!({"user_id": "ada", "template": "nope", "data": {}}),
+            "template",
+        ),
+        (
+            json!({"user_id": "ghost", "template": "welcome", "data": {"name": "x"}}),
+            "user_id",
+        ),
+        (
+            json!({"user_id": "ada", "template": "payment_receipt", "data": {"amount": 5, "currency": "USD"}}),
+            "data/payment_id",
+        ),
+        (
+            json!({"user_id": "ada", "template": "welcome", "data": {"name": "x"}, "channels": ["email", "fax"]}),
+            "channels/1",
+        ),
+        (
+            json!({"user_id": "mute", "template": "welcome", "data": {"name": "x"}}),
+            "channels",
+        ),
+        (
+            json!({"user_id": "ada", "template": "welcome", "data": {"name": "x"}, "priority": "urgent"}),
+            "priority",
+        ),
+        (
+            json!({"user_id": "ada", "template": "welcome", "data": {"name": "x"}, "idempotency_key": ""}),
+            "idempotency_key",
+        ),
+    ] {
+        app.notify(body.clone()).await.invalid_field(field);
+    }
+}
+
+#[tokio::test]
+async fn a_channel_the_user_cannot_be_reached_on_is_422() {
+    let app = TestApp::spawn().await;
+    app.put_user("emailonly", json!({"email": "e@example.com"}))
+        .await;
+
+    let response = app
+        .notify(
+            json!({"user_id": "emailonly", "template": "welcome", "data": {"name": "E"},
+                       "channels": ["sms"]}),
+        )
+        .await;
+
+    let problem = response.invalid_field("channels/0");
+    assert!(
+        problem["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sms")
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_notification_is_404() {
+    let app = TestApp::spawn().await;
+
+    app.get("/v1/notifications/0193a1b2-c3d4-7e5f-a6b7-c8d9e0f1a2b3")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    app.get("/v1/notifications/nope")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}

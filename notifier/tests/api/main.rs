@@ -1,0 +1,6 @@
+//! The notifier's API, on the embedded database or on PostgreSQL when `DATABASE_URL` is set.
+
+mod helpers;
+
+mod intake;
+mod users;
