@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`domain`]: channels, templates, users and preferences, notifications. No HTTP or SQL.
 //! - [`store`]: the `NotificationStore` trait, with `postgres` and `sqlite` modules side by side.
+//! - [`providers`]: delivery per channel; so far the webhook sender (HMAC-signed, SSRF-guarded).
 //! - [`service`]: the use cases, as `Notifier`.
 //! - [`http`]: the routes and the OpenAPI document.
 //! - [`error`]: `NotifierError` and the answer to each variant.
@@ -19,6 +20,7 @@ pub mod app;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod providers;
 pub mod service;
 pub mod settings;
 pub mod store;
