@@ -2,9 +2,16 @@
 //! failures into retryable (timeouts, connection errors, 408, 429, 5xx: the message goes to a
 //! retry topic) and permanent (other 4xx, a refused address: the message goes to dead letters).
 //!
-//! Built so far: [`webhook`]. Email (SMTP), SMS and push come with the pipeline.
+//! Built so far: [`webhook`], and for SMS and push, [`simulator`] (the providers) and
+//! [`simulated`] (their client). Email (SMTP) comes with the pipeline.
 
+pub mod simulated;
+pub mod simulator;
 pub mod webhook;
+
+use std::time::Duration;
+
+use reqwest::{StatusCode, header::HeaderMap};
 
 /// Why a delivery failed, as the retry logic needs to know it.
 #[derive(Debug, thiserror::Error)]
@@ -12,7 +19,34 @@ pub enum DeliveryError {
     /// Worth trying again later.
     #[error("retryable: {0}")]
     Retryable(String),
+    /// The provider asked us to slow down: try again after `retry_after`, not before.
+    #[error("rate limited for {retry_after:?}")]
+    RateLimited { retry_after: Duration },
     /// Trying again cannot help.
     #[error("permanent: {0}")]
     Permanent(String),
+}
+
+/// How long a 429 without a usable `Retry-After` waits.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Sorts a provider's answer: 2xx delivered; 429 rate limited (honouring `Retry-After` in
+/// seconds); 408 and 5xx retryable; any other status permanent.
+pub fn classify(status: StatusCode, headers: &HeaderMap) -> Result<(), DeliveryError> {
+    match status {
+        status if status.is_success() => Ok(()),
+        StatusCode::TOO_MANY_REQUESTS => Err(DeliveryError::RateLimited {
+            retry_after: headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs),
+        }),
+        status if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() => Err(
+            DeliveryError::Retryable(format!("the provider answered {status}")),
+        ),
+        status => Err(DeliveryError::Permanent(format!(
+            "the provider answered {status}"
+        ))),
+    }
 }

@@ -28,10 +28,7 @@ use std::{
 };
 
 use hmac::{Hmac, KeyInit, Mac};
-use reqwest::{
-    StatusCode,
-    dns::{Addrs, Name, Resolve, Resolving},
-};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::Value;
 use sha2::Sha256;
 use url::{Host, Url};
@@ -236,18 +233,7 @@ impl WebhookSender {
                     DeliveryError::Retryable(chain)
                 }
             })?;
-        match response.status() {
-            status if status.is_success() => Ok(()),
-            status @ (StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS) => Err(
-                DeliveryError::Retryable(format!("the receiver answered {status}")),
-            ),
-            status if status.is_server_error() => Err(DeliveryError::Retryable(format!(
-                "the receiver answered {status}"
-            ))),
-            status => Err(DeliveryError::Permanent(format!(
-                "the receiver answered {status}"
-            ))),
-        }
+        super::classify(response.status(), response.headers())
     }
 }
 
@@ -255,7 +241,13 @@ impl WebhookSender {
 mod tests {
     use std::sync::Mutex;
 
-    use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
+    use axum::{
+        Router,
+        body::Bytes,
+        extract::State,
+        http::{HeaderMap, StatusCode},
+        routing::post,
+    };
     use serde_json::json;
 
     use super::*;
@@ -398,7 +390,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn server_errors_are_retryable_and_client_errors_permanent() {
+    async fn server_errors_are_retryable_429_is_rate_limited_and_client_errors_permanent() {
         let sender = WebhookSender::new(SECRET, true);
         let (failing, _) = receiver(StatusCode::SERVICE_UNAVAILABLE).await;
         let (refusing, _) = receiver(StatusCode::GONE).await;
@@ -414,7 +406,7 @@ mod tests {
         ));
         assert!(matches!(
             send(limited).await,
-            Err(DeliveryError::Retryable(_))
+            Err(DeliveryError::RateLimited { .. })
         ));
         assert!(matches!(
             send(refusing).await,

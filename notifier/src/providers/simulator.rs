@@ -1,0 +1,192 @@
+//! SMS and push providers to deliver to: a stand-in for an SMS gateway (Twilio) and a push
+//! service (FCM, APNs), reached over HTTP like the real ones, with their own idempotency and
+//! fault switches that tests and the lab turn on.
+//!
+//! ```text
+//! POST /v1/sms/messages    Idempotency-Key: <k>   {"to": "+44…", "text": "…"}
+//! POST /v1/push/messages   Idempotency-Key: <k>   {"to": "<device token>", "title": "…", "body": "…"}
+//! 201 {"id": "msg_…"}   (a repeat of a key: 200 and the same id, not delivered again)
+//! GET  /v1/messages        every message delivered, for tests and the benchmark to count
+//! GET  /v1/faults, PUT /v1/faults
+//!      {"error_rate": 0.0, "rate_limit_rate": 0.0, "retry_after_secs": 1, "timeout_rate": 0.0, "latency_ms": 0}
+//! ```
+//!
+//! Faults, probabilities per request: `error_rate` answers 503, `rate_limit_rate` 429 with
+//! `Retry-After: retry_after_secs`, `timeout_rate` holds the request without delivering;
+//! `latency_ms` delays every answer after delivering (a caller with a shorter timeout has been
+//! delivered to without knowing, which its idempotency key covers). State is in memory: it
+//! stands for someone else's service.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use platform::problem::{FieldError, Problem};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+const HOLD: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    pub error_rate: f64,
+    pub rate_limit_rate: f64,
+    pub retry_after_secs: u64,
+    pub timeout_rate: f64,
+    pub latency_ms: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            error_rate: 0.0,
+            rate_limit_rate: 0.0,
+            retry_after_secs: 1,
+            timeout_rate: 0.0,
+            latency_ms: 0,
+        }
+    }
+}
+
+/// A message the provider delivered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub id: String,
+    pub channel: String,
+    pub idempotency_key: String,
+    pub content: Value,
+}
+
+#[derive(Default)]
+pub struct Simulator {
+    delivered: Mutex<(HashMap<String, String>, Vec<Message>)>,
+    faults: Mutex<Faults>,
+}
+
+impl Simulator {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        *self.faults.lock().unwrap()
+    }
+
+    /// Every message delivered, in order.
+    pub fn messages(&self) -> Vec<Message> {
+        self.delivered.lock().unwrap().1.clone()
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        let routes = Router::new()
+            .route("/v1/{channel}/messages", post(deliver))
+            .route("/v1/messages", get(list))
+            .route("/v1/faults", get(get_faults).put(put_faults))
+            .with_state(self.clone());
+        platform::http::service(
+            "notification-providers",
+            routes,
+            platform::health::Readiness::new(),
+            utoipa::openapi::OpenApi::default(),
+        )
+    }
+}
+
+async fn deliver(
+    State(simulator): State<Arc<Simulator>>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    Json(content): Json<Value>,
+) -> Result<Response, Problem> {
+    if channel != "sms" && channel != "push" {
+        return Err(Problem::status(StatusCode::NOT_FOUND));
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| {
+            Problem::status(StatusCode::BAD_REQUEST)
+                .with_error(FieldError::parameter("Idempotency-Key", "is required"))
+        })?
+        .to_owned();
+    let faults = simulator.faults();
+    if rand::random_bool(faults.error_rate) {
+        return Err(Problem::status(StatusCode::SERVICE_UNAVAILABLE)
+            .with_detail("Simulated provider outage (error_rate)."));
+    }
+    if rand::random_bool(faults.rate_limit_rate) {
+        return Err(Problem::status(StatusCode::TOO_MANY_REQUESTS).with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from(faults.retry_after_secs),
+        ));
+    }
+    if rand::random_bool(faults.timeout_rate) {
+        tokio::time::sleep(HOLD).await;
+        return Err(Problem::status(StatusCode::GATEWAY_TIMEOUT));
+    }
+    let (status, id) = {
+        let mut delivered = simulator.delivered.lock().unwrap();
+        let (by_key, messages) = &mut *delivered;
+        match by_key.get(&key) {
+            Some(id) => (StatusCode::OK, id.clone()),
+            None => {
+                let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+                by_key.insert(key.clone(), id.clone());
+                messages.push(Message {
+                    id: id.clone(),
+                    channel,
+                    idempotency_key: key,
+                    content,
+                });
+                (StatusCode::CREATED, id)
+            }
+        }
+    };
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    Ok((status, Json(json!({ "id": id }))).into_response())
+}
+
+async fn list(State(simulator): State<Arc<Simulator>>) -> Json<Vec<Message>> {
+    Json(simulator.messages())
+}
+
+async fn get_faults(State(simulator): State<Arc<Simulator>>) -> Json<Faults> {
+    Json(simulator.faults())
+}
+
+async fn put_faults(
+    State(simulator): State<Arc<Simulator>>,
+    platform::extract::Json(faults): platform::extract::Json<Faults>,
+) -> Result<Json<Faults>, Problem> {
+    for (name, rate) in [
+        ("error_rate", faults.error_rate),
+        ("rate_limit_rate", faults.rate_limit_rate),
+        ("timeout_rate", faults.timeout_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(Problem::invalid_field(FieldError::body(
+                name,
+                "must be a probability from 0 to 1",
+            )));
+        }
+    }
+    simulator.set_faults(faults);
+    Ok(Json(faults))
+}
