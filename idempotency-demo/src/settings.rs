@@ -21,7 +21,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use platform::{
     auth::ApiKey,
-    config::{Backends, ConfigError, env_opt, env_or},
+    config::{Backends, ConfigError, env_opt, env_or, env_positive},
 };
 
 use crate::service::Timing;
@@ -124,20 +124,9 @@ impl Settings {
 }
 
 fn secs(name: &str, default: u64) -> Result<Duration, ConfigError> {
-    positive(name, default).map(Duration::from_secs)
+    env_positive(name, default).map(Duration::from_secs)
 }
 
 fn millis(name: &str, default: u64) -> Result<Duration, ConfigError> {
-    positive(name, default).map(Duration::from_millis)
-}
-
-fn positive(name: &str, default: u64) -> Result<u64, ConfigError> {
-    match env_or(name, default)? {
-        0 => Err(ConfigError {
-            name: name.into(),
-            value: "0".into(),
-            reason: "must be at least 1".into(),
-        }),
-        value => Ok(value),
-    }
+    env_positive(name, default).map(Duration::from_millis)
 }

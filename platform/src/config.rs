@@ -49,6 +49,19 @@ where
     Ok(env_opt(name)?.unwrap_or(default))
 }
 
+/// Like [`env_or`] for a count or a duration that must be at least 1 (a block of no IDs, a
+/// flush every 0 ms).
+pub fn env_positive(name: &str, default: u64) -> Result<u64, ConfigError> {
+    match env_or(name, default)? {
+        0 => Err(ConfigError {
+            name: name.into(),
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        }),
+        value => Ok(value),
+    }
+}
+
 /// Where a system keeps its relational data.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseConfig {

@@ -152,6 +152,18 @@ impl Database {
     }
 }
 
+/// A time as SQLite stores it in sdlab's tables: INTEGER milliseconds since the epoch (SQLite has
+/// no time type, and integers sort and compare as times should).
+pub fn unix_millis(at: time::OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The inverse of [`unix_millis`].
+pub fn from_unix_millis(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .expect("stored timestamps are in range")
+}
+
 /// Whether `err` is a unique or primary-key violation, the one database error that callers turn
 /// into a domain error (an alias that is taken, a key that exists) at the call site.
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {

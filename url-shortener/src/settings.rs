@@ -20,7 +20,7 @@
 use std::{net::SocketAddr, num::NonZeroUsize, time::Duration};
 
 use axum::http::StatusCode;
-use platform::config::{Backends, ConfigError, env_opt, env_or};
+use platform::config::{Backends, ConfigError, env_opt, env_or, env_positive};
 use url::Url;
 
 /// The name the shortener goes by: its PostgreSQL schema, SQLite file, Redis namespace, metrics.
@@ -88,7 +88,7 @@ impl Settings {
                 });
             }
         };
-        let id_block_size: u64 = positive("SHORTENER_ID_BLOCK_SIZE", 1000)?;
+        let id_block_size: u64 = env_positive("SHORTENER_ID_BLOCK_SIZE", 1000)?;
         Ok(Self {
             addr,
             base_url,
@@ -107,7 +107,7 @@ impl Settings {
             )?,
             redis_timeout: Duration::from_millis(env_or("SHORTENER_REDIS_TIMEOUT_MS", 250)?),
             near_cache_ttl: Duration::from_millis(env_or("SHORTENER_NEAR_CACHE_MS", 1000)?),
-            visit_flush_interval: Duration::from_millis(positive(
+            visit_flush_interval: Duration::from_millis(env_positive(
                 "SHORTENER_VISIT_FLUSH_MS",
                 1000,
             )?),
@@ -161,18 +161,6 @@ fn default_base_url(addr: SocketAddr) -> Url {
         addr.to_string()
     };
     Url::parse(&format!("http://{authority}")).expect("a valid URL")
-}
-
-/// A number that must be at least 1 (a block of no IDs, a flush every 0 ms).
-fn positive(name: &str, default: u64) -> Result<u64, ConfigError> {
-    match env_or(name, default)? {
-        0 => Err(ConfigError {
-            name: name.into(),
-            value: "0".into(),
-            reason: "must be at least 1".into(),
-        }),
-        value => Ok(value),
-    }
 }
 
 fn secs(value: u64) -> Duration {

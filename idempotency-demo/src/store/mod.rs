@@ -46,7 +46,6 @@ pub struct KeyRecord {
     pub recovery_point: RecoveryPoint,
     pub payment: Option<PaymentId>,
     pub response: Option<StoredResponse>,
-    pub locked_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
 }
 
@@ -219,6 +218,15 @@ pub const MIGRATIONS: platform::db::Migrations = platform::db::Migrations {
     postgres: &sqlx::migrate!("./migrations/postgres"),
     sqlite: &sqlx::migrate!("./migrations/sqlite"),
 };
+
+/// One row written means the lock was still ours.
+fn held(rows: u64) -> Result<(), StoreError> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LockLost)
+    }
+}
 
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())

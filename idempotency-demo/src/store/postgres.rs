@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
-    StoredResponse, corrupt, payment_status, recovery_point, request_json, stored_request,
+    StoredResponse, corrupt, held, payment_status, recovery_point, request_json, stored_request,
 };
 use crate::domain::{ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest};
 
@@ -27,7 +27,7 @@ impl PostgresStore {
 }
 
 const KEY_COLUMNS: &str = "id, client_id, key, fingerprint, request::text AS request, recovery_point, payment_id, \
-                           response_status, response_body, locked_at, created_at";
+                           response_status, response_body, created_at";
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
@@ -40,7 +40,6 @@ struct KeyRow {
     payment_id: Option<Uuid>,
     response_status: Option<i32>,
     response_body: Option<Vec<u8>>,
-    locked_at: Option<OffsetDateTime>,
     created_at: OffsetDateTime,
 }
 
@@ -63,7 +62,6 @@ impl TryFrom<KeyRow> for KeyRecord {
                 }),
                 _ => None,
             },
-            locked_at: row.locked_at,
             created_at: row.created_at,
         })
     }
@@ -108,12 +106,31 @@ impl TryFrom<PaymentRow> for Payment {
     }
 }
 
-/// One row written means the lock was still ours.
-fn held(rows: u64) -> Result<(), StoreError> {
-    if rows == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::LockLost)
+const EVENT_COLUMNS: &str = "id, event_id, topic, message_key, event_type, payload, created_at";
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    event_id: Uuid,
+    topic: String,
+    message_key: String,
+    event_type: String,
+    payload: Vec<u8>,
+    created_at: OffsetDateTime,
+}
+
+impl TryFrom<EventRow> for OutboxEvent {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        Ok(OutboxEvent {
+            event_id: row.event_id,
+            topic: row.topic,
+            message_key: row.message_key,
+            event_type: row.event_type,
+            payload: row.payload,
+            created_at: row.created_at,
+        })
     }
 }
 
@@ -423,27 +440,13 @@ impl PaymentStore for PostgresStore {
     }
 
     async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
-        let rows: Vec<(Uuid, String, String, String, Vec<u8>, OffsetDateTime)> = sqlx::query_as(
-            "SELECT event_id, topic, message_key, event_type, payload, created_at FROM outbox \
-             WHERE published_at IS NULL ORDER BY id LIMIT $1",
-        )
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1"
+        )))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(
-                |(event_id, topic, message_key, event_type, payload, created_at)| {
-                    Ok(OutboxEvent {
-                        event_id,
-                        topic,
-                        message_key,
-                        event_type,
-                        payload,
-                        created_at,
-                    })
-                },
-            )
-            .collect()
+        rows.into_iter().map(OutboxEvent::try_from).collect()
     }
     async fn claim_events(
         &self,
@@ -452,13 +455,13 @@ impl PaymentStore for PostgresStore {
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
-        let mut rows: Vec<(i64, Uuid, String, String, String, Vec<u8>, OffsetDateTime)> = sqlx::query_as(
+        let mut rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE outbox SET claimed_by = $1, claimed_until = $2 \
              WHERE id IN (SELECT id FROM outbox \
                           WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < $3) \
                           ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, event_id, topic, message_key, event_type, payload, created_at",
-        )
+             RETURNING {EVENT_COLUMNS}"
+        )))
         .bind(claim)
         .bind(lease_until)
         .bind(now)
@@ -466,21 +469,8 @@ impl PaymentStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         // RETURNING gives no order.
-        rows.sort_by_key(|row| row.0);
-        rows.into_iter()
-            .map(
-                |(_, event_id, topic, message_key, event_type, payload, created_at)| {
-                    Ok(OutboxEvent {
-                        event_id,
-                        topic,
-                        message_key,
-                        event_type,
-                        payload,
-                        created_at,
-                    })
-                },
-            )
-            .collect()
+        rows.sort_by_key(|row| row.id);
+        rows.into_iter().map(OutboxEvent::try_from).collect()
     }
 
     async fn mark_published(&self, claim: Uuid, now: OffsetDateTime) -> Result<u64, StoreError> {

@@ -6,13 +6,14 @@
 //! help.
 
 use async_trait::async_trait;
+use platform::db::{from_unix_millis, unix_millis};
 use sqlx::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
     Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
-    StoredResponse, corrupt, payment_status, recovery_point, request_json, stored_request,
+    StoredResponse, corrupt, held, payment_status, recovery_point, request_json, stored_request,
 };
 use crate::domain::{ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest};
 
@@ -27,21 +28,12 @@ impl SqliteStore {
     }
 }
 
-fn millis(at: OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .expect("stored timestamps are in range")
-}
-
 fn uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::try_parse(text).map_err(|_| corrupt(format!("uuid {text:?}")))
 }
 
 const KEY_COLUMNS: &str = "id, client_id, key, fingerprint, request, recovery_point, payment_id, \
-                           response_status, response_body, locked_at, created_at";
+                           response_status, response_body, created_at";
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
@@ -54,7 +46,6 @@ struct KeyRow {
     payment_id: Option<String>,
     response_status: Option<i64>,
     response_body: Option<Vec<u8>>,
-    locked_at: Option<i64>,
     created_at: i64,
 }
 
@@ -82,8 +73,7 @@ impl TryFrom<KeyRow> for KeyRecord {
                 }),
                 _ => None,
             },
-            locked_at: row.locked_at.map(from_millis),
-            created_at: from_millis(row.created_at),
+            created_at: from_unix_millis(row.created_at),
         })
     }
 }
@@ -122,17 +112,8 @@ impl TryFrom<PaymentRow> for Payment {
             status: payment_status(&row.status)?,
             provider_charge: row.provider_charge,
             failure_code: row.failure_code,
-            created_at: from_millis(row.created_at),
+            created_at: from_unix_millis(row.created_at),
         })
-    }
-}
-
-/// One row written means the lock was still ours.
-fn held(rows: u64) -> Result<(), StoreError> {
-    if rows == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::LockLost)
     }
 }
 
@@ -149,7 +130,7 @@ async fn insert_payment(conn: &mut SqliteConnection, payment: &Payment) -> Resul
     .bind(&payment.request.source)
     .bind(&payment.request.description)
     .bind(payment.status.as_str())
-    .bind(millis(payment.created_at))
+    .bind(unix_millis(payment.created_at))
     .execute(conn)
     .await?;
     Ok(())
@@ -179,10 +160,38 @@ async fn complete_payment(
     .bind(&event.message_key)
     .bind(&event.event_type)
     .bind(&event.payload)
-    .bind(millis(event.created_at))
+    .bind(unix_millis(event.created_at))
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+const EVENT_COLUMNS: &str = "id, event_id, topic, message_key, event_type, payload, created_at";
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    event_id: String,
+    topic: String,
+    message_key: String,
+    event_type: String,
+    payload: Vec<u8>,
+    created_at: i64,
+}
+
+impl TryFrom<EventRow> for OutboxEvent {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        Ok(OutboxEvent {
+            event_id: uuid(&row.event_id)?,
+            topic: row.topic,
+            message_key: row.message_key,
+            event_type: row.event_type,
+            payload: row.payload,
+            created_at: from_unix_millis(row.created_at),
+        })
+    }
 }
 
 #[async_trait]
@@ -198,7 +207,7 @@ impl PaymentStore for SqliteStore {
         )
         .bind(name)
         .bind(key_hash)
-        .bind(millis(at))
+        .bind(unix_millis(at))
         .fetch_one(&self.pool)
         .await?;
         Ok(ClientRecord {
@@ -256,8 +265,8 @@ impl PaymentStore for SqliteStore {
         .bind(&fingerprint.0)
         .bind(request_json(request))
         .bind(token.to_string())
-        .bind(millis(at.now))
-        .bind(millis(at.expired_before))
+        .bind(unix_millis(at.now))
+        .bind(unix_millis(at.expired_before))
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = inserted {
@@ -270,11 +279,11 @@ impl PaymentStore for SqliteStore {
              RETURNING {KEY_COLUMNS}"
         )))
         .bind(token.to_string())
-        .bind(millis(at.now))
+        .bind(unix_millis(at.now))
         .bind(client.0)
         .bind(key.as_str())
         .bind(&fingerprint.0)
-        .bind(millis(at.stale_before))
+        .bind(unix_millis(at.stale_before))
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = taken {
@@ -300,7 +309,7 @@ impl PaymentStore for SqliteStore {
              WHERE id = ?3 AND lock_token = ?4 AND recovery_point = 'started'",
         )
         .bind(payment.id.0.to_string())
-        .bind(millis(payment.created_at))
+        .bind(unix_millis(payment.created_at))
         .bind(lock.key_id)
         .bind(lock.token.to_string())
         .execute(&mut *tx)
@@ -327,7 +336,7 @@ impl PaymentStore for SqliteStore {
         )
         .bind(i64::from(finish.response.status))
         .bind(&finish.response.body)
-        .bind(millis(finish.event.created_at))
+        .bind(unix_millis(finish.event.created_at))
         .bind(lock.key_id)
         .bind(lock.token.to_string())
         .execute(&mut *tx)
@@ -360,7 +369,7 @@ impl PaymentStore for SqliteStore {
             "UPDATE idempotency_keys SET lock_token = NULL, locked_at = NULL, last_run_at = ?1 \
              WHERE id = ?2 AND lock_token = ?3",
         )
-        .bind(millis(now))
+        .bind(unix_millis(now))
         .bind(lock.key_id)
         .bind(lock.token.to_string())
         .execute(&self.pool)
@@ -384,9 +393,9 @@ impl PaymentStore for SqliteStore {
              RETURNING {KEY_COLUMNS}"
         )))
         .bind(token.to_string())
-        .bind(millis(now))
-        .bind(millis(idle_before))
-        .bind(millis(stale_before))
+        .bind(unix_millis(now))
+        .bind(unix_millis(idle_before))
+        .bind(unix_millis(stale_before))
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
@@ -440,7 +449,7 @@ impl PaymentStore for SqliteStore {
                (SELECT id FROM idempotency_keys \
                 WHERE recovery_point = 'finished' AND created_at < ?1 LIMIT ?2)",
         )
-        .bind(millis(before))
+        .bind(unix_millis(before))
         .bind(i64::from(limit))
         .execute(&self.pool)
         .await?
@@ -449,27 +458,13 @@ impl PaymentStore for SqliteStore {
     }
 
     async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
-        let rows: Vec<(String, String, String, String, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT event_id, topic, message_key, event_type, payload, created_at FROM outbox \
-             WHERE published_at IS NULL ORDER BY id LIMIT ?1",
-        )
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?1"
+        )))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(
-                |(event_id, topic, message_key, event_type, payload, created_at)| {
-                    Ok(OutboxEvent {
-                        event_id: uuid(&event_id)?,
-                        topic,
-                        message_key,
-                        event_type,
-                        payload,
-                        created_at: from_millis(created_at),
-                    })
-                },
-            )
-            .collect()
+        rows.into_iter().map(OutboxEvent::try_from).collect()
     }
     async fn claim_events(
         &self,
@@ -478,35 +473,22 @@ impl PaymentStore for SqliteStore {
         now: OffsetDateTime,
         lease_until: OffsetDateTime,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
-        let mut rows: Vec<(i64, String, String, String, String, Vec<u8>, i64)> = sqlx::query_as(
+        let mut rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2 \
              WHERE id IN (SELECT id FROM outbox \
                           WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < ?3) \
                           ORDER BY id LIMIT ?4) \
-             RETURNING id, event_id, topic, message_key, event_type, payload, created_at",
-        )
+             RETURNING {EVENT_COLUMNS}"
+        )))
         .bind(claim.to_string())
-        .bind(millis(lease_until))
-        .bind(millis(now))
+        .bind(unix_millis(lease_until))
+        .bind(unix_millis(now))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         // RETURNING gives no order.
-        rows.sort_by_key(|row| row.0);
-        rows.into_iter()
-            .map(
-                |(_, event_id, topic, message_key, event_type, payload, created_at)| {
-                    Ok(OutboxEvent {
-                        event_id: uuid(&event_id)?,
-                        topic,
-                        message_key,
-                        event_type,
-                        payload,
-                        created_at: from_millis(created_at),
-                    })
-                },
-            )
-            .collect()
+        rows.sort_by_key(|row| row.id);
+        rows.into_iter().map(OutboxEvent::try_from).collect()
     }
 
     async fn mark_published(&self, claim: Uuid, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -514,7 +496,7 @@ impl PaymentStore for SqliteStore {
             "UPDATE outbox SET published_at = ?1, claimed_by = NULL, claimed_until = NULL \
              WHERE claimed_by = ?2 AND published_at IS NULL",
         )
-        .bind(millis(now))
+        .bind(unix_millis(now))
         .bind(claim.to_string())
         .execute(&self.pool)
         .await?

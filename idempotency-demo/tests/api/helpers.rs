@@ -55,8 +55,7 @@ impl TestApp {
         let mut settings = Settings::for_tests();
         configure(&mut settings);
         let clock = ManualClock::starting_now();
-        let brokers: Option<String> = platform::config::env_opt("KAFKA_BROKERS").unwrap();
-        let topics = topic::connect(brokers.as_deref())
+        let topics = topic::connect(platform::testing::kafka_brokers().as_deref())
             .await
             .unwrap_or_else(|err| {
                 panic!("KAFKA_BROKERS is set but Kafka is not reachable: {err:?}")

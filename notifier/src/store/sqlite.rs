@@ -2,6 +2,7 @@
 //! milliseconds and UUIDs and JSON as TEXT.
 
 use async_trait::async_trait;
+use platform::db::{from_unix_millis, unix_millis};
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -11,15 +12,6 @@ use super::{
     channels_json, corrupt, tokens_from,
 };
 use crate::domain::{Notification, User, UserId};
-
-fn millis(at: OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .expect("stored timestamps are in range")
-}
 
 fn uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::try_parse(text).map_err(|_| corrupt(format!("uuid {text:?}")))
@@ -52,7 +44,7 @@ impl NotificationStore for SqliteStore {
         .bind(serde_json::to_string(&user.push_tokens).expect("tokens serialise"))
         .bind(&user.webhook_url)
         .bind(channels_json(&user.opted_out))
-        .bind(millis(now))
+        .bind(unix_millis(now))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -102,7 +94,7 @@ impl NotificationStore for SqliteStore {
         .bind(serde_json::Value::Object(notification.data.clone()).to_string())
         .bind(notification.priority.as_str())
         .bind(&notification.idempotency_key)
-        .bind(millis(notification.created_at))
+        .bind(unix_millis(notification.created_at))
         .fetch_optional(&mut *tx)
         .await?;
         if inserted.is_none() {
@@ -123,7 +115,7 @@ impl NotificationStore for SqliteStore {
             )
             .bind(notification.id.to_string())
             .bind(channel.as_str())
-            .bind(millis(notification.created_at))
+            .bind(unix_millis(notification.created_at))
             .execute(&mut *tx)
             .await?;
         }
@@ -158,12 +150,14 @@ impl NotificationStore for SqliteStore {
             user_id,
             template,
             priority,
-            created_at: from_millis(created_at),
+            created_at: from_unix_millis(created_at),
             deliveries: assemble(
                 deliveries,
                 attempts
                     .into_iter()
-                    .map(|(channel, at, outcome, error)| (channel, from_millis(at), outcome, error))
+                    .map(|(channel, at, outcome, error)| {
+                        (channel, from_unix_millis(at), outcome, error)
+                    })
                     .collect(),
             )?,
         }))

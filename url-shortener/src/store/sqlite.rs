@@ -1,6 +1,7 @@
 //! The embedded SQLite store. Timestamps are stored as INTEGER milliseconds.
 
 use async_trait::async_trait;
+use platform::db::{from_unix_millis, unix_millis};
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
@@ -16,15 +17,6 @@ impl SqliteStore {
     pub fn new(pool: SqlitePool) -> Self {
         Self { pool }
     }
-}
-
-fn millis(at: OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .expect("stored timestamps are in range")
 }
 
 #[derive(sqlx::FromRow)]
@@ -45,8 +37,8 @@ impl From<LinkRow> for Link {
             code: ShortCode::parse(&row.code).expect("stored codes are well-formed"),
             url: row.url,
             owner: OwnerId(row.owner_key_id),
-            created_at: from_millis(row.created_at),
-            expires_at: row.expires_at.map(from_millis),
+            created_at: from_unix_millis(row.created_at),
+            expires_at: row.expires_at.map(from_unix_millis),
             max_visits: limit(row.max_visits),
             visits: count(row.visits),
             bot_visits: count(row.bot_visits),
@@ -67,7 +59,7 @@ impl LinkStore for SqliteStore {
         )
         .bind(name)
         .bind(key_hash)
-        .bind(millis(created_at))
+        .bind(unix_millis(created_at))
         .fetch_one(&self.pool)
         .await?;
         Ok(ApiKeyRecord {
@@ -86,7 +78,7 @@ impl LinkStore for SqliteStore {
         Ok(row.map(|(id, name, created_at)| ApiKeyRecord {
             id: OwnerId(id),
             name,
-            created_at: from_millis(created_at),
+            created_at: from_unix_millis(created_at),
         }))
     }
 
@@ -110,8 +102,8 @@ impl LinkStore for SqliteStore {
         .bind(link.code.as_str())
         .bind(link.url.as_str())
         .bind(link.owner.0)
-        .bind(millis(link.created_at))
-        .bind(link.expires_at.map(millis))
+        .bind(unix_millis(link.created_at))
+        .bind(link.expires_at.map(unix_millis))
         .bind(link.max_visits.map(i64::from))
         .execute(&self.pool)
         .await
@@ -134,7 +126,7 @@ impl LinkStore for SqliteStore {
         let result =
             sqlx::query("UPDATE links SET deleted_at = ?2 WHERE code = ?1 AND deleted_at IS NULL")
                 .bind(code.as_str())
-                .bind(millis(at))
+                .bind(unix_millis(at))
                 .execute(&self.pool)
                 .await?;
         Ok(result.rows_affected() == 1)
@@ -153,7 +145,7 @@ impl LinkStore for SqliteStore {
                AND (expires_at IS NULL OR expires_at > ?2)",
         )
         .bind(code.as_str())
-        .bind(millis(now))
+        .bind(unix_millis(now))
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
