@@ -17,6 +17,8 @@
 //! - [`topic`]: partitioned topics with consumer groups and manual commits, Kafka (rdkafka,
 //!   idempotent producer) when configured and an in-process transport with the same semantics
 //!   otherwise.
+//! - [`outbox`]: the transactional outbox: events written in a system's own transaction, and the
+//!   relay that publishes them to their topics, at least once, without skipping a late commit.
 //! - [`http`]: the middleware stack every service gets (request ids, tracing, metrics, panics,
 //!   timeouts) and `serve` with graceful shutdown.
 //! - [`problem`] and [`extract`]: RFC 9457 `application/problem+json` errors, and a JSON body
@@ -42,6 +44,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod outbox;
 pub mod problem;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,0 +1,120 @@
+//! The outbox on SQLite: the PostgreSQL statements in SQLite's types (times as INTEGER
+//! milliseconds, UUIDs as hyphenated TEXT).
+//!
+//! A claim needs no `SKIP LOCKED` here: SQLite has one writer at a time, so two claims are
+//! serialised by the database and the second sees the first's rows as taken.
+
+use async_trait::async_trait;
+use sqlx::{SqliteConnection, SqlitePool};
+use time::OffsetDateTime;
+use uuid::{Uuid, fmt::Hyphenated};
+
+use super::{OutboxEvent, Table};
+use crate::db::{from_unix_millis, unix_millis};
+
+/// Inserts `event` into the system's `outbox` table inside the caller's transaction.
+pub async fn insert_sqlite(
+    conn: &mut SqliteConnection,
+    event: &OutboxEvent,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(event.event_id.hyphenated())
+    .bind(&event.topic)
+    .bind(&event.key)
+    .bind(&event.event_type)
+    .bind(&event.payload)
+    .bind(unix_millis(event.created_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) struct SqliteOutbox {
+    pool: SqlitePool,
+}
+
+impl SqliteOutbox {
+    pub(super) fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+const EVENT_COLUMNS: &str = "id, event_id, topic, message_key, event_type, payload, created_at";
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    event_id: Hyphenated,
+    topic: String,
+    message_key: String,
+    event_type: String,
+    payload: Vec<u8>,
+    created_at: i64,
+}
+
+impl From<EventRow> for OutboxEvent {
+    fn from(row: EventRow) -> Self {
+        OutboxEvent {
+            event_id: row.event_id.into_uuid(),
+            topic: row.topic,
+            key: row.message_key,
+            event_type: row.event_type,
+            payload: row.payload,
+            created_at: from_unix_millis(row.created_at),
+        }
+    }
+}
+
+#[async_trait]
+impl Table for SqliteOutbox {
+    async fn claim(
+        &self,
+        claim: Uuid,
+        limit: u32,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<Vec<OutboxEvent>, sqlx::Error> {
+        let mut rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2 \
+             WHERE id IN (SELECT id FROM outbox \
+                          WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < ?3) \
+                          ORDER BY id LIMIT ?4) \
+             RETURNING {EVENT_COLUMNS}"
+        )))
+        .bind(claim.hyphenated())
+        .bind(unix_millis(lease_until))
+        .bind(unix_millis(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        // RETURNING gives no order.
+        rows.sort_by_key(|row| row.id);
+        Ok(rows.into_iter().map(OutboxEvent::from).collect())
+    }
+
+    async fn mark_published(&self, claim: Uuid, now: OffsetDateTime) -> Result<u64, sqlx::Error> {
+        let marked = sqlx::query(
+            "UPDATE outbox SET published_at = ?1, claimed_by = NULL, claimed_until = NULL \
+             WHERE claimed_by = ?2 AND published_at IS NULL",
+        )
+        .bind(unix_millis(now))
+        .bind(claim.hyphenated())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(marked)
+    }
+
+    async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxEvent>, sqlx::Error> {
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(OutboxEvent::from).collect())
+    }
+}

@@ -1,0 +1,444 @@
+//! The relay against the database `DATABASE_URL` selects and the topics `KAFKA_BROKERS` selects
+//! (SQLite and the in-process transport when unset), on a table made from [`POSTGRES_TABLE`] or
+//! [`SQLITE_TABLE`], the DDL systems copy.
+//!
+//! The relays publish through a [`Recorder`] in front of the real producer, so a test counts
+//! exactly what each relay had acknowledged, without waiting for a consumer group to form. One
+//! test also reads the topic, to see the headers arrive.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
+use tokio::sync::watch;
+
+use super::*;
+use crate::{
+    clock::ManualClock,
+    testing::{TestBackends, kafka_brokers, unique_topic},
+    topic::{self, Topics},
+};
+
+/// A guard against a hang, not a timing assertion: a Kafka consumer group takes seconds to form.
+const GUARD: Duration = Duration::from_secs(60);
+
+struct Fixture {
+    backends: TestBackends,
+    topics: Arc<dyn Topics>,
+    topic: String,
+    clock: ManualClock,
+    recorder: Arc<Recorder>,
+    wake: Arc<Notify>,
+}
+
+impl Fixture {
+    /// A fresh database with the `outbox` table, and a fresh topic.
+    async fn new() -> Self {
+        let backends = TestBackends::from_env().await;
+        match &backends.database {
+            Database::Postgres(pool) => sqlx::raw_sql(POSTGRES_TABLE).execute(pool).await.map(drop),
+            Database::Sqlite(pool) => sqlx::raw_sql(SQLITE_TABLE).execute(pool).await.map(drop),
+        }
+        .expect("creating the outbox table from its documented DDL");
+        let brokers = kafka_brokers();
+        let topics = topic::connect(brokers.as_deref())
+            .await
+            .unwrap_or_else(|err| panic!("KAFKA_BROKERS={brokers:?} is not reachable: {err}"));
+        let topic = unique_topic();
+        topics.ensure_topic(&topic, 3).await.unwrap();
+        let recorder = Recorder::new(topics.producer(), Broker::Up);
+        Self {
+            backends,
+            topics,
+            topic,
+            clock: ManualClock::starting_now(),
+            recorder,
+            wake: Arc::default(),
+        }
+    }
+
+    /// A relay on this test's database and clock, publishing through the recorder.
+    fn relay(&self) -> Relay {
+        self.relay_on(self.backends.database.clone(), self.recorder.clone())
+    }
+
+    fn relay_on(&self, database: Database, producer: Arc<dyn Producer>) -> Relay {
+        Relay::new(
+            "test",
+            database,
+            producer,
+            Arc::new(self.clock.clone()),
+            self.wake.clone(),
+        )
+    }
+
+    /// `count` events written in one transaction, as a system writes them beside its change.
+    async fn write_events(&self, count: usize) -> Vec<OutboxEvent> {
+        let events: Vec<_> = (0..count)
+            .map(|i| self.event(&format!("key-{i}")))
+            .collect();
+        match &self.backends.database {
+            Database::Postgres(pool) => {
+                let mut tx = pool.begin().await.unwrap();
+                for event in &events {
+                    insert_postgres(&mut tx, event).await.unwrap();
+                }
+                tx.commit().await.unwrap();
+            }
+            Database::Sqlite(pool) => {
+                let mut tx = pool.begin().await.unwrap();
+                for event in &events {
+                    insert_sqlite(&mut tx, event).await.unwrap();
+                }
+                tx.commit().await.unwrap();
+            }
+        }
+        events
+    }
+
+    fn event(&self, key: &str) -> OutboxEvent {
+        let event_id = Uuid::now_v7();
+        OutboxEvent {
+            event_id,
+            topic: self.topic.clone(),
+            key: key.to_owned(),
+            event_type: "thing.happened".to_owned(),
+            payload: format!(r#"{{"id":"{event_id}"}}"#).into_bytes(),
+            created_at: self.clock.now(),
+        }
+    }
+
+    async fn unpublished(&self) -> Vec<OutboxEvent> {
+        self.relay().unpublished(10_000).await.unwrap()
+    }
+}
+
+/// How the broker behind a [`Recorder`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broker {
+    Up,
+    /// Refuses every publish: nothing is written.
+    Down,
+    /// Writes every message, but the acknowledgement never reaches the relay.
+    LosesAcks,
+    /// Holds each batch until [`Recorder::release`], as a slow broker would.
+    Holds,
+}
+
+/// A producer in front of the real one that records what was written, by event id.
+struct Recorder {
+    inner: Arc<dyn Producer>,
+    broker: Broker,
+    written: Mutex<Vec<Message>>,
+    count: watch::Sender<usize>,
+    /// For [`Broker::Holds`]: notified when a batch arrives, and waited on before writing it.
+    holding: Notify,
+    released: Notify,
+}
+
+impl Recorder {
+    fn new(inner: Arc<dyn Producer>, broker: Broker) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            broker,
+            written: Mutex::default(),
+            count: watch::Sender::new(0),
+            holding: Notify::new(),
+            released: Notify::new(),
+        })
+    }
+
+    /// Waits until a batch is being held.
+    async fn holding(&self) {
+        tokio::time::timeout(GUARD, self.holding.notified())
+            .await
+            .expect("a batch reaches the broker");
+    }
+
+    fn release(&self) {
+        self.released.notify_one();
+    }
+
+    fn written(&self) -> Vec<Message> {
+        self.written.lock().unwrap().clone()
+    }
+
+    /// How many times each event id was written.
+    fn copies_by_event(&self) -> HashMap<Vec<u8>, usize> {
+        let mut copies = HashMap::new();
+        for message in self.written() {
+            let id = header(&message, EVENT_ID_HEADER).unwrap().to_vec();
+            *copies.entry(id).or_default() += 1;
+        }
+        copies
+    }
+
+    async fn wait_for(&self, count: usize) {
+        let mut written = self.count.subscribe();
+        tokio::time::timeout(GUARD, written.wait_for(|&n| n >= count))
+            .await
+            .unwrap_or_else(|_| panic!("{count} messages were not published within {GUARD:?}"))
+            .unwrap();
+    }
+}
+
+#[async_trait]
+impl Producer for Recorder {
+    async fn publish(&self, message: Message) -> Result<(), TopicError> {
+        self.publish_all(vec![message]).await
+    }
+
+    async fn publish_all(&self, messages: Vec<Message>) -> Result<(), TopicError> {
+        if self.broker == Broker::Down {
+            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown).into());
+        }
+        if self.broker == Broker::Holds {
+            self.holding.notify_one();
+            self.released.notified().await;
+        }
+        for message in messages {
+            self.inner.publish(message.clone()).await?;
+            self.written.lock().unwrap().push(message);
+            self.count.send_modify(|n| *n += 1);
+        }
+        if self.broker == Broker::LosesAcks {
+            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut).into());
+        }
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "recorder"
+    }
+}
+
+fn header<'a>(message: &'a Message, name: &str) -> Option<&'a [u8]> {
+    message
+        .headers
+        .iter()
+        .find(|(header, _)| header == name)
+        .map(|(_, value)| value.as_slice())
+}
+
+fn event_ids(events: &[OutboxEvent]) -> HashMap<Vec<u8>, usize> {
+    events
+        .iter()
+        .map(|event| (event.event_id.to_string().into_bytes(), 1))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_row_is_published_once_with_its_key_and_event_headers() {
+    let fixture = Fixture::new().await;
+    let events = fixture.write_events(3).await;
+    let relay = fixture.relay();
+
+    let first = relay.relay_once().await.unwrap();
+    let second = relay.relay_once().await.unwrap();
+
+    assert_eq!((first, second), (3, 0));
+    assert!(fixture.unpublished().await.is_empty());
+    let expected: Vec<Message> = events.into_iter().map(OutboxEvent::into_message).collect();
+    assert_eq!(fixture.recorder.written(), expected);
+    let consumer = fixture
+        .topics
+        .subscribe(
+            &format!("test-{}", Uuid::new_v4().simple()),
+            &[&fixture.topic],
+        )
+        .await
+        .unwrap();
+    for _ in 0..expected.len() {
+        let delivery = tokio::time::timeout(GUARD, consumer.recv())
+            .await
+            .expect("the events arrive")
+            .unwrap();
+        let sent = expected
+            .iter()
+            .find(|m| m.key == delivery.key)
+            .expect("a published key");
+        assert_eq!(delivery.payload, sent.payload);
+        assert_eq!(
+            delivery.header(EVENT_ID_HEADER),
+            header(sent, EVENT_ID_HEADER)
+        );
+        assert_eq!(
+            delivery.header(EVENT_TYPE_HEADER),
+            Some(&b"thing.happened"[..])
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_row_below_ones_already_published_is_still_published() {
+    let fixture = Fixture::new().await;
+    let relay = fixture.relay();
+    let late = fixture.event("late");
+    let what = match &fixture.backends.database {
+        Database::Postgres(pool) => {
+            // Its transaction takes an id, then stays open while a later row commits and is
+            // published.
+            let mut open = pool.begin().await.unwrap();
+            insert_postgres(&mut open, &late).await.unwrap();
+            fixture.write_events(1).await;
+            assert_eq!(relay.relay_once().await.unwrap(), 1);
+            open.commit().await.unwrap();
+            "a row whose transaction committed late"
+        }
+        // SQLite has one writer, so ids are assigned and committed in order; what a late commit
+        // leaves behind is placed by hand: a row with an id below the published ones.
+        Database::Sqlite(pool) => {
+            fixture.write_events(1).await;
+            assert_eq!(relay.relay_once().await.unwrap(), 1);
+            sqlx::query(
+                "INSERT INTO outbox (id, event_id, topic, message_key, event_type, payload, created_at) \
+                 VALUES (-1, ?1, ?2, 'late', 'thing.happened', X'7b7d', 0)",
+            )
+            .bind(late.event_id.hyphenated())
+            .bind(&fixture.topic)
+            .execute(pool)
+            .await
+            .unwrap();
+            "a row with an id below the published ones"
+        }
+    };
+
+    let published = relay.relay_once().await.unwrap();
+
+    assert_eq!(published, 1, "{what} was skipped");
+    let last = fixture.recorder.written().pop().unwrap();
+    assert_eq!(last.key, b"late");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_racing_publish_each_row_exactly_once() {
+    let fixture = Fixture::new().await;
+    let events = fixture.write_events(5 * BATCH as usize / 2).await;
+    let (database, _cache) = fixture.backends.another_instance().await;
+    let relays = [
+        fixture.relay(),
+        fixture.relay_on(database, fixture.recorder.clone()),
+    ];
+
+    let racing = relays.map(|relay| {
+        tokio::spawn(async move {
+            let mut published = 0;
+            loop {
+                // Nothing left to claim: what remains is the other relay's batch in flight.
+                match relay.relay_once().await.unwrap() {
+                    0 => return published,
+                    count => published += count,
+                }
+            }
+        })
+    });
+    let mut published = 0;
+    for relay in racing {
+        published += relay.await.unwrap();
+    }
+
+    assert_eq!(published, events.len());
+    assert_eq!(fixture.recorder.copies_by_event(), event_ids(&events));
+    assert!(fixture.unpublished().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_in_flight_is_not_claimed_by_another_relay() {
+    let fixture = Fixture::new().await;
+    let events = fixture.write_events(BATCH as usize + 50).await;
+    let slow = Recorder::new(fixture.topics.producer(), Broker::Holds);
+    let (database, _cache) = fixture.backends.another_instance().await;
+    let first = fixture.relay_on(database, slow.clone());
+    let in_flight = tokio::spawn(async move { first.relay_once().await });
+    slow.holding().await;
+
+    let other = fixture.relay();
+    let while_in_flight = [
+        other.relay_once().await.unwrap(),
+        other.relay_once().await.unwrap(),
+    ];
+    slow.release();
+    let first_batch = in_flight.await.unwrap().unwrap();
+
+    assert_eq!(while_in_flight, [50, 0]);
+    assert_eq!(first_batch, BATCH as usize);
+    let mut copies = slow.copies_by_event();
+    for (event, count) in fixture.recorder.copies_by_event() {
+        *copies.entry(event).or_default() += count;
+    }
+    assert_eq!(copies, event_ids(&events));
+}
+
+#[tokio::test]
+async fn a_failed_batch_is_left_to_its_lease_then_claimed_by_another_relay() {
+    let fixture = Fixture::new().await;
+    let events = fixture.write_events(5).await;
+    let failing = fixture.relay_on(
+        fixture.backends.database.clone(),
+        Recorder::new(fixture.topics.producer(), Broker::Down),
+    );
+    let other = fixture.relay();
+
+    assert!(matches!(
+        failing.relay_once().await,
+        Err(RelayError::Publish(_))
+    ));
+    let while_leased = other.relay_once().await.unwrap();
+    fixture.clock.advance(LEASE + Duration::from_secs(1));
+    let after_the_lease = other.relay_once().await.unwrap();
+
+    assert_eq!((while_leased, after_the_lease), (0, events.len()));
+    assert_eq!(fixture.recorder.copies_by_event(), event_ids(&events));
+}
+
+#[tokio::test]
+async fn a_batch_whose_acknowledgement_was_lost_is_published_again_after_its_lease() {
+    let fixture = Fixture::new().await;
+    let events = fixture.write_events(5).await;
+    let lost_acks = Recorder::new(fixture.topics.producer(), Broker::LosesAcks);
+    let unlucky = fixture.relay_on(fixture.backends.database.clone(), lost_acks.clone());
+
+    assert!(unlucky.relay_once().await.is_err());
+    fixture.clock.advance(LEASE + Duration::from_secs(1));
+    let again = fixture.relay().relay_once().await.unwrap();
+
+    // At least once: each event went out twice, and consumers deduplicate by its event id.
+    assert_eq!(again, events.len());
+    assert_eq!(lost_acks.copies_by_event(), event_ids(&events));
+    assert_eq!(fixture.recorder.copies_by_event(), event_ids(&events));
+}
+
+#[tokio::test]
+async fn a_running_relay_publishes_when_woken_and_stops_when_told() {
+    let fixture = Fixture::new().await;
+    fixture.write_events(1).await;
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(fixture.relay().run(Duration::from_secs(3600), stop.clone()));
+    fixture.recorder.wait_for(1).await;
+
+    fixture.write_events(1).await;
+    fixture.wake.notify_one();
+    fixture.recorder.wait_for(2).await;
+    stop.cancel();
+
+    tokio::time::timeout(GUARD, running)
+        .await
+        .expect("the relay stops")
+        .unwrap();
+    assert!(fixture.unpublished().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_running_relay_publishes_rows_nobody_woke_it_for_at_its_interval() {
+    let fixture = Fixture::new().await;
+    fixture.write_events(1).await;
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(fixture.relay().run(Duration::from_millis(50), stop.clone()));
+    fixture.recorder.wait_for(1).await;
+
+    // Written after the first pass, and never announced on `wake`.
+    fixture.write_events(1).await;
+    fixture.recorder.wait_for(2).await;
+
+    stop.cancel();
+    running.await.unwrap();
+}
