@@ -12,6 +12,7 @@ use platform::{
     clock::{Clock, SystemClock},
     db::Database,
     health::{Need, Readiness},
+    outbox::Relay,
     shutdown::CancellationToken,
     topic::{self, Topics},
 };
@@ -19,10 +20,9 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
     http::{self, AppState},
-    outbox::Relay,
     provider::{ProviderClient, Simulator},
     service::Payments,
-    settings::{ProviderSetting, Settings},
+    settings::{ProviderSetting, SYSTEM, Settings},
     store,
 };
 
@@ -86,14 +86,20 @@ impl Application {
         let store = store::for_database(&database);
         let payments = Arc::new(
             Payments::new(
-                store.clone(),
+                store,
                 ProviderClient::new(&provider_url, settings.provider_timeout),
                 clock.clone(),
                 settings.timing,
             )
             .with_topic(&settings.events_topic),
         );
-        let relay = Relay::new(store, topics.producer(), clock, payments.finished());
+        let relay = Relay::new(
+            SYSTEM,
+            database.clone(),
+            topics.producer(),
+            clock,
+            payments.finished(),
+        );
         if let Some(key) = &settings.demo_key {
             payments
                 .ensure_client("demo", key)

@@ -8,7 +8,8 @@
 //! `Idempotency-Key`, the body) → [`service::Payments::create`] → [`store::PaymentStore::begin`]
 //! (insert or find the key, one transaction) → replay, refuse, or drive the key through its
 //! phases: record the payment, call the provider ([`provider::ProviderClient`]), record its
-//! answer, then store the response and the outbox event together.
+//! answer, then store the response and the outbox event together. `platform::outbox::Relay`
+//! publishes the events to `payments.events`.
 //!
 //! # Layout
 //! - [`domain`]: keys, payment requests, fingerprints, recovery points. No HTTP or SQL.
@@ -16,7 +17,6 @@
 //! - [`provider`]: the simulated card processor (its own HTTP server, test cards, fault switches)
 //!   and the client that calls it.
 //! - [`service`]: the protocol, the completer and the reaper, as `Payments`.
-//! - [`outbox`]: the relay that publishes finished payments' events to `payments.events`.
 //! - [`http`]: the routes and the OpenAPI document.
 //! - [`error`]: `PaymentError` and the answer to each variant.
 //! - [`settings`]: environment variables and their defaults.
@@ -26,7 +26,6 @@ pub mod app;
 pub mod domain;
 pub mod error;
 pub mod http;
-pub mod outbox;
 pub mod provider;
 pub mod service;
 pub mod settings;

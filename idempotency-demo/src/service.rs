@@ -18,7 +18,9 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::http::{Method, StatusCode};
-use platform::{auth::ApiKey, clock::Clock, problem::Problem, shutdown::CancellationToken};
+use platform::{
+    auth::ApiKey, clock::Clock, outbox::OutboxEvent, problem::Problem, shutdown::CancellationToken,
+};
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio::sync::Notify;
@@ -33,8 +35,8 @@ use crate::{
     error::PaymentError,
     provider::{ChargeOutcome, ProviderClient, ProviderError},
     store::{
-        Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, OutboxEvent, PaymentStore,
-        StoreError, StoredResponse,
+        Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, PaymentStore, StoreError,
+        StoredResponse,
     },
 };
 
@@ -526,7 +528,7 @@ fn event(payment: &Payment, topic: &str, now: OffsetDateTime) -> OutboxEvent {
     OutboxEvent {
         event_id,
         topic: topic.to_owned(),
-        message_key: payment.id.to_string(),
+        key: payment.id.to_string(),
         event_type: event_type.to_owned(),
         payload: serde_json::to_vec(&payload).expect("an event serialises"),
         created_at: now,

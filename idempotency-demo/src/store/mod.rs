@@ -1,5 +1,6 @@
-//! Where clients, idempotency keys, payments and outbox events are kept: one trait, one module
-//! per engine, the one place that picks between them ([`for_database`]).
+//! Where clients, idempotency keys and payments are kept, and where a finished payment's outbox
+//! event is written: one trait, one module per engine, the one place that picks between them
+//! ([`for_database`]). Reading the outbox back and publishing it is `platform::outbox::Relay`'s.
 //!
 //! Each method that moves a key forward is atomic (one statement on PostgreSQL, one transaction on
 //! SQLite), and is guarded by the key's lock token: `UPDATE … WHERE id = $1 AND lock_token = $2`. A request that lost its lock (it was
@@ -14,7 +15,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use platform::db::Database;
+use platform::{db::Database, outbox::OutboxEvent};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -92,18 +93,9 @@ pub struct Finish<'a> {
     pub failure_code: Option<&'a str>,
     /// The answer to store on the key (ignored without a key).
     pub response: &'a StoredResponse,
+    /// The `payment.succeeded` or `payment.failed` event, written to `outbox` in the same
+    /// transaction.
     pub event: &'a OutboxEvent,
-}
-
-/// An event to publish, written in the transaction that finishes its payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxEvent {
-    pub event_id: Uuid,
-    pub topic: String,
-    pub message_key: String,
-    pub event_type: String,
-    pub payload: Vec<u8>,
-    pub created_at: OffsetDateTime,
 }
 
 /// A client of the API, found by its key's hash.
@@ -183,26 +175,6 @@ pub trait PaymentStore: Send + Sync + 'static {
         before: OffsetDateTime,
         limit: u32,
     ) -> Result<u64, StoreError>;
-
-    /// Events not yet published, oldest first (for tests and metrics).
-    async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError>;
-
-    /// Leases up to `limit` unpublished events to the batch `claim` until `lease_until`: events
-    /// nobody holds, or whose lease ended before `now`. Oldest first.
-    ///
-    /// Selected by "not published", never by "id above the last one seen": ids are handed out
-    /// at insert, not at commit, so an event whose transaction commits late can have a smaller id
-    /// than events already published, and a high-water mark would skip it for ever.
-    async fn claim_events(
-        &self,
-        claim: Uuid,
-        limit: u32,
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-    ) -> Result<Vec<OutboxEvent>, StoreError>;
-
-    /// Marks the events the batch `claim` still holds as published; returns how many.
-    async fn mark_published(&self, claim: Uuid, now: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
 /// The one place that chooses the store.

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
+    Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, PaymentStore, StoreError,
     StoredResponse, corrupt, held, payment_status, recovery_point, request_json, stored_request,
 };
 use crate::domain::{ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest};
@@ -101,34 +101,6 @@ impl TryFrom<PaymentRow> for Payment {
             status: payment_status(&row.status)?,
             provider_charge: row.provider_charge,
             failure_code: row.failure_code,
-            created_at: row.created_at,
-        })
-    }
-}
-
-const EVENT_COLUMNS: &str = "id, event_id, topic, message_key, event_type, payload, created_at";
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    id: i64,
-    event_id: Uuid,
-    topic: String,
-    message_key: String,
-    event_type: String,
-    payload: Vec<u8>,
-    created_at: OffsetDateTime,
-}
-
-impl TryFrom<EventRow> for OutboxEvent {
-    type Error = StoreError;
-
-    fn try_from(row: EventRow) -> Result<Self, StoreError> {
-        Ok(OutboxEvent {
-            event_id: row.event_id,
-            topic: row.topic,
-            message_key: row.message_key,
-            event_type: row.event_type,
-            payload: row.payload,
             created_at: row.created_at,
         })
     }
@@ -270,6 +242,9 @@ impl PaymentStore for PostgresStore {
     }
 
     async fn finish(&self, lock: Lock, finish: &Finish<'_>) -> Result<(), StoreError> {
+        // The outbox row is the one `platform::outbox::insert_postgres` writes, inlined here and
+        // in `complete_payment` so that each stays one statement, one round trip, rather than a
+        // transaction around two (the idempotency layer's cost is measured in round trips).
         let event = finish.event;
         let inserted = sqlx::query(
             "WITH moved AS ( \
@@ -295,7 +270,7 @@ impl PaymentStore for PostgresStore {
         .bind(finish.payment.0)
         .bind(event.event_id)
         .bind(&event.topic)
-        .bind(&event.message_key)
+        .bind(&event.key)
         .bind(&event.event_type)
         .bind(&event.payload)
         .execute(&self.pool)
@@ -338,7 +313,7 @@ impl PaymentStore for PostgresStore {
         .bind(finish.payment.0)
         .bind(event.event_id)
         .bind(&event.topic)
-        .bind(&event.message_key)
+        .bind(&event.key)
         .bind(&event.event_type)
         .bind(&event.payload)
         .bind(event.created_at)
@@ -437,52 +412,5 @@ impl PaymentStore for PostgresStore {
         .await?
         .rows_affected();
         Ok(deleted)
-    }
-
-    async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1"
-        )))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(OutboxEvent::try_from).collect()
-    }
-    async fn claim_events(
-        &self,
-        claim: Uuid,
-        limit: u32,
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-    ) -> Result<Vec<OutboxEvent>, StoreError> {
-        let mut rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE outbox SET claimed_by = $1, claimed_until = $2 \
-             WHERE id IN (SELECT id FROM outbox \
-                          WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < $3) \
-                          ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING {EVENT_COLUMNS}"
-        )))
-        .bind(claim)
-        .bind(lease_until)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        // RETURNING gives no order.
-        rows.sort_by_key(|row| row.id);
-        rows.into_iter().map(OutboxEvent::try_from).collect()
-    }
-
-    async fn mark_published(&self, claim: Uuid, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let marked = sqlx::query(
-            "UPDATE outbox SET published_at = $1, claimed_by = NULL, claimed_until = NULL \
-             WHERE claimed_by = $2 AND published_at IS NULL",
-        )
-        .bind(now)
-        .bind(claim)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(marked)
     }
 }

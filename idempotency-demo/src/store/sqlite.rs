@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, OutboxEvent, PaymentStore, StoreError,
+    Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, PaymentStore, StoreError,
     StoredResponse, corrupt, held, payment_status, recovery_point, request_json, stored_request,
 };
 use crate::domain::{ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest};
@@ -150,48 +150,8 @@ async fn complete_payment(
     .bind(finish.payment.0.to_string())
     .execute(&mut *conn)
     .await?;
-    let event = finish.event;
-    sqlx::query(
-        "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .bind(event.event_id.to_string())
-    .bind(&event.topic)
-    .bind(&event.message_key)
-    .bind(&event.event_type)
-    .bind(&event.payload)
-    .bind(unix_millis(event.created_at))
-    .execute(&mut *conn)
-    .await?;
+    platform::outbox::insert_sqlite(conn, finish.event).await?;
     Ok(())
-}
-
-const EVENT_COLUMNS: &str = "id, event_id, topic, message_key, event_type, payload, created_at";
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    id: i64,
-    event_id: String,
-    topic: String,
-    message_key: String,
-    event_type: String,
-    payload: Vec<u8>,
-    created_at: i64,
-}
-
-impl TryFrom<EventRow> for OutboxEvent {
-    type Error = StoreError;
-
-    fn try_from(row: EventRow) -> Result<Self, StoreError> {
-        Ok(OutboxEvent {
-            event_id: uuid(&row.event_id)?,
-            topic: row.topic,
-            message_key: row.message_key,
-            event_type: row.event_type,
-            payload: row.payload,
-            created_at: from_unix_millis(row.created_at),
-        })
-    }
 }
 
 #[async_trait]
@@ -455,52 +415,5 @@ impl PaymentStore for SqliteStore {
         .await?
         .rows_affected();
         Ok(deleted)
-    }
-
-    async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?1"
-        )))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(OutboxEvent::try_from).collect()
-    }
-    async fn claim_events(
-        &self,
-        claim: Uuid,
-        limit: u32,
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-    ) -> Result<Vec<OutboxEvent>, StoreError> {
-        let mut rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2 \
-             WHERE id IN (SELECT id FROM outbox \
-                          WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < ?3) \
-                          ORDER BY id LIMIT ?4) \
-             RETURNING {EVENT_COLUMNS}"
-        )))
-        .bind(claim.to_string())
-        .bind(unix_millis(lease_until))
-        .bind(unix_millis(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        // RETURNING gives no order.
-        rows.sort_by_key(|row| row.id);
-        rows.into_iter().map(OutboxEvent::try_from).collect()
-    }
-
-    async fn mark_published(&self, claim: Uuid, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let marked = sqlx::query(
-            "UPDATE outbox SET published_at = ?1, claimed_by = NULL, claimed_until = NULL \
-             WHERE claimed_by = ?2 AND published_at IS NULL",
-        )
-        .bind(unix_millis(now))
-        .bind(claim.to_string())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(marked)
     }
 }

@@ -20,13 +20,13 @@ use idempotency_demo::{
     provider::{Faults, ProviderClient, Simulator, simulator::Charge},
     service::{Payments, Timing},
     store::{
-        self, Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, OutboxEvent, PaymentStore,
-        StoreError,
+        self, Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, PaymentStore, StoreError,
     },
 };
 pub use platform::testing::http::{TestResponse, send_to};
 use platform::{
     clock::ManualClock,
+    outbox::OutboxEvent,
     testing::TestBackends,
     topic::{self, Topics},
 };
@@ -169,11 +169,7 @@ impl TestApp {
     }
 
     pub async fn unpublished_events(&self) -> Vec<OutboxEvent> {
-        self.payments()
-            .store()
-            .unpublished_events(1000)
-            .await
-            .unwrap()
+        self.app.relay().unpublished(1000).await.unwrap()
     }
 }
 
@@ -362,32 +358,6 @@ impl PaymentStore for CrashingStore {
         limit: u32,
     ) -> Result<u64, StoreError> {
         self.inner.delete_expired_keys(before, limit).await
-    }
-
-    async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
-        self.inner.unpublished_events(limit).await
-    }
-
-    async fn claim_events(
-        &self,
-        claim: uuid::Uuid,
-        limit: u32,
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-    ) -> Result<Vec<OutboxEvent>, StoreError> {
-        self.dead()?;
-        self.inner
-            .claim_events(claim, limit, now, lease_until)
-            .await
-    }
-
-    async fn mark_published(
-        &self,
-        claim: uuid::Uuid,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
-        self.dead()?;
-        self.inner.mark_published(claim, now).await
     }
 }
 

@@ -5,8 +5,11 @@
 use std::{collections::HashSet, time::Duration};
 
 use futures::future::join_all;
-use idempotency_demo::outbox::{EVENT_ID_HEADER, EVENT_TYPE_HEADER};
-use platform::{db::Database, topic::Delivery};
+use platform::{
+    db::Database,
+    outbox::{EVENT_ID_HEADER, EVENT_TYPE_HEADER},
+    topic::Delivery,
+};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, visa};
