@@ -1,10 +1,14 @@
 //! The providers that deliver a rendered notification on each channel. Each one sorts its
-//! failures into retryable (timeouts, connection errors, 408, 429, 5xx: the message goes to a
-//! retry topic) and permanent (other 4xx, a refused address: the message goes to dead letters).
+//! failures into retryable (timeouts, connection errors, 408, 429, 5xx, SMTP 4xx: the message goes
+//! to a retry topic) and permanent (other 4xx, SMTP 5xx, a refused or unparsable address: the
+//! message goes to dead letters).
 //!
-//! Built so far: [`webhook`], and for SMS and push, [`simulator`] (the providers) and
-//! [`simulated`] (their client). Email (SMTP) comes with the pipeline.
+//! - [`webhook`]: an HTTP POST, HMAC-signed and SSRF-guarded.
+//! - [`mailbox`]: the SMTP sink with a page that the lab and the tests send email to.
+//! - SMS and push: [`simulator`] (the providers, with fault switches) and [`simulated`] (their
+//!   client).
 
+pub mod mailbox;
 pub mod simulated;
 pub mod simulator;
 pub mod webhook;
