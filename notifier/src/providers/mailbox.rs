@@ -14,7 +14,7 @@
 //!
 //! **Deduplication by Message-ID,** as a provider with idempotency would: a message whose
 //! Message-ID the mailbox already holds is answered 250 and counted, not kept again. The
-//! notifier's sender puts its idempotency key in the Message-ID,
+//! notifier's sender puts its idempotency key in the Message-ID ([`super::email::message_id`]),
 //! so a retry after a lost answer shows up here as a duplicate, not as a second email. Ids are
 //! remembered for the last [`DEDUPE_WINDOW`] messages, more than the page keeps, so a benchmark
 //! of that many notifications counts every duplicate; a provider's window is bounded too.

@@ -4,10 +4,12 @@
 //! message goes to dead letters).
 //!
 //! - [`webhook`]: an HTTP POST, HMAC-signed and SSRF-guarded.
-//! - [`mailbox`]: the SMTP sink with a page that the lab and the tests send email to.
+//! - [`email`]: SMTP with lettre, to any server; [`mailbox`] is the SMTP sink with a page that
+//!   the lab and the tests send to.
 //! - SMS and push: [`simulator`] (the providers, with fault switches) and [`simulated`] (their
 //!   client).
 
+pub mod email;
 pub mod mailbox;
 pub mod simulated;
 pub mod simulator;
