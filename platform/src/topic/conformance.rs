@@ -252,6 +252,162 @@ pub async fn subscribing_to_a_missing_topic_is_an_error(topics: &dyn Topics) {
     );
 }
 
+/// Publishes `payloads` to `topic` under `key` one at a time, so that each record is a batch of its
+/// own. The pause checks rewind to a record and fetch from it again, and tansu (the broker CI runs)
+/// cannot serve a fetch that starts inside a batch.
+async fn publish_each(topics: &dyn Topics, topic: &str, key: &str, payloads: &[&str]) {
+    let producer = topics.producer();
+    for payload in payloads {
+        let message = Message::new(topic, key, *payload);
+        producer.publish(message).await.unwrap();
+    }
+}
+
+/// Two keys that land in different partitions of `topic`, which has two. Each transport has its
+/// own partitioner, so this asks the transport: it publishes a probe per candidate key and reads
+/// where each landed, through `consumer` (which must read all of `topic`), committing the probes
+/// so that they do not come again.
+async fn keys_in_different_partitions(
+    topics: &dyn Topics,
+    consumer: &dyn Consumer,
+    topic: &str,
+) -> (String, String) {
+    let candidates: Vec<String> = (0..16).map(|i| format!("key-{i}")).collect();
+    let probes = candidates
+        .iter()
+        .map(|key| Message::new(topic, key.as_str(), "probe"))
+        .collect();
+    topics.producer().publish_all(probes).await.unwrap();
+    let landed = recv_n(consumer, candidates.len()).await;
+    for probe in &landed {
+        consumer.commit(probe).await.unwrap();
+    }
+    let in_partition = |partition: i32| {
+        landed
+            .iter()
+            .find(|delivery| delivery.partition == partition)
+            .map(|delivery| String::from_utf8(delivery.key.clone()).unwrap())
+            .expect("16 keys should not all hash to one of two partitions")
+    };
+    (in_partition(0), in_partition(1))
+}
+
+pub async fn a_paused_partition_delivers_nothing_while_the_others_keep_delivering(
+    topics: &dyn Topics,
+) {
+    let topic = new_topic(topics, 2).await;
+    let consumer = topics.subscribe(&new_group(), &[&topic]).await.unwrap();
+    let (paused_key, flowing_key) = keys_in_different_partitions(topics, &*consumer, &topic).await;
+    publish_each(topics, &topic, &paused_key, &["paused-1"]).await;
+    let not_due = recv(&*consumer).await;
+
+    consumer.pause(&not_due).await.unwrap();
+    publish_each(topics, &topic, &paused_key, &["paused-2"]).await;
+    publish_each(
+        topics,
+        &topic,
+        &flowing_key,
+        &["flowing-1", "flowing-2", "flowing-3"],
+    )
+    .await;
+    let received = recv_n(&*consumer, 3).await;
+
+    assert_eq!(payloads(&received), ["flowing-1", "flowing-2", "flowing-3"]);
+}
+
+pub async fn after_resume_the_paused_record_comes_first_then_the_rest_in_order_once_each(
+    topics: &dyn Topics,
+) {
+    let topic = new_topic(topics, 1).await;
+    let consumer = topics.subscribe(&new_group(), &[&topic]).await.unwrap();
+    publish_each(topics, &topic, "k", &["record-1", "record-2", "record-3"]).await;
+    let received = recv_n(&*consumer, 2).await;
+    consumer.pause(&received[1]).await.unwrap();
+    publish_each(topics, &topic, "k", &["record-4"]).await;
+
+    consumer.resume(&topic, 0).await.unwrap();
+    let after_resume = recv_n(&*consumer, 3).await;
+    publish_each(topics, &topic, "k", &["record-5"]).await;
+    let next = recv(&*consumer).await;
+
+    assert_eq!(payloads(&received), ["record-1", "record-2"]);
+    assert_eq!(
+        payloads(&after_resume),
+        ["record-2", "record-3", "record-4"]
+    );
+    // Had anything come twice, it would have arrived before record-5.
+    assert_eq!(next.payload, b"record-5");
+}
+
+pub async fn resuming_a_partition_that_is_not_paused_changes_nothing(topics: &dyn Topics) {
+    let topic = new_topic(topics, 1).await;
+    let consumer = topics.subscribe(&new_group(), &[&topic]).await.unwrap();
+    publish_each(topics, &topic, "k", &["record-1", "record-2"]).await;
+    let first = recv(&*consumer).await;
+
+    consumer.resume(&topic, 0).await.unwrap();
+    // Neither is assigned to this consumer: a partition that does not exist, a topic it does
+    // not read.
+    consumer.resume(&topic, 7).await.unwrap();
+    consumer.resume(&unique_topic(), 0).await.unwrap();
+    let second = recv(&*consumer).await;
+
+    assert_eq!(payloads(&[first, second]), ["record-1", "record-2"]);
+}
+
+pub async fn a_paused_record_that_was_not_committed_goes_to_the_next_member(topics: &dyn Topics) {
+    let topic = new_topic(topics, 1).await;
+    let group = new_group();
+    publish_each(topics, &topic, "k", &["record-1", "record-2"]).await;
+    let first = topics.subscribe(&group, &[&topic]).await.unwrap();
+    let received = recv_n(&*first, 2).await;
+    first.commit(&received[0]).await.unwrap();
+    first.pause(&received[1]).await.unwrap();
+
+    drop(first);
+    let next = topics.subscribe(&group, &[&topic]).await.unwrap();
+
+    assert_eq!(recv(&*next).await.payload, b"record-2");
+}
+
+/// A rebalance starts every partition again from the committed offset, paused or not, so a
+/// paused record comes again to whichever member now owns its partition, and cannot stay stuck
+/// behind a pause its new owner knows nothing about. Both partitions are paused, so that the
+/// first member, which keeps one of them, keeps a partition it had paused.
+pub async fn a_rebalance_ends_a_pause(topics: &dyn Topics) {
+    let topic = new_topic(topics, 2).await;
+    let group = new_group();
+    let first = topics.subscribe(&group, &[&topic]).await.unwrap();
+    let (key_a, key_b) = keys_in_different_partitions(topics, &*first, &topic).await;
+    publish_each(topics, &topic, &key_a, &["a-1"]).await;
+    publish_each(topics, &topic, &key_b, &["b-1"]).await;
+    for not_due in recv_n(&*first, 2).await {
+        first.pause(&not_due).await.unwrap();
+    }
+
+    let second = topics.subscribe(&group, &[&topic]).await.unwrap();
+    let mut again = Vec::new();
+    while again.len() < 2 {
+        let delivery = tokio::time::timeout(GUARD, async {
+            tokio::select! {
+                delivery = first.recv() => delivery,
+                delivery = second.recv() => delivery,
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("received only {:?} within {GUARD:?}", payloads(&again)))
+        .expect("recv failed");
+        again.push(delivery);
+    }
+
+    let mut again = payloads(&again);
+    again.sort();
+    assert_eq!(again, ["a-1", "b-1"]);
+    // The pauses it would end are gone already.
+    first.resume(&topic, 0).await.unwrap();
+    first.resume(&topic, 1).await.unwrap();
+}
+
 /// Every check in turn, for a backend that is cheap to set up (the in-process one).
 pub async fn all(topics: &dyn Topics) {
     a_record_arrives_with_its_key_payload_and_headers(topics).await;
@@ -264,4 +420,9 @@ pub async fn all(topics: &dyn Topics) {
     a_consumer_receives_only_the_topics_it_subscribed_to(topics).await;
     ensuring_an_existing_topic_changes_nothing(topics).await;
     subscribing_to_a_missing_topic_is_an_error(topics).await;
+    a_paused_partition_delivers_nothing_while_the_others_keep_delivering(topics).await;
+    after_resume_the_paused_record_comes_first_then_the_rest_in_order_once_each(topics).await;
+    resuming_a_partition_that_is_not_paused_changes_nothing(topics).await;
+    a_paused_record_that_was_not_committed_goes_to_the_next_member(topics).await;
+    a_rebalance_ends_a_pause(topics).await;
 }

@@ -21,15 +21,25 @@
 //! their partitions and restart from the committed offsets, as the embedded transport does. The
 //! other members learn of a change through their next heartbeat (every three seconds), so a
 //! joining or leaving member is felt after about that long.
+//!
+//! Pausing a partition is librdkafka's `pause` plus a `seek` back to the paused record, and some
+//! bookkeeping so that a rebalance ends the pause as it does in the embedded transport: see
+//! [`Pauses`].
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use rdkafka::{
-    ClientConfig, Message as _, Offset, TopicPartitionList,
+    ClientConfig, ClientContext, Message as _, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{CommitMode, Consumer as _, StreamConsumer},
+    consumer::{
+        BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+    },
     error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, Headers as _, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _},
@@ -157,12 +167,12 @@ impl Topics for KafkaTopics {
         for topic in topics {
             self.check_exists(topic).await?;
         }
-        let consumer: StreamConsumer = client_config(&self.brokers)
+        let consumer: StreamConsumer<Pauses> = client_config(&self.brokers)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", millis(SESSION_TIMEOUT))
-            .create()?;
+            .create_with_context(Pauses::default())?;
         consumer.subscribe(topics)?;
         Ok(Box::new(KafkaConsumer {
             consumer: Arc::new(consumer),
@@ -236,7 +246,132 @@ struct KafkaConsumer {
     // Shared with the blocking commit task. The last holder to let go drops the consumer, which
     // leaves its group there and then (a round trip that briefly blocks the dropping thread):
     // that is what moves its partitions at once rather than after `SESSION_TIMEOUT`.
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<Pauses>>,
+}
+
+/// The partitions this consumer has paused, each with the offset it resumes from; the consumer's
+/// rdkafka context, so that a rebalance can end them.
+///
+/// Pausing takes three steps: librdkafka's `pause` (it stops fetching the partition), a `seek` to
+/// the paused record (the next fetch starts there; without it, librdkafka would resume after the
+/// last record it handed out, skipping the paused one), and this map. Both calls make librdkafka
+/// discard what it had prefetched for the partition, but a `recv` running in another task can
+/// have taken a record off the queue just before, and return it after the pause: `recv` consults
+/// the map and drops such a record. Dropping is safe because the seek makes the partition fetch
+/// it again.
+///
+/// Rebalances are the hard part. librdkafka keeps the application's pause flag on a partition
+/// across a rebalance (it resets only its own), while the new assignment moves the partition's
+/// position to the committed offset. Left alone, a partition paused here that a rebalance gives
+/// back to this member would stay paused behind a pause its new assignment knows nothing about,
+/// where the embedded transport (and Kafka's Java client) start every reassigned partition
+/// unpaused; and had only librdkafka's flag been cleared, this map would make `recv` drop the
+/// partition's records. So every rebalance (`post_rebalance`, for the revocation and for the new
+/// assignment) resumes whatever this map holds and forgets it: every partition starts again from
+/// the committed offset, unpaused, and the paused record, being uncommitted, comes again to
+/// whichever member owns it (`conformance::a_rebalance_ends_a_pause`, which fails without this).
+///
+/// The lock is held across each of `pause` and `resume` (librdkafka calls included, a few
+/// milliseconds in-process) and across the rebalance's clean-up, so that the two never
+/// interleave: a rebalance that revokes a partition while `pause` is working on it is waiting on
+/// the lock, and undoes that pause as soon as `pause` lets go. The cost is that a rebalance
+/// callback, which runs inside `recv`, may wait for a `pause` or `resume` to finish.
+#[derive(Default)]
+struct Pauses {
+    paused: Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl ClientContext for Pauses {}
+
+impl ConsumerContext for Pauses {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if matches!(rebalance, Rebalance::Error(_)) {
+            return;
+        }
+        let mut paused = self.paused.lock().unwrap();
+        if paused.is_empty() {
+            return;
+        }
+        let mut partitions = TopicPartitionList::new();
+        for (topic, partition) in paused.keys() {
+            partitions.add_partition(topic, *partition);
+        }
+        // On a partition this member no longer owns, resuming only clears librdkafka's flag, so
+        // that the partition is not still paused if it is ever assigned here again.
+        if let Err(err) = consumer.resume(&partitions) {
+            tracing::warn!(error = %err, "resuming paused partitions after a rebalance");
+        }
+        paused.clear();
+    }
+}
+
+impl Pauses {
+    /// Whether `partition` of `topic` is paused: its records are to be dropped, not delivered.
+    fn is_paused(&self, topic: &str, partition: i32) -> bool {
+        let paused = self.paused.lock().unwrap();
+        !paused.is_empty() && paused.contains_key(&(topic.to_owned(), partition))
+    }
+}
+
+/// Whether `partition` of `topic` is in `consumer`'s current assignment.
+fn is_assigned(
+    consumer: &StreamConsumer<Pauses>,
+    topic: &str,
+    partition: i32,
+) -> Result<bool, TopicError> {
+    Ok(consumer
+        .assignment()?
+        .find_partition(topic, partition)
+        .is_some())
+}
+
+/// Pauses `delivery`'s partition and seeks it back to `delivery` (see [`Pauses`]). Blocking.
+fn pause_at(consumer: &StreamConsumer<Pauses>, delivery: &Delivery) -> Result<(), TopicError> {
+    let (topic, partition) = (delivery.topic.as_str(), delivery.partition);
+    let mut paused = consumer.context().paused.lock().unwrap();
+    // Not assigned: a rebalance took the partition away, and its new owner starts from the
+    // committed offset, which is at or before this uncommitted record.
+    if !is_assigned(consumer, topic, partition)? {
+        return Ok(());
+    }
+    let mut partitions = TopicPartitionList::new();
+    partitions.add_partition(topic, partition);
+    consumer.pause(&partitions)?;
+    // Recorded before the seek: should the seek fail, the partition is paused at librdkafka's
+    // position (after `delivery`), and `resume` seeks again before resuming.
+    paused.insert((topic.to_owned(), partition), delivery.offset);
+    consumer.seek(
+        topic,
+        partition,
+        Offset::Offset(delivery.offset),
+        REQUEST_TIMEOUT,
+    )?;
+    Ok(())
+}
+
+/// Seeks the partition back to where it was paused and resumes it (see [`Pauses`]). Blocking.
+fn resume_from_pause(
+    consumer: &StreamConsumer<Pauses>,
+    topic: &str,
+    partition: i32,
+) -> Result<(), TopicError> {
+    let mut paused = consumer.context().paused.lock().unwrap();
+    let Some(&offset) = paused.get(&(topic.to_owned(), partition)) else {
+        return Ok(());
+    };
+    // The seek that `pause` made normally stands; this one covers a pause whose seek failed.
+    // It fails on a partition that is no longer assigned, which needs no seek: the rebalance
+    // that is about to run `post_rebalance` starts it from the committed offset.
+    if let Err(err) = consumer.seek(topic, partition, Offset::Offset(offset), REQUEST_TIMEOUT)
+        && is_assigned(consumer, topic, partition)?
+    {
+        return Err(err.into());
+    }
+    let mut partitions = TopicPartitionList::new();
+    partitions.add_partition(topic, partition);
+    consumer.resume(&partitions)?;
+    paused.remove(&(topic.to_owned(), partition));
+    Ok(())
 }
 
 fn delivery(message: &BorrowedMessage<'_>) -> Delivery {
@@ -262,7 +397,13 @@ fn delivery(message: &BorrowedMessage<'_>) -> Delivery {
 #[async_trait]
 impl Consumer for KafkaConsumer {
     async fn recv(&self) -> Result<Delivery, TopicError> {
-        Ok(delivery(&self.consumer.recv().await?))
+        loop {
+            let message = self.consumer.recv().await?;
+            let pauses = self.consumer.context();
+            if !pauses.is_paused(message.topic(), message.partition()) {
+                return Ok(delivery(&message));
+            }
+        }
     }
 
     async fn commit(&self, delivery: &Delivery) -> Result<(), TopicError> {
@@ -279,6 +420,21 @@ impl Consumer for KafkaConsumer {
             .await
             .expect("the commit panicked")?;
         Ok(())
+    }
+
+    async fn pause(&self, delivery: &Delivery) -> Result<(), TopicError> {
+        // librdkafka's pause and seek wait for its own threads, hence `spawn_blocking`.
+        let (consumer, delivery) = (self.consumer.clone(), delivery.clone());
+        tokio::task::spawn_blocking(move || pause_at(&consumer, &delivery))
+            .await
+            .expect("the pause panicked")
+    }
+
+    async fn resume(&self, topic: &str, partition: i32) -> Result<(), TopicError> {
+        let (consumer, topic) = (self.consumer.clone(), topic.to_owned());
+        tokio::task::spawn_blocking(move || resume_from_pause(&consumer, &topic, partition))
+            .await
+            .expect("the resume panicked")
     }
 }
 

@@ -76,6 +76,9 @@ struct Cursor {
     topic: String,
     partition: i32,
     offset: i64,
+    /// Set by `pause`: the cursor delivers nothing until `resume`. A rebalance builds new cursors,
+    /// so it also ends every pause.
+    paused: bool,
 }
 
 impl MemoryTopics {
@@ -137,6 +140,9 @@ impl State {
         for i in 0..count {
             let index = (member.next_cursor + i) % count;
             let cursor = &mut member.cursors[index];
+            if cursor.paused {
+                continue;
+            }
             let log = &self.topics[&cursor.topic][cursor.partition as usize];
             if let Some(record) = log.get(cursor.offset as usize) {
                 cursor.offset += 1;
@@ -145,6 +151,23 @@ impl State {
             }
         }
         None
+    }
+
+    /// The cursor of `member` of `group` on `partition` of `topic`, if it is assigned one.
+    fn cursor(
+        &mut self,
+        group: &str,
+        member: u64,
+        topic: &str,
+        partition: i32,
+    ) -> Option<&mut Cursor> {
+        self.groups
+            .get_mut(group)?
+            .members
+            .get_mut(&member)?
+            .cursors
+            .iter_mut()
+            .find(|cursor| cursor.topic == topic && cursor.partition == partition)
     }
 }
 
@@ -174,6 +197,7 @@ impl Group {
                     topic: topic.clone(),
                     partition: partition as i32,
                     offset,
+                    paused: false,
                 });
             }
         }
@@ -300,6 +324,37 @@ impl Consumer for MemoryConsumer {
         // Never backwards: a member that lost the partition in a rebalance may still commit an
         // older record it was processing; the group has moved past it.
         *committed = (*committed).max(delivery.offset + 1);
+        Ok(())
+    }
+
+    async fn pause(&self, delivery: &Delivery) -> Result<(), TopicError> {
+        let mut state = self.shared.state.lock().unwrap();
+        // No cursor: the partition went to another member in a rebalance, which starts it from
+        // the committed offset, so the record comes again without a rewind here.
+        if let Some(cursor) =
+            state.cursor(&self.group, self.id, &delivery.topic, delivery.partition)
+        {
+            cursor.offset = delivery.offset;
+            cursor.paused = true;
+        }
+        Ok(())
+    }
+
+    async fn resume(&self, topic: &str, partition: i32) -> Result<(), TopicError> {
+        let resumed = {
+            let mut state = self.shared.state.lock().unwrap();
+            match state.cursor(&self.group, self.id, topic, partition) {
+                Some(cursor) if cursor.paused => {
+                    cursor.paused = false;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if resumed {
+            // This consumer may be waiting in `recv` with nothing else to read.
+            self.shared.changed.notify_waiters();
+        }
         Ok(())
     }
 }

@@ -26,9 +26,15 @@
 //! [`connect`] fails within seconds rather than silently switching to the in-process transport,
 //! which would accept work that no other process can see.
 //!
-//! Pausing a partition (back-pressure, delayed retries) is not here yet. It would be two more
-//! methods on [`Consumer`]: the embedded consumer already keeps a cursor per assigned partition
-//! that it could skip, and rdkafka has `pause`/`resume`.
+//! A consumer can [`pause`](Consumer::pause) a partition at a record and
+//! [`resume`](Consumer::resume) it later. That is how a retry topic waits: its consumer receives
+//! a record that is not due yet, pauses the partition at it, and resumes when it is due. Only that
+//! partition waits (its later records are due later anyway), and the consumer goes on calling
+//! `recv`, receiving the other partitions and taking part in rebalances. The alternative,
+//! sleeping in the poll loop until the record is due, stalls every partition the consumer owns,
+//! and past `max.poll.interval.ms` gets it expelled from its group. A pause lasts until `resume`
+//! or the next rebalance, which starts every partition from the committed offset, unpaused; the
+//! paused record, uncommitted, then simply comes again.
 //!
 //! # Layout
 //! - [`MemoryTopics`] (`memory.rs`): partitions as vectors in process memory.
@@ -154,6 +160,21 @@ pub trait Consumer: Send + Sync {
     /// Records that `delivery` and everything before it in its partition are processed, so that
     /// no member of this group receives them again. Returns once the commit is stored.
     async fn commit(&self, delivery: &Delivery) -> Result<(), TopicError>;
+
+    /// Stops delivering `delivery`'s partition to this member and rewinds it, so that `delivery`
+    /// is the first record of that partition received after `resume`. Other partitions keep
+    /// flowing. For a record that is not due yet (a retry topic): pause, and resume when it is
+    /// due.
+    ///
+    /// A rebalance ends the pause: the partition starts again from the group's committed offset,
+    /// on whichever member it is given to, as every partition does after a rebalance. Pausing a
+    /// partition that is no longer assigned to this member does nothing, for the same reason.
+    async fn pause(&self, delivery: &Delivery) -> Result<(), TopicError>;
+
+    /// Delivers the partition again, starting from the record `pause` was given. Resuming a
+    /// partition that is not paused, or is no longer assigned to this member, does nothing and is
+    /// not an error.
+    async fn resume(&self, topic: &str, partition: i32) -> Result<(), TopicError>;
 }
 
 /// A connection to the topics: creates them, and hands out producers and consumers.
@@ -282,5 +303,40 @@ mod tests {
     #[tokio::test]
     async fn subscribing_to_a_missing_topic_is_an_error() {
         conformance::subscribing_to_a_missing_topic_is_an_error(&*configured().await).await;
+    }
+
+    #[tokio::test]
+    async fn a_paused_partition_delivers_nothing_while_the_others_keep_delivering() {
+        conformance::a_paused_partition_delivers_nothing_while_the_others_keep_delivering(
+            &*configured().await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn after_resume_the_paused_record_comes_first_then_the_rest_in_order_once_each() {
+        conformance::after_resume_the_paused_record_comes_first_then_the_rest_in_order_once_each(
+            &*configured().await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn resuming_a_partition_that_is_not_paused_changes_nothing() {
+        conformance::resuming_a_partition_that_is_not_paused_changes_nothing(&*configured().await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_paused_record_that_was_not_committed_goes_to_the_next_member() {
+        conformance::a_paused_record_that_was_not_committed_goes_to_the_next_member(
+            &*configured().await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_rebalance_ends_a_pause() {
+        conformance::a_rebalance_ends_a_pause(&*configured().await).await;
     }
 }
