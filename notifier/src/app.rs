@@ -1,21 +1,29 @@
-//! Building and running the service: connect the database, migrate, assemble, serve. The one
-//! place where the backends are chosen.
+//! Building and running the service: connect the database and the topics, migrate, start the
+//! local providers if none are configured, assemble, serve. The one place where the backends are
+//! chosen.
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use anyhow::Context;
+use anyhow::Context as _;
 use axum::Router;
 use platform::{
     clock::{Clock, SystemClock},
     db::Database,
     health::{Need, Readiness},
+    shutdown::CancellationToken,
+    topic::{self, Topics},
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 
 use crate::{
     http::{self, AppState},
+    pipeline::{self, Context, Pipeline, Topology},
+    providers::{
+        Providers, email::EmailSender, mailbox::Mailbox, simulated::ProviderClient,
+        simulator::Simulator, webhook::WebhookSender,
+    },
     service::Notifier,
-    settings::Settings,
+    settings::{DEVELOPMENT_WEBHOOK_SECRET, Settings},
     store,
 };
 
@@ -26,8 +34,28 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     notifier: Arc<Notifier>,
+    context: Arc<Context>,
     database: Database,
+    topics: Arc<dyn Topics>,
+    local: LocalProviders,
     settings: Settings,
+}
+
+/// The providers this process serves when none are configured, over real sockets like any
+/// other: the SMS/push simulator, and the mailbox (an SMTP sink with a page to read what was sent).
+pub struct LocalProviders {
+    pub simulator: Option<Served<Arc<Simulator>>>,
+    pub mailbox: Option<Served<Arc<Mailbox>>>,
+    /// Where the mailbox takes SMTP, if it runs.
+    pub smtp_addr: Option<SocketAddr>,
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+/// A local provider and the address of its HTTP API (or page).
+pub struct Served<T> {
+    pub provider: T,
+    pub addr: SocketAddr,
 }
 
 impl Application {
@@ -35,20 +63,69 @@ impl Application {
         let database = Database::connect(&settings.backends.database, SCHEMA)
             .await
             .context("connecting to the database")?;
-        Self::build_with(settings, database, Arc::new(SystemClock)).await
+        let topics = topic::connect(settings.backends.kafka_brokers.as_deref())
+            .await
+            .context("connecting to the topics")?;
+        Self::build_with(settings, database, topics, Arc::new(SystemClock)).await
     }
 
-    /// Builds on a database the caller connected (tests pass their own, and a manual clock).
+    /// Builds on backends the caller connected (tests pass their own).
     pub async fn build_with(
         settings: Settings,
         database: Database,
+        topics: Arc<dyn Topics>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         database
             .migrate(store::MIGRATIONS)
             .await
             .context("migrating the database")?;
-        let notifier = Arc::new(Notifier::new(store::for_database(&database), clock));
+        let local = LocalProviders::start(&settings).await?;
+        let provider_url = match (&settings.provider_url, &local.simulator) {
+            (Some(url), _) => url.clone(),
+            (None, Some(served)) => format!("http://{}", served.addr),
+            (None, None) => unreachable!("the simulator runs when no provider URL is set"),
+        };
+        let smtp_url = match (&settings.smtp_url, local.smtp_addr) {
+            (Some(url), _) => url.clone(),
+            (None, Some(addr)) => format!("smtp://{addr}"),
+            (None, None) => unreachable!("the mailbox runs when no SMTP URL is set"),
+        };
+        if settings.webhook_secret == DEVELOPMENT_WEBHOOK_SECRET {
+            tracing::warn!(
+                "webhooks are signed with the development secret: set NOTIFIER_WEBHOOK_SECRET \
+                 anywhere a receiver must trust them"
+            );
+        }
+        let providers = Providers {
+            email: EmailSender::new(&smtp_url, &settings.smtp_from, settings.provider_timeout)
+                .context("NOTIFIER_SMTP_URL")?,
+            phone: ProviderClient::new(&provider_url, settings.provider_timeout),
+            webhook: WebhookSender::new(
+                settings.webhook_secret.as_bytes().to_vec(),
+                settings.webhook_allow_private,
+            ),
+        };
+
+        pipeline::ensure_topics(&*topics, &settings.pipeline).await?;
+        let topology = Topology::new(&settings.pipeline.topic_prefix);
+        let wake = Arc::new(Notify::new());
+        let store = store::for_database(&database);
+        let notifier = Arc::new(Notifier::new(
+            store.clone(),
+            clock.clone(),
+            topology.clone(),
+            wake.clone(),
+        ));
+        let context = Arc::new(Context {
+            store,
+            providers,
+            producer: topics.producer(),
+            clock,
+            topology,
+            settings: settings.pipeline.clone(),
+            wake,
+        });
         let readiness = Readiness::new().database(database.clone(), Need::Required);
         let router = http::app(
             AppState {
@@ -63,7 +140,10 @@ impl Application {
             listener,
             router,
             notifier,
+            context,
             database,
+            topics,
+            local,
             settings,
         })
     }
@@ -86,18 +166,144 @@ impl Application {
         &self.notifier
     }
 
-    /// What the service runs on, for banners.
-    pub fn describe_backends(&self) -> String {
-        self.settings.backends.database.to_string()
+    /// The simulator and mailbox this process serves, to read and to break in tests and demos.
+    pub fn local_providers(&self) -> &LocalProviders {
+        &self.local
     }
 
+    /// Starts the delivery pipeline (relay, router, workers, receipts). `run_until_stopped` does
+    /// this; tests call it to control when the pipeline runs, and to stop or kill it.
+    pub async fn start_pipeline(&self) -> anyhow::Result<Pipeline> {
+        Pipeline::start(
+            self.context.clone(),
+            self.notifier.clone(),
+            &*self.topics,
+            self.database.clone(),
+        )
+        .await
+        .context("starting the pipeline")
+    }
+
+    /// What the service runs on, for banners.
+    pub fn describe_backends(&self) -> String {
+        let provider = match &self.local.simulator {
+            Some(served) => format!("simulated SMS/push on {}", served.addr),
+            None => "external SMS/push provider".to_owned(),
+        };
+        let smtp = match (&self.local.mailbox, self.local.smtp_addr) {
+            (Some(served), Some(smtp)) => {
+                format!("mailbox SMTP on {smtp}, page on {}", served.addr)
+            }
+            _ => "external SMTP".to_owned(),
+        };
+        format!(
+            "{}, {} topics, {provider}, {smtp}",
+            self.settings.backends.database,
+            self.topics.backend()
+        )
+    }
+
+    /// Serves until `shutdown` completes, with the pipeline running; then stops the pipeline
+    /// between records, the local providers, and closes the database.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.local_addr(), database = self.database.engine(), "notifier listening");
+        let pipeline = self.start_pipeline().await?;
+        tracing::info!(addr = %self.local_addr(), database = self.database.engine(), topics = self.topics.backend(), "notifier listening");
         let served = platform::http::serve(self.listener, self.router, shutdown).await;
+        pipeline.stop().await;
+        self.local.stop().await;
         self.database.close().await;
         served.context("serving HTTP")
+    }
+}
+
+impl LocalProviders {
+    async fn start(settings: &Settings) -> anyhow::Result<Self> {
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        let simulator = match settings.provider_url {
+            Some(_) => None,
+            None => {
+                let simulator = Simulator::new();
+                let addr = serve_http(
+                    settings.provider_addr,
+                    simulator.router(),
+                    &stop,
+                    &mut tasks,
+                )
+                .await
+                .context("serving the SMS/push simulator")?;
+                Some(Served {
+                    provider: simulator,
+                    addr,
+                })
+            }
+        };
+
+        let (mailbox, smtp_addr) = match settings.smtp_url {
+            Some(_) => (None, None),
+            None => {
+                let mailbox = Mailbox::new();
+                let listener = TcpListener::bind(settings.smtp_sink_addr)
+                    .await
+                    .with_context(|| {
+                        format!("binding the mailbox on {}", settings.smtp_sink_addr)
+                    })?;
+                let smtp_addr = listener.local_addr()?;
+                tasks.spawn(mailbox.serve_smtp(listener, stop.clone().cancelled_owned()));
+                let addr = serve_http(settings.mailbox_addr, mailbox.router(), &stop, &mut tasks)
+                    .await
+                    .context("serving the mailbox page")?;
+                (
+                    Some(Served {
+                        provider: mailbox,
+                        addr,
+                    }),
+                    Some(smtp_addr),
+                )
+            }
+        };
+        Ok(Self {
+            simulator,
+            mailbox,
+            smtp_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    async fn stop(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Serves `router` on `addr` until `stop`; returns the bound address.
+async fn serve_http(
+    addr: SocketAddr,
+    router: Router,
+    stop: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let bound = listener.local_addr()?;
+    let stopped = stop.clone().cancelled_owned();
+    tasks.spawn(async move {
+        if let Err(err) = platform::http::serve(listener, router, stopped).await {
+            tracing::error!(error = %err, %bound, "serving a local provider failed");
+        }
+    });
+    Ok(bound)
+}
+
+impl Drop for LocalProviders {
+    fn drop(&mut self) {
+        // A test's application is dropped without being run: stop its providers with it.
+        self.stop.cancel();
     }
 }

@@ -16,6 +16,8 @@ pub enum NotifierError {
     UserNotFound,
     #[error("no such notification")]
     NotificationNotFound,
+    #[error("no such dead letter")]
+    DeadLetterNotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -37,6 +39,8 @@ impl From<NotifierError> for Problem {
             }
             NotifierError::NotificationNotFound => Problem::status(StatusCode::NOT_FOUND)
                 .with_detail("There is no notification with this id."),
+            NotifierError::DeadLetterNotFound => Problem::status(StatusCode::NOT_FOUND)
+                .with_detail("There is no dead letter with this id."),
             NotifierError::Store(source) => Problem::internal(source),
         }
     }

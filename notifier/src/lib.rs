@@ -1,25 +1,30 @@
 //! A notification system (email, SMS, push, webhooks) built the way Alex Xu's chapter and Uber's
 //! reliable-reprocessing design describe it. `DESIGN.md` beside this crate is the walkthrough.
 //!
-//! Built so far: users with contacts and per-channel preferences, templates rendered per channel
-//! with minijinja, and intake that stores each notification durably (with an idempotency key)
-//! before answering 202. The pipeline that delivers them (topics keyed by user, a router, channel
-//! workers, retry topics and dead letters) comes next.
+//! Intake stores each notification (with its idempotency key and its outbox message) before
+//! answering 202; a pipeline of topics keyed by user carries it to a router (preferences,
+//! throttle), to one topic and worker pool per channel, through retry topics with growing delays,
+//! and to dead letters that can be redriven. It also turns the payments service's events into
+//! receipts. `pipeline/mod.rs` has the diagram.
 //!
 //! # Layout
 //! - [`domain`]: channels, templates, users and preferences, notifications. No HTTP or SQL.
 //! - [`store`]: the `NotificationStore` trait, with `postgres` and `sqlite` modules side by side.
-//! - [`providers`]: delivery per channel; so far the webhook sender (HMAC-signed, SSRF-guarded).
+//! - [`providers`]: delivery per channel: SMTP email, SMS and push through an HTTP provider,
+//!   signed and SSRF-guarded webhooks; and the local stand-ins (a provider simulator, a mailbox).
+//! - [`pipeline`]: the router, the channel and retry workers, receipts, and the consumer loop
+//!   they share.
 //! - [`service`]: the use cases, as `Notifier`.
 //! - [`http`]: the routes and the OpenAPI document.
 //! - [`error`]: `NotifierError` and the answer to each variant.
 //! - [`settings`]: environment variables and their defaults.
-//! - [`app`]: connects the database and serves.
+//! - [`app`]: connects the database and the topics, starts the local providers, serves.
 
 pub mod app;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod pipeline;
 pub mod providers;
 pub mod service;
 pub mod settings;

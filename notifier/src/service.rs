@@ -1,24 +1,41 @@
 //! The use cases: keep users, accept notifications, report on them.
 //!
 //! Intake ([`Notifier::accept`]) checks a request against its template and its user, then writes
-//! the notification and a `pending` delivery per channel in one transaction before answering
-//! 202: from then on the notification is the system's responsibility and is never lost. A repeat
-//! with the same idempotency key finds the first notification and writes nothing.
+//! the notification, a `pending` delivery per channel and its message to the intake topic (in the
+//! outbox) in one transaction before answering 202: from then on the notification is the system's
+//! responsibility and is never lost. A repeat with the same idempotency key finds the first
+//! notification and writes nothing. The pipeline (`pipeline/`) takes it from the outbox.
+//!
+//! Redrive ([`Notifier::redrive`]) is the way back from the dead letters, idempotent by the same
+//! means: one conditional update and the outbox row, in one transaction.
 
 use std::sync::Arc;
 
 use platform::clock::Clock;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
     domain::{Invalid, Notification, NotificationBody, User, UserBody, UserId},
     error::NotifierError,
-    store::{Inserted, NotificationRecord, NotificationStore},
+    pipeline::{Intake, Job, Topology, event_type, outbox_event},
+    store::{DeadLetter, Inserted, NotificationRecord, NotificationStore},
 };
 
 pub struct Notifier {
     store: Arc<dyn NotificationStore>,
     clock: Arc<dyn Clock>,
+    topology: Topology,
+    /// Wakes the outbox relay after a write to the outbox, so the message goes out at once.
+    wake: Arc<Notify>,
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redrive {
+    pub letter: DeadLetter,
+    /// False if it had been redriven before (and nothing was done now).
+    pub now: bool,
 }
 
 /// What intake answers: the notification's id, and whether it was a repeat.
@@ -29,8 +46,18 @@ pub struct Accepted {
 }
 
 impl Notifier {
-    pub fn new(store: Arc<dyn NotificationStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    pub fn new(
+        store: Arc<dyn NotificationStore>,
+        clock: Arc<dyn Clock>,
+        topology: Topology,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            topology,
+            wake,
+        }
     }
 
     pub async fn put_user(&self, id: UserId, body: UserBody) -> Result<User, NotifierError> {
@@ -54,11 +81,27 @@ impl Notifier {
         let user_id = UserId::parse(&body.user_id).ok_or_else(unknown)?;
         let user = self.store.user(&user_id).await?.ok_or_else(unknown)?;
         let notification = Notification::parse(body, &user, self.clock.now())?;
-        let accepted = match self.store.insert_notification(&notification).await? {
-            Inserted::New => Accepted {
-                id: notification.id,
-                repeat: false,
+        let intake = outbox_event(
+            self.topology.intake(),
+            &notification.user_id,
+            event_type::ACCEPTED,
+            &Intake {
+                notification_id: notification.id,
             },
+            notification.created_at,
+        );
+        let accepted = match self
+            .store
+            .insert_notification(&notification, &intake)
+            .await?
+        {
+            Inserted::New => {
+                self.wake.notify_one();
+                Accepted {
+                    id: notification.id,
+                    repeat: false,
+                }
+            }
             Inserted::Existing(id) => Accepted { id, repeat: true },
         };
         metrics::counter!(
@@ -74,5 +117,55 @@ impl Notifier {
             .notification(id)
             .await?
             .ok_or(NotifierError::NotificationNotFound)
+    }
+
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, NotifierError> {
+        Ok(self.store.dead_letters(limit).await?)
+    }
+
+    /// Puts a dead letter back on its channel's topic, as a first attempt with a fresh retry
+    /// budget. Redriving it again changes nothing.
+    #[tracing::instrument(skip(self))]
+    pub async fn redrive(&self, id: Uuid) -> Result<Redrive, NotifierError> {
+        let letter = self
+            .store
+            .dead_letter(id)
+            .await?
+            .ok_or(NotifierError::DeadLetterNotFound)?;
+        if letter.redriven_at.is_some() {
+            return Ok(Redrive { letter, now: false });
+        }
+        let record = self
+            .store
+            .notification(letter.notification_id)
+            .await?
+            .ok_or(NotifierError::NotificationNotFound)?;
+        let now = self.clock.now();
+        let job = outbox_event(
+            self.topology.channel(letter.channel),
+            &record.user_id,
+            event_type::REDRIVEN,
+            &Job {
+                notification_id: letter.notification_id,
+                channel: letter.channel,
+                attempt: 0,
+                due_at_ms: None,
+            },
+            now,
+        );
+        let redriven = self.store.redrive(id, &job, now).await?;
+        if redriven {
+            self.wake.notify_one();
+            metrics::counter!("notifier_redrives_total").increment(1);
+        }
+        let letter = self
+            .store
+            .dead_letter(id)
+            .await?
+            .ok_or(NotifierError::DeadLetterNotFound)?;
+        Ok(Redrive {
+            letter,
+            now: redriven,
+        })
     }
 }

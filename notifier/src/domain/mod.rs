@@ -2,12 +2,14 @@
 //! HTTP, SQL or topic in here.
 
 mod channel;
+mod delivery;
 mod notification;
 pub mod template;
 mod user;
 
 pub use self::{
     channel::{Channel, Priority},
+    delivery::{DeliveryStatus, Route, Throttle, route},
     notification::{Notification, NotificationBody},
     template::{Rendered, Template},
     user::{User, UserBody, UserId},

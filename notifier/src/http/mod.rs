@@ -4,11 +4,13 @@
 //! |---|---|
 //! | `PUT`/`GET /v1/users/{id}` | [`users`] |
 //! | `POST /v1/notifications`, `GET /v1/notifications/{id}` | [`notifications`] |
+//! | `GET /v1/dlq`, `POST /v1/dlq/{id}/redrive` | [`dlq`] |
 //!
 //! An internal service: the systems that send notifications call it on the private network (in
 //! the lab, the payments service's events reach it through a topic), so it has no client keys of
 //! its own.
 
+pub mod dlq;
 pub mod notifications;
 pub mod users;
 
@@ -36,6 +38,7 @@ pub struct AppState {
     tags(
         (name = "users", description = "Contacts and preferences"),
         (name = "notifications", description = "Sending and tracking notifications"),
+        (name = "dead letters", description = "Deliveries that failed for good, and redrive"),
     )
 )]
 struct ApiDoc;
@@ -45,6 +48,8 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(users::put_user, users::get_user))
         .routes(routes!(notifications::create_notification))
         .routes(routes!(notifications::get_notification))
+        .routes(routes!(dlq::list_dead_letters))
+        .routes(routes!(dlq::redrive))
         .with_state(state)
         .split_for_parts()
 }

@@ -3,11 +3,15 @@
 //! to a retry topic) and permanent (other 4xx, SMTP 5xx, a refused or unparsable address: the
 //! message goes to dead letters).
 //!
-//! - [`webhook`]: an HTTP POST, HMAC-signed and SSRF-guarded.
-//! - [`email`]: SMTP with lettre, to any server; [`mailbox`] is the SMTP sink with a page that
-//!   the lab and the tests send to.
-//! - SMS and push: [`simulator`] (the providers, with fault switches) and [`simulated`] (their
-//!   client).
+//! [`Providers::deliver`] is the one entry point the workers use: it renders the notification for
+//! the channel and hands it to that channel's provider with the idempotency key
+//! `<notification id>:<channel>` (`…:push:<n>` per device), the same on every retry.
+//!
+//! - email: [`email`], SMTP with lettre, to any server; [`mailbox`] is the SMTP sink with a page
+//!   that the lab and the tests send to;
+//! - SMS and push: [`simulated`], the client of an HTTP provider, which the lab runs as
+//!   [`simulator`] (with fault switches);
+//! - webhooks: [`webhook`], an HTTP POST, HMAC-signed and SSRF-guarded.
 
 pub mod email;
 pub mod mailbox;
@@ -18,6 +22,68 @@ pub mod webhook;
 use std::time::Duration;
 
 use reqwest::{StatusCode, header::HeaderMap};
+use time::OffsetDateTime;
+
+use self::{email::EmailSender, simulated::ProviderClient, webhook::WebhookSender};
+use crate::domain::{Channel, Notification, Rendered, User, template};
+
+/// Every channel's provider.
+#[derive(Clone)]
+pub struct Providers {
+    pub email: EmailSender,
+    /// SMS and push.
+    pub phone: ProviderClient,
+    pub webhook: WebhookSender,
+}
+
+impl Providers {
+    /// Renders `notification` for `channel` and sends it to `user`.
+    pub async fn deliver(
+        &self,
+        notification: &Notification,
+        user: &User,
+        channel: Channel,
+        now: OffsetDateTime,
+    ) -> Result<(), DeliveryError> {
+        let template = template::find(notification.template).ok_or_else(|| {
+            DeliveryError::Permanent(format!("no template {:?}", notification.template))
+        })?;
+        let rendered = template
+            .render(channel, &notification.data)
+            .map_err(|err| DeliveryError::Permanent(format!("rendering: {err}")))?;
+        let key = format!("{}:{channel}", notification.id);
+        // The contact was checked at intake; the user may have removed it since.
+        let no_contact = || DeliveryError::Permanent(format!("the user has no {channel} contact"));
+        match rendered {
+            Rendered::Email { subject, body } => {
+                let to = user.email.as_deref().ok_or_else(no_contact)?;
+                self.email.send(&key, to, &subject, &body).await
+            }
+            Rendered::Sms { text } => {
+                let to = user.phone.as_deref().ok_or_else(no_contact)?;
+                self.phone.send_sms(&key, to, &text).await
+            }
+            Rendered::Push { title, body } => {
+                if user.push_tokens.is_empty() {
+                    return Err(no_contact());
+                }
+                // Every device; on a retry the devices already reached answer from their keys.
+                for (device, token) in user.push_tokens.iter().enumerate() {
+                    self.phone
+                        .send_push(&format!("{key}:{device}"), token, &title, &body)
+                        .await?;
+                }
+                Ok(())
+            }
+            Rendered::Webhook { payload } => {
+                let url = user.webhook_url.as_deref().ok_or_else(no_contact)?;
+                self.webhook
+                    .send(url, notification.id, &payload, now.unix_timestamp())
+                    .await
+            }
+        }
+    }
+}
 
 /// Why a delivery failed, as the retry logic needs to know it.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,12 @@
-//! Where users, notifications and their deliveries are kept: one trait, one module per engine,
-//! and [`for_database`], the one place that picks between them.
+//! Where users, notifications, their deliveries and dead letters are kept: one trait, one module
+//! per engine, and [`for_database`], the one place that picks between them.
+//!
+//! Every change the pipeline makes to a delivery is conditional on where the delivery stands
+//! (`UPDATE … WHERE status = 'pending'`, `… WHERE status NOT IN (final)`), so a duplicate job,
+//! which at-least-once topics do produce, finds nothing to change and records nothing twice.
+//! Messages that must go out with a change (an accepted notification to the intake topic, a
+//! redrive to its channel's topic, a dead letter to the dead-letter topic) are written to the
+//! outbox in the change's own transaction (`platform::outbox`).
 
 mod postgres;
 mod sqlite;
@@ -7,14 +14,16 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use platform::db::Database;
+use platform::{db::Database, outbox::OutboxEvent};
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
-use crate::domain::{Channel, Notification, User, UserId};
+use crate::domain::{
+    Channel, DeliveryStatus, Notification, Priority, Route, User, UserId, template,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -48,7 +57,8 @@ pub struct NotificationRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DeliveryRecord {
     pub channel: Channel,
-    /// `pending`, `delivered`, `skipped` (opted out), `failed` or `dead` (dead-lettered).
+    /// `pending`, `queued`, `retrying`, `delivered`, `skipped` (opted out), `throttled` or `dead`
+    /// (dead-lettered).
     pub status: String,
     pub attempts: Vec<AttemptRecord>,
 }
@@ -58,9 +68,61 @@ pub struct AttemptRecord {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
-    /// `delivered`, `retry` or `failed`.
+    /// `delivered`, `retry` (failed, tried again later), `failed` (dead-lettered), `skipped` or
+    /// `throttled`.
     pub outcome: String,
     pub error: Option<String>,
+}
+
+/// What a router or a worker needs: the notification as stored, and where each of its channels'
+/// deliveries stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Work {
+    pub notification: Notification,
+    pub statuses: Vec<(Channel, DeliveryStatus)>,
+}
+
+impl Work {
+    pub fn status(&self, channel: Channel) -> Option<DeliveryStatus> {
+        self.statuses
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .map(|(_, status)| *status)
+    }
+}
+
+/// How an attempt ended, as a worker records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Delivered,
+    /// Failed; the next attempt is already in a retry topic.
+    Retry {
+        error: String,
+    },
+    /// Failed for good: the dead letter, and the event that announces it on the dead-letter topic.
+    Dead {
+        letter: DeadLetter,
+        event: OutboxEvent,
+    },
+}
+
+/// A delivery that failed for good.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DeadLetter {
+    pub id: Uuid,
+    pub notification_id: Uuid,
+    pub channel: Channel,
+    /// The last attempt's error.
+    pub error: String,
+    /// Attempts made before giving up.
+    pub attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// When it was put back; a dead letter is redriven at most once.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub redriven_at: Option<OffsetDateTime>,
 }
 
 #[async_trait]
@@ -70,14 +132,65 @@ pub trait NotificationStore: Send + Sync + 'static {
 
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
 
-    /// Writes the notification and one `pending` delivery per channel, in one transaction; or,
-    /// if its idempotency key was used before, nothing.
+    /// Writes the notification, one `pending` delivery per channel and `intake` (its message to
+    /// the intake topic) to the outbox, in one transaction; or, if its idempotency key was used
+    /// before, nothing.
     async fn insert_notification(
         &self,
         notification: &Notification,
+        intake: &OutboxEvent,
     ) -> Result<Inserted, StoreError>;
 
     async fn notification(&self, id: Uuid) -> Result<Option<NotificationRecord>, StoreError>;
+
+    /// The notification and its deliveries' statuses, for the router and the workers.
+    async fn work(&self, id: Uuid) -> Result<Option<Work>, StoreError>;
+
+    /// How many of `user`'s deliveries on `channel` were queued since `since`, leaving out
+    /// notification `except` (the one being routed, which a redelivered intake message may have
+    /// queued already).
+    async fn queued_since(
+        &self,
+        user: &str,
+        channel: Channel,
+        since: OffsetDateTime,
+        except: Uuid,
+    ) -> Result<u32, StoreError>;
+
+    /// Applies the router's decision to a `pending` delivery; a skip or a throttle is recorded as
+    /// the delivery's one attempt. Returns false (and changes nothing) if it was not pending.
+    async fn route(
+        &self,
+        id: Uuid,
+        channel: Channel,
+        route: &Route,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Records an attempt and moves the delivery on, unless it is already final (then nothing:
+    /// the attempt was a duplicate's).
+    async fn record(
+        &self,
+        id: Uuid,
+        channel: Channel,
+        outcome: &Outcome,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// The newest dead letters first.
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
+
+    async fn dead_letter(&self, id: Uuid) -> Result<Option<DeadLetter>, StoreError>;
+
+    /// Marks the dead letter redriven, puts its delivery back to `queued` and writes `job` (its
+    /// message to the channel's topic) to the outbox, in one transaction. Returns false, changing
+    /// nothing, if it was redriven before.
+    async fn redrive(
+        &self,
+        id: Uuid,
+        job: &OutboxEvent,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The one place that chooses the store.
@@ -112,6 +225,50 @@ fn tokens_from(json: &str) -> Result<Vec<String>, StoreError> {
 
 fn channel(text: &str) -> Result<Channel, StoreError> {
     Channel::parse(text).ok_or_else(|| corrupt(format!("channel {text:?}")))
+}
+
+fn status(text: &str) -> Result<DeliveryStatus, StoreError> {
+    DeliveryStatus::parse(text).ok_or_else(|| corrupt(format!("delivery status {text:?}")))
+}
+
+/// The stored columns of a notification, back into the domain type.
+#[allow(clippy::too_many_arguments)]
+fn stored_notification(
+    id: Uuid,
+    user_id: String,
+    template_name: &str,
+    data: &str,
+    priority: &str,
+    idempotency_key: Option<String>,
+    created_at: OffsetDateTime,
+    statuses: &[(Channel, DeliveryStatus)],
+) -> Result<Notification, StoreError> {
+    let data = match serde_json::from_str(data) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err(corrupt(format!("notification data of {id}"))),
+    };
+    Ok(Notification {
+        id,
+        user_id,
+        template: template::find(template_name)
+            .ok_or_else(|| corrupt(format!("template {template_name:?}")))?
+            .name,
+        data,
+        channels: statuses.iter().map(|(channel, _)| *channel).collect(),
+        priority: Priority::parse(priority)
+            .ok_or_else(|| corrupt(format!("priority {priority:?}")))?,
+        idempotency_key,
+        created_at,
+    })
+}
+
+/// The attempt a router's decision records, if any.
+fn routed_attempt(route: &Route) -> (&'static str, Option<&str>) {
+    match route {
+        Route::Queue => ("queued", None),
+        Route::Skip(reason) => ("skipped", Some(reason)),
+        Route::Throttle(reason) => ("throttled", Some(reason)),
+    }
 }
 
 /// Groups attempt rows (already ordered) under their deliveries.

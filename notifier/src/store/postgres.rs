@@ -1,15 +1,43 @@
 //! The PostgreSQL store.
 
 use async_trait::async_trait;
+use platform::outbox::{self, OutboxEvent};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Inserted, NotificationRecord, NotificationStore, StoreError, assemble, channels_from,
-    channels_json, tokens_from,
+    DeadLetter, Inserted, NotificationRecord, NotificationStore, Outcome, StoreError, Work,
+    assemble, channel, channels_from, channels_json, routed_attempt, status, stored_notification,
+    tokens_from,
 };
-use crate::domain::{Notification, User, UserId};
+use crate::domain::{Channel, Notification, Route, User, UserId};
+
+const DEAD_LETTER_COLUMNS: &str =
+    "id, notification_id, channel, error, attempts, created_at, redriven_at";
+
+type DeadLetterRow = (
+    Uuid,
+    Uuid,
+    String,
+    String,
+    i32,
+    OffsetDateTime,
+    Option<OffsetDateTime>,
+);
+
+fn dead_letter(row: DeadLetterRow) -> Result<DeadLetter, StoreError> {
+    let (id, notification_id, name, error, attempts, created_at, redriven_at) = row;
+    Ok(DeadLetter {
+        id,
+        notification_id,
+        channel: channel(&name)?,
+        error,
+        attempts: attempts.max(0) as u32,
+        created_at,
+        redriven_at,
+    })
+}
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -74,6 +102,7 @@ impl NotificationStore for PostgresStore {
     async fn insert_notification(
         &self,
         notification: &Notification,
+        intake: &OutboxEvent,
     ) -> Result<Inserted, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted: Option<Uuid> = sqlx::query_scalar(
@@ -113,6 +142,7 @@ impl NotificationStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
+        outbox::insert_postgres(&mut tx, intake).await?;
         tx.commit().await?;
         Ok(Inserted::New)
     }
@@ -147,5 +177,205 @@ impl NotificationStore for PostgresStore {
             created_at,
             deliveries: assemble(deliveries, attempts)?,
         }))
+    }
+
+    async fn work(&self, id: Uuid) -> Result<Option<Work>, StoreError> {
+        let row: Option<(
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            OffsetDateTime,
+        )> = sqlx::query_as(
+            "SELECT user_id, template, data::text, priority, idempotency_key, created_at \
+                 FROM notifications WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((user_id, template, data, priority, key, created_at)) = row else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT channel, status FROM deliveries WHERE notification_id = $1 ORDER BY channel",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let statuses = rows
+            .iter()
+            .map(|(name, text)| Ok((channel(name)?, status(text)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let notification = stored_notification(
+            id, user_id, &template, &data, &priority, key, created_at, &statuses,
+        )?;
+        Ok(Some(Work {
+            notification,
+            statuses,
+        }))
+    }
+
+    async fn queued_since(
+        &self,
+        user: &str,
+        channel: Channel,
+        since: OffsetDateTime,
+        except: Uuid,
+    ) -> Result<u32, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
+             WHERE n.user_id = $1 AND d.channel = $2 AND d.routed_at >= $3 \
+               AND d.notification_id <> $4 \
+               AND d.status IN ('queued', 'retrying', 'delivered', 'dead')",
+        )
+        .bind(user)
+        .bind(channel.as_str())
+        .bind(since)
+        .bind(except)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
+    async fn route(
+        &self,
+        id: Uuid,
+        channel: Channel,
+        route: &Route,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let (new_status, reason) = routed_attempt(route);
+        // One statement: the attempt row is written only if the delivery was pending.
+        let changed: Option<i32> = sqlx::query_scalar(
+            "WITH routed AS ( \
+               UPDATE deliveries SET status = $3, routed_at = $4, updated_at = $4 \
+               WHERE notification_id = $1 AND channel = $2 AND status = 'pending' \
+               RETURNING notification_id, channel), \
+             attempt AS ( \
+               INSERT INTO delivery_attempts (notification_id, channel, attempted_at, outcome, error) \
+               SELECT notification_id, channel, $4, $3, $5 FROM routed WHERE $5::text IS NOT NULL) \
+             SELECT 1 FROM routed",
+        )
+        .bind(id)
+        .bind(channel.as_str())
+        .bind(new_status)
+        .bind(now)
+        .bind(reason)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(changed.is_some())
+    }
+
+    async fn record(
+        &self,
+        id: Uuid,
+        channel: Channel,
+        outcome: &Outcome,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (new_status, attempt, error) = match outcome {
+            Outcome::Delivered => ("delivered", "delivered", None),
+            Outcome::Retry { error } => ("retrying", "retry", Some(error.as_str())),
+            Outcome::Dead { letter, .. } => ("dead", "failed", Some(letter.error.as_str())),
+        };
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE deliveries SET status = $3, updated_at = $4 \
+             WHERE notification_id = $1 AND channel = $2 \
+               AND status NOT IN ('delivered', 'skipped', 'throttled', 'dead')",
+        )
+        .bind(id)
+        .bind(channel.as_str())
+        .bind(new_status)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO delivery_attempts (notification_id, channel, attempted_at, outcome, error) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(channel.as_str())
+        .bind(now)
+        .bind(attempt)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        if let Outcome::Dead { letter, event } = outcome {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO dead_letters ({DEAD_LETTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, NULL)"
+            )))
+            .bind(letter.id)
+            .bind(letter.notification_id)
+            .bind(letter.channel.as_str())
+            .bind(&letter.error)
+            .bind(i32::try_from(letter.attempts).unwrap_or(i32::MAX))
+            .bind(letter.created_at)
+            .execute(&mut *tx)
+            .await?;
+            outbox::insert_postgres(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows: Vec<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters \
+             ORDER BY created_at DESC, id DESC LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(dead_letter).collect()
+    }
+
+    async fn dead_letter(&self, id: Uuid) -> Result<Option<DeadLetter>, StoreError> {
+        let row: Option<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(dead_letter).transpose()
+    }
+
+    async fn redrive(
+        &self,
+        id: Uuid,
+        job: &OutboxEvent,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let letter: Option<(Uuid, String)> = sqlx::query_as(
+            "UPDATE dead_letters SET redriven_at = $2 WHERE id = $1 AND redriven_at IS NULL \
+             RETURNING notification_id, channel",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((notification_id, channel)) = letter else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE deliveries SET status = 'queued', updated_at = $3 \
+             WHERE notification_id = $1 AND channel = $2 AND status = 'dead'",
+        )
+        .bind(notification_id)
+        .bind(channel)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        outbox::insert_postgres(&mut tx, job).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -1,37 +1,133 @@
-//! A fresh notifier per test, on its own database, driven through its router.
+//! A fresh notifier per test, on its own database and its own topics (a prefix of its own on a
+//! shared broker), driven through its router, with its providers served locally: the SMS/push
+//! simulator, the mailbox, and a webhook receiver that checks signatures.
 
-use std::sync::Arc;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU16, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     Router,
-    body::Body,
-    http::{Method, Request},
+    body::{Body, Bytes},
+    extract::State,
+    http::{HeaderMap, Method, Request, StatusCode},
+    routing::post,
 };
-use notifier::{Application, Settings};
+use notifier::{
+    Application, Settings,
+    pipeline::Pipeline,
+    providers::{mailbox::Mailbox, simulator::Simulator, webhook},
+};
 pub use platform::testing::http::{TestResponse, json_request, send_to};
-use platform::{clock::ManualClock, testing::TestBackends};
+use platform::{
+    clock::SystemClock,
+    testing::TestBackends,
+    topic::{self, Topics},
+};
 use serde_json::{Value, json};
+
+/// How long a test waits for the pipeline before failing. Generous: with Kafka, each consumer
+/// group takes seconds to form. Nothing waits this long when things work.
+pub const GUARD: Duration = Duration::from_secs(90);
 
 pub struct TestApp {
     pub router: Router,
+    pub app: Application,
+    pub topics: Arc<dyn Topics>,
+    pub settings: Settings,
+    pub receiver: WebhookReceiver,
+    pipeline: Option<Pipeline>,
     /// Held so that the test's database lives as long as the test.
     _backends: TestBackends,
 }
 
 impl TestApp {
+    /// The API alone: nothing is delivered until [`start`](Self::start).
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// The API and the pipeline.
+    pub async fn running() -> Self {
+        Self::running_with(|_| {}).await
+    }
+
+    pub async fn running_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        let mut app = Self::spawn_with(configure).await;
+        app.start().await;
+        app
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         let backends = TestBackends::from_env().await;
+        let brokers = platform::testing::kafka_brokers();
+        let topics = topic::connect(brokers.as_deref())
+            .await
+            .unwrap_or_else(|err| panic!("KAFKA_BROKERS={brokers:?} is not reachable: {err}"));
+        let mut settings = Settings::for_tests();
+        configure(&mut settings);
+        let receiver = WebhookReceiver::start(settings.webhook_secret.clone()).await;
         let app = Application::build_with(
-            Settings::for_tests(),
+            settings.clone(),
             backends.database.clone(),
-            Arc::new(ManualClock::starting_now()),
+            topics.clone(),
+            Arc::new(SystemClock),
         )
         .await
         .unwrap_or_else(|err| panic!("building on {}: {err:?}", backends.describe()));
         Self {
             router: app.router(),
+            app,
+            topics,
+            settings,
+            receiver,
+            pipeline: None,
             _backends: backends,
         }
+    }
+
+    pub async fn start(&mut self) {
+        assert!(self.pipeline.is_none(), "the pipeline is already running");
+        self.pipeline = Some(
+            self.app
+                .start_pipeline()
+                .await
+                .expect("starting the pipeline"),
+        );
+    }
+
+    /// Kills the pipeline as a crash would, wherever each stage is.
+    pub async fn kill(&mut self) {
+        self.pipeline
+            .take()
+            .expect("a running pipeline")
+            .kill()
+            .await;
+    }
+
+    pub fn simulator(&self) -> &Arc<Simulator> {
+        &self
+            .app
+            .local_providers()
+            .simulator
+            .as_ref()
+            .unwrap()
+            .provider
+    }
+
+    pub fn mailbox(&self) -> &Arc<Mailbox> {
+        &self
+            .app
+            .local_providers()
+            .mailbox
+            .as_ref()
+            .unwrap()
+            .provider
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
@@ -53,6 +149,11 @@ impl TestApp {
             .await
     }
 
+    pub async fn post(&self, path: &str) -> TestResponse {
+        self.send(json_request(Method::POST, path, None, String::new()))
+            .await
+    }
+
     pub async fn notify(&self, body: Value) -> TestResponse {
         self.send(json_request(
             Method::POST,
@@ -61,6 +162,13 @@ impl TestApp {
             body.to_string(),
         ))
         .await
+    }
+
+    /// Sends a notification that must be accepted, and returns its id.
+    pub async fn accepted(&self, body: Value) -> String {
+        let response = self.notify(body).await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{:?}", response.body);
+        response.json()["id"].as_str().unwrap().to_owned()
     }
 
     /// A user reachable on every channel, opted out of SMS.
@@ -79,4 +187,168 @@ impl TestApp {
             .await;
         assert_eq!(response.status, 200, "{:?}", response.body);
     }
+
+    /// A user reachable on every channel, with webhooks to this test's receiver.
+    pub async fn grace(&self) {
+        let response = self
+            .put_user(
+                "grace",
+                json!({
+                    "email": "grace@example.com",
+                    "phone": "+14155550100",
+                    "push_tokens": ["device-a", "device-b"],
+                    "webhook_url": self.receiver.url(),
+                }),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{:?}", response.body);
+    }
+
+    /// Polls the notification until `done` holds, and returns it; fails after [`GUARD`].
+    pub async fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + GUARD;
+        loop {
+            let record = self.get(&format!("/v1/notifications/{id}")).await.json();
+            if done(&record) {
+                return record;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {GUARD:?} for {what}; the notification is {record:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until no delivery of the notification is pending, queued or retrying.
+    pub async fn wait_until_settled(&self, id: &str) -> Value {
+        self.wait_for(id, "every delivery to settle", |record| {
+            statuses(record)
+                .values()
+                .all(|status| !["pending", "queued", "retrying"].contains(&status.as_str()))
+        })
+        .await
+    }
+}
+
+/// Channel → status.
+pub fn statuses(record: &Value) -> BTreeMap<String, String> {
+    record["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|delivery| {
+            (
+                delivery["channel"].as_str().unwrap().to_owned(),
+                delivery["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The outcomes of one channel's attempts, in order.
+pub fn outcomes(record: &Value, channel: &str) -> Vec<String> {
+    record["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|delivery| delivery["channel"] == channel)
+        .unwrap_or_else(|| panic!("no {channel} delivery in {record:#}"))["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attempt| attempt["outcome"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A webhook endpoint, as a customer would run one: it checks each request's signature with the
+/// shared secret and answers with the status a test chose.
+#[derive(Clone)]
+pub struct WebhookReceiver {
+    state: Arc<ReceiverState>,
+    url: String,
+}
+
+struct ReceiverState {
+    secret: String,
+    status: AtomicU16,
+    /// Every request: its idempotency key, whether its signature verified, its body, and the
+    /// status it was answered with.
+    requests: Mutex<Vec<Received>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub idempotency_key: String,
+    pub verified: bool,
+    pub body: Value,
+    pub answered: u16,
+}
+
+impl WebhookReceiver {
+    async fn start(secret: String) -> Self {
+        let state = Arc::new(ReceiverState {
+            secret,
+            status: AtomicU16::new(200),
+            requests: Mutex::default(),
+        });
+        let router = Router::new()
+            .route("/hooks", post(receive))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { state, url }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Answers every request with `status` from now on.
+    pub fn answer(&self, status: u16) {
+        self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The requests it accepted (2xx) for `key`.
+    pub fn accepted(&self, key: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.idempotency_key == key && (200..300).contains(&r.answered))
+            .count()
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let verified = webhook::verify(
+        state.secret.as_bytes(),
+        &text(webhook::SIGNATURE_HEADER),
+        &body,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+        Duration::from_secs(300),
+    )
+    .is_ok();
+    let answered = state.status.load(Ordering::SeqCst);
+    state.requests.lock().unwrap().push(Received {
+        idempotency_key: text("idempotency-key"),
+        verified,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        answered,
+    });
+    StatusCode::from_u16(answered).unwrap()
 }

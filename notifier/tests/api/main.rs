@@ -2,5 +2,9 @@
 
 mod helpers;
 
+mod crashes;
+mod delivery;
 mod intake;
+mod receipts;
+mod retries;
 mod users;
