@@ -48,8 +48,21 @@ async fn main() -> anyhow::Result<()> {
     let payments =
         idempotency_demo::Application::build(idempotency_demo::Settings::from_env()?).await?;
     let notifier = notifier::Application::build(notifier::Settings::from_env()?).await?;
-    // A client of the payments API made for this run, like the shortener's key.
-    let (_, payments_key) = payments.payments().create_client("lab demo client").await?;
+    // A client of the payments API made for this run, like the shortener's key; the notifier
+    // knows it as a user with an address at the mailbox, so its payments get receipts.
+    let (payments_client, payments_key) =
+        payments.payments().create_client("lab demo client").await?;
+    notifier
+        .notifier()
+        .put_user(
+            notifier::domain::UserId::parse(&format!("client:{}", payments_client.id.0))
+                .expect("a client id makes a user id"),
+            notifier::domain::UserBody {
+                email: Some("payer@sdlab.local".into()),
+                ..Default::default()
+            },
+        )
+        .await?;
 
     let banner = Banner {
         shortener_url: format!("http://localhost:{}", shortener.port()),
@@ -72,6 +85,16 @@ async fn main() -> anyhow::Result<()> {
         payments_key: payments_key.expose().to_owned(),
         notifier_url: format!("http://localhost:{}", notifier.port()),
         notifier_backends: notifier.describe_backends(),
+        mailbox_url: notifier
+            .local_providers()
+            .mailbox
+            .as_ref()
+            .map(|served| format!("http://localhost:{}/mailbox", served.addr.port())),
+        sms_push_url: notifier
+            .local_providers()
+            .simulator
+            .as_ref()
+            .map(|served| format!("http://localhost:{}", served.addr.port())),
     };
 
     let systems: Vec<(&str, Running)> = vec![
@@ -125,6 +148,8 @@ struct Banner {
     payments_key: String,
     notifier_url: String,
     notifier_backends: String,
+    mailbox_url: Option<String>,
+    sms_push_url: Option<String>,
 }
 
 impl Banner {
@@ -143,7 +168,11 @@ impl Banner {
             payments_key,
             notifier_url: n,
             notifier_backends,
+            mailbox_url,
+            sms_push_url,
         } = self;
+        let mailbox = mailbox_url.as_deref().unwrap_or("<your SMTP server>");
+        let sms_push = sms_push_url.as_deref().unwrap_or("<NOTIFIER_PROVIDER_URL>");
         // The fault switches are only there when the lab runs the simulator itself.
         let provider = provider_url.as_deref().unwrap_or("<PAYMENTS_PROVIDER_URL>");
         println!(
@@ -177,11 +206,18 @@ Try it (an API key and a link were made for this run):
   # make the provider crash after charging, pay, see the 502, heal it, retry: still one charge
   curl -s -X PUT {provider}/v1/faults -H 'content-type: application/json' -d '{{"crash_after_charge_rate": 1}}'
   curl -s {provider}/v1/charges
-  # a user with contacts and an opt-out, then a notification (stored; its delivery pipeline is next)
+  # each successful payment sends a receipt through the notifier: read it in the mailbox
+  open {mailbox}
+  # a user with contacts and an opt-out, a notification, and where each channel's delivery stands
   curl -s -X PUT {n}/v1/users/ada -H 'content-type: application/json' \
-       -d '{{"email": "ada@example.com", "phone": "+442071838750", "preferences": {{"sms": false}}}}'
+       -d '{{"email": "ada@example.com", "phone": "+442071838750", "push_tokens": ["device-1"], "preferences": {{"sms": false}}}}'
   curl -s {n}/v1/notifications -H 'content-type: application/json' \
        -d '{{"user_id": "ada", "template": "welcome", "data": {{"name": "Ada"}}}}'
+  curl -s {n}/v1/notifications/<id>
+  # break the SMS/push provider, send, watch the retries (5 s, 30 s, 5 min) and the dead letters
+  curl -s -X PUT {sms_push}/v1/faults -H 'content-type: application/json' -d '{{"error_rate": 1}}'
+  curl -s {n}/v1/dlq
+  curl -s -X POST {n}/v1/dlq/<dead letter id>/redrive
 "#
         );
     }
