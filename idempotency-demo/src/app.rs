@@ -53,7 +53,7 @@ impl Application {
         let database = Database::connect(&settings.backends.database, SCHEMA)
             .await
             .context("connecting to the database")?;
-        let topics = topic::connect(settings.backends.kafka_brokers.as_deref())
+        let topics = topic::connect(&settings.backends.topics)
             .await
             .context("connecting to the topics")?;
         Self::build_with(settings, database, topics, Arc::new(SystemClock)).await

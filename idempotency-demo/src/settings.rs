@@ -109,7 +109,9 @@ impl Settings {
                     path: "unused".into(),
                 },
                 redis_url: None,
-                kafka_brokers: None,
+                topics: platform::config::TopicsConfig::Embedded {
+                    path: "unused".into(),
+                },
             },
             provider: ProviderSetting::Simulated(any_port),
             provider_timeout: Duration::from_millis(500),

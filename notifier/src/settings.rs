@@ -130,7 +130,9 @@ impl Settings {
                     path: "unused".into(),
                 },
                 redis_url: None,
-                kafka_brokers: None,
+                topics: platform::config::TopicsConfig::Embedded {
+                    path: "unused".into(),
+                },
             },
             provider_url: None,
             smtp_url: None,

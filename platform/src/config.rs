@@ -1,8 +1,8 @@
 //! Configuration from environment variables.
 //!
 //! Each system reads its own settings in its own `Settings::from_env()`; this module holds what
-//! they share: a typed reader whose errors name the variable, and [`Backends`], the three URLs
-//! that switch a system from its embedded defaults to the real engines.
+//! they share: a typed reader whose errors name the variable, and [`Backends`], the three
+//! variables that switch a system from its embedded defaults to the real engines.
 //!
 //! Environment variables rather than a config file because that is what containers, CI and
 //! `docker-compose.yml` pass most easily, and because the defaults must work with nothing set.
@@ -71,17 +71,19 @@ pub enum DatabaseConfig {
     Sqlite { path: PathBuf },
 }
 
+/// `SDLAB_DATA_DIR`, where the embedded backends keep their files (`./data` by default).
+fn data_dir() -> Result<PathBuf, ConfigError> {
+    env_or("SDLAB_DATA_DIR", PathBuf::from("data"))
+}
+
 impl DatabaseConfig {
     /// Reads `DATABASE_URL`; unset means `$SDLAB_DATA_DIR/<system>.sqlite` (`./data` by default).
     pub fn from_env(system: &str) -> Result<Self, ConfigError> {
         match env_opt::<String>("DATABASE_URL")? {
             Some(url) => Self::from_url(&url),
-            None => {
-                let dir: PathBuf = env_or("SDLAB_DATA_DIR", PathBuf::from("data"))?;
-                Ok(Self::Sqlite {
-                    path: dir.join(format!("{system}.sqlite")),
-                })
-            }
+            None => Ok(Self::Sqlite {
+                path: data_dir()?.join(format!("{system}.sqlite")),
+            }),
         }
     }
 
@@ -120,14 +122,46 @@ impl fmt::Display for DatabaseConfig {
     }
 }
 
+/// Where the topics are (`platform::topic`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicsConfig {
+    /// `KAFKA_BROKERS=host:port,…`: Kafka.
+    Kafka { brokers: String },
+    /// Unset `KAFKA_BROKERS`: the embedded transport, in a SQLite file that survives restarts.
+    /// One file for every system, unlike the databases: systems share topics (the notifier
+    /// reads `payments.events`), and the lab runs them all in one process, which owns the file.
+    Embedded { path: PathBuf },
+}
+
+impl TopicsConfig {
+    /// Reads `KAFKA_BROKERS`; unset means `$SDLAB_DATA_DIR/topics.sqlite` (`./data` by default).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match env_opt::<String>("KAFKA_BROKERS")? {
+            Some(brokers) => Ok(Self::Kafka { brokers }),
+            None => Ok(Self::Embedded {
+                path: data_dir()?.join("topics.sqlite"),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for TopicsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Kafka { brokers } => write!(f, "Kafka at {brokers}"),
+            Self::Embedded { path } => write!(f, "embedded topics at {}", path.display()),
+        }
+    }
+}
+
 /// The backend choice every system makes from the same three variables.
 #[derive(Debug, Clone)]
 pub struct Backends {
     pub database: DatabaseConfig,
     /// `REDIS_URL`: Redis when set, the in-process cache otherwise.
     pub redis_url: Option<String>,
-    /// `KAFKA_BROKERS`: Kafka when set, the in-process transport otherwise.
-    pub kafka_brokers: Option<String>,
+    /// `KAFKA_BROKERS`: Kafka when set, the embedded transport's file otherwise.
+    pub topics: TopicsConfig,
 }
 
 impl Backends {
@@ -135,7 +169,7 @@ impl Backends {
         Ok(Self {
             database: DatabaseConfig::from_env(system)?,
             redis_url: env_opt("REDIS_URL")?,
-            kafka_brokers: env_opt("KAFKA_BROKERS")?,
+            topics: TopicsConfig::from_env()?,
         })
     }
 }

@@ -14,9 +14,9 @@
 //! - [`cache`]: a key/value cache with TTLs behind one trait, Redis when configured and a
 //!   bounded in-process LRU otherwise, and a near cache (`TieredCache`) that keeps hot Redis
 //!   entries in process for a second.
-//! - [`topic`]: partitioned topics with consumer groups and manual commits, Kafka (rdkafka,
-//!   idempotent producer) when configured and an in-process transport with the same semantics
-//!   otherwise.
+//! - [`topic`]: partitioned topics with consumer groups, manual commits and pausable
+//!   partitions, Kafka (rdkafka, idempotent producer) when configured and otherwise an embedded
+//!   transport with the same semantics, kept in a SQLite file so that it survives restarts.
 //! - [`outbox`]: the transactional outbox: events written in a system's own transaction, and the
 //!   relay that publishes them to their topics, at least once, without skipping a late commit.
 //! - [`http`]: the middleware stack every service gets (request ids, tracing, metrics, panics,
@@ -31,8 +31,8 @@
 //! - [`shutdown`]: SIGINT/SIGTERM as a future.
 //! - [`clock`]: wall-clock time behind a trait, so tests control it.
 //! - [`openapi`]: `/openapi.json` and a Swagger UI page embedded in the binary (no network).
-//! - `testing` (feature `testing`): fresh, isolated backends per test, real or embedded
-//!   following the same environment variables.
+//! - `testing` (feature `testing`): fresh, isolated backends and topics per test, real or
+//!   embedded following the same environment variables.
 
 pub mod auth;
 pub mod cache;

@@ -125,7 +125,9 @@ impl Settings {
                     path: "unused".into(),
                 },
                 redis_url: None,
-                kafka_brokers: None,
+                topics: platform::config::TopicsConfig::Embedded {
+                    path: "unused".into(),
+                },
             },
             id_secret: "test secret".into(),
             id_block_size: 10,

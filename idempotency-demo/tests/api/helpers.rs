@@ -27,8 +27,8 @@ pub use platform::testing::http::{TestResponse, send_to};
 use platform::{
     clock::ManualClock,
     outbox::OutboxEvent,
-    testing::TestBackends,
-    topic::{self, Topics},
+    testing::{TestBackends, TestTopics},
+    topic::Topics,
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -38,8 +38,10 @@ pub struct TestApp {
     pub app: Application,
     pub clock: ManualClock,
     pub backends: TestBackends,
-    /// Kafka when `KAFKA_BROKERS` is set, the in-process transport otherwise.
+    /// Kafka when `KAFKA_BROKERS` is set, an embedded transport of this test's own otherwise.
     pub topics: Arc<dyn Topics>,
+    /// Keeps the embedded transport's directory.
+    _test_topics: TestTopics,
     pub settings: Settings,
     /// A client's API key, created for this test.
     pub key: String,
@@ -55,11 +57,8 @@ impl TestApp {
         let mut settings = Settings::for_tests();
         configure(&mut settings);
         let clock = ManualClock::starting_now();
-        let topics = topic::connect(platform::testing::kafka_brokers().as_deref())
-            .await
-            .unwrap_or_else(|err| {
-                panic!("KAFKA_BROKERS is set but Kafka is not reachable: {err:?}")
-            });
+        let test_topics = TestTopics::from_env().await;
+        let topics = test_topics.topics.clone();
         let app = Application::build_with(
             settings.clone(),
             backends.database.clone(),
@@ -74,6 +73,7 @@ impl TestApp {
             clock,
             backends,
             topics,
+            _test_topics: test_topics,
             settings,
             key: String::new(),
         };

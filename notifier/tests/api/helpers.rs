@@ -26,8 +26,8 @@ use notifier::{
 pub use platform::testing::http::{TestResponse, json_request, send_to};
 use platform::{
     clock::SystemClock,
-    testing::TestBackends,
-    topic::{self, Topics},
+    testing::{TestBackends, TestTopics},
+    topic::Topics,
 };
 use serde_json::{Value, json};
 
@@ -44,6 +44,8 @@ pub struct TestApp {
     pipeline: Option<Pipeline>,
     /// Held so that the test's database lives as long as the test.
     _backends: TestBackends,
+    /// Held so that the test's embedded topics file lives as long as the test.
+    _test_topics: TestTopics,
 }
 
 impl TestApp {
@@ -65,10 +67,8 @@ impl TestApp {
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         let backends = TestBackends::from_env().await;
-        let brokers = platform::testing::kafka_brokers();
-        let topics = topic::connect(brokers.as_deref())
-            .await
-            .unwrap_or_else(|err| panic!("KAFKA_BROKERS={brokers:?} is not reachable: {err}"));
+        let test_topics = TestTopics::from_env().await;
+        let topics = test_topics.topics.clone();
         let mut settings = Settings::for_tests();
         configure(&mut settings);
         let receiver = WebhookReceiver::start(settings.webhook_secret.clone()).await;
@@ -88,6 +88,7 @@ impl TestApp {
             receiver,
             pipeline: None,
             _backends: backends,
+            _test_topics: test_topics,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The relay against the database `DATABASE_URL` selects and the topics `KAFKA_BROKERS` selects
-//! (SQLite and the in-process transport when unset), on a table made from [`POSTGRES_TABLE`] or
+//! (SQLite and a fresh embedded transport when unset), on a table made from [`POSTGRES_TABLE`] or
 //! [`SQLITE_TABLE`], the DDL systems copy.
 //!
 //! The relays publish through a [`Recorder`] in front of the real producer, so a test counts
@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use super::*;
 use crate::{
     clock::ManualClock,
-    testing::{TestBackends, kafka_brokers, unique_topic},
-    topic::{self, Topics},
+    testing::{TestBackends, TestTopics, unique_topic},
+    topic::Topics,
 };
 
 /// A guard against a hang, not a timing assertion: a Kafka consumer group takes seconds to form.
@@ -28,6 +28,8 @@ struct Fixture {
     clock: ManualClock,
     recorder: Arc<Recorder>,
     wake: Arc<Notify>,
+    /// Holds the embedded topics file's directory.
+    _test_topics: TestTopics,
 }
 
 impl Fixture {
@@ -39,10 +41,8 @@ impl Fixture {
             Database::Sqlite(pool) => sqlx::raw_sql(SQLITE_TABLE).execute(pool).await.map(drop),
         }
         .expect("creating the outbox table from its documented DDL");
-        let brokers = kafka_brokers();
-        let topics = topic::connect(brokers.as_deref())
-            .await
-            .unwrap_or_else(|err| panic!("KAFKA_BROKERS={brokers:?} is not reachable: {err}"));
+        let test_topics = TestTopics::from_env().await;
+        let topics = test_topics.topics.clone();
         let topic = unique_topic();
         topics.ensure_topic(&topic, 3).await.unwrap();
         let recorder = Recorder::new(topics.producer(), Broker::Up);
@@ -53,6 +53,7 @@ impl Fixture {
             clock: ManualClock::starting_now(),
             recorder,
             wake: Arc::default(),
+            _test_topics: test_topics,
         }
     }
 

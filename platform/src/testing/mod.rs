@@ -6,8 +6,8 @@
 //! - `DATABASE_URL` unset: a new SQLite file in a temporary directory.
 //! - `REDIS_URL` set: Redis, with every key under a per-test namespace (`test:<uuid>:`).
 //! - `REDIS_URL` unset: a new in-process cache.
-//! - `KAFKA_BROKERS` set: Kafka, with a new topic per test ([`unique_topic`]); unset: the
-//!   in-process transport.
+//! - `KAFKA_BROKERS` set: Kafka, with a new topic per test ([`unique_topic`]); unset: a new
+//!   embedded transport in a temporary directory ([`TestTopics`], which can also restart it).
 //!
 //! When a variable is set and its server cannot be reached, the test panics with a message that
 //! says so. It never falls back to the embedded backend: a suite that silently skipped its real
@@ -19,18 +19,14 @@ use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use crate::{
     cache::{Cache, CacheConfig},
-    config::{DatabaseConfig, env_opt},
+    config::{DatabaseConfig, TopicsConfig, env_opt},
     db::{self, Database},
+    topic::{self, SqliteTopics, Topics},
 };
 
 /// `REDIS_URL`, if the tests are to run on Redis.
 pub fn redis_url() -> Option<String> {
     env_opt("REDIS_URL").unwrap()
-}
-
-/// `KAFKA_BROKERS`, if the tests are to run on Kafka.
-pub fn kafka_brokers() -> Option<String> {
-    env_opt("KAFKA_BROKERS").unwrap()
 }
 
 /// A topic name no other test uses: `test.<uuid>`.
@@ -41,6 +37,77 @@ pub fn unique_topic() -> String {
 /// A key prefix no other test uses: `test:<uuid>:`.
 pub fn unique_namespace() -> String {
     format!("test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// The topics a test uses: Kafka when `KAFKA_BROKERS` is set (tests keep apart by using
+/// [`unique_topic`]s), otherwise a durable embedded transport of its own, in a temporary
+/// directory that goes when this does.
+pub struct TestTopics {
+    pub topics: Arc<dyn Topics>,
+    pub config: TopicsConfig,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestTopics {
+    pub async fn from_env() -> Self {
+        match env_opt::<String>("KAFKA_BROKERS").unwrap() {
+            Some(brokers) => {
+                let config = TopicsConfig::Kafka { brokers };
+                Self {
+                    topics: Self::connect(&config).await,
+                    config,
+                    _dir: None,
+                }
+            }
+            None => Self::embedded().await,
+        }
+    }
+
+    /// A new embedded transport, whatever `KAFKA_BROKERS` says (for what only it can show).
+    pub async fn embedded() -> Self {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let config = TopicsConfig::Embedded {
+            path: dir.path().join("topics.sqlite"),
+        };
+        Self {
+            topics: Self::connect(&config).await,
+            config,
+            _dir: Some(dir),
+        }
+    }
+
+    /// Connects again, as a restarted process would: the embedded transport reads its file
+    /// again, Kafka is a new client of the same cluster.
+    ///
+    /// Everything else that holds the transport (an application, a consumer) must be dropped
+    /// first; it panics otherwise, since the embedded transport would then still be the one in
+    /// memory, and the test would prove nothing about the file.
+    pub async fn restart(self) -> Self {
+        let Self {
+            topics,
+            config,
+            _dir,
+        } = self;
+        drop(topics);
+        if let TopicsConfig::Embedded { path } = &config {
+            assert!(
+                !SqliteTopics::is_open(path).await,
+                "restarting the topics while something still holds them: drop it first"
+            );
+        }
+        let topics = Self::connect(&config).await;
+        Self {
+            topics,
+            config,
+            _dir,
+        }
+    }
+
+    async fn connect(config: &TopicsConfig) -> Arc<dyn Topics> {
+        topic::connect(config)
+            .await
+            .unwrap_or_else(|err| panic!("the test topics ({config}) are not reachable: {err}"))
+    }
 }
 
 pub struct TestBackends {
@@ -144,12 +211,55 @@ impl Drop for TestBackends {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::conformance;
+    use crate::{
+        cache::conformance,
+        topic::{Consumer, Delivery, Message},
+    };
 
     #[tokio::test]
     async fn the_configured_cache_behaves_like_every_cache() {
         let backends = TestBackends::from_env().await;
         conformance::all(backends.cache.as_ref()).await;
+    }
+
+    /// The next record, with a guard against a hang (a Kafka group takes seconds to form).
+    async fn recv(consumer: &dyn Consumer) -> Delivery {
+        tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("no record within a minute")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn published_records_and_commits_outlive_a_restart_of_the_configured_topics() {
+        let topics = TestTopics::from_env().await;
+        let (topic, group) = (unique_topic(), unique_namespace());
+        topics.topics.ensure_topic(&topic, 1).await.unwrap();
+        let producer = topics.topics.producer();
+        for payload in ["processed", "not yet"] {
+            producer
+                .publish(Message::new(&topic, "k", payload))
+                .await
+                .unwrap();
+        }
+        let consumer = topics.topics.subscribe(&group, &[&topic]).await.unwrap();
+        let processed = recv(&*consumer).await;
+        consumer.commit(&processed).await.unwrap();
+        drop((consumer, producer));
+
+        let topics = topics.restart().await;
+        let consumer = topics.topics.subscribe(&group, &[&topic]).await.unwrap();
+
+        assert_eq!(recv(&*consumer).await.payload, b"not yet");
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "while something still holds them")]
+    async fn restarting_embedded_topics_that_something_still_holds_is_refused() {
+        let topics = TestTopics::embedded().await;
+        let _still_held = topics.topics.producer();
+
+        topics.restart().await;
     }
 
     #[tokio::test]

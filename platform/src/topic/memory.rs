@@ -1,17 +1,12 @@
-//! The embedded transport: each partition is a `Vec` of records in process memory, and each
-//! consumer group a map of committed offsets plus the list of its members.
+//! The embedded transport's index: each partition is a `Vec` of records in process memory, and
+//! each consumer group a map of committed offsets plus the list of its members.
 //!
 //! It gives the semantics the systems rely on (per-key order, groups that share partitions,
 //! commits that outlive a consumer, redelivery of what was not committed) with nothing else
-//! running. [`MemoryTopics::shared`], which `connect` returns when `KAFKA_BROKERS` is unset, is one
-//! transport per process, the way a Kafka cluster is one per deployment: the lab runs every system
-//! in one process, and they talk through it.
-//!
-//! It is not durable: records and commits go when the process does. What a system has accepted is
-//! durable in its own database (a payment's event stays in the outbox until the relay has
-//! published it); what a crash loses is what was published and not yet processed. That is the
-//! price of needing nothing installed, and why Kafka is one variable away. Logs are never
-//! truncated, which suits a demo process and is what retention settles in Kafka.
+//! running. On its own it is not durable: records and commits go when the process does. That is
+//! what `sqlite.rs` adds, writing through to a file and reading it back into a `MemoryTopics` on
+//! start-up; on its own, [`MemoryTopics::new`] serves unit tests. Logs are never truncated, which
+//! suits a demo process and is what retention settles in Kafka.
 //!
 //! One `std::sync::Mutex` around all of it: every operation is a few vector and map lookups with
 //! no `await` under the lock (the same reasoning as `cache/memory.rs`). A waiting `recv` sleeps
@@ -26,8 +21,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    hash::{DefaultHasher, Hash, Hasher},
-    sync::{Arc, LazyLock, Mutex},
+    sync::{Arc, Mutex},
 };
 
 use async_trait::async_trait;
@@ -82,16 +76,66 @@ struct Cursor {
 }
 
 impl MemoryTopics {
-    /// A private transport, seen only through this value and its clones (for unit tests).
+    /// A private transport, seen only through this value and its clones, and gone with them (for
+    /// unit tests).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The process's transport: every call returns the same topics, so systems running in one
-    /// process reach each other as they would through one Kafka cluster.
-    pub fn shared() -> Self {
-        static SHARED: LazyLock<MemoryTopics> = LazyLock::new(MemoryTopics::new);
-        SHARED.clone()
+    /// Where `messages` would land if they were appended now, in order: the partition and the
+    /// offset of each. `sqlite.rs` writes them to its file there before appending them here.
+    pub(super) fn placements(&self, messages: &[Message]) -> Result<Vec<(i32, i64)>, TopicError> {
+        let state = self.shared.state.lock().unwrap();
+        let mut ends: HashMap<(&str, usize), i64> = HashMap::new();
+        messages
+            .iter()
+            .map(|message| {
+                let partitions = state
+                    .topics
+                    .get(&message.topic)
+                    .ok_or_else(|| TopicError::UnknownTopic(message.topic.clone()))?;
+                let partition = partition_for(&message.key, partitions.len());
+                let end = ends
+                    .entry((&message.topic, partition))
+                    .or_insert(partitions[partition].len() as i64);
+                let offset = *end;
+                *end += 1;
+                Ok((partition as i32, offset))
+            })
+            .collect()
+    }
+
+    /// Puts back a record read from a file, which must be the next one of its partition.
+    pub(super) fn restore_record(&self, record: Delivery) -> Result<(), TopicError> {
+        let mut state = self.shared.state.lock().unwrap();
+        let log = state
+            .topics
+            .get_mut(&record.topic)
+            .and_then(|partitions| partitions.get_mut(record.partition as usize))
+            .ok_or_else(|| {
+                TopicError::Damaged(format!(
+                    "a record of {} partition {}, which does not exist",
+                    record.topic, record.partition
+                ))
+            })?;
+        if record.offset != log.len() as i64 {
+            return Err(TopicError::Damaged(format!(
+                "{} partition {} jumps from offset {} to {}",
+                record.topic,
+                record.partition,
+                log.len() as i64 - 1,
+                record.offset
+            )));
+        }
+        log.push(record);
+        Ok(())
+    }
+
+    /// Puts back a group's commit read from a file.
+    pub(super) fn restore_commit(&self, group: &str, topic: &str, partition: i32, next: i64) {
+        let mut state = self.shared.state.lock().unwrap();
+        let group = state.groups.entry(group.to_owned()).or_default();
+        group.committed.insert((topic.to_owned(), partition), next);
     }
 }
 
@@ -105,12 +149,28 @@ impl std::fmt::Debug for MemoryTopics {
     }
 }
 
-/// The partition for `key`: a hash that is fixed for the life of the process, which is as long as
-/// these partitions live.
+/// The partition for `key`: its 64-bit FNV-1a hash, mixed by murmur3's finalizer, modulo the
+/// partition count.
+///
+/// The mapping is part of the file format: partitions outlive the process (`sqlite.rs`), and a
+/// key that landed somewhere else after an upgrade would have its records in two partitions, out
+/// of order. So not `std`'s `DefaultHasher`, whose algorithm may change between Rust releases,
+/// but functions fixed by their specifications, in a few lines. FNV-1a alone spreads badly: keys
+/// that differ in their last character (`user-1`, `user-2`) differ in a few middle bits of the
+/// hash and in neither end, so `hash % n` would put most of them in one partition; the finalizer
+/// spreads every input bit over the whole word.
 fn partition_for(key: &[u8], partitions: usize) -> usize {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    (hasher.finish() % partitions as u64) as usize
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mut hash = key.iter().fold(OFFSET_BASIS, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    (hash % partitions as u64) as usize
 }
 
 impl State {
@@ -461,9 +521,50 @@ mod tests {
     }
 
     #[test]
-    fn a_key_always_maps_to_the_same_partition() {
-        let first = partition_for(b"payment-42", 8);
-        assert!((0..100).all(|_| partition_for(b"payment-42", 8) == first));
+    fn a_key_maps_to_the_same_partition_in_every_build() {
+        // Computed once, independently (Python): a change here moves keys between partitions
+        // that a file kept from an earlier build.
+        assert_eq!(partition_for(b"payment-42", 8), 6);
+        assert_eq!(partition_for(b"user-1", 8), 5);
+        assert_eq!(partition_for(b"user-2", 8), 3);
+        assert_eq!(partition_for(b"", 3), 2);
+    }
+
+    #[test]
+    fn keys_spread_over_the_partitions() {
+        let mut counts = [0; 4];
+        for i in 0..1000 {
+            counts[partition_for(format!("payment-{i}").as_bytes(), 4)] += 1;
+        }
+        assert!(counts.iter().all(|&count| count > 150), "{counts:?}");
+    }
+
+    #[tokio::test]
+    async fn placements_are_where_an_append_puts_the_records() {
+        let topics = MemoryTopics::new();
+        topics.ensure_topic("t", 3).await.unwrap();
+        topics
+            .publish(Message::new("t", "key-0", "already there"))
+            .await
+            .unwrap();
+        let messages: Vec<Message> = (0..12)
+            .map(|i| Message::new("t", format!("key-{}", i % 4), format!("{i}")))
+            .collect();
+
+        let placed = topics.placements(&messages).unwrap();
+        topics.publish_all(messages).await.unwrap();
+
+        let consumer = topics.subscribe("g", &["t"]).await.unwrap();
+        let mut landed: Vec<(i32, i64)> = drain(&*consumer)
+            .await
+            .into_iter()
+            .filter(|delivery| delivery.payload != b"already there")
+            .map(|delivery| (delivery.partition, delivery.offset))
+            .collect();
+        let mut placed = placed;
+        placed.sort();
+        landed.sort();
+        assert_eq!(placed, landed);
     }
 
     /// Everything this consumer can receive now, without waiting.

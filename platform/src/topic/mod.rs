@@ -1,5 +1,6 @@
 //! Topics: append-only, partitioned logs that systems publish to and consume from in groups.
-//! Kafka when `KAFKA_BROKERS` is set, an in-process transport with the same semantics otherwise.
+//! Kafka when `KAFKA_BROKERS` is set, an embedded transport with the same semantics otherwise,
+//! kept in a SQLite file so that it survives a restart.
 //!
 //! This is how systems talk without calling each other: the idempotency demo's outbox relay
 //! publishes `payments.events`, the notifier consumes it, the feed service publishes posts for its
@@ -23,7 +24,7 @@
 //! (the payment id, the author id).
 //!
 //! Errors are returned, never replaced by a fallback: with `KAFKA_BROKERS` set and Kafka down,
-//! [`connect`] fails within seconds rather than silently switching to the in-process transport,
+//! [`connect`] fails within seconds rather than silently switching to the embedded transport,
 //! which would accept work that no other process can see.
 //!
 //! A consumer can [`pause`](Consumer::pause) a partition at a record and
@@ -37,12 +38,16 @@
 //! paused record, uncommitted, then simply comes again.
 //!
 //! # Layout
-//! - [`MemoryTopics`] (`memory.rs`): partitions as vectors in process memory.
+//! - [`MemoryTopics`] (`memory.rs`): partitions as vectors in process memory, the embedded
+//!   transport's index (and, on its own, a transport for unit tests).
+//! - [`SqliteTopics`] (`sqlite.rs`): the embedded transport, `MemoryTopics` written through to a
+//!   SQLite file and read back from it on start-up.
 //! - [`KafkaTopics`] (`kafka.rs`): rdkafka, with an idempotent producer and manual commits.
-//! - `conformance` (tests): the behaviour both must share, run against the configured backend.
+//! - `conformance` (tests): the behaviour all must share, run against each of them.
 
 mod kafka;
 mod memory;
+mod sqlite;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -51,12 +56,27 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use self::{kafka::KafkaTopics, memory::MemoryTopics};
+pub use self::{kafka::KafkaTopics, memory::MemoryTopics, sqlite::SqliteTopics};
+use crate::config::TopicsConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("embedded topics file: {0}")]
+    Sqlite(#[from] sqlx::Error),
+    #[error("embedded topics file: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("embedded topics file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(
+        "{0} is in use by another process: one process per topics file (the lab runs every \
+         system in one), a data directory each (SDLAB_DATA_DIR), or KAFKA_BROKERS for topics \
+         that several processes share"
+    )]
+    InUse(String),
+    #[error("the embedded topics file is damaged: {0}")]
+    Damaged(String),
     #[error("topic {0:?} does not exist (create it with ensure_topic)")]
     UnknownTopic(String),
     #[error("a topic needs at least one partition")]
@@ -137,7 +157,7 @@ pub trait Producer: Send + Sync {
         Ok(())
     }
 
-    /// `"kafka"` or `"memory"`, for logs and banners.
+    /// `"kafka"`, `"embedded"` or `"memory"`, for logs and banners.
     fn backend(&self) -> &'static str;
 }
 
@@ -198,117 +218,106 @@ pub trait Topics: Send + Sync + 'static {
         topics: &[&str],
     ) -> Result<Box<dyn Consumer>, TopicError>;
 
-    /// `"kafka"` or `"memory"`, for logs and banners.
+    /// `"kafka"`, `"embedded"` or `"memory"`, for logs and banners.
     fn backend(&self) -> &'static str;
 }
 
-/// The one place that chooses the transport: Kafka at `kafka_brokers` (`KAFKA_BROKERS`,
-/// comma-separated `host:port`) if set, otherwise the in-process transport, one per process so
-/// that every system in it sees the same topics.
-pub async fn connect(kafka_brokers: Option<&str>) -> Result<Arc<dyn Topics>, TopicError> {
-    match kafka_brokers {
-        Some(brokers) => Ok(Arc::new(KafkaTopics::connect(brokers).await?)),
-        None => Ok(Arc::new(MemoryTopics::shared())),
+/// The one place that chooses the transport: Kafka, or the embedded transport in its file, one
+/// per file in a process so that every system in the process sees the same topics.
+pub async fn connect(config: &TopicsConfig) -> Result<Arc<dyn Topics>, TopicError> {
+    match config {
+        TopicsConfig::Kafka { brokers } => Ok(Arc::new(KafkaTopics::connect(brokers).await?)),
+        TopicsConfig::Embedded { path } => Ok(Arc::new(SqliteTopics::open(path).await?)),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    //! The conformance suite against the transport `KAFKA_BROKERS` selects (memory when unset).
-    //! One test per behaviour so that they run in parallel: with Kafka, each waits for its
-    //! consumer group to form, which can take seconds.
+    //! The conformance suite against the transport `KAFKA_BROKERS` selects (a fresh embedded
+    //! file when unset). One test per behaviour so that they run in parallel: with Kafka, each
+    //! waits for its consumer group to form, which can take seconds.
 
     use super::*;
-    use crate::testing::kafka_brokers;
+    use crate::testing::TestTopics;
 
-    async fn configured() -> Arc<dyn Topics> {
-        let brokers = kafka_brokers();
-        connect(brokers.as_deref())
-            .await
-            .unwrap_or_else(|err| panic!("KAFKA_BROKERS={brokers:?} is not reachable: {err}"))
-    }
-
-    #[tokio::test]
-    async fn without_kafka_every_connection_in_the_process_sees_the_same_topics() {
-        let (one, other) = (connect(None).await.unwrap(), connect(None).await.unwrap());
-        let topic = crate::testing::unique_topic();
-        one.ensure_topic(&topic, 1).await.unwrap();
-
-        let message = Message::new(&topic, "k", "from the other system");
-        other.producer().publish(message).await.unwrap();
-
-        let consumer = one.subscribe("g", &[&topic]).await.unwrap();
-        let delivery = consumer.recv().await.unwrap();
-        assert_eq!(delivery.payload, b"from the other system");
+    async fn configured() -> TestTopics {
+        TestTopics::from_env().await
     }
 
     #[tokio::test]
     async fn a_record_arrives_with_its_key_payload_and_headers() {
-        conformance::a_record_arrives_with_its_key_payload_and_headers(&*configured().await).await;
+        conformance::a_record_arrives_with_its_key_payload_and_headers(&*configured().await.topics)
+            .await;
     }
 
     #[tokio::test]
     async fn records_with_the_same_key_arrive_in_publish_order() {
-        conformance::records_with_the_same_key_arrive_in_publish_order(&*configured().await).await;
+        conformance::records_with_the_same_key_arrive_in_publish_order(&*configured().await.topics)
+            .await;
     }
 
     #[tokio::test]
     async fn a_consumer_waits_for_records_published_after_it_subscribed() {
         conformance::a_consumer_waits_for_records_published_after_it_subscribed(
-            &*configured().await,
+            &*configured().await.topics,
         )
         .await;
     }
 
     #[tokio::test]
     async fn each_group_receives_every_record() {
-        conformance::each_group_receives_every_record(&*configured().await).await;
+        conformance::each_group_receives_every_record(&*configured().await.topics).await;
     }
 
     #[tokio::test]
     async fn the_next_consumer_of_a_group_resumes_after_the_last_commit() {
         conformance::the_next_consumer_of_a_group_resumes_after_the_last_commit(
-            &*configured().await,
+            &*configured().await.topics,
         )
         .await;
     }
 
     #[tokio::test]
     #[ignore = "tansu 0.6 (memory://) never serves a fetch that starts inside a batch: \
-                run it with --ignored against Apache Kafka (memory runs it in memory.rs)"]
+                run it with --ignored against Apache Kafka (the embedded transports run it \
+                in memory.rs and sqlite.rs)"]
     async fn the_next_consumer_resumes_after_a_commit_inside_a_batch() {
-        conformance::the_next_consumer_resumes_after_a_commit_inside_a_batch(&*configured().await)
-            .await;
+        conformance::the_next_consumer_resumes_after_a_commit_inside_a_batch(
+            &*configured().await.topics,
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn a_group_that_committed_everything_receives_only_new_records() {
         conformance::a_group_that_committed_everything_receives_only_new_records(
-            &*configured().await,
+            &*configured().await.topics,
         )
         .await;
     }
 
     #[tokio::test]
     async fn a_consumer_receives_only_the_topics_it_subscribed_to() {
-        conformance::a_consumer_receives_only_the_topics_it_subscribed_to(&*configured().await)
-            .await;
+        conformance::a_consumer_receives_only_the_topics_it_subscribed_to(
+            &*configured().await.topics,
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn ensuring_an_existing_topic_changes_nothing() {
-        conformance::ensuring_an_existing_topic_changes_nothing(&*configured().await).await;
+        conformance::ensuring_an_existing_topic_changes_nothing(&*configured().await.topics).await;
     }
 
     #[tokio::test]
     async fn subscribing_to_a_missing_topic_is_an_error() {
-        conformance::subscribing_to_a_missing_topic_is_an_error(&*configured().await).await;
+        conformance::subscribing_to_a_missing_topic_is_an_error(&*configured().await.topics).await;
     }
 
     #[tokio::test]
     async fn a_paused_partition_delivers_nothing_while_the_others_keep_delivering() {
         conformance::a_paused_partition_delivers_nothing_while_the_others_keep_delivering(
-            &*configured().await,
+            &*configured().await.topics,
         )
         .await;
     }
@@ -316,27 +325,29 @@ mod tests {
     #[tokio::test]
     async fn after_resume_the_paused_record_comes_first_then_the_rest_in_order_once_each() {
         conformance::after_resume_the_paused_record_comes_first_then_the_rest_in_order_once_each(
-            &*configured().await,
+            &*configured().await.topics,
         )
         .await;
     }
 
     #[tokio::test]
     async fn resuming_a_partition_that_is_not_paused_changes_nothing() {
-        conformance::resuming_a_partition_that_is_not_paused_changes_nothing(&*configured().await)
-            .await;
+        conformance::resuming_a_partition_that_is_not_paused_changes_nothing(
+            &*configured().await.topics,
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn a_paused_record_that_was_not_committed_goes_to_the_next_member() {
         conformance::a_paused_record_that_was_not_committed_goes_to_the_next_member(
-            &*configured().await,
+            &*configured().await.topics,
         )
         .await;
     }
 
     #[tokio::test]
     async fn a_rebalance_ends_a_pause() {
-        conformance::a_rebalance_ends_a_pause(&*configured().await).await;
+        conformance::a_rebalance_ends_a_pause(&*configured().await.topics).await;
     }
 }
