@@ -62,3 +62,36 @@ async fn a_pipeline_killed_mid_batch_and_restarted_loses_nothing_and_delivers_no
         "the kill came too late to prove anything"
     );
 }
+
+#[tokio::test]
+async fn a_notification_waiting_in_a_retry_topic_survives_a_restart_of_the_process() {
+    // One retry, due 2 s after the failure: long enough to restart before it is due.
+    let app = TestApp::running_with(|settings| {
+        settings.pipeline.retry_delays = vec![Duration::from_secs(2)];
+    })
+    .await;
+    app.grace().await;
+    app.simulator().set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let id = app
+        .accepted(
+            json!({"user_id": "grace", "template": "welcome", "data": {"name": "G"},
+                         "channels": ["sms"]}),
+        )
+        .await;
+    app.wait_for(&id, "the first attempt to fail", |record| {
+        outcomes(record, "sms") == ["retry"]
+    })
+    .await;
+
+    // The retry job now exists only in the retry topic. The restarted process has a healthy
+    // provider of its own.
+    let app = app.restart().await;
+    let record = app.wait_until_settled(&id).await;
+
+    assert_eq!(statuses(&record)["sms"], "delivered");
+    assert_eq!(outcomes(&record, "sms"), ["retry", "delivered"]);
+    assert_eq!(app.simulator().messages().len(), 1);
+}

@@ -66,12 +66,25 @@ impl TestApp {
     }
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
-        let backends = TestBackends::from_env().await;
-        let test_topics = TestTopics::from_env().await;
-        let topics = test_topics.topics.clone();
         let mut settings = Settings::for_tests();
         configure(&mut settings);
         let receiver = WebhookReceiver::start(settings.webhook_secret.clone()).await;
+        Self::build(
+            settings,
+            TestBackends::from_env().await,
+            TestTopics::from_env().await,
+            receiver,
+        )
+        .await
+    }
+
+    async fn build(
+        settings: Settings,
+        backends: TestBackends,
+        test_topics: TestTopics,
+        receiver: WebhookReceiver,
+    ) -> Self {
+        let topics = test_topics.topics.clone();
         let app = Application::build_with(
             settings.clone(),
             backends.database.clone(),
@@ -90,6 +103,31 @@ impl TestApp {
             _backends: backends,
             _test_topics: test_topics,
         }
+    }
+
+    /// Ends the process, as far as a test can: the pipeline killed wherever it is, the
+    /// application, its local providers and its topics dropped (the embedded transport closes its
+    /// file). Then starts it again on the same database and topics (the embedded transport reads
+    /// its file back), with new providers, and the pipeline running.
+    pub async fn restart(mut self) -> Self {
+        if let Some(pipeline) = self.pipeline.take() {
+            pipeline.kill().await;
+        }
+        let Self {
+            router,
+            app,
+            topics,
+            settings,
+            receiver,
+            _backends: backends,
+            _test_topics: test_topics,
+            ..
+        } = self;
+        drop((router, app, topics));
+        let test_topics = test_topics.restart().await;
+        let mut restarted = Self::build(settings, backends, test_topics, receiver).await;
+        restarted.start().await;
+        restarted
     }
 
     pub async fn start(&mut self) {
