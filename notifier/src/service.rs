@@ -145,12 +145,9 @@ impl Notifier {
             self.topology.channel(letter.channel),
             &record.user_id,
             event_type::REDRIVEN,
-            &Job {
-                notification_id: letter.notification_id,
-                channel: letter.channel,
-                attempt: 0,
-                due_at_ms: None,
-            },
+            // Counting on from the attempts already made, so that a job of the old chain still
+            // waiting in a retry topic can no longer claim an attempt.
+            &Job::first(letter.notification_id, letter.channel, letter.attempts),
             now,
         );
         let redriven = self.store.redrive(id, &job, now).await?;

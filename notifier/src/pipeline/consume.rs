@@ -10,13 +10,19 @@
 //!   partition this consumer holds, and with Kafka, a consumer that stops polling for five minutes
 //!   is expelled from its group.
 //! - **A failed handler is retried, not skipped.** An error (the database is down, the broker
-//!   refused a publish) is retried on the same record with a growing pause, because the records
-//!   behind it in the partition must not overtake it. Messages that can never succeed are not
-//!   errors: the handlers turn them into outcomes (a dead letter, a logged poison message).
+//!   refused a publish), or a panic, is retried on the same record with a growing pause, because
+//!   the records behind it in the partition must not overtake it and a committed record is gone.
+//!   A panic is a bug; it stalls one partition, loudly (`notifier_stage_errors_total` and an
+//!   error log per try), rather than killing the stage, which would hand the record to the next
+//!   member to panic on in turn. Messages that can never succeed are not errors: the handlers
+//!   turn them into outcomes (a dead letter, a logged poison message).
+//! - **A failed pause is retried before anything else is received**: carrying on would receive
+//!   the records behind the unpaused one and could commit past it. A failed resume is retried
+//!   a second later.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, time::Duration};
 
-use futures::{StreamExt, stream::FuturesUnordered};
+use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 use platform::{
     shutdown::CancellationToken,
     topic::{Consumer, Delivery},
@@ -35,6 +41,7 @@ type Resume = Pin<Box<dyn Future<Output = (String, i32)> + Send>>;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const RESUME_RETRY: Duration = Duration::from_secs(1);
 
 /// Runs `handle` on every record `consumer` receives, until `stop`.
 pub async fn run<F, Fut>(
@@ -52,7 +59,8 @@ pub async fn run<F, Fut>(
             _ = stop.cancelled() => return,
             Some((topic, partition)) = resumes.next(), if !resumes.is_empty() => {
                 if let Err(err) = consumer.resume(&topic, partition).await {
-                    tracing::warn!(stage, %topic, partition, error = %platform::problem::error_chain(&err), "resuming a partition failed");
+                    tracing::warn!(stage, %topic, partition, error = %platform::problem::error_chain(&err), "resuming a partition failed; trying again in a second");
+                    resumes.push(resume_after(RESUME_RETRY, topic, partition));
                 }
                 continue;
             }
@@ -71,7 +79,11 @@ pub async fn run<F, Fut>(
 
         let mut backoff = FIRST_BACKOFF;
         let handled = loop {
-            match handle(delivery.clone()).await {
+            let handled = AssertUnwindSafe(handle(delivery.clone()))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the handler panicked")));
+            match handled {
                 Ok(handled) => break handled,
                 Err(err) => {
                     metrics::counter!("notifier_stage_errors_total", "stage" => stage.to_owned())
@@ -98,17 +110,30 @@ pub async fn run<F, Fut>(
                 }
             }
             Handled::NotDue(wait) => {
-                if let Err(err) = consumer.pause(&delivery).await {
-                    tracing::warn!(stage, error = %platform::problem::error_chain(&err), "pausing a partition failed");
+                let mut backoff = FIRST_BACKOFF;
+                while let Err(err) = consumer.pause(&delivery).await {
+                    tracing::warn!(stage, error = %platform::problem::error_chain(&err), "pausing a partition failed; trying again");
+                    if pause(&stop, backoff).await.is_err() {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
-                let (topic, partition) = (delivery.topic.clone(), delivery.partition);
-                resumes.push(Box::pin(async move {
-                    tokio::time::sleep(wait).await;
-                    (topic, partition)
-                }));
+                resumes.push(resume_after(
+                    wait,
+                    delivery.topic.clone(),
+                    delivery.partition,
+                ));
             }
         }
     }
+}
+
+/// A timer that yields `(topic, partition)` after `wait`, to resume it.
+fn resume_after(wait: Duration, topic: String, partition: i32) -> Resume {
+    Box::pin(async move {
+        tokio::time::sleep(wait).await;
+        (topic, partition)
+    })
 }
 
 /// Waits `duration`, or fails at once if `stop` comes first.

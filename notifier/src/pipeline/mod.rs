@@ -103,13 +103,13 @@ impl Topology {
         format!("{}.{channel}", self.prefix)
     }
 
-    /// The retry topic with `delay`, named after it (`notifications.sms.retry.30s`).
+    /// The retry topic with `delay`, named after it (`notifications.sms.retry.30s`,
+    /// `….retry.1m30s`: no spaces, which topic names cannot have).
     pub fn retry(&self, channel: Channel, delay: Duration) -> String {
-        format!(
-            "{}.{channel}.retry.{}",
-            self.prefix,
-            humantime::format_duration(delay)
-        )
+        let delay = humantime::format_duration(delay)
+            .to_string()
+            .replace(' ', "");
+        format!("{}.{channel}.retry.{delay}", self.prefix)
     }
 
     pub fn dead(&self) -> String {
@@ -148,12 +148,34 @@ pub struct Intake {
 /// The message on a channel or retry topic: deliver `notification_id` on `channel`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
+    /// This job, as distinct from its duplicates' reruns: copies of one message share it, a
+    /// router replay or a retry makes a new one. The worker claims an attempt with it.
+    pub id: Uuid,
     pub notification_id: Uuid,
     pub channel: Channel,
-    /// Attempts already made (0 for the first).
+    /// The delivery's attempt this job makes, counted over the delivery's whole life (0 for the
+    /// first); a worker claims it only if the delivery has made exactly this many.
     pub attempt: u32,
+    /// The attempt this chain of retries started at: 0, or the attempts made before a redrive.
+    /// The retry budget counts from here.
+    #[serde(default)]
+    pub first_attempt: u32,
     /// Not to be tried before this instant (unix milliseconds); set on retry topics.
     pub due_at_ms: Option<i64>,
+}
+
+impl Job {
+    /// The first attempt of a delivery's chain, starting after `attempts` already made.
+    pub fn first(notification_id: Uuid, channel: Channel, attempts: u32) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            notification_id,
+            channel,
+            attempt: attempts,
+            first_attempt: attempts,
+            due_at_ms: None,
+        }
+    }
 }
 
 /// The event types the pipeline writes to the outbox.

@@ -48,6 +48,9 @@ pub async fn handle(context: &Context, delivery: &Delivery) -> anyhow::Result<Ha
     let throttle = context.settings.throttle;
 
     let mut queued = Vec::new();
+    // A decision that did not apply: another router decided first (this one was presumed dead
+    // and its partition moved on, say). What it decided is re-read below.
+    let mut raced = false;
     for &(channel, status) in &work.statuses {
         match status {
             DeliveryStatus::Pending => {
@@ -82,7 +85,9 @@ pub async fn handle(context: &Context, delivery: &Delivery) -> anyhow::Result<Ha
                 };
                 metrics::counter!("notifier_routed_total", "channel" => channel.as_str(), "decision" => name)
                     .increment(1);
-                if changed && decision == Route::Queue {
+                if !changed {
+                    raced = true;
+                } else if decision == Route::Queue {
                     queued.push(channel);
                 }
             }
@@ -92,15 +97,21 @@ pub async fn handle(context: &Context, delivery: &Delivery) -> anyhow::Result<Ha
         }
     }
 
+    if raced {
+        // The router that won may have died before publishing: publish whatever is queued now.
+        // A duplicate job is harmless (the worker's claim lets one attempt through).
+        let now_queued = context.store.work(id).await?.map(|work| work.statuses);
+        for (channel, status) in now_queued.unwrap_or_default() {
+            if status == DeliveryStatus::Queued && !queued.contains(&channel) {
+                queued.push(channel);
+            }
+        }
+    }
+
     let jobs = queued
         .into_iter()
         .map(|channel| {
-            let job = Job {
-                notification_id: id,
-                channel,
-                attempt: 0,
-                due_at_ms: None,
-            };
+            let job = Job::first(id, channel, 0);
             Message::new(
                 context.topology.channel(channel),
                 notification.user_id.clone(),

@@ -64,7 +64,7 @@ pub async fn handle(
         return Ok(Handled::Done);
     }
     if let Some(due) = job.due_at_ms {
-        let wait = due - unix_millis(context.clock.now());
+        let wait = due.saturating_sub(unix_millis(context.clock.now()));
         if wait > 0 {
             return Ok(Handled::NotDue(Duration::from_millis(wait as u64)));
         }
@@ -88,6 +88,17 @@ pub async fn handle(
             tracing::warn!(notification = %id, %channel, "a job for a channel the notification does not have");
             return Ok(Handled::Done);
         }
+    }
+    // One attempt per attempt number: a duplicate of this job (or one from before a redrive)
+    // finds the attempt taken, and does not call the provider.
+    let claimed = context
+        .store
+        .claim(id, channel, job.attempt, job.id, context.clock.now())
+        .await?;
+    if !claimed {
+        metrics::counter!("notifier_jobs_skipped_total", "channel" => channel.as_str(), "status" => "stale")
+            .increment(1);
+        return Ok(Handled::Done);
     }
     let notification = &work.notification;
     let user = match UserId::parse(&notification.user_id) {
@@ -122,26 +133,37 @@ pub async fn handle(
         Err(err) => {
             let error = err.to_string();
             let delays = &context.settings.retry_delays;
-            match (&err, delays.get(job.attempt as usize)) {
+            let retry = job.attempt.saturating_sub(job.first_attempt) as usize;
+            match (&err, delays.get(retry)) {
                 (DeliveryError::Retryable(_) | DeliveryError::RateLimited { .. }, Some(&delay)) => {
-                    let delay = match err {
-                        DeliveryError::RateLimited { retry_after } => delay.max(retry_after),
+                    let wait = match err {
+                        // Honoured up to the longest delay: a provider cannot hold a retry topic's
+                        // partition, and every job behind it, for longer than that.
+                        DeliveryError::RateLimited { retry_after } => {
+                            delay.max(retry_after.min(longest(delays)))
+                        }
                         _ => delay,
                     };
-                    let retry = Job {
-                        attempt: job.attempt + 1,
-                        due_at_ms: Some(unix_millis(now + delay)),
+                    // The retry topic whose delay covers the wait, so that a partition's head is
+                    // never due much later than the jobs behind it.
+                    let topic_delay = delays
+                        .iter()
+                        .copied()
+                        .find(|d| *d >= wait)
+                        .unwrap_or_else(|| longest(delays));
+                    let next = Job {
+                        id: Uuid::now_v7(),
+                        attempt: job.attempt.saturating_add(1),
+                        due_at_ms: Some(unix_millis(now).saturating_add(wait.as_millis() as i64)),
                         ..job.clone()
                     };
-                    let topic = context
-                        .topology
-                        .retry(channel, delays[job.attempt as usize]);
+                    let topic = context.topology.retry(channel, topic_delay);
                     context
                         .producer
                         .publish(Message::new(
                             topic,
                             notification.user_id.clone(),
-                            serde_json::to_vec(&retry).expect("a job serialises"),
+                            serde_json::to_vec(&next).expect("a job serialises"),
                         ))
                         .await
                         .context("publishing a retry")?;
@@ -179,7 +201,7 @@ async fn dead(
         notification_id: job.notification_id,
         channel: job.channel,
         error,
-        attempts: job.attempt + 1,
+        attempts: job.attempt.saturating_add(1),
         created_at: now,
         redriven_at: None,
     };
@@ -213,4 +235,8 @@ async fn dead(
         now,
     );
     Ok(Outcome::Dead { letter, event })
+}
+
+fn longest(delays: &[Duration]) -> Duration {
+    delays.iter().copied().max().unwrap_or_default()
 }

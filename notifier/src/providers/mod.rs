@@ -91,7 +91,8 @@ pub enum DeliveryError {
     /// Worth trying again later.
     #[error("retryable: {0}")]
     Retryable(String),
-    /// The provider asked us to slow down: try again after `retry_after`, not before.
+    /// The provider asked us to slow down: try again after `retry_after`, not before (up to the
+    /// longest retry delay: a worker waits no longer than that, see `pipeline/worker.rs`).
     #[error("rate limited for {retry_after:?}")]
     RateLimited { retry_after: Duration },
     /// Trying again cannot help.

@@ -146,7 +146,8 @@ pub trait NotificationStore: Send + Sync + 'static {
     /// The notification and its deliveries' statuses, for the router and the workers.
     async fn work(&self, id: Uuid) -> Result<Option<Work>, StoreError>;
 
-    /// How many of `user`'s deliveries on `channel` were queued since `since`, leaving out
+    /// How many of `user`'s normal (not critical) deliveries on `channel` were queued since
+    /// `since`, leaving out
     /// notification `except` (the one being routed, which a redelivered intake message may have
     /// queued already).
     async fn queued_since(
@@ -167,8 +168,21 @@ pub trait NotificationStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
 
+    /// Claims attempt number `attempt` of a `queued` or `retrying` delivery for the job `job`:
+    /// true if the delivery has made exactly `attempt` attempts (or this same job claimed it and
+    /// is running again, after an error before its outcome was recorded). A duplicate job, or
+    /// one left from before a redrive, gets false and must not call the provider.
+    async fn claim(
+        &self,
+        id: Uuid,
+        channel: Channel,
+        attempt: u32,
+        job: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
     /// Records an attempt and moves the delivery on, unless it is already final (then nothing:
-    /// the attempt was a duplicate's).
+    /// the attempt was a duplicate's). Ends the attempt's claim.
     async fn record(
         &self,
         id: Uuid,

@@ -226,7 +226,7 @@ impl NotificationStore for PostgresStore {
         let count: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
              WHERE n.user_id = $1 AND d.channel = $2 AND d.routed_at >= $3 \
-               AND d.notification_id <> $4 \
+               AND d.notification_id <> $4 AND n.priority = 'normal' \
                AND d.status IN ('queued', 'retrying', 'delivered', 'dead')",
         )
         .bind(user)
@@ -267,6 +267,31 @@ impl NotificationStore for PostgresStore {
         Ok(changed.is_some())
     }
 
+    async fn claim(
+        &self,
+        id: Uuid,
+        channel: Channel,
+        attempt: u32,
+        job: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let attempt = i32::try_from(attempt).unwrap_or(i32::MAX - 1);
+        let claimed = sqlx::query(
+            "UPDATE deliveries SET attempts = $3 + 1, claimed_by = $4, updated_at = $5 \
+             WHERE notification_id = $1 AND channel = $2 AND status IN ('queued', 'retrying') \
+               AND (attempts = $3 OR (attempts = $3 + 1 AND claimed_by = $4))",
+        )
+        .bind(id)
+        .bind(channel.as_str())
+        .bind(attempt)
+        .bind(job)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(claimed == 1)
+    }
+
     async fn record(
         &self,
         id: Uuid,
@@ -281,7 +306,7 @@ impl NotificationStore for PostgresStore {
         };
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
-            "UPDATE deliveries SET status = $3, updated_at = $4 \
+            "UPDATE deliveries SET status = $3, updated_at = $4, claimed_by = NULL \
              WHERE notification_id = $1 AND channel = $2 \
                AND status NOT IN ('delivered', 'skipped', 'throttled', 'dead')",
         )

@@ -234,7 +234,7 @@ impl NotificationStore for SqliteStore {
         let count: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
              WHERE n.user_id = ?1 AND d.channel = ?2 AND d.routed_at >= ?3 \
-               AND d.notification_id <> ?4 \
+               AND d.notification_id <> ?4 AND n.priority = 'normal' \
                AND d.status IN ('queued', 'retrying', 'delivered', 'dead')",
         )
         .bind(user)
@@ -277,6 +277,30 @@ impl NotificationStore for SqliteStore {
         Ok(true)
     }
 
+    async fn claim(
+        &self,
+        id: Uuid,
+        channel: Channel,
+        attempt: u32,
+        job: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let claimed = sqlx::query(
+            "UPDATE deliveries SET attempts = ?3 + 1, claimed_by = ?4, updated_at = ?5 \
+             WHERE notification_id = ?1 AND channel = ?2 AND status IN ('queued', 'retrying') \
+               AND (attempts = ?3 OR (attempts = ?3 + 1 AND claimed_by = ?4))",
+        )
+        .bind(id.to_string())
+        .bind(channel.as_str())
+        .bind(i64::from(attempt))
+        .bind(job.to_string())
+        .bind(unix_millis(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(claimed == 1)
+    }
+
     async fn record(
         &self,
         id: Uuid,
@@ -291,7 +315,7 @@ impl NotificationStore for SqliteStore {
         };
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
-            "UPDATE deliveries SET status = ?3, updated_at = ?4 \
+            "UPDATE deliveries SET status = ?3, updated_at = ?4, claimed_by = NULL \
              WHERE notification_id = ?1 AND channel = ?2 \
                AND status NOT IN ('delivered', 'skipped', 'throttled', 'dead')",
         )

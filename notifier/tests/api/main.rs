@@ -5,6 +5,7 @@ mod helpers;
 mod crashes;
 mod delivery;
 mod intake;
+mod races;
 mod receipts;
 mod retries;
 mod users;

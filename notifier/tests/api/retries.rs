@@ -1,5 +1,7 @@
 //! Retries through the retry topics, dead letters, and redrive.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use notifier::providers::simulator::Faults;
 use serde_json::{Value, json};
@@ -41,7 +43,11 @@ async fn a_provider_failing_then_recovering_delivers_once_after_retries_with_eve
 
 #[tokio::test]
 async fn a_rate_limited_attempt_waits_for_retry_after_and_then_delivers() {
-    let app = TestApp::running().await;
+    // Retry-After is honoured up to the longest retry delay, here 5 s.
+    let app = TestApp::running_with(|settings| {
+        settings.pipeline.retry_delays = vec![Duration::from_millis(100), Duration::from_secs(5)];
+    })
+    .await;
     app.grace().await;
     app.simulator().set_faults(Faults {
         rate_limit_rate: 1.0,
@@ -73,7 +79,7 @@ async fn a_rate_limited_attempt_waits_for_retry_after_and_then_delivers() {
         )
         .unwrap()
     };
-    // The retry delay is 100 ms in tests; Retry-After said 1 s, and wins.
+    // The first retry delay is 100 ms; Retry-After said 1 s, and wins.
     let waited = at(attempts.last().unwrap()) - at(&attempts[0]);
     assert!(
         waited >= time::Duration::seconds(1),
