@@ -1,0 +1,99 @@
+//! The feed's one error type, and the HTTP answer to each variant.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use platform::problem::{FieldError, Problem};
+
+use crate::{domain::Invalid, store::StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// A member of the JSON body is not acceptable.
+    #[error("{}: {}", .0.field, .0.reason)]
+    Invalid(Invalid),
+    /// A query parameter is malformed, out of range, or not one the endpoint takes.
+    #[error("{name}: {reason}")]
+    BadParameter { name: String, reason: &'static str },
+    #[error("you cannot follow yourself")]
+    FollowSelf,
+    #[error("the handle is taken")]
+    HandleTaken,
+    #[error("the token is not known")]
+    UnknownToken,
+    /// The request would act for another user, or read what is theirs alone.
+    #[error("{0}")]
+    NotYours(&'static str),
+    #[error("no such user")]
+    UserNotFound,
+    #[error("no such post")]
+    PostNotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FeedError {
+    pub fn bad_parameter(name: impl Into<String>, reason: &'static str) -> Self {
+        Self::BadParameter {
+            name: name.into(),
+            reason,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Invalid(_) | Self::FollowSelf => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            Self::HandleTaken => StatusCode::CONFLICT,
+            Self::UnknownToken => StatusCode::UNAUTHORIZED,
+            Self::NotYours(_) => StatusCode::FORBIDDEN,
+            Self::UserNotFound | Self::PostNotFound => StatusCode::NOT_FOUND,
+            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<Invalid> for FeedError {
+    fn from(invalid: Invalid) -> Self {
+        Self::Invalid(invalid)
+    }
+}
+
+impl From<FeedError> for Problem {
+    fn from(err: FeedError) -> Self {
+        let status = err.status();
+        match &err {
+            FeedError::Invalid(invalid) => {
+                Problem::invalid_field(FieldError::body(invalid.field, invalid.reason.clone()))
+            }
+            FeedError::BadParameter { name, reason } => Problem::status(status)
+                .with_detail(format!("`{name}` {reason}."))
+                .with_error(FieldError::parameter(name, *reason)),
+            FeedError::FollowSelf => Problem::invalid_field(FieldError::parameter(
+                "target",
+                "is you: your own posts are in your feed without following yourself",
+            )),
+            FeedError::HandleTaken => Problem::new(status, "handle-taken", "The handle is taken")
+                .with_detail("Another user has this handle; choose another.")
+                .with_error(FieldError::body("handle", "is taken")),
+            FeedError::UnknownToken => platform::auth::unauthorized("The token is not known."),
+            FeedError::NotYours(detail) => {
+                Problem::new(status, "not-yours", "Not yours to act for").with_detail(*detail)
+            }
+            FeedError::UserNotFound => {
+                Problem::status(status).with_detail("There is no user with this id.")
+            }
+            FeedError::PostNotFound => {
+                Problem::status(status).with_detail("There is no post with this id.")
+            }
+            FeedError::Store(source) => Problem::internal(source),
+        }
+    }
+}
+
+impl IntoResponse for FeedError {
+    fn into_response(self) -> Response {
+        Problem::from(self).into_response()
+    }
+}

@@ -1,0 +1,74 @@
+//! `PUT`/`DELETE /v1/users/{id}/following/{target}`: follow and unfollow.
+//!
+//! Following is a resource of the follower's, so the path names the follower, and it must be the
+//! caller. `PUT` and `DELETE` rather than `POST /follow`: both are idempotent by their HTTP
+//! definition, which is what a client retrying over a flaky network needs.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+};
+use platform::problem::Problem;
+
+use super::{AppState, Caller, user_in_path};
+use crate::error::FeedError;
+
+/// Follow `target`. Following again changes nothing.
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/following/{target}",
+    tag = "users",
+    params(
+        ("id" = String, Path, description = "The follower: the caller"),
+        ("target" = String, Path, description = "The user to follow"),
+    ),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "`id` follows `target`"),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`id` is someone else", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user (`id` or `target`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`target` is the caller", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn follow(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, target)): Path<(String, String)>,
+) -> Result<StatusCode, FeedError> {
+    state
+        .feed
+        .follow(&caller, user_in_path(&id)?, user_in_path(&target)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Stop following `target`. Unfollowing someone not followed changes nothing.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}/following/{target}",
+    tag = "users",
+    params(
+        ("id" = String, Path, description = "The follower: the caller"),
+        ("target" = String, Path, description = "The user to stop following"),
+    ),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "`id` does not follow `target`"),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`id` is someone else", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user (`id` or `target`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`target` is the caller", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn unfollow(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, target)): Path<(String, String)>,
+) -> Result<StatusCode, FeedError> {
+    state
+        .feed
+        .unfollow(&caller, user_in_path(&id)?, user_in_path(&target)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,107 @@
+//! `POST /v1/posts`, `GET /v1/posts/{id}`, `DELETE /v1/posts/{id}`.
+
+use axum::{
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use platform::{extract::Json, problem::Problem};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{AppState, Caller, post_in_path};
+use crate::{domain::Post, error::FeedError};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePostRequest {
+    /// 1 to 280 characters (Unicode scalar values), as sent: nothing is trimmed. Line breaks and
+    /// tabs are the only control characters allowed.
+    #[schema(example = "Hello, world")]
+    pub text: String,
+    /// The author's user id. Optional: the author is always the caller, and naming anyone else
+    /// is refused (403).
+    #[schema(example = "73014444264448")]
+    pub author: Option<String>,
+}
+
+/// Publish a post by the caller.
+#[utoipa::path(
+    post,
+    path = "/v1/posts",
+    tag = "posts",
+    request_body = CreatePostRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Published", body = Post,
+            headers(("location" = String, description = "The post"))),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`author` is someone else", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`text` (or `author`) is not valid; `errors` names it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_post(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Json(request): Json<CreatePostRequest>,
+) -> Result<Response, FeedError> {
+    let post = state
+        .feed
+        .publish(&caller, request.text, request.author.as_deref())
+        .await?;
+    let location = format!("/v1/posts/{}", post.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(post),
+    )
+        .into_response())
+}
+
+/// A post. Posts are public to every user with a token.
+#[utoipa::path(
+    get,
+    path = "/v1/posts/{id}",
+    tag = "posts",
+    params(("id" = String, Path, description = "The post's id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The post", body = Post),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such post, or it was deleted", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_post(
+    State(state): State<AppState>,
+    // Public to every user with a token: the token is checked, whose it is does not matter.
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Post>, FeedError> {
+    Ok(axum::Json(state.feed.post(post_in_path(&id)?).await?))
+}
+
+/// Delete one of the caller's posts, from every feed.
+///
+/// Idempotent for the author: deleting the same post again answers 204 and changes nothing. For
+/// anyone else a deleted post is gone (404), and a live one is not theirs to delete (403).
+#[utoipa::path(
+    delete,
+    path = "/v1/posts/{id}",
+    tag = "posts",
+    params(("id" = String, Path, description = "The post's id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted (now or before)"),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Someone else's post", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_post(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, FeedError> {
+    state.feed.delete(&caller, post_in_path(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

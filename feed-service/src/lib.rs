@@ -1,0 +1,34 @@
+//! A news feed, Twitter's and Instagram's home timeline: users follow each other, post short
+//! texts, and read a feed of their own posts and those of everyone they follow, newest first, a
+//! page at a time. `DESIGN.md` beside this crate is the walkthrough.
+//!
+//! The database (users, follows, posts) is the source of truth. A home feed is built by a
+//! strategy behind one seam ([`timeline::Timelines`]): so far fan-out on read (pull), a keyset
+//! query merging the authors' newest posts on every read; fan-out on write (push, timelines in
+//! Redis) and the hybrid of the two are planned beside it, so that the same workload can be
+//! measured under each. Ids are 53-bit snowflakes ([`ids`]): time-ordered, so a post id is a
+//! position in every feed and a cursor is just one.
+//!
+//! # Layout
+//! - [`domain`]: ids, handles, post text, posts, profiles, cursors and page limits. No HTTP or
+//!   SQL.
+//! - [`ids`]: the snowflake generator: 41 bits of milliseconds, 8 of sequence, 4 of instance.
+//! - [`store`]: the `FeedStore` trait, with `postgres` and `sqlite` modules side by side.
+//! - [`timeline`]: the `Timelines` seam and its strategies (`pull` so far).
+//! - [`service`]: the use cases and who may do each, as `Feed`.
+//! - [`http`]: the routes, the token extractor and the OpenAPI document.
+//! - [`error`]: `FeedError` and the answer to each variant.
+//! - [`settings`]: environment variables and their defaults.
+//! - [`app`]: connects the database, picks the store and the strategy, serves.
+
+pub mod app;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod service;
+pub mod settings;
+pub mod store;
+pub mod timeline;
+
+pub use self::{app::Application, settings::Settings};

@@ -1,0 +1,163 @@
+//! Where users, follows and posts are kept: one trait, one module per engine, and
+//! [`for_database`], the one place that picks between them.
+//!
+//! The database is the source of truth. The pull strategy reads home timelines straight from it
+//! ([`FeedStore::home_page`]); the planned push and hybrid strategies will keep timelines in
+//! Redis as a cache rebuilt from these same tables.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use platform::db::Database;
+use time::OffsetDateTime;
+
+pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
+use crate::domain::{Account, Handle, Post, PostId, Profile, UserId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row with this id exists already: another instance made the same id (two instances
+    /// configured with one `FEED_INSTANCE_ID`), or this one did before a restart. Nothing was
+    /// written; the caller tries again with a new id.
+    #[error("the id is taken")]
+    IdTaken,
+    #[error("a stored row is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A user to insert.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: UserId,
+    pub handle: Handle,
+    /// `ApiKey::hash` of the user's token.
+    pub token_hash: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// What [`FeedStore::insert_user`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertedUser {
+    Created,
+    HandleTaken,
+}
+
+/// A post as stored: live, or a tombstone that remembers only its author.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredPost {
+    Live(Post),
+    Deleted { author: UserId },
+}
+
+#[async_trait]
+pub trait FeedStore: Send + Sync + 'static {
+    /// Inserts the user, or nothing if the handle is taken; [`StoreError::IdTaken`] if the id is.
+    async fn insert_user(&self, user: &NewUser) -> Result<InsertedUser, StoreError>;
+
+    /// The user whose token hashes to `token_hash`.
+    async fn account(&self, token_hash: &str) -> Result<Option<Account>, StoreError>;
+
+    async fn user_exists(&self, id: UserId) -> Result<bool, StoreError>;
+
+    /// The public profile, with follower and following counts (two counts over the follows
+    /// indexes: fine at this size; a counter column kept by triggers is the next step).
+    async fn profile(&self, id: UserId) -> Result<Option<Profile>, StoreError>;
+
+    /// Makes `follower` follow `followee`; following again changes nothing.
+    async fn follow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Makes `follower` stop following `followee`, if they did.
+    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<(), StoreError>;
+
+    /// Inserts the post; [`StoreError::IdTaken`] if its id is taken.
+    async fn insert_post(&self, post: &Post) -> Result<(), StoreError>;
+
+    async fn post(&self, id: PostId) -> Result<Option<StoredPost>, StoreError>;
+
+    /// Turns a live post into a tombstone, erasing its text. False, changing nothing, if it was
+    /// deleted before.
+    async fn delete_post(&self, id: PostId, now: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// Fan-out on read: up to `limit` live posts by `reader` and by everyone `reader` follows,
+    /// strictly below `below` (from the top if `None`), newest first.
+    async fn home_page(
+        &self,
+        reader: UserId,
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Vec<Post>, StoreError>;
+}
+
+/// The one place that chooses the store.
+pub fn for_database(database: &Database) -> Arc<dyn FeedStore> {
+    match database {
+        Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
+        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+    }
+}
+
+/// The migrations for both engines, applied at start-up.
+pub const MIGRATIONS: platform::db::Migrations = platform::db::Migrations {
+    postgres: &sqlx::migrate!("./migrations/postgres"),
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+};
+
+/// Where a page starts when no cursor is given: above every id (ids stop at 2^53).
+const TOP: i64 = i64::MAX;
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn user_id(value: i64) -> Result<UserId, StoreError> {
+    UserId::from_db(value).ok_or_else(|| corrupt(format!("user id {value}")))
+}
+
+fn post_id(value: i64) -> Result<PostId, StoreError> {
+    PostId::from_db(value).ok_or_else(|| corrupt(format!("post id {value}")))
+}
+
+fn handle(text: &str) -> Result<Handle, StoreError> {
+    Handle::parse(text).map_err(|_| corrupt(format!("handle {text:?}")))
+}
+
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// An insert's unique violation is a taken id: the handle's is absorbed by `ON CONFLICT (handle)
+/// DO NOTHING`, and the token's hash cannot collide (160 random bits), which leaves the id.
+fn id_taken(err: sqlx::Error) -> StoreError {
+    if platform::db::is_unique_violation(&err) {
+        StoreError::IdTaken
+    } else {
+        StoreError::Database(err)
+    }
+}
+
+/// A row of the feed queries, back into a post.
+fn post_row(
+    id: i64,
+    author: i64,
+    author_handle: &str,
+    text: Option<String>,
+    created_at: OffsetDateTime,
+) -> Result<Post, StoreError> {
+    Ok(Post {
+        id: post_id(id)?,
+        author: user_id(author)?,
+        author_handle: handle(author_handle)?,
+        text: text.ok_or_else(|| corrupt(format!("live post {id} without text")))?,
+        created_at,
+    })
+}

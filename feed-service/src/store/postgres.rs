@@ -1,0 +1,203 @@
+//! The PostgreSQL store.
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::{
+    FeedStore, InsertedUser, NewUser, StoreError, StoredPost, TOP, count, handle, id_taken,
+    post_row, user_id,
+};
+use crate::domain::{Account, Post, PostId, Profile, UserId};
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+type PostRow = (i64, i64, String, Option<String>, OffsetDateTime);
+
+#[async_trait]
+impl FeedStore for PostgresStore {
+    async fn insert_user(&self, user: &NewUser) -> Result<InsertedUser, StoreError> {
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO users (id, handle, token_hash, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (handle) DO NOTHING RETURNING id",
+        )
+        .bind(user.id.to_db())
+        .bind(user.handle.as_str())
+        .bind(&user.token_hash)
+        .bind(user.created_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(id_taken)?;
+        Ok(match inserted {
+            Some(_) => InsertedUser::Created,
+            None => InsertedUser::HandleTaken,
+        })
+    }
+
+    async fn account(&self, token_hash: &str) -> Result<Option<Account>, StoreError> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, handle FROM users WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(id, name)| {
+            Ok(Account {
+                id: user_id(id)?,
+                handle: handle(&name)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn user_exists(&self, id: UserId) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
+                .bind(id.to_db())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn profile(&self, id: UserId) -> Result<Option<Profile>, StoreError> {
+        let row: Option<(String, OffsetDateTime, i64, i64)> = sqlx::query_as(
+            "SELECT handle, created_at, \
+               (SELECT count(*) FROM follows WHERE followee_id = users.id), \
+               (SELECT count(*) FROM follows WHERE follower_id = users.id) \
+             FROM users WHERE id = $1",
+        )
+        .bind(id.to_db())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(name, created_at, followers, following)| {
+            Ok(Profile {
+                id,
+                handle: handle(&name)?,
+                followers: count(followers),
+                following: count(following),
+                created_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn follow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO follows (follower_id, followee_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(follower.to_db())
+        .bind(followee.to_db())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2")
+            .bind(follower.to_db())
+            .bind(followee.to_db())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_post(&self, post: &Post) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO posts (id, author_id, text, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(post.id.to_db())
+            .bind(post.author.to_db())
+            .bind(&post.text)
+            .bind(post.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(id_taken)?;
+        Ok(())
+    }
+
+    async fn post(&self, id: PostId) -> Result<Option<StoredPost>, StoreError> {
+        let row: Option<(i64, String, Option<String>, OffsetDateTime, bool)> = sqlx::query_as(
+            "SELECT p.author_id, u.handle, p.text, p.created_at, p.deleted_at IS NOT NULL \
+             FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1",
+        )
+        .bind(id.to_db())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((author, author_handle, text, created_at, deleted)) = row else {
+            return Ok(None);
+        };
+        if deleted {
+            return Ok(Some(StoredPost::Deleted {
+                author: user_id(author)?,
+            }));
+        }
+        post_row(id.to_db(), author, &author_handle, text, created_at)
+            .map(|post| Some(StoredPost::Live(post)))
+    }
+
+    async fn delete_post(&self, id: PostId, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(
+            "UPDATE posts SET text = NULL, deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id.to_db())
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn home_page(
+        &self,
+        reader: UserId,
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Vec<Post>, StoreError> {
+        // The merge that fan-out on read is, written so that its cost is bounded by the page:
+        // for the reader and each author they follow, the newest `limit` live posts below the
+        // cursor (one short range scan of posts_by_author each, LATERAL), then the newest
+        // `limit` of those, and only then the authors' handles (one primary-key lookup per post
+        // kept; joined inside, PostgreSQL joins users once per author). The plainer
+        // `WHERE author_id IN (…) ORDER BY id DESC LIMIT n` lets the planner walk the whole
+        // table backwards by id, filtering by author: fast when the authors post a lot, and
+        // thousands of times slower when they are quiet (DESIGN.md §6 has both plans).
+        let rows: Vec<PostRow> = sqlx::query_as(
+            "SELECT p.id, p.author_id, u.handle, p.text, p.created_at \
+             FROM (SELECT p.id, p.author_id, p.text, p.created_at \
+                   FROM (SELECT $1::bigint AS author_id \
+                         UNION ALL \
+                         SELECT followee_id FROM follows WHERE follower_id = $1) AS authors \
+                   CROSS JOIN LATERAL ( \
+                       SELECT id, author_id, text, created_at FROM posts \
+                       WHERE posts.author_id = authors.author_id \
+                         AND posts.deleted_at IS NULL AND posts.id < $2 \
+                       ORDER BY posts.id DESC LIMIT $3) AS p \
+                   ORDER BY p.id DESC LIMIT $3) AS p \
+             JOIN users u ON u.id = p.author_id \
+             ORDER BY p.id DESC",
+        )
+        .bind(reader.to_db())
+        .bind(below.map_or(TOP, PostId::to_db))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, author, name, text, created_at)| {
+                post_row(id, author, &name, text, created_at)
+            })
+            .collect()
+    }
+}
