@@ -48,6 +48,22 @@ async fn main() -> anyhow::Result<()> {
     let payments =
         idempotency_demo::Application::build(idempotency_demo::Settings::from_env()?).await?;
     let notifier = notifier::Application::build(notifier::Settings::from_env()?).await?;
+    let feed = feed_service::Application::build(feed_service::Settings::from_env()?).await?;
+    // Two users made for this run, as the shortener's key is: you (your token goes in the banner)
+    // and an author with a post, whom the curl lines follow. Handles are unique and kept, so this
+    // run's carry the time it started.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let feed_you = feed.feed().sign_up(&format!("you_{run}")).await?;
+    let feed_author = feed.feed().sign_up(&format!("author_{run}")).await?;
+    feed.feed()
+        .publish(
+            &feed_author.account,
+            "Hello from the lab: follow me and this shows in your feed.".into(),
+            None,
+        )
+        .await?;
     // A client of the payments API made for this run, like the shortener's key; the notifier
     // knows it as a user with an address at the mailbox, so its payments get receipts.
     let (payments_client, payments_key) =
@@ -95,6 +111,11 @@ async fn main() -> anyhow::Result<()> {
             .simulator
             .as_ref()
             .map(|served| format!("http://localhost:{}", served.addr.port())),
+        feed_url: format!("http://localhost:{}", feed.port()),
+        feed_backends: feed.describe_backends(),
+        feed_token: feed_you.token.expose().to_owned(),
+        feed_you: feed_you.account.id.to_string(),
+        feed_author: feed_author.account.id.to_string(),
     };
 
     let systems: Vec<(&str, Running)> = vec![
@@ -113,6 +134,10 @@ async fn main() -> anyhow::Result<()> {
         (
             "notifier",
             Box::pin(notifier.run_until_stopped(stop.clone().cancelled_owned())),
+        ),
+        (
+            "feed-service",
+            Box::pin(feed.run_until_stopped(stop.clone().cancelled_owned())),
         ),
     ];
     banner.print();
@@ -150,6 +175,11 @@ struct Banner {
     notifier_backends: String,
     mailbox_url: Option<String>,
     sms_push_url: Option<String>,
+    feed_url: String,
+    feed_backends: String,
+    feed_token: String,
+    feed_you: String,
+    feed_author: String,
 }
 
 impl Banner {
@@ -170,6 +200,11 @@ impl Banner {
             notifier_backends,
             mailbox_url,
             sms_push_url,
+            feed_url: f,
+            feed_backends,
+            feed_token,
+            feed_you,
+            feed_author,
         } = self;
         let mailbox = mailbox_url.as_deref().unwrap_or("<your SMTP server>");
         let sms_push = sms_push_url.as_deref().unwrap_or("<NOTIFIER_PROVIDER_URL>");
@@ -184,6 +219,7 @@ sdlab is running. Ctrl-C stops it.
                  gateway {g}, in front of the url-shortener
   payments       {p}   API docs {p}/docs   metrics {p}/metrics   ({payments_backends})
   notifier       {n}   API docs {n}/docs   metrics {n}/metrics   ({notifier_backends})
+  feed-service   {f}   API docs {f}/docs   metrics {f}/metrics   ({feed_backends})
 
 Try it (an API key and a link were made for this run):
 
@@ -218,6 +254,15 @@ Try it (an API key and a link were made for this run):
   curl -s -X PUT {sms_push}/v1/faults -H 'content-type: application/json' -d '{{"error_rate": 1}}'
   curl -s {n}/v1/dlq
   curl -s -X POST {n}/v1/dlq/<dead letter id>/redrive
+  # a home feed (a user and an author with a post were made for this run): empty, then follow
+  # the author and their post is in it; post yourself, page with limit and next_cursor
+  export FEED_TOKEN={feed_token} ME={feed_you}
+  curl -s {f}/v1/users/$ME/feed -H "authorization: Bearer $FEED_TOKEN"
+  curl -si -X PUT {f}/v1/users/$ME/following/{feed_author} -H "authorization: Bearer $FEED_TOKEN"
+  curl -s {f}/v1/posts -H "authorization: Bearer $FEED_TOKEN" -H 'content-type: application/json' -d '{{"text": "My first post"}}'
+  curl -s "{f}/v1/users/$ME/feed?limit=1" -H "authorization: Bearer $FEED_TOKEN"
+  # sign up with a handle of your own: the answer holds your id and token, shown once (a taken handle is 409)
+  curl -s {f}/v1/users -H 'content-type: application/json' -d '{{"handle": "ada"}}'
 "#
         );
     }
