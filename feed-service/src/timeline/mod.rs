@@ -77,3 +77,18 @@ pub fn for_strategy(strategy: Strategy, store: Arc<dyn FeedStore>) -> Arc<dyn Ti
         Strategy::Pull => Arc::new(Pull::new(store)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_is_the_one_strategy_and_the_planned_ones_are_refused_by_name() {
+        assert_eq!("pull".parse::<Strategy>(), Ok(Strategy::Pull));
+        for planned in ["push", "hybrid"] {
+            let refusal = planned.parse::<Strategy>().unwrap_err();
+            assert!(refusal.contains("planned"), "{refusal}");
+        }
+        assert!("fanout".parse::<Strategy>().is_err());
+    }
+}
