@@ -1,37 +1,57 @@
-//! Building and running the service: connect the database, migrate, assemble, serve.
+//! Building and running the service: connect the database, the caches and the topics, migrate,
+//! assemble, serve.
 //!
 //! This is the one place where the backends and the strategy are chosen:
 //! `platform::db::Database::connect` picks PostgreSQL or SQLite from `DATABASE_URL`,
-//! [`store::for_database`] the matching store, and [`timeline::for_strategy`] how home feeds are
-//! built from `FEED_STRATEGY`.
+//! [`store::for_database`] the matching store, [`cache::connect`] and `platform::cache::connect`
+//! Redis or in-process caches from `REDIS_URL`, `platform::topic::connect` Kafka or the embedded
+//! topics from `KAFKA_BROKERS`, and [`timeline::for_strategy`] how home feeds are built from
+//! `FEED_STRATEGY`.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::Router;
 use platform::{
+    cache::CacheConfig,
     clock::{Clock, SystemClock},
     db::Database,
     health::{Need, Readiness},
+    topic::{self, Topics},
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Notify};
 
 use crate::{
+    fanout::{self, Fanout, FanoutStats, PostEvents},
     http::{self, AppState},
     ids::Snowflake,
     service::Feed,
     settings::Settings,
-    store, timeline,
+    store,
+    timeline::{
+        self, Caches,
+        cache::{self, TimelineCache, TimelinesConfig},
+        hydrate::PostCache,
+    },
 };
 
 /// The PostgreSQL schema the feed's tables live in.
 pub const SCHEMA: &str = "feed_service";
+
+/// How long a Redis command may take before it fails.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Entries of the in-process caches (Redis is bounded by its `maxmemory`).
+const IN_PROCESS_ENTRIES: usize = 100_000;
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     feed: Arc<Feed>,
     database: Database,
+    topics: Arc<dyn Topics>,
+    timelines: Arc<dyn TimelineCache>,
+    fanout: Arc<fanout::Context>,
+    wake: Arc<Notify>,
     settings: Settings,
 }
 
@@ -40,13 +60,18 @@ impl Application {
         let database = Database::connect(&settings.backends.database, SCHEMA)
             .await
             .context("connecting to the database")?;
-        Self::build_with(settings, database, Arc::new(SystemClock)).await
+        let topics = topic::connect(&settings.backends.topics)
+            .await
+            .context("connecting to the topics")?;
+        Self::build_with(settings, database, topics, Arc::new(SystemClock)).await
     }
 
-    /// Builds on a database the caller connected (tests pass their own, and a manual clock).
+    /// Builds on a database and topics the caller connected (tests pass their own, and a manual
+    /// clock).
     pub async fn build_with(
         settings: Settings,
         database: Database,
+        topics: Arc<dyn Topics>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         database
@@ -54,13 +79,67 @@ impl Application {
             .await
             .context("migrating the database")?;
         let store = store::for_database(&database);
+        let timelines = cache::connect(&TimelinesConfig {
+            redis_url: settings.backends.redis_url.clone(),
+            namespace: settings.cache_namespace.clone(),
+            cap: settings.timelines.cap,
+            max_timelines: IN_PROCESS_ENTRIES,
+            redis_timeout: REDIS_TIMEOUT,
+        })
+        .await
+        .context("connecting to the timelines cache")?;
+        let post_cache = platform::cache::connect(&CacheConfig {
+            redis_url: settings.backends.redis_url.clone(),
+            namespace: settings.cache_namespace.clone(),
+            max_entries: NonZeroUsize::new(IN_PROCESS_ENTRIES).expect("not zero"),
+            redis_timeout: REDIS_TIMEOUT,
+            // A near copy would outlive a delete's tombstone in other instances' memory.
+            near_ttl: None,
+        })
+        .await
+        .context("connecting to the post cache")?;
+        let posts = Arc::new(PostCache::new(
+            post_cache,
+            store.clone(),
+            settings.post_cache_ttl,
+        ));
+        let strategy = timeline::for_strategy(
+            settings.strategy,
+            store.clone(),
+            Caches {
+                timelines: timelines.clone(),
+                posts,
+                clock: clock.clone(),
+                settings: settings.timelines,
+            },
+        );
+        if strategy.fans_out() {
+            topics
+                .ensure_topic(&settings.fanout.topic, settings.fanout.partitions)
+                .await
+                .with_context(|| format!("creating the topic {}", settings.fanout.topic))?;
+        }
+        let wake = Arc::new(Notify::new());
         let feed = Arc::new(Feed::new(
             store.clone(),
-            timeline::for_strategy(settings.strategy, store),
+            strategy,
             Arc::new(Snowflake::new(settings.instance, clock.clone())),
-            clock,
+            clock.clone(),
+            PostEvents {
+                topic: settings.fanout.topic.clone(),
+                wake: wake.clone(),
+            },
         ));
-        // Required: every answer, feeds included, comes from the database.
+        let fanout = Arc::new(fanout::Context {
+            strategy: settings.strategy,
+            store,
+            timelines: timelines.clone(),
+            clock,
+            settings: settings.timelines,
+            stats: Arc::new(FanoutStats::default()),
+        });
+        // Required: every answer, feeds included, comes from the database (a cache miss falls
+        // back to it; a timelines cache that fails is a 500 on the cached strategies).
         let readiness = Readiness::new().database(database.clone(), Need::Required);
         let router = http::app(AppState { feed: feed.clone() }, readiness);
         let listener = TcpListener::bind(settings.addr)
@@ -71,6 +150,10 @@ impl Application {
             router,
             feed,
             database,
+            topics,
+            timelines,
+            fanout,
+            wake,
             settings,
         })
     }
@@ -94,23 +177,65 @@ impl Application {
         &self.feed
     }
 
+    /// The timelines cache, to look inside in tests.
+    pub fn timelines(&self) -> &Arc<dyn TimelineCache> {
+        &self.timelines
+    }
+
+    /// What the fan-out workers have done since start-up.
+    pub fn fanout_stats(&self) -> &Arc<FanoutStats> {
+        &self.fanout.stats
+    }
+
+    /// The topic post events go to.
+    pub fn posts_topic(&self) -> &str {
+        &self.settings.fanout.topic
+    }
+
+    /// Starts the outbox relay and the fan-out workers, if the strategy fans out (`None` for
+    /// pull). `run_until_stopped` does this; tests call it to control when fan-out runs.
+    pub async fn start_fanout(&self) -> anyhow::Result<Option<Fanout>> {
+        if !self.feed.timelines().fans_out() {
+            return Ok(None);
+        }
+        Fanout::start(
+            self.fanout.clone(),
+            &self.settings.fanout,
+            &*self.topics,
+            self.database.clone(),
+            self.wake.clone(),
+        )
+        .await
+        .context("starting the fan-out")
+        .map(Some)
+    }
+
     /// What the service runs on, for banners: `SQLite at data/feed-service.sqlite, pull (fan-out
     /// on read), instance 0`.
     pub fn describe_backends(&self) -> String {
+        let caches = match self.feed.timelines().fans_out() {
+            true => format!(
+                ", {} timelines, {} topics",
+                self.timelines.backend(),
+                self.topics.backend()
+            ),
+            false => String::new(),
+        };
         format!(
-            "{}, {}, instance {}",
+            "{}, {}{caches}, instance {}",
             self.settings.backends.database,
             self.settings.strategy,
             self.settings.instance.get()
         )
     }
 
-    /// Serves until `shutdown` completes, lets in-flight requests finish, then closes the
-    /// database.
+    /// Serves until `shutdown` completes, with the fan-out running; lets in-flight requests
+    /// finish, stops the fan-out between events, then closes the database.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let fanout = self.start_fanout().await?;
         tracing::info!(
             addr = %self.local_addr(),
             database = self.database.engine(),
@@ -118,6 +243,9 @@ impl Application {
             "feed-service listening"
         );
         let served = platform::http::serve(self.listener, self.router, shutdown).await;
+        if let Some(fanout) = fanout {
+            fanout.stop().await;
+        }
         self.database.close().await;
         served.context("serving HTTP")
     }

@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use crate::{
     domain::{Account, Cursor, Handle, Invalid, Limit, Post, PostId, PostText, Profile, UserId},
     error::FeedError,
+    fanout::{PostEvent, PostEvents},
     ids::Snowflake,
     store::{FeedStore, InsertedUser, NewUser, StoreError, StoredPost},
     timeline::Timelines,
@@ -36,6 +37,8 @@ pub struct Feed {
     timelines: Arc<dyn Timelines>,
     ids: Arc<Snowflake>,
     clock: Arc<dyn Clock>,
+    /// Where posts and deletes are announced, if the strategy fans out.
+    events: Option<PostEvents>,
 }
 
 /// A new user, and the token that acts as them: shown this once.
@@ -58,12 +61,15 @@ impl Feed {
         timelines: Arc<dyn Timelines>,
         ids: Arc<Snowflake>,
         clock: Arc<dyn Clock>,
+        events: PostEvents,
     ) -> Self {
+        let events = timelines.fans_out().then_some(events);
         Self {
             store,
             timelines,
             ids,
             clock,
+            events,
         }
     }
 
@@ -120,6 +126,7 @@ impl Feed {
     ) -> Result<(), FeedError> {
         self.followable(caller, id, target).await?;
         self.store.follow(caller.id, target, self.now()).await?;
+        self.timelines.followed(caller.id, target).await?;
         Ok(())
     }
 
@@ -133,6 +140,7 @@ impl Feed {
     ) -> Result<(), FeedError> {
         self.followable(caller, id, target).await?;
         self.store.unfollow(caller.id, target).await?;
+        self.timelines.unfollowed(caller.id, target).await?;
         Ok(())
     }
 
@@ -162,13 +170,18 @@ impl Feed {
                 text: text.as_str().to_owned(),
                 created_at: self.now(),
             };
+            let event = self.events.as_ref().map(|events| {
+                PostEvent::created(post.id, post.author, post.created_at)
+                    .outbox(&events.topic, post.created_at)
+            });
             let store = self.store.clone();
             async move {
-                store.insert_post(&post).await?;
+                store.insert_post(&post, event.as_ref()).await?;
                 Ok(post)
             }
         })
         .await?;
+        self.wake_relay();
         metrics::counter!("feed_posts_published_total").increment(1);
         Ok(post)
     }
@@ -181,7 +194,9 @@ impl Feed {
         }
     }
 
-    /// Deletes the caller's post, from every feed at once (feeds are built from the posts).
+    /// Deletes the caller's post, from every feed at once: pull reads the posts table, and the
+    /// cached strategies drop it when hydrating (the post cache holds a tombstone at once; the
+    /// workers take the id out of every timeline after).
     /// Idempotent for its author: deleting it again succeeds and changes nothing, so a client
     /// that lost the first answer can retry. For anyone else a deleted post is not there (404).
     #[tracing::instrument(skip(self, caller), fields(caller = %caller.id), err(level = "debug"))]
@@ -194,8 +209,15 @@ impl Feed {
                 Err(FeedError::NotYours("Only its author can delete a post."))
             }
             Some(StoredPost::Live(_)) => {
+                let now = self.now();
+                let event = self
+                    .events
+                    .as_ref()
+                    .map(|events| PostEvent::deleted(id, caller.id).outbox(&events.topic, now));
                 // False if the author deleted it meanwhile: the same outcome.
-                self.store.delete_post(id, self.now()).await?;
+                self.store.delete_post(id, now, event.as_ref()).await?;
+                self.timelines.deleted(id).await?;
+                self.wake_relay();
                 Ok(())
             }
         }
@@ -226,6 +248,13 @@ impl Feed {
             .filter(|_| more)
             .map(|last| Cursor::after(last.id));
         Ok(Page { posts, next })
+    }
+
+    /// Tells the outbox relay that an event was committed, so it goes out now.
+    fn wake_relay(&self) {
+        if let Some(events) = &self.events {
+            events.wake.notify_one();
+        }
     }
 
     /// Passes if `id` is the caller; otherwise 404 if there is no such user, 403 if there is.

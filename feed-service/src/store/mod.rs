@@ -2,8 +2,9 @@
 //! [`for_database`], the one place that picks between them.
 //!
 //! The database is the source of truth. The pull strategy reads home timelines straight from it
-//! ([`FeedStore::home_page`]); the planned push and hybrid strategies will keep timelines in
-//! Redis as a cache rebuilt from these same tables.
+//! ([`FeedStore::home_page`]); push and hybrid keep timelines in a cache (`src/timeline/cache/`)
+//! rebuilt from these same tables, and learn of new and deleted posts from outbox events written
+//! in the transaction that writes the post.
 
 mod postgres;
 mod sqlite;
@@ -11,7 +12,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use platform::db::Database;
+use platform::{db::Database, outbox::OutboxEvent};
 use time::OffsetDateTime;
 
 pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
@@ -28,6 +29,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// The timelines or the post cache (`src/timeline/`): caches of these tables, whose errors
+    /// travel with the store's since every caller answers them alike (a 500, logged).
+    #[error("timeline or post cache error")]
+    Cache(#[from] platform::cache::CacheError),
 }
 
 /// A user to insert.
@@ -68,25 +73,77 @@ pub trait FeedStore: Send + Sync + 'static {
     /// indexes: fine at this size; a counter column kept by triggers is the next step).
     async fn profile(&self, id: UserId) -> Result<Option<Profile>, StoreError>;
 
-    /// Makes `follower` follow `followee`; following again changes nothing.
+    /// Makes `follower` follow `followee`, counting them in `followee`'s `follower_count` in the
+    /// same transaction; following again changes nothing. True if the follow is new.
     async fn follow(
         &self,
         follower: UserId,
         followee: UserId,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
-    /// Makes `follower` stop following `followee`, if they did.
-    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<(), StoreError>;
+    /// Makes `follower` stop following `followee`, if they did (and counts one follower fewer).
+    /// True if they did.
+    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool, StoreError>;
 
-    /// Inserts the post; [`StoreError::IdTaken`] if its id is taken.
-    async fn insert_post(&self, post: &Post) -> Result<(), StoreError>;
+    /// Inserts the post, and `event` into the outbox in the same transaction;
+    /// [`StoreError::IdTaken`] if its id is taken (and then neither is written).
+    async fn insert_post(&self, post: &Post, event: Option<&OutboxEvent>)
+    -> Result<(), StoreError>;
 
     async fn post(&self, id: PostId) -> Result<Option<StoredPost>, StoreError>;
 
-    /// Turns a live post into a tombstone, erasing its text. False, changing nothing, if it was
-    /// deleted before.
-    async fn delete_post(&self, id: PostId, now: OffsetDateTime) -> Result<bool, StoreError>;
+    /// Turns a live post into a tombstone, erasing its text, and writes `event` into the outbox
+    /// in the same transaction. False, writing nothing, if it was deleted before.
+    async fn delete_post(
+        &self,
+        id: PostId,
+        now: OffsetDateTime,
+        event: Option<&OutboxEvent>,
+    ) -> Result<bool, StoreError>;
+
+    /// The live posts among `ids`, in one query (hydrating a page of a cached timeline), in no
+    /// particular order.
+    async fn posts(&self, ids: &[PostId]) -> Result<Vec<Post>, StoreError>;
+
+    /// Up to `limit` followers of `author` whose last feed read is at or after `active_since`,
+    /// with ids above `after`, in id order: one batch of a fan-out, keyset-paginated.
+    async fn active_followers(
+        &self,
+        author: UserId,
+        active_since: OffsetDateTime,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<UserId>, StoreError>;
+
+    /// How many follow `user` (the counter column; 0 for an unknown user).
+    async fn follower_count(&self, user: UserId) -> Result<u64, StoreError>;
+
+    /// The hybrid strategy's read-time half: up to `limit` live posts below `below` by the
+    /// authors among `reader` and those `reader` follows that have more than `threshold`
+    /// followers, newest first.
+    async fn celebrity_page(
+        &self,
+        reader: UserId,
+        threshold: u64,
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Vec<PostId>, StoreError>;
+
+    /// The ids of `author`'s newest live posts above `above` (all if `None`), at most `limit`,
+    /// newest first: what a follow backfills and an unfollow removes.
+    async fn author_post_ids(
+        &self,
+        author: UserId,
+        above: Option<PostId>,
+        limit: u32,
+    ) -> Result<Vec<PostId>, StoreError>;
+
+    /// When `user` last read their home feed (to the hour), `None` if never.
+    async fn last_read(&self, user: UserId) -> Result<Option<OffsetDateTime>, StoreError>;
+
+    /// Records a home-feed read at `now`.
+    async fn mark_read(&self, user: UserId, now: OffsetDateTime) -> Result<(), StoreError>;
 
     /// Fan-out on read: up to `limit` live posts by `reader` and by everyone `reader` follows,
     /// strictly below `below` (from the top if `None`), newest first.
@@ -96,6 +153,22 @@ pub trait FeedStore: Send + Sync + 'static {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Vec<Post>, StoreError>;
+
+    /// The ids of [`home_page`](Self::home_page), without the authors' handles: what a timeline
+    /// is rebuilt from.
+    async fn home_page_ids(
+        &self,
+        reader: UserId,
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Vec<PostId>, StoreError> {
+        Ok(self
+            .home_page(reader, below, limit)
+            .await?
+            .into_iter()
+            .map(|post| post.id)
+            .collect())
+    }
 }
 
 /// The one place that chooses the store.

@@ -1,12 +1,13 @@
 //! The PostgreSQL store.
 
 use async_trait::async_trait;
+use platform::outbox::{OutboxEvent, insert_postgres};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::{
     FeedStore, InsertedUser, NewUser, StoreError, StoredPost, TOP, count, handle, id_taken,
-    post_row, user_id,
+    post_id, post_row, user_id,
 };
 use crate::domain::{Account, Post, PostId, Profile, UserId};
 
@@ -94,37 +95,58 @@ impl FeedStore for PostgresStore {
         follower: UserId,
         followee: UserId,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO follows (follower_id, followee_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
+    ) -> Result<bool, StoreError> {
+        // One statement: the follow and the count move together, or neither does.
+        let added = sqlx::query(
+            "WITH added AS ( \
+                 INSERT INTO follows (follower_id, followee_id, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING RETURNING followee_id) \
+             UPDATE users SET follower_count = follower_count + 1 \
+             WHERE id IN (SELECT followee_id FROM added)",
         )
         .bind(follower.to_db())
         .bind(followee.to_db())
         .bind(now)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(added > 0)
     }
 
-    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2")
-            .bind(follower.to_db())
-            .bind(followee.to_db())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool, StoreError> {
+        let removed = sqlx::query(
+            "WITH removed AS ( \
+                 DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2 \
+                 RETURNING followee_id) \
+             UPDATE users SET follower_count = follower_count - 1 \
+             WHERE id IN (SELECT followee_id FROM removed)",
+        )
+        .bind(follower.to_db())
+        .bind(followee.to_db())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(removed > 0)
     }
 
-    async fn insert_post(&self, post: &Post) -> Result<(), StoreError> {
+    async fn insert_post(
+        &self,
+        post: &Post,
+        event: Option<&OutboxEvent>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO posts (id, author_id, text, created_at) VALUES ($1, $2, $3, $4)")
             .bind(post.id.to_db())
             .bind(post.author.to_db())
             .bind(&post.text)
             .bind(post.created_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(id_taken)?;
+        if let Some(event) = event {
+            insert_postgres(&mut tx, event).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -148,16 +170,141 @@ impl FeedStore for PostgresStore {
             .map(|post| Some(StoredPost::Live(post)))
     }
 
-    async fn delete_post(&self, id: PostId, now: OffsetDateTime) -> Result<bool, StoreError> {
+    async fn delete_post(
+        &self,
+        id: PostId,
+        now: OffsetDateTime,
+        event: Option<&OutboxEvent>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query(
             "UPDATE posts SET text = NULL, deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
         )
         .bind(id.to_db())
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
-        .rows_affected();
-        Ok(deleted > 0)
+        .rows_affected()
+            > 0;
+        if let (true, Some(event)) = (deleted, event) {
+            insert_postgres(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn posts(&self, ids: &[PostId]) -> Result<Vec<Post>, StoreError> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.to_db()).collect();
+        let rows: Vec<PostRow> = sqlx::query_as(
+            "SELECT p.id, p.author_id, u.handle, p.text, p.created_at \
+             FROM posts p JOIN users u ON u.id = p.author_id \
+             WHERE p.id = ANY($1) AND p.deleted_at IS NULL",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, author, name, text, created_at)| {
+                post_row(id, author, &name, text, created_at)
+            })
+            .collect()
+    }
+
+    async fn active_followers(
+        &self,
+        author: UserId,
+        active_since: OffsetDateTime,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT f.follower_id FROM follows f JOIN users u ON u.id = f.follower_id \
+             WHERE f.followee_id = $1 AND f.follower_id > $2 AND u.last_read_at >= $3 \
+             ORDER BY f.follower_id LIMIT $4",
+        )
+        .bind(author.to_db())
+        .bind(after.map_or(0, UserId::to_db))
+        .bind(active_since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(user_id).collect()
+    }
+
+    async fn follower_count(&self, user: UserId) -> Result<u64, StoreError> {
+        let followers: Option<i64> =
+            sqlx::query_scalar("SELECT follower_count FROM users WHERE id = $1")
+                .bind(user.to_db())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(followers.map_or(0, count))
+    }
+
+    async fn celebrity_page(
+        &self,
+        reader: UserId,
+        threshold: u64,
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Vec<PostId>, StoreError> {
+        // The pull query's bounded merge (home_page), over the celebrities only.
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT p.id \
+             FROM (SELECT id FROM users WHERE id = $1 AND follower_count > $4 \
+                   UNION ALL \
+                   SELECT f.followee_id FROM follows f JOIN users u ON u.id = f.followee_id \
+                   WHERE f.follower_id = $1 AND u.follower_count > $4) AS authors \
+             CROSS JOIN LATERAL ( \
+                 SELECT id FROM posts \
+                 WHERE posts.author_id = authors.id AND posts.deleted_at IS NULL \
+                   AND posts.id < $2 \
+                 ORDER BY posts.id DESC LIMIT $3) AS p \
+             ORDER BY p.id DESC LIMIT $3",
+        )
+        .bind(reader.to_db())
+        .bind(below.map_or(TOP, PostId::to_db))
+        .bind(i64::from(limit))
+        .bind(i64::try_from(threshold).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(post_id).collect()
+    }
+
+    async fn author_post_ids(
+        &self,
+        author: UserId,
+        above: Option<PostId>,
+        limit: u32,
+    ) -> Result<Vec<PostId>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM posts WHERE author_id = $1 AND deleted_at IS NULL AND id > $2 \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(author.to_db())
+        .bind(above.map_or(0, PostId::to_db))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(post_id).collect()
+    }
+
+    async fn last_read(&self, user: UserId) -> Result<Option<OffsetDateTime>, StoreError> {
+        Ok(sqlx::query_scalar::<_, Option<OffsetDateTime>>(
+            "SELECT last_read_at FROM users WHERE id = $1",
+        )
+        .bind(user.to_db())
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
+    }
+
+    async fn mark_read(&self, user: UserId, now: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET last_read_at = $2 WHERE id = $1")
+            .bind(user.to_db())
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn home_page(

@@ -1,27 +1,36 @@
 //! Home timelines: how a reader's feed is built. The seam where the strategies stand side by
 //! side, chosen in one place ([`for_strategy`]) by `FEED_STRATEGY`.
 //!
-//! - [`pull`], fan-out on read (built): nothing is done when someone posts; a read merges the
-//!   newest posts of the reader and of everyone they follow, from the database. Cheap writes, and
-//!   a read that costs more the more authors the reader follows.
-//! - push, fan-out on write (planned): a post is published to a topic, and workers insert its id
-//!   into each follower's timeline, a Redis sorted set capped at 800 ids and scored by post id
-//!   (exact, since ids stop at 2^53). A read is one range of one sorted set, hydrated through a
-//!   post cache; a post costs one write per follower.
-//! - hybrid (planned): push, except for authors above a follower threshold, whose posts are
-//!   merged in at read time as pull does, so a celebrity's post costs no fan-out.
+//! - [`pull`], fan-out on read: nothing is done when someone posts; a read merges the newest
+//!   posts of the reader and of everyone they follow, from the database. Cheap writes, and a read
+//!   that costs more the more authors the reader follows.
+//! - push, fan-out on write ([`cached`], with the workers in `src/fanout.rs`): a post is
+//!   published to a topic through the outbox, and workers insert its id into each active
+//!   follower's timeline, a sorted set capped at 800 ids and scored by post id ([`cache`]). A
+//!   read is one range of one sorted set, hydrated through a post cache ([`hydrate`]); a post
+//!   costs one write per follower.
+//! - hybrid ([`cached`] too): push, except for authors above a follower threshold, whose posts
+//!   are merged in at read time as pull does, so a celebrity's post costs no fan-out.
 //!
 //! Every strategy answers the same question in the same terms: the reader's posts strictly below
 //! a post id, newest first. So a cursor is a post id whatever built the page, and the strategies
 //! can be checked against each other for the same graph and posts.
 
+pub mod cache;
+pub mod cached;
+pub mod hydrate;
 mod pull;
 
 use std::{fmt, str::FromStr, sync::Arc};
 
 use async_trait::async_trait;
+use platform::clock::Clock;
 
-pub use self::pull::Pull;
+use self::{cache::TimelineCache, hydrate::PostCache};
+pub use self::{
+    cached::{Cached, TimelineSettings},
+    pull::Pull,
+};
 use crate::{
     domain::{Post, PostId, UserId},
     store::{FeedStore, StoreError},
@@ -32,6 +41,14 @@ use crate::{
 pub enum Strategy {
     /// Fan-out on read.
     Pull,
+    /// Fan-out on write.
+    Push,
+    /// Fan-out on write, except for celebrities, whose posts are merged in on read.
+    Hybrid,
+}
+
+impl Strategy {
+    pub const ALL: [Self; 3] = [Self::Pull, Self::Push, Self::Hybrid];
 }
 
 impl FromStr for Strategy {
@@ -40,10 +57,9 @@ impl FromStr for Strategy {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
             "pull" => Ok(Self::Pull),
-            "push" | "hybrid" => Err(format!(
-                "{text} is planned but not built yet; pull is the one strategy so far"
-            )),
-            _ => Err("expected pull".to_owned()),
+            "push" => Ok(Self::Push),
+            "hybrid" => Ok(Self::Hybrid),
+            _ => Err("expected pull, push or hybrid".to_owned()),
         }
     }
 }
@@ -52,6 +68,8 @@ impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Pull => "pull (fan-out on read)",
+            Self::Push => "push (fan-out on write)",
+            Self::Hybrid => "hybrid (fan-out on write, celebrities on read)",
         })
     }
 }
@@ -69,12 +87,52 @@ pub trait Timelines: Send + Sync + 'static {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Vec<Post>, StoreError>;
+
+    /// Whether posts and deletes must be announced to fan-out workers (an outbox event each).
+    fn fans_out(&self) -> bool {
+        false
+    }
+
+    /// `reader` now follows `author`: a timeline backfills the author's recent posts.
+    async fn followed(&self, _reader: UserId, _author: UserId) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// `reader` no longer follows `author`: a timeline drops the author's posts.
+    async fn unfollowed(&self, _reader: UserId, _author: UserId) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// `post` was deleted: caches forget it at once (the workers take it out of timelines).
+    async fn deleted(&self, _post: PostId) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// What the cached strategies are built from; pull needs only the store.
+pub struct Caches {
+    pub timelines: Arc<dyn TimelineCache>,
+    pub posts: Arc<PostCache>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: TimelineSettings,
 }
 
 /// The one place that chooses the strategy.
-pub fn for_strategy(strategy: Strategy, store: Arc<dyn FeedStore>) -> Arc<dyn Timelines> {
+pub fn for_strategy(
+    strategy: Strategy,
+    store: Arc<dyn FeedStore>,
+    caches: Caches,
+) -> Arc<dyn Timelines> {
     match strategy {
         Strategy::Pull => Arc::new(Pull::new(store)),
+        Strategy::Push | Strategy::Hybrid => Arc::new(Cached::new(
+            strategy,
+            store,
+            caches.timelines,
+            caches.posts,
+            caches.clock,
+            caches.settings,
+        )),
     }
 }
 
@@ -83,12 +141,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pull_is_the_one_strategy_and_the_planned_ones_are_refused_by_name() {
+    fn the_three_strategies_parse_by_name_and_nothing_else_does() {
         assert_eq!("pull".parse::<Strategy>(), Ok(Strategy::Pull));
-        for planned in ["push", "hybrid"] {
-            let refusal = planned.parse::<Strategy>().unwrap_err();
-            assert!(refusal.contains("planned"), "{refusal}");
-        }
+        assert_eq!("push".parse::<Strategy>(), Ok(Strategy::Push));
+        assert_eq!("hybrid".parse::<Strategy>(), Ok(Strategy::Hybrid));
         assert!("fanout".parse::<Strategy>().is_err());
     }
 }

@@ -1,22 +1,38 @@
-//! A fresh feed service per test, on its own database, driven through its router; and users made
-//! through the API, each with their token.
+//! A fresh feed service per test, on its own database, caches and topics, driven through its
+//! router, under the strategy the test asks for (with the fan-out running); and users made through
+//! the API, each with their token.
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{
     Router,
     body::Body,
     http::{Method, Request, StatusCode, header},
 };
-use feed_service::{Application, Settings};
+use feed_service::{
+    Application, Settings,
+    domain::{PostId, UserId},
+    fanout::{Fanout, FanoutStats},
+    timeline::Strategy,
+};
 pub use platform::testing::http::{TestResponse, json_request, send_to};
-use platform::{clock::ManualClock, testing::TestBackends};
+use platform::{
+    clock::ManualClock,
+    testing::{TestBackends, TestTopics},
+};
 use serde_json::{Value, json};
+
+/// How long a test waits for fan-out before failing: generous, since a Kafka consumer group
+/// takes seconds to form.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub struct TestApp {
     pub router: Router,
     pub clock: ManualClock,
+    pub app: Application,
     pub backends: TestBackends,
+    pub topics: TestTopics,
+    _fanout: Option<Fanout>,
 }
 
 /// A user made through `POST /v1/users`.
@@ -27,31 +43,88 @@ pub struct User {
 }
 
 impl TestApp {
+    /// The service under pull, the default.
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// The service under `strategy`, its fan-out running.
+    pub async fn under(strategy: Strategy) -> Self {
+        Self::spawn_with(|settings| settings.strategy = strategy).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         let backends = TestBackends::from_env().await;
+        let topics = TestTopics::from_env().await;
         let clock = ManualClock::starting_now();
+        let mut settings = Settings::for_tests();
+        settings.backends.redis_url = platform::testing::redis_url();
+        configure(&mut settings);
         let app = Application::build_with(
-            Settings::for_tests(),
+            settings,
             backends.database.clone(),
+            topics.topics.clone(),
             Arc::new(clock.clone()),
         )
         .await
         .unwrap_or_else(|err| panic!("building on {}: {err:?}", backends.describe()));
+        let fanout = app.start_fanout().await.expect("starting the fan-out");
         Self {
             router: app.router(),
             clock,
+            app,
             backends,
+            topics,
+            _fanout: fanout,
         }
     }
 
-    /// Another instance of the service on the same database and clock, with `settings` (its own
-    /// instance number, or on purpose the same): its router.
+    /// Another instance of the service on the same database, topics and clock, with `settings`
+    /// (its own instance number, or on purpose the same): its router.
     pub async fn another_instance(&self, settings: Settings) -> Router {
         let (database, _cache) = self.backends.another_instance().await;
-        Application::build_with(settings, database, Arc::new(self.clock.clone()))
+        Application::build_with(
+            settings,
+            database,
+            self.topics.topics.clone(),
+            Arc::new(self.clock.clone()),
+        )
+        .await
+        .unwrap()
+        .router()
+    }
+
+    pub fn stats(&self) -> &FanoutStats {
+        self.app.fanout_stats()
+    }
+
+    /// The post ids in `reader`'s cached timeline, newest first; `None` if it is not built.
+    pub async fn timeline(&self, reader: &User) -> Option<Vec<String>> {
+        let reader = UserId::parse(&reader.id).unwrap();
+        self.app
+            .timelines()
+            .range(reader, None, 10_000)
             .await
             .unwrap()
-            .router()
+            .map(|slice| slice.ids.iter().map(PostId::to_string).collect())
+    }
+
+    /// Waits until `reader`'s cached timeline satisfies `condition`.
+    pub async fn until_timeline(&self, reader: &User, condition: impl Fn(&[String]) -> bool) {
+        until("the timeline to change", || async {
+            self.timeline(reader)
+                .await
+                .is_some_and(|ids| condition(&ids))
+        })
+        .await;
+    }
+
+    /// Waits until the fan-out workers have handled at least `events` post events.
+    pub async fn until_fanned_out(&self, events: u64) {
+        until("the fan-out to handle its events", || async {
+            self.stats().events() >= events
+        })
+        .await;
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
@@ -165,6 +238,22 @@ impl TestApp {
     pub async fn feed_ids(&self, reader: &User) -> Vec<String> {
         self.page(reader, "?limit=100").await.0
     }
+}
+
+/// Polls `condition` until it holds, failing after [`PATIENCE`]. The pause between polls only
+/// spaces them out; what the test waits for is the condition.
+pub async fn until<F, Fut>(what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "waited {PATIENCE:?} for {what}");
 }
 
 /// `POST /v1/posts` as `author`.

@@ -1,0 +1,338 @@
+//! Fan-out on write: the post events, and the workers that carry each post into its readers'
+//! timelines.
+//!
+//! ```text
+//!  POST /v1/posts ── one transaction: the post, an outbox row ──▶ outbox
+//!                                                                   │ relay (platform::outbox)
+//!                                                                   ▼
+//!                                          feed.posts (key: author id) ──▶ fan-out workers
+//!                                                                            │ followers, 1,000 at a time
+//!                                                                            ▼
+//!                                                 ZADD + trim per follower, one pipeline per batch
+//! ```
+//!
+//! - **The outbox**, not a publish from the request: a post whose event was lost after its
+//!   commit would never reach a timeline, and nothing would notice. The event is written in the
+//!   post's own transaction, so "posted" and "to be fanned out" are one fact
+//!   (`src/store/*.rs`, `insert_post` and `delete_post`).
+//! - **Keyed by author**, so one author's events stay in order: a delete never overtakes the
+//!   post it deletes.
+//! - **Commit after handling, retry without skipping.** A worker commits an event's offset only
+//!   after every batch is written, and retries a failure on the same event with a growing pause.
+//!   A crash replays the event: at-least-once. That is safe because every write it makes is
+//!   idempotent (`ZADD` of a member already there, `ZREM` of one already gone), so no
+//!   deduplication table is needed; the events' ids are not even read.
+//! - **Batches of followers**, keyset-paginated from the `follows_by_followee` index, each
+//!   written as one Redis pipeline: a post by an author with 10,000 followers is 10 queries and
+//!   10 round trips, not 10,000.
+//! - **Who is skipped.** Inactive readers (no feed read within `FEED_ACTIVE_WINDOW`): their
+//!   timeline is rebuilt on their next read instead (`src/timeline/cached.rs`). In hybrid,
+//!   celebrities (more than `FEED_CELEBRITY_THRESHOLD` followers): their posts are merged in at
+//!   read time, so a post by an author with 100,000 followers costs no timeline writes at all.
+//!
+//! Metrics: `feed_fanout_lag_seconds` (post created to its last insert), `feed_fanout_inserts_total`,
+//! `feed_fanout_events_total{event, outcome}`. The same counts are in [`FanoutStats`], for tests.
+//!
+//! The consumer loop is a smaller copy of the notifier's (`notifier/src/pipeline/consume.rs`):
+//! systems do not import each other, and the loop belongs in platform once a third system needs
+//! it.
+
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use futures::FutureExt;
+use platform::{
+    clock::Clock,
+    db::Database,
+    outbox::{OutboxEvent, Relay},
+    shutdown::CancellationToken,
+    topic::{Consumer, Delivery, Topics},
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::{sync::Notify, task::JoinSet};
+use uuid::Uuid;
+
+use crate::{
+    domain::{PostId, UserId},
+    store::FeedStore,
+    timeline::{Strategy, TimelineSettings, cache::TimelineCache},
+};
+
+/// Followers read and written per batch.
+pub const BATCH: u32 = 1_000;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The message on the posts topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PostEvent {
+    Created {
+        post: u64,
+        author: u64,
+        created_at_ms: i64,
+    },
+    Deleted {
+        post: u64,
+        author: u64,
+    },
+}
+
+impl PostEvent {
+    pub fn created(post: PostId, author: UserId, created_at: OffsetDateTime) -> Self {
+        Self::Created {
+            post: post.get(),
+            author: author.get(),
+            created_at_ms: platform::db::unix_millis(created_at),
+        }
+    }
+
+    pub fn deleted(post: PostId, author: UserId) -> Self {
+        Self::Deleted {
+            post: post.get(),
+            author: author.get(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "post.created",
+            Self::Deleted { .. } => "post.deleted",
+        }
+    }
+
+    fn author(&self) -> u64 {
+        match self {
+            Self::Created { author, .. } | Self::Deleted { author, .. } => *author,
+        }
+    }
+
+    /// The outbox row that announces this event on `topic`, keyed by its author.
+    pub fn outbox(&self, topic: &str, now: OffsetDateTime) -> OutboxEvent {
+        OutboxEvent {
+            event_id: Uuid::now_v7(),
+            topic: topic.to_owned(),
+            key: self.author().to_string(),
+            event_type: self.name().to_owned(),
+            payload: serde_json::to_vec(self).expect("a post event serialises"),
+            created_at: now,
+        }
+    }
+}
+
+/// Where post events go, and who to wake once one is committed.
+#[derive(Clone)]
+pub struct PostEvents {
+    pub topic: String,
+    pub wake: Arc<Notify>,
+}
+
+/// Counts of what the workers did since start-up: the metrics' numbers, readable in process.
+#[derive(Debug, Default)]
+pub struct FanoutStats {
+    /// Events handled (committed), duplicates and skipped ones included.
+    pub events: AtomicU64,
+    /// Timeline inserts made.
+    pub inserts: AtomicU64,
+}
+
+impl FanoutStats {
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::SeqCst)
+    }
+
+    pub fn inserts(&self) -> u64 {
+        self.inserts.load(Ordering::SeqCst)
+    }
+}
+
+/// What a worker needs.
+pub struct Context {
+    pub strategy: Strategy,
+    pub store: Arc<dyn FeedStore>,
+    pub timelines: Arc<dyn TimelineCache>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: TimelineSettings,
+    pub stats: Arc<FanoutStats>,
+}
+
+/// How many workers, on what topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanoutSettings {
+    /// The posts topic (`FEED_POSTS_TOPIC`, `feed.posts`); the consumer group is `<topic>.fanout`.
+    pub topic: String,
+    pub partitions: u32,
+    /// Members of the consumer group in this process (`FEED_FANOUT_WORKERS`).
+    pub workers: usize,
+    /// How often the outbox relay looks for rows besides being woken.
+    pub relay_interval: Duration,
+}
+
+/// The running fan-out: the outbox relay and the workers, as tasks.
+pub struct Fanout {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Fanout {
+    /// Starts the relay and joins the consumer group with `settings.workers` members.
+    pub async fn start(
+        context: Arc<Context>,
+        settings: &FanoutSettings,
+        topics: &dyn Topics,
+        database: Database,
+        wake: Arc<Notify>,
+    ) -> anyhow::Result<Self> {
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let relay = Relay::new(
+            crate::settings::SYSTEM,
+            database,
+            topics.producer(),
+            context.clock.clone(),
+            wake,
+        );
+        tasks.spawn(relay.run(settings.relay_interval, stop.clone()));
+        let group = format!("{}.fanout", settings.topic);
+        for _ in 0..settings.workers.max(1) {
+            let consumer = topics
+                .subscribe(&group, &[&settings.topic])
+                .await
+                .with_context(|| format!("joining {group}"))?;
+            tasks.spawn(run(context.clone(), consumer, stop.clone()));
+        }
+        Ok(Self { stop, tasks })
+    }
+
+    /// Stops every worker between events, and waits for them.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Drop for Fanout {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// One worker: receive, handle (retrying until it succeeds), commit.
+async fn run(context: Arc<Context>, consumer: Box<dyn Consumer>, stop: CancellationToken) {
+    loop {
+        let delivery = tokio::select! {
+            _ = stop.cancelled() => return,
+            received = consumer.recv() => match received {
+                Ok(delivery) => delivery,
+                Err(err) => {
+                    tracing::warn!(error = %platform::problem::error_chain(&err), "receiving a post event failed");
+                    if pause(&stop, FIRST_BACKOFF).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let handled = AssertUnwindSafe(handle(&context, &delivery))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the handler panicked")));
+            match handled {
+                Ok(()) => break,
+                Err(err) => {
+                    metrics::counter!("feed_fanout_errors_total").increment(1);
+                    tracing::warn!(
+                        partition = delivery.partition, offset = delivery.offset,
+                        error = %platform::problem::error_chain(&*err),
+                        "fanning out a post event failed; trying it again"
+                    );
+                    if pause(&stop, backoff).await.is_err() {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        // A failed commit replays the event, which changes nothing the second time.
+        if let Err(err) = consumer.commit(&delivery).await {
+            tracing::warn!(error = %platform::problem::error_chain(&err), "committing a post event failed");
+        }
+        context.stats.events.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+async fn pause(stop: &CancellationToken, duration: Duration) -> Result<(), ()> {
+    tokio::select! {
+        _ = stop.cancelled() => Err(()),
+        _ = tokio::time::sleep(duration) => Ok(()),
+    }
+}
+
+/// Applies one event to every timeline it touches.
+async fn handle(context: &Context, delivery: &Delivery) -> anyhow::Result<()> {
+    let event: PostEvent = match serde_json::from_slice(&delivery.payload) {
+        Ok(event) => event,
+        Err(err) => {
+            // Retrying cannot fix it, and holding the partition would stop every author in it.
+            tracing::error!(offset = delivery.offset, error = %err, "a post event that does not parse: skipped");
+            metrics::counter!("feed_fanout_events_total", "event" => "unknown", "outcome" => "poison").increment(1);
+            return Ok(());
+        }
+    };
+    let (post, author) = match event {
+        PostEvent::Created { post, author, .. } | PostEvent::Deleted { post, author } => (
+            PostId::new(post).context("post id out of range")?,
+            UserId::new(author).context("author id out of range")?,
+        ),
+    };
+    let followers = context.store.follower_count(author).await?;
+    if !context.settings.fans_out_to(context.strategy, followers) {
+        metrics::counter!("feed_fanout_events_total", "event" => event.name(), "outcome" => "celebrity").increment(1);
+        return Ok(());
+    }
+    let active_since = context.settings.active_since(context.clock.now());
+    // The author's own timeline first: they follow no one to see their own posts.
+    let mut batch = vec![author];
+    let mut after = None;
+    loop {
+        let readers = context
+            .store
+            .active_followers(author, active_since, after, BATCH)
+            .await?;
+        let last_batch = readers.len() < BATCH as usize;
+        after = readers.last().copied();
+        batch.extend(readers);
+        match event {
+            PostEvent::Created { .. } => {
+                context.timelines.insert(&batch, post).await?;
+                metrics::counter!("feed_fanout_inserts_total").increment(batch.len() as u64);
+                context
+                    .stats
+                    .inserts
+                    .fetch_add(batch.len() as u64, Ordering::SeqCst);
+            }
+            PostEvent::Deleted { .. } => context.timelines.remove(&batch, post).await?,
+        }
+        if last_batch {
+            break;
+        }
+        batch.clear();
+    }
+    if let PostEvent::Created { created_at_ms, .. } = event {
+        let lag = context.clock.now() - platform::db::from_unix_millis(created_at_ms);
+        metrics::histogram!("feed_fanout_lag_seconds").record(lag.as_seconds_f64().max(0.0));
+    }
+    metrics::counter!("feed_fanout_events_total", "event" => event.name(), "outcome" => "fanned_out").increment(1);
+    Ok(())
+}

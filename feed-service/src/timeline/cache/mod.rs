@@ -1,0 +1,171 @@
+//! The timelines cache: per reader, the ids of the posts in their home timeline, newest first,
+//! capped. Redis sorted sets when `REDIS_URL` is set ([`RedisTimelines`]), an in-process map of
+//! ordered sets otherwise ([`MemoryTimelines`]); [`connect`] chooses.
+//!
+//! **Ids only.** A timeline holds post ids, not posts: a post is in thousands of timelines and
+//! its text once, in the post cache (`src/timeline/hydrate.rs`). A deleted or edited post then
+//! changes in one place, and 800 ids are 800 small members, not 800 copies of a post.
+//!
+//! **Scored by the id.** Ids are 53-bit snowflakes, time-ordered and exact as a double
+//! (`src/ids.rs`), so the score is the id itself: newest first is descending score, a cursor (a
+//! post id) is a score bound, and inserting a post twice changes nothing, since a member is
+//! unique in its set. That is what makes fan-out retries safe.
+//!
+//! **Capped.** After every insert the lowest ids beyond [`TimelineCache`]'s cap are trimmed
+//! (Twitter kept 800). A page that reaches past a timeline's tail continues from the database
+//! (`src/timeline/cached.rs`), so the cap bounds memory, not what a reader can scroll to.
+//!
+//! **Built or not.** A timeline that was rebuilt from the database carries a sentinel member
+//! (`built`, score 0, below every post id). A timeline without it, absent or made only of fan-out
+//! inserts (Redis evicted it, or it was never read), is not trusted: the next read rebuilds it.
+//! The alternative, a separate `built` key, is a second key to keep in step with the first
+//! through evictions and expiries; a member of the set goes when the set goes.
+//!
+//! Platform's key/value cache has no sorted sets on purpose (its module docs), so this trait
+//! lives here, beside the one domain that needs it.
+
+mod memory;
+mod redis;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use platform::cache::CacheError;
+
+pub use self::{memory::MemoryTimelines, redis::RedisTimelines};
+use crate::domain::{PostId, UserId};
+
+/// Some of a timeline: ids below a cursor, and how long the timeline is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice {
+    /// Newest first.
+    pub ids: Vec<PostId>,
+    /// Posts in the whole timeline.
+    pub size: usize,
+}
+
+#[async_trait]
+pub trait TimelineCache: Send + Sync + 'static {
+    /// Adds `post` to each of `readers`' timelines, trimming each to the cap: one fan-out batch,
+    /// in one round trip.
+    async fn insert(&self, readers: &[UserId], post: PostId) -> Result<(), CacheError>;
+
+    /// Removes `post` from each of `readers`' timelines.
+    async fn remove(&self, readers: &[UserId], post: PostId) -> Result<(), CacheError>;
+
+    /// Adds `posts` to `reader`'s timeline, trimming it to the cap, and marks it built if
+    /// `built` (a rebuild from the database; a backfill adds to what is there).
+    async fn add(&self, reader: UserId, posts: &[PostId], built: bool) -> Result<(), CacheError>;
+
+    /// Removes `posts` from `reader`'s timeline (an unfollow).
+    async fn remove_posts(&self, reader: UserId, posts: &[PostId]) -> Result<(), CacheError>;
+
+    /// Up to `limit` ids below `below` (from the newest if `None`), newest first; `None` if the
+    /// timeline is not built.
+    async fn range(
+        &self,
+        reader: UserId,
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Option<Slice>, CacheError>;
+
+    /// The oldest id in a built timeline; `None` if it is empty or not built.
+    async fn tail(&self, reader: UserId) -> Result<Option<PostId>, CacheError>;
+
+    /// `"redis"` or `"memory"`, for banners.
+    fn backend(&self) -> &'static str;
+}
+
+/// How to reach the timelines.
+#[derive(Debug, Clone)]
+pub struct TimelinesConfig {
+    /// `REDIS_URL`, if set.
+    pub redis_url: Option<String>,
+    /// Before every key (`feed-service:`), so systems and tests can share a Redis.
+    pub namespace: String,
+    /// Post ids per timeline (`FEED_TIMELINE_CAP`).
+    pub cap: usize,
+    /// Timelines the in-process cache holds before it evicts one (Redis has `maxmemory`).
+    pub max_timelines: usize,
+    pub redis_timeout: Duration,
+}
+
+/// The one place that chooses the timelines backend.
+pub async fn connect(config: &TimelinesConfig) -> Result<Arc<dyn TimelineCache>, CacheError> {
+    Ok(match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisTimelines::connect(
+                url,
+                config.namespace.clone(),
+                config.cap,
+                config.redis_timeout,
+            )
+            .await?,
+        ),
+        None => Arc::new(MemoryTimelines::new(config.cap, config.max_timelines)),
+    })
+}
+
+/// Behaviour both backends share, run on each (`memory.rs`; `redis.rs` when `REDIS_URL` is set).
+#[cfg(test)]
+pub mod conformance {
+    use super::*;
+
+    fn user(n: u64) -> UserId {
+        UserId::new(n).unwrap()
+    }
+
+    fn posts(ids: &[u64]) -> Vec<PostId> {
+        ids.iter().map(|id| PostId::new(*id).unwrap()).collect()
+    }
+
+    /// `cache` must have a cap of 3.
+    pub async fn all(cache: &dyn TimelineCache) {
+        a_timeline_is_not_built_until_rebuilt(cache).await;
+        inserting_twice_changes_nothing_and_the_cap_trims_the_oldest(cache).await;
+        a_range_starts_below_the_cursor(cache).await;
+        removing_takes_the_post_out(cache).await;
+    }
+
+    async fn a_timeline_is_not_built_until_rebuilt(cache: &dyn TimelineCache) {
+        cache.insert(&[user(1)], posts(&[10])[0]).await.unwrap();
+        assert_eq!(cache.range(user(1), None, 10).await.unwrap(), None);
+
+        cache.add(user(1), &[], true).await.unwrap();
+
+        let slice = cache.range(user(1), None, 10).await.unwrap().unwrap();
+        assert_eq!(slice.ids, posts(&[10]));
+        assert_eq!(cache.tail(user(1)).await.unwrap(), Some(posts(&[10])[0]));
+    }
+
+    async fn inserting_twice_changes_nothing_and_the_cap_trims_the_oldest(
+        cache: &dyn TimelineCache,
+    ) {
+        cache.add(user(2), &posts(&[5, 6]), true).await.unwrap();
+        for id in posts(&[7, 7, 8, 8]) {
+            cache.insert(&[user(2)], id).await.unwrap();
+        }
+
+        let slice = cache.range(user(2), None, 10).await.unwrap().unwrap();
+        assert_eq!(slice.ids, posts(&[8, 7, 6]));
+        assert_eq!(slice.size, 3);
+    }
+
+    async fn a_range_starts_below_the_cursor(cache: &dyn TimelineCache) {
+        cache.add(user(3), &posts(&[1, 2, 3]), true).await.unwrap();
+        let below = posts(&[3])[0];
+
+        let slice = cache.range(user(3), Some(below), 1).await.unwrap().unwrap();
+
+        assert_eq!(slice.ids, posts(&[2]));
+    }
+
+    async fn removing_takes_the_post_out(cache: &dyn TimelineCache) {
+        cache.add(user(4), &posts(&[1, 2, 3]), true).await.unwrap();
+        cache.remove(&[user(4)], posts(&[3])[0]).await.unwrap();
+        cache.remove_posts(user(4), &posts(&[1])).await.unwrap();
+
+        let slice = cache.range(user(4), None, 10).await.unwrap().unwrap();
+        assert_eq!(slice.ids, posts(&[2]));
+    }
+}

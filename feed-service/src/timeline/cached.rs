@@ -1,0 +1,224 @@
+//! Fan-out on write (push) and the hybrid: a home timeline is read from the timelines cache
+//! (`cache/`), which the fan-out workers (`src/fanout.rs`) keep up to date, and hydrated through
+//! the post cache (`hydrate.rs`).
+//!
+//! A read:
+//! 1. **Opens the timeline.** It records the read (to the hour) *before* anything else, so a post
+//!    whose fan-out runs from now on counts this reader as active. A reader whose timeline is not
+//!    built, or whose last read is older than the active window (fan-out skipped them, so their
+//!    timeline has gaps), gets it rebuilt: the pull query's newest `cap` ids, added to what is
+//!    there. Added, not replacing: an insert a worker made meanwhile stays.
+//! 2. **Takes ids below the cursor** and hydrates them, again for as many as were dropped as
+//!    deleted, until the page is full or the timeline runs out.
+//! 3. **Hybrid: merges the celebrities.** The posts of followed authors with more than the
+//!    threshold of followers were never fanned out; their newest below the cursor are read from
+//!    the database (one bounded query, the pull query restricted to them) and merged.
+//! 4. **Past the tail, the database.** If the timeline ran out, the page continues with the pull
+//!    query below the last cached id. A capped timeline is the recent part of a feed; scrolling
+//!    past it is rare and costs a pull read, rather than ending the feed at 800 posts.
+//!
+//! Every source answers "newest below this id", so the union of each one's newest `limit` holds
+//! the page's `limit`, and merging them by id is the whole of the merge. A cursor is a post id as
+//! under pull, and pages come out the same (`tests/api/strategies.rs` checks it).
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use platform::clock::Clock;
+
+use super::{Strategy, Timelines, cache::TimelineCache, hydrate::PostCache};
+use crate::{
+    domain::{Post, PostId, UserId},
+    store::{FeedStore, StoreError},
+};
+
+/// A read is recorded at most once per this, so that reading a feed is not a database write
+/// every time: the active window is days, an hour's precision is plenty.
+const READ_PRECISION: time::Duration = time::Duration::hours(1);
+
+/// What push and hybrid are tuned by (`settings.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineSettings {
+    /// Post ids per timeline (`FEED_TIMELINE_CAP`).
+    pub cap: usize,
+    /// Authors with more followers than this are not fanned out, in hybrid
+    /// (`FEED_CELEBRITY_THRESHOLD`).
+    pub celebrity_threshold: u64,
+    /// Readers who have not read their feed for this long are skipped by fan-out
+    /// (`FEED_ACTIVE_WINDOW`).
+    pub active_window: Duration,
+}
+
+impl TimelineSettings {
+    /// Whether an author with `followers` is fanned out under `strategy`.
+    pub fn fans_out_to(&self, strategy: Strategy, followers: u64) -> bool {
+        match strategy {
+            Strategy::Pull => false,
+            Strategy::Push => true,
+            Strategy::Hybrid => followers <= self.celebrity_threshold,
+        }
+    }
+
+    /// Last reads before this are inactive.
+    pub fn active_since(&self, now: time::OffsetDateTime) -> time::OffsetDateTime {
+        now - self.active_window
+    }
+}
+
+pub struct Cached {
+    strategy: Strategy,
+    store: Arc<dyn FeedStore>,
+    timelines: Arc<dyn TimelineCache>,
+    posts: Arc<PostCache>,
+    clock: Arc<dyn Clock>,
+    settings: TimelineSettings,
+}
+
+impl Cached {
+    pub fn new(
+        strategy: Strategy,
+        store: Arc<dyn FeedStore>,
+        timelines: Arc<dyn TimelineCache>,
+        posts: Arc<PostCache>,
+        clock: Arc<dyn Clock>,
+        settings: TimelineSettings,
+    ) -> Self {
+        Self {
+            strategy,
+            store,
+            timelines,
+            posts,
+            clock,
+            settings,
+        }
+    }
+
+    fn cap(&self) -> u32 {
+        u32::try_from(self.settings.cap).unwrap_or(u32::MAX)
+    }
+
+    /// Step 1: records the read, and rebuilds the timeline if it is missing or stale.
+    async fn open(&self, reader: UserId) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let last_read = self.store.last_read(reader).await?;
+        if last_read.is_none_or(|at| now - at >= READ_PRECISION) {
+            self.store.mark_read(reader, now).await?;
+        }
+        let active = last_read.is_some_and(|at| at >= self.settings.active_since(now));
+        let built = match active {
+            true => self.timelines.range(reader, None, 0).await?,
+            false => None,
+        };
+        let size = match built {
+            Some(slice) => {
+                metrics::counter!("feed_timeline_reads_total", "result" => "hit").increment(1);
+                slice.size
+            }
+            None => {
+                metrics::counter!("feed_timeline_reads_total", "result" => "miss").increment(1);
+                let ids = self.store.home_page_ids(reader, None, self.cap()).await?;
+                self.timelines.add(reader, &ids, true).await?;
+                ids.len()
+            }
+        };
+        metrics::histogram!("feed_timeline_size").record(size as f64);
+        Ok(())
+    }
+
+    fn is_celebrity(&self, followers: u64) -> bool {
+        !self.settings.fans_out_to(self.strategy, followers)
+    }
+}
+
+#[async_trait]
+impl Timelines for Cached {
+    fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    async fn page(
+        &self,
+        reader: UserId,
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Vec<Post>, StoreError> {
+        self.open(reader).await?;
+
+        // Step 2.
+        let mut posts = Vec::with_capacity(limit as usize);
+        let mut from = below;
+        let ran_out = loop {
+            let want = limit - posts.len() as u32;
+            let ids = self
+                .timelines
+                .range(reader, from, want)
+                .await?
+                .map(|slice| slice.ids)
+                .unwrap_or_default();
+            let ran_out = ids.len() < want as usize;
+            from = ids.last().copied().or(from);
+            posts.extend(self.posts.hydrate(&ids).await?);
+            if ran_out || posts.len() >= limit as usize {
+                break ran_out;
+            }
+        };
+
+        // Step 3.
+        if self.strategy == Strategy::Hybrid {
+            let ids = self
+                .store
+                .celebrity_page(reader, self.settings.celebrity_threshold, below, limit)
+                .await?;
+            let have: HashSet<PostId> = posts.iter().map(|post| post.id).collect();
+            let new: Vec<PostId> = ids.into_iter().filter(|id| !have.contains(id)).collect();
+            posts.extend(self.posts.hydrate(&new).await?);
+        }
+
+        // Step 4.
+        if ran_out {
+            posts.extend(self.store.home_page(reader, from, limit).await?);
+        }
+
+        posts.sort_by_key(|post| std::cmp::Reverse(post.id));
+        posts.dedup_by_key(|post| post.id);
+        posts.truncate(limit as usize);
+        Ok(posts)
+    }
+
+    fn fans_out(&self) -> bool {
+        true
+    }
+
+    async fn followed(&self, reader: UserId, author: UserId) -> Result<(), StoreError> {
+        if self.is_celebrity(self.store.follower_count(author).await?) {
+            return Ok(());
+        }
+        // Never below the tail: a page already served from the cache, or past it from the
+        // database, stays as it was; the author's older posts come from the database when the
+        // reader scrolls there. A timeline not built gets them when it is.
+        if self.timelines.range(reader, None, 0).await?.is_none() {
+            return Ok(());
+        }
+        let tail = self.timelines.tail(reader).await?;
+        let ids = self.store.author_post_ids(author, tail, self.cap()).await?;
+        self.timelines.add(reader, &ids, false).await?;
+        Ok(())
+    }
+
+    async fn unfollowed(&self, reader: UserId, author: UserId) -> Result<(), StoreError> {
+        // Only the author's posts that can be in a capped timeline: those above its tail (and
+        // the tail itself).
+        let tail = self.timelines.tail(reader).await?;
+        let above = tail.and_then(|tail| PostId::new(tail.get() - 1));
+        let ids = self
+            .store
+            .author_post_ids(author, above, self.cap())
+            .await?;
+        self.timelines.remove_posts(reader, &ids).await?;
+        Ok(())
+    }
+
+    async fn deleted(&self, post: PostId) -> Result<(), StoreError> {
+        self.posts.forget(post).await
+    }
+}

@@ -1,0 +1,347 @@
+//! The feed under each strategy: what fan-out on write and the hybrid must keep from pull
+//! (ordering, stable cursors, deletes, follows), what they add (the cap, celebrities, inactive
+//! readers, idempotent fan-out), and that all three serve the same pages.
+//!
+//! Each behaviour is one `async fn` taking the strategy, run once per strategy it applies to by
+//! [`under!`]: the test `cap::push` is `cap(Strategy::Push)`. Fan-out is waited for by its effect
+//! (a timeline holding a post, a count of events handled), never by a fixed sleep.
+
+use std::{collections::HashSet, slice};
+
+use axum::http::Method;
+use feed_service::{
+    Settings,
+    domain::{PostId, UserId},
+    fanout::PostEvent,
+    timeline::Strategy,
+};
+use platform::{clock::Clock, topic::Message};
+
+use crate::helpers::{TestApp, User};
+
+macro_rules! under {
+    ($test:ident: $($strategy:ident),+) => {
+        mod $test {
+            $(
+                #[tokio::test]
+                async fn $strategy() {
+                    super::$test(stringify!($strategy).parse().unwrap()).await;
+                }
+            )+
+        }
+    };
+}
+
+/// A user who has read their feed once: their timeline is built, and fan-out counts them active.
+async fn reader(app: &TestApp, handle: &str) -> User {
+    let user = app.user(handle).await;
+    app.feed_ids(&user).await;
+    user
+}
+
+under!(follower_feeds_are_newest_first: pull, push, hybrid);
+async fn follower_feeds_are_newest_first(strategy: Strategy) {
+    let app = TestApp::under(strategy).await;
+    let (ada, grace, alan) = (
+        reader(&app, "ada").await,
+        app.user("grace").await,
+        app.user("alan").await,
+    );
+    app.follow(&ada, &grace).await;
+    app.follow(&ada, &alan).await;
+
+    let mut posted = Vec::new();
+    for round in 0..3 {
+        posted.push(app.post(&grace, &format!("grace {round}")).await);
+        posted.push(app.post(&alan, &format!("alan {round}")).await);
+    }
+    if strategy != Strategy::Pull {
+        app.until_timeline(&ada, |ids| ids.len() == posted.len())
+            .await;
+    }
+
+    posted.reverse();
+    assert_eq!(app.feed_ids(&ada).await, posted);
+}
+
+under!(a_timeline_keeps_the_newest_posts_up_to_the_cap_and_the_feed_goes_on_below_it: push, hybrid);
+async fn a_timeline_keeps_the_newest_posts_up_to_the_cap_and_the_feed_goes_on_below_it(
+    strategy: Strategy,
+) {
+    let app = TestApp::spawn_with(|settings| {
+        settings.strategy = strategy;
+        settings.timelines.cap = 5;
+    })
+    .await;
+    let (ada, grace) = (reader(&app, "ada").await, app.user("grace").await);
+    app.follow(&ada, &grace).await;
+
+    let mut posted = Vec::new();
+    for n in 0..8 {
+        posted.push(app.post(&grace, &format!("post {n}")).await);
+    }
+    app.until_fanned_out(8).await;
+    posted.reverse();
+
+    assert_eq!(app.timeline(&ada).await.unwrap(), posted[..5]);
+    let mut paged = Vec::new();
+    let mut query = "?limit=3".to_owned();
+    loop {
+        let (ids, next) = app.page(&ada, &query).await;
+        paged.extend(ids);
+        match next {
+            Some(cursor) => query = format!("?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, posted);
+}
+
+under!(pages_stay_stable_while_new_posts_arrive: pull, push, hybrid);
+async fn pages_stay_stable_while_new_posts_arrive(strategy: Strategy) {
+    let app = TestApp::under(strategy).await;
+    let (ada, grace) = (reader(&app, "ada").await, app.user("grace").await);
+    app.follow(&ada, &grace).await;
+    let mut before = Vec::new();
+    for n in 0..9 {
+        before.push(app.post(&grace, &format!("before {n}")).await);
+    }
+    if strategy != Strategy::Pull {
+        app.until_fanned_out(9).await;
+    }
+    before.reverse();
+
+    let (first, cursor) = app.page(&ada, "?limit=4").await;
+    let posting = async {
+        for n in 0..5 {
+            app.post(&grace, &format!("during {n}")).await;
+        }
+    };
+    let reading = async {
+        let mut rest = Vec::new();
+        let mut cursor = cursor;
+        while let Some(at) = cursor {
+            let (ids, next) = app.page(&ada, &format!("?limit=4&cursor={at}")).await;
+            rest.extend(ids);
+            cursor = next;
+        }
+        rest
+    };
+    let ((), rest) = tokio::join!(posting, reading);
+
+    let served: Vec<String> = first.into_iter().chain(rest).collect();
+    assert_eq!(served, before, "a page repeated or skipped a post");
+}
+
+under!(a_celebrity_post_is_in_feeds_at_once_and_costs_no_fan_out_writes: hybrid);
+async fn a_celebrity_post_is_in_feeds_at_once_and_costs_no_fan_out_writes(strategy: Strategy) {
+    let app = TestApp::spawn_with(|settings| {
+        settings.strategy = strategy;
+        settings.timelines.celebrity_threshold = 2;
+    })
+    .await;
+    let star = app.user("star").await;
+    let mut fans = Vec::new();
+    for n in 0..3 {
+        let fan = reader(&app, &format!("fan{n}")).await;
+        app.follow(&fan, &star).await;
+        fans.push(fan);
+    }
+
+    let post = app.post(&star, "hello, fans").await;
+
+    for fan in &fans {
+        assert_eq!(app.feed_ids(fan).await, slice::from_ref(&post));
+    }
+    app.until_fanned_out(1).await;
+    assert_eq!(app.stats().inserts(), 0);
+    for fan in &fans {
+        assert_eq!(app.timeline(fan).await.unwrap(), Vec::<String>::new());
+    }
+}
+
+under!(following_backfills_posts_above_the_tail_and_unfollowing_removes_them: push, hybrid);
+async fn following_backfills_posts_above_the_tail_and_unfollowing_removes_them(strategy: Strategy) {
+    let app = TestApp::under(strategy).await;
+    let (ada, grace) = (app.user("ada").await, app.user("grace").await);
+    let old = app.post(&grace, "older than ada's timeline").await;
+    let ada_first = app.post(&ada, "ada's first").await;
+    app.feed_ids(&ada).await;
+    let recent = app.post(&grace, "newer than ada's tail").await;
+    app.until_fanned_out(3).await;
+
+    app.follow(&ada, &grace).await;
+
+    assert_eq!(
+        app.timeline(&ada).await.unwrap(),
+        [recent.clone(), ada_first.clone()],
+        "backfilled above the tail, and only there"
+    );
+    assert_eq!(
+        app.feed_ids(&ada).await,
+        [recent.clone(), ada_first.clone(), old.clone()],
+        "below the tail the feed goes on from the database"
+    );
+
+    let response = app
+        .following(Method::DELETE, &ada, &ada.id, &grace.id)
+        .await;
+    assert!(response.status.is_success(), "{:?}", response.body);
+
+    assert_eq!(
+        app.timeline(&ada).await.unwrap(),
+        slice::from_ref(&ada_first)
+    );
+    assert_eq!(app.feed_ids(&ada).await, [ada_first]);
+}
+
+under!(a_deleted_post_leaves_feeds_at_once_and_timelines_after: push, hybrid);
+async fn a_deleted_post_leaves_feeds_at_once_and_timelines_after(strategy: Strategy) {
+    let app = TestApp::under(strategy).await;
+    let (ada, grace) = (reader(&app, "ada").await, reader(&app, "grace").await);
+    app.follow(&ada, &grace).await;
+    let kept = app.post(&grace, "kept").await;
+    let deleted = app.post(&grace, "deleted").await;
+    app.until_timeline(&ada, |ids| ids.contains(&deleted)).await;
+
+    let response = app.delete_post(&deleted, &grace).await;
+    assert!(response.status.is_success(), "{:?}", response.body);
+
+    assert_eq!(app.feed_ids(&ada).await, slice::from_ref(&kept));
+    app.until_timeline(&ada, |ids| !ids.contains(&deleted))
+        .await;
+    app.until_timeline(&grace, |ids| ids == [kept.clone()])
+        .await;
+}
+
+under!(an_inactive_reader_is_skipped_by_fan_out_and_rebuilt_on_their_next_read: push, hybrid);
+async fn an_inactive_reader_is_skipped_by_fan_out_and_rebuilt_on_their_next_read(
+    strategy: Strategy,
+) {
+    let app = TestApp::under(strategy).await;
+    let (ada, grace) = (reader(&app, "ada").await, app.user("grace").await);
+    app.follow(&ada, &grace).await;
+    let window = Settings::for_tests().timelines.active_window;
+    app.clock
+        .advance(window + std::time::Duration::from_secs(1));
+
+    let post = app.post(&grace, "while ada was away").await;
+    app.until_fanned_out(1).await;
+
+    assert_eq!(app.stats().inserts(), 1, "only grace's own timeline");
+    assert_eq!(app.timeline(&ada).await.unwrap(), Vec::<String>::new());
+    assert_eq!(app.feed_ids(&ada).await, slice::from_ref(&post));
+    assert_eq!(app.timeline(&ada).await.unwrap(), [post]);
+}
+
+under!(a_post_event_delivered_twice_changes_no_timeline: push, hybrid);
+async fn a_post_event_delivered_twice_changes_no_timeline(strategy: Strategy) {
+    let app = TestApp::under(strategy).await;
+    let (ada, grace) = (reader(&app, "ada").await, app.user("grace").await);
+    app.follow(&ada, &grace).await;
+    let post = app.post(&grace, "once").await;
+    app.until_fanned_out(1).await;
+    let (ada_before, grace_before) = (app.timeline(&ada).await, app.timeline(&grace).await);
+    assert_eq!(ada_before.as_deref(), Some(&[post.clone()][..]));
+
+    let event = PostEvent::created(
+        PostId::parse(&post).unwrap(),
+        UserId::parse(&grace.id).unwrap(),
+        app.clock.now(),
+    );
+    let again = Message::new(
+        app.app.posts_topic(),
+        grace.id.clone(),
+        serde_json::to_vec(&event).unwrap(),
+    );
+    app.topics.topics.producer().publish(again).await.unwrap();
+    app.until_fanned_out(2).await;
+
+    assert_eq!(app.timeline(&ada).await, ada_before);
+    assert_eq!(app.timeline(&grace).await, grace_before);
+    assert_eq!(app.feed_ids(&ada).await, [post]);
+}
+
+#[tokio::test]
+async fn push_pull_and_hybrid_serve_the_same_pages_for_the_same_graph_and_posts() {
+    let mut served = Vec::new();
+    for strategy in Strategy::ALL {
+        let app = TestApp::spawn_with(|settings| {
+            settings.strategy = strategy;
+            settings.timelines.celebrity_threshold = 2;
+        })
+        .await;
+        served.push((strategy, pages_of_a_small_world(&app).await));
+    }
+
+    let (_, pull) = &served[0];
+    for (strategy, pages) in &served[1..] {
+        assert_eq!(pages, pull, "{strategy} differs from pull");
+    }
+}
+
+/// Six users, two of them with more than two followers (celebrities in hybrid), posting in turn,
+/// one post deleted; then every user's feed in pages of three, as texts (ids differ between
+/// services).
+async fn pages_of_a_small_world(app: &TestApp) -> Vec<Vec<Vec<String>>> {
+    let mut users = Vec::new();
+    for handle in ["a", "b", "c", "d", "e", "f"] {
+        users.push(reader(app, handle).await);
+    }
+    let follows = [
+        (1, 0),
+        (2, 0),
+        (3, 0),
+        (4, 0), // a: four followers
+        (0, 1),
+        (2, 1),
+        (3, 1), // b: three
+        (0, 2),
+        (4, 2), // c: two
+        (5, 3), // d: one
+    ];
+    for (reader, author) in follows {
+        app.follow(&users[reader], &users[author]).await;
+    }
+    let mut events = 0;
+    let mut to_delete = None;
+    for round in 0..4 {
+        for (n, author) in users.iter().enumerate() {
+            let id = app.post(author, &format!("{n}:{round}")).await;
+            events += 1;
+            if (n, round) == (2, 1) {
+                to_delete = Some(id);
+            }
+        }
+    }
+    let response = app.delete_post(&to_delete.unwrap(), &users[2]).await;
+    assert!(response.status.is_success());
+    events += 1;
+    if app.app.feed().timelines().fans_out() {
+        app.until_fanned_out(events).await;
+    }
+
+    let mut feeds = Vec::new();
+    for user in &users {
+        let mut pages = Vec::new();
+        let mut query = "?limit=3".to_owned();
+        loop {
+            let response = app.feed(user, &query).await;
+            let body = response.json();
+            let texts: Vec<String> = body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|post| post["text"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(texts.iter().collect::<HashSet<_>>().len(), texts.len());
+            pages.push(texts);
+            match body["next_cursor"].as_str() {
+                Some(cursor) => query = format!("?limit=3&cursor={cursor}"),
+                None => break,
+            }
+        }
+        feeds.push(pages);
+    }
+    feeds
+}
