@@ -9,9 +9,9 @@
 //!
 //! - **Time in the high bits**, so ids sort by creation time: the feed orders by id, and a post id
 //!   is a position a cursor can hold. 41 bits of milliseconds last until 2095.
-//! - **53 bits, not Twitter's 63**, so that an id is exact as a double: the planned Redis
-//!   timelines are sorted sets whose score is the post id, and a double holds every integer up to
-//!   2^53. That leaves 12 bits below the time instead of Twitter's 22.
+//! - **53 bits, not Twitter's 63**, so that an id is exact as a double: the Redis timelines are
+//!   sorted sets whose score is the post id, and a double holds every integer up to 2^53. That
+//!   leaves 12 bits below the time instead of Twitter's 22.
 //! - **A sequence of 8 bits**: 256 ids per millisecond per instance, 256,000 a second, against
 //!   Twitter's 6,000 tweets a second (DESIGN.md §1). A burst beyond that borrows the next
 //!   millisecond instead of waiting for it (the time in the ids runs ahead for a moment, until

@@ -7,8 +7,8 @@
 //! (pull), a keyset query merging the authors' newest posts on every read; fan-out on write
 //! (push), timelines of post ids cached in Redis sorted sets and kept up to date by workers that
 //! consume post events; and the hybrid, push except for celebrities, whose posts are merged in
-//! on read. The same workload can be measured under each. Ids are 53-bit snowflakes ([`ids`]): time-ordered, so a post id is a
-//! position in every feed and a cursor is just one.
+//! on read. The same workload can be measured under each. Ids are 53-bit snowflakes ([`ids`]):
+//! time-ordered, so a post id is a position in every feed and a cursor is just one.
 //!
 //! # Layout
 //! - [`domain`]: ids, handles, post text, posts, profiles, cursors and page limits. No HTTP or

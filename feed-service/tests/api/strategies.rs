@@ -3,8 +3,9 @@
 //! readers, idempotent fan-out), and that all three serve the same pages.
 //!
 //! Each behaviour is one `async fn` taking the strategy, run once per strategy it applies to by
-//! [`under!`]: the test `cap::push` is `cap(Strategy::Push)`. Fan-out is waited for by its effect
-//! (a timeline holding a post, a count of events handled), never by a fixed sleep.
+//! [`under!`]: the test `follower_feeds_are_newest_first::push` is
+//! `follower_feeds_are_newest_first(Strategy::Push)`. Fan-out is waited for by its effect (a
+//! timeline holding a post, a count of events handled), never by a fixed sleep.
 
 use std::{collections::HashSet, slice};
 
