@@ -5,8 +5,8 @@
 //! `platform::db::Database::connect` picks PostgreSQL or SQLite from `DATABASE_URL`,
 //! [`store::for_database`] the matching store, [`cache::connect`] and `platform::cache::connect`
 //! Redis or in-process caches from `REDIS_URL`, `platform::topic::connect` Kafka or the embedded
-//! topics from `KAFKA_BROKERS`, and [`timeline::for_strategy`] how home feeds are built from
-//! `FEED_STRATEGY`.
+//! topics from `KAFKA_BROKERS` (for push and hybrid), and [`timeline::for_strategy`] how home
+//! feeds are built from `FEED_STRATEGY`.
 
 use std::{future::Future, net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 
@@ -17,7 +17,7 @@ use platform::{
     clock::{Clock, SystemClock},
     db::Database,
     health::{Need, Readiness},
-    topic::{self, Topics},
+    topic::{self, MemoryTopics, Topics},
 };
 use tokio::{net::TcpListener, sync::Notify};
 
@@ -29,7 +29,7 @@ use crate::{
     settings::Settings,
     store,
     timeline::{
-        self, Caches,
+        self, Caches, Strategy,
         cache::{self, TimelineCache, TimelinesConfig},
         hydrate::PostCache,
     },
@@ -60,9 +60,14 @@ impl Application {
         let database = Database::connect(&settings.backends.database, SCHEMA)
             .await
             .context("connecting to the database")?;
-        let topics = topic::connect(&settings.backends.topics)
-            .await
-            .context("connecting to the topics")?;
+        // Pull announces nothing, so it does not connect: it then needs no broker, and takes no
+        // hold on the embedded topics file another process may own.
+        let topics: Arc<dyn Topics> = match settings.strategy {
+            Strategy::Pull => Arc::new(MemoryTopics::new()),
+            Strategy::Push | Strategy::Hybrid => topic::connect(&settings.backends.topics)
+                .await
+                .context("connecting to the topics")?,
+        };
         Self::build_with(settings, database, topics, Arc::new(SystemClock)).await
     }
 

@@ -15,7 +15,10 @@
 //!    the database (one bounded query, the pull query restricted to them) and merged.
 //! 4. **Past the tail, the database.** If the timeline ran out, the page continues with the pull
 //!    query below the last cached id. A capped timeline is the recent part of a feed; scrolling
-//!    past it is rare and costs a pull read, rather than ending the feed at 800 posts.
+//!    past it is rare and costs a pull read, rather than ending the feed at 800 posts. A short
+//!    timeline (a new reader's) runs out on its first page, and pays that pull read on every
+//!    read: a flag saying "this timeline holds everything" would spare it, but would be false
+//!    after the first follow, whose backfill stops at the tail.
 //!
 //! Every source answers "newest below this id", so the union of each one's newest `limit` holds
 //! the page's `limit`, and merging them by id is the whole of the merge. A cursor is a post id as
