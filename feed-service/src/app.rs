@@ -141,6 +141,7 @@ impl Application {
             timelines: timelines.clone(),
             clock,
             settings: settings.timelines,
+            batch: settings.fanout.batch.max(1),
             stats: Arc::new(FanoutStats::default()),
         });
         // Required: every answer, feeds included, comes from the database (a cache miss falls

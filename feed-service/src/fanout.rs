@@ -66,9 +66,6 @@ use crate::{
     timeline::{Strategy, TimelineSettings, cache::TimelineCache},
 };
 
-/// Followers read and written per batch.
-pub const BATCH: u32 = 1_000;
-
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -162,6 +159,8 @@ pub struct Context {
     pub timelines: Arc<dyn TimelineCache>,
     pub clock: Arc<dyn Clock>,
     pub settings: TimelineSettings,
+    /// Followers read and written per batch.
+    pub batch: u32,
     pub stats: Arc<FanoutStats>,
 }
 
@@ -173,6 +172,8 @@ pub struct FanoutSettings {
     pub partitions: u32,
     /// Members of the consumer group in this process (`FEED_FANOUT_WORKERS`).
     pub workers: usize,
+    /// Followers read and written per batch: 1,000, one query and one Redis pipeline each.
+    pub batch: u32,
     /// How often the outbox relay looks for rows besides being woken.
     pub relay_interval: Duration,
 }
@@ -308,9 +309,9 @@ async fn handle(context: &Context, delivery: &Delivery) -> anyhow::Result<()> {
     loop {
         let readers = context
             .store
-            .active_followers(author, active_since, after, BATCH)
+            .active_followers(author, active_since, after, context.batch)
             .await?;
-        let last_batch = readers.len() < BATCH as usize;
+        let last_batch = readers.len() < context.batch as usize;
         after = readers.last().copied();
         batch.extend(readers);
         match event {

@@ -98,6 +98,37 @@ async fn a_timeline_keeps_the_newest_posts_up_to_the_cap_and_the_feed_goes_on_be
     assert_eq!(paged, posted);
 }
 
+under!(a_post_reaches_every_follower_when_they_fill_several_batches: push, hybrid);
+async fn a_post_reaches_every_follower_when_they_fill_several_batches(strategy: Strategy) {
+    let app = TestApp::spawn_with(|settings| {
+        settings.strategy = strategy;
+        settings.fanout.batch = 2;
+    })
+    .await;
+    let grace = app.user("grace").await;
+    let mut followers = Vec::new();
+    for n in 0..5 {
+        let follower = reader(&app, &format!("reader{n}")).await;
+        app.follow(&follower, &grace).await;
+        followers.push(follower);
+    }
+
+    let post = app.post(&grace, "to all five").await;
+    app.until_fanned_out(1).await;
+
+    for follower in &followers {
+        assert_eq!(
+            app.timeline(follower).await.unwrap(),
+            slice::from_ref(&post)
+        );
+    }
+    assert_eq!(
+        app.stats().inserts(),
+        6,
+        "five followers and grace, once each"
+    );
+}
+
 under!(pages_stay_stable_while_new_posts_arrive: pull, push, hybrid);
 async fn pages_stay_stable_while_new_posts_arrive(strategy: Strategy) {
     let app = TestApp::under(strategy).await;
