@@ -6,7 +6,8 @@
 //! POST /v1/sms/messages    Idempotency-Key: <k>   {"to": "+44…", "text": "…"}
 //! POST /v1/push/messages   Idempotency-Key: <k>   {"to": "<device token>", "title": "…", "body": "…"}
 //! 201 {"id": "msg_…"}   (a repeat of a key: 200 and the same id, not delivered again)
-//! GET  /v1/messages        every message delivered, for tests and the benchmark to count
+//! GET  /v1/messages        every message delivered, for tests and the benchmark to count:
+//!      [{"id", "channel", "idempotency_key", "content", "received_at", "repeats"}, …]
 //! GET  /v1/faults, PUT /v1/faults
 //!      {"error_rate": 0.0, "rate_limit_rate": 0.0, "retry_after_secs": 1, "timeout_rate": 0.0, "latency_ms": 0}
 //! ```
@@ -16,6 +17,11 @@
 //! `latency_ms` delays every answer after delivering (a caller with a shorter timeout has been
 //! delivered to without knowing, which its idempotency key covers). State is in memory: it
 //! stands for someone else's service.
+//!
+//! Each message keeps when it was received and how many requests repeated its key afterwards.
+//! The repeats are what a provider without idempotency keys would have delivered twice, so they
+//! are how a benchmark or a load test counts duplicates at the provider (the list itself holds
+//! one message per key by construction); the time is where "from intake to provider" ends.
 
 use std::{
     collections::HashMap,
@@ -33,6 +39,7 @@ use axum::{
 use platform::problem::{FieldError, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 const HOLD: Duration = Duration::from_secs(120);
 
@@ -65,12 +72,24 @@ pub struct Message {
     pub channel: String,
     pub idempotency_key: String,
     pub content: Value,
+    /// When the request that delivered it arrived.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// Later requests with the same key, answered from it and not delivered again.
+    pub repeats: u64,
 }
 
 #[derive(Default)]
 pub struct Simulator {
-    delivered: Mutex<(HashMap<String, String>, Vec<Message>)>,
+    delivered: Mutex<Delivered>,
     faults: Mutex<Faults>,
+}
+
+#[derive(Default)]
+struct Delivered {
+    messages: Vec<Message>,
+    /// Idempotency key → the index of its message.
+    by_key: HashMap<String, usize>,
 }
 
 impl Simulator {
@@ -88,7 +107,13 @@ impl Simulator {
 
     /// Every message delivered, in order.
     pub fn messages(&self) -> Vec<Message> {
-        self.delivered.lock().unwrap().1.clone()
+        self.delivered.lock().unwrap().messages.clone()
+    }
+
+    /// How many messages were delivered: for a caller waiting for a number, without copying
+    /// them all as [`messages`](Self::messages) does.
+    pub fn count(&self) -> usize {
+        self.delivered.lock().unwrap().messages.len()
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
@@ -139,19 +164,26 @@ async fn deliver(
         tokio::time::sleep(HOLD).await;
         return Err(Problem::status(StatusCode::GATEWAY_TIMEOUT));
     }
+    let received_at = OffsetDateTime::now_utc();
     let (status, id) = {
         let mut delivered = simulator.delivered.lock().unwrap();
-        let (by_key, messages) = &mut *delivered;
+        let Delivered { messages, by_key } = &mut *delivered;
         match by_key.get(&key) {
-            Some(id) => (StatusCode::OK, id.clone()),
+            Some(&index) => {
+                let message = &mut messages[index];
+                message.repeats += 1;
+                (StatusCode::OK, message.id.clone())
+            }
             None => {
                 let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-                by_key.insert(key.clone(), id.clone());
+                by_key.insert(key.clone(), messages.len());
                 messages.push(Message {
                     id: id.clone(),
                     channel,
                     idempotency_key: key,
                     content,
+                    received_at,
+                    repeats: 0,
                 });
                 (StatusCode::CREATED, id)
             }
@@ -189,4 +221,87 @@ async fn put_faults(
     }
     simulator.set_faults(faults);
     Ok(Json(faults))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request};
+    use platform::testing::http::{TestResponse, send_to};
+
+    use super::*;
+
+    async fn send_sms(router: &Router, key: &str) -> TestResponse {
+        let request = Request::post("/v1/sms/messages")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", key)
+            .body(Body::from(r#"{"to": "+442071838750", "text": "hello"}"#))
+            .unwrap();
+        send_to(router, request).await
+    }
+
+    #[tokio::test]
+    async fn a_repeated_key_is_answered_with_its_message_and_counted_on_it() {
+        let simulator = Simulator::new();
+        let router = simulator.router();
+
+        let first = send_sms(&router, "n1:sms").await;
+        let repeat = send_sms(&router, "n1:sms").await;
+        let again = send_sms(&router, "n1:sms").await;
+        let other = send_sms(&router, "n2:sms").await;
+
+        assert_eq!(first.status, StatusCode::CREATED);
+        assert_eq!(repeat.status, StatusCode::OK);
+        assert_eq!(repeat.json()["id"], first.json()["id"]);
+        assert_eq!(again.json()["id"], first.json()["id"]);
+        assert_eq!(other.status, StatusCode::CREATED);
+        assert_eq!(simulator.count(), 2);
+        let listed = send_to(
+            &router,
+            Request::get("/v1/messages").body(Body::empty()).unwrap(),
+        )
+        .await
+        .json();
+        let repeats: Vec<_> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|message| {
+                (
+                    message["idempotency_key"].clone(),
+                    message["repeats"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            repeats,
+            [(json!("n1:sms"), json!(2)), (json!("n2:sms"), json!(0))]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_keeps_the_time_its_first_request_arrived() {
+        let simulator = Simulator::new();
+        let router = simulator.router();
+
+        let before = OffsetDateTime::now_utc();
+        send_sms(&router, "n1:sms").await;
+        let after = OffsetDateTime::now_utc();
+        send_sms(&router, "n1:sms").await;
+
+        let received_at = simulator.messages()[0].received_at;
+        assert!(
+            before <= received_at && received_at <= after,
+            "{received_at} is not between {before} and {after}"
+        );
+        let listed = send_to(
+            &router,
+            Request::get("/v1/messages").body(Body::empty()).unwrap(),
+        )
+        .await
+        .json();
+        let text = listed[0]["received_at"].as_str().unwrap();
+        let parsed =
+            OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap();
+        assert_eq!(parsed, received_at);
+    }
 }
