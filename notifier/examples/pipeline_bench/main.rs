@@ -1,0 +1,442 @@
+//! The pipeline benchmark of issue 5: N notifications pushed through the whole pipeline, from
+//! intake to the SMS provider, beside a bare produce-consume loop on the same transport, in the
+//! same run. The target: the pipeline carries at least half of what the bare loop does, with no
+//! notification lost and none delivered twice at the provider.
+//!
+//! ```text
+//! cargo run --release -p notifier --example pipeline_bench                # SQLite, embedded topics
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres KAFKA_BROKERS=127.0.0.1:9092 \
+//!     cargo run --release -p notifier --example pipeline_bench            # PostgreSQL, Kafka
+//! ```
+//!
+//! `loadtests/bench-notifier.sh` runs both, several rounds each, and prints the table that
+//! `notifier/DESIGN.md` quotes.
+//!
+//! What one run does:
+//! 1. Builds the notifier from the environment as `main.rs` does (`DATABASE_URL` and
+//!    `KAFKA_BROKERS` choose the backends, `NOTIFIER_PARTITIONS` and `NOTIFIER_WORKERS` the
+//!    parallelism), with four differences: a fresh database (a PostgreSQL schema or a SQLite file,
+//!    dropped afterwards, so every run starts from empty tables), topics under a prefix of their
+//!    own (fresh topics on a shared broker), a throttle no benchmark user reaches, and the SMS
+//!    simulator served here, because that is where deliveries are counted and timed.
+//! 2. The baseline ([`baseline`]): N records of the size of a job message, keyed by the same
+//!    users, produced and consumed on a fresh topic with the pipeline's partition count.
+//! 3. Creates `BENCH_USERS` users with a phone, so the notifications spread over the partitions
+//!    as real users' would, and starts the pipeline.
+//! 4. Warms up: sends notifications until every consumer of the intake and SMS topics has
+//!    received one. A Kafka group takes seconds to form, and a member joining during the run would
+//!    stop its whole group for a rebalance, which is start-up cost, not throughput.
+//! 5. Accepts N notifications on one channel (SMS, one provider message each),
+//!    `BENCH_CONCURRENCY` at a time, and waits until the simulator has them all.
+//! 6. Stops the pipeline (so that a late duplicate would have arrived) and reports: throughput
+//!    from the first accept to the last delivery, p50 and p99 from intake (the call to `accept`) to
+//!    provider (the simulator's receive time), lost (expected minus the keys at the provider) and
+//!    duplicated (provider requests beyond the first per key), the baseline's throughput and the
+//!    ratio; then where the time went ([`profile`]).
+//!
+//! Notifications go in through `Notifier::accept`, not over HTTP: the question is what the
+//! pipeline costs against the broker it runs on, and an HTTP client sharing the machine would
+//! add its own cost to one side only. `loadtests/notifier.js` measures the HTTP API.
+//!
+//! Without `BENCH_RATE`, all N are accepted as fast as intake takes them, so the pipeline drains
+//! a backlog: the throughput is its capacity, and p50/p99 are mostly time spent queued. With
+//! `BENCH_RATE` below that capacity, they are the latency of an unloaded pipeline at that rate.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `BENCH_N` | `10000` | notifications measured (and records in the baseline) |
+//! | `BENCH_CONCURRENCY` | `16` | accepts in flight at once |
+//! | `BENCH_RATE` | `0` | accepts per second; 0: as fast as they are taken |
+//! | `BENCH_USERS` | `1000` | users the notifications are spread over |
+//! | `BENCH_GUARD_SECS` | `600` | how long to wait for the deliveries before counting the rest as lost |
+//! | `BENCH_COUNT_STATEMENTS` | unset | `1`: count SQL statements per notification (costs a little throughput) |
+//!
+//! The last line printed is `result key=value …`, for the script.
+
+mod baseline;
+mod profile;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use futures::{StreamExt as _, TryStreamExt as _, stream};
+use notifier::{
+    Application, Settings,
+    domain::{Channel, NotificationBody, Priority, UserBody, UserId},
+    pipeline::{Job, Topology},
+    providers::simulator::Simulator,
+    service::Notifier,
+};
+use platform::{
+    clock::SystemClock,
+    config::{env_opt, env_or, env_positive},
+    testing::TestBackends,
+    topic::{self, Message},
+};
+use serde_json::json;
+use time::OffsetDateTime;
+use tracing_subscriber::{EnvFilter, filter::Targets, fmt, prelude::*};
+use uuid::Uuid;
+
+use self::profile::{Statements, TimedTopics};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Notifications per warm-up round.
+const WARM_UP: usize = 20;
+/// How long the warm-up may take: a Kafka group forms in seconds.
+const WARM_UP_GUARD: Duration = Duration::from_secs(120);
+/// How often the simulator's count is read while waiting.
+const POLL: Duration = Duration::from_millis(10);
+
+struct Options {
+    n: usize,
+    concurrency: usize,
+    rate: u64,
+    users: usize,
+    guard: Duration,
+    count_statements: bool,
+}
+
+impl Options {
+    fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            n: env_positive("BENCH_N", 10_000)? as usize,
+            concurrency: env_positive("BENCH_CONCURRENCY", 16)? as usize,
+            rate: env_or("BENCH_RATE", 0)?,
+            users: env_positive("BENCH_USERS", 1_000)? as usize,
+            guard: Duration::from_secs(env_positive("BENCH_GUARD_SECS", 600)?),
+            count_statements: env_opt::<String>("BENCH_COUNT_STATEMENTS")?.as_deref() == Some("1"),
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = Options::from_env()?;
+    let statements = Statements::default();
+    let logs = fmt::layer().with_filter(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,sqlx=error")),
+    );
+    let counting = options.count_statements.then(|| {
+        statements
+            .clone()
+            .with_filter(Targets::new().with_target("sqlx::query", tracing::Level::DEBUG))
+    });
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(counting)
+        .init();
+
+    let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let mut settings = Settings::from_env()?;
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.addr = any_port;
+    settings.provider_url = None;
+    settings.smtp_url = None;
+    settings.provider_addr = any_port;
+    settings.smtp_sink_addr = any_port;
+    settings.mailbox_addr = any_port;
+    settings.pipeline.topic_prefix = format!("bench.{run}");
+    settings.pipeline.throttle.limit = u32::MAX;
+    settings.pipeline.payments_topic = None;
+    let partitions = settings.pipeline.partitions;
+
+    let backends = TestBackends::from_env().await;
+    let brokers = settings.backends.kafka_brokers.clone();
+    let transport = topic::connect(brokers.as_deref())
+        .await
+        .with_context(|| format!("connecting to the topics (KAFKA_BROKERS={brokers:?})"))?;
+    let timed = Arc::new(TimedTopics::new(transport.clone()));
+    let app = Application::build_with(
+        settings.clone(),
+        backends.database.clone(),
+        timed.clone(),
+        Arc::new(SystemClock),
+    )
+    .await?;
+    let notifier = app.notifier().clone();
+    let simulator = app
+        .local_providers()
+        .simulator
+        .as_ref()
+        .expect("the simulator runs here: no provider URL is set")
+        .provider
+        .clone();
+    let backend = format!("{}+{}", backends.database.engine(), transport.backend());
+    let users: Vec<String> = (0..options.users)
+        .map(|i| format!("bench-{run}-{i}"))
+        .collect();
+    println!(
+        "{backend}: {} notifications, {} users, {partitions} partitions, {} workers per channel, \
+         {} accepts in flight{}",
+        options.n,
+        options.users,
+        settings.pipeline.workers_per_channel,
+        options.concurrency,
+        match options.rate {
+            0 => String::new(),
+            rate => format!(", {rate} accepts/s"),
+        }
+    );
+
+    let bare_topic = format!("{}.bare", settings.pipeline.topic_prefix);
+    transport.ensure_topic(&bare_topic, partitions).await?;
+    let records = (0..options.n)
+        .map(|i| job_message(&bare_topic, &users[i % users.len()]))
+        .collect();
+    let bare = baseline::run(brokers.as_deref(), &*transport, &bare_topic, records).await?;
+    let bare_rate = options.n as f64 / bare.as_secs_f64();
+    println!(
+        "bare produce-consume loop: {} records in {:.2} s, {bare_rate:.0}/s",
+        options.n,
+        bare.as_secs_f64()
+    );
+
+    for user in &users {
+        notifier
+            .put_user(
+                UserId::parse(user).expect("a valid user id"),
+                UserBody {
+                    phone: Some("+442071838750".to_owned()),
+                    ..UserBody::default()
+                },
+            )
+            .await?;
+    }
+    let pipeline = app.start_pipeline().await?;
+    let topology = Topology::new(&settings.pipeline.topic_prefix);
+    let watched = [topology.intake(), topology.channel(Channel::Sms)];
+    let warm_up_started = Instant::now();
+    let mut warmed = 0;
+    loop {
+        accept_all(&notifier, &users, warmed, WARM_UP, 4, 0).await?;
+        warmed += WARM_UP;
+        wait_for(&simulator, warmed, WARM_UP_GUARD).await?;
+        let formed = watched.iter().all(|topic| {
+            let times = timed.times(topic);
+            times.consumers_served == times.consumers
+        });
+        if formed {
+            break;
+        }
+        if warm_up_started.elapsed() > WARM_UP_GUARD {
+            bail!("some consumers of {watched:?} received nothing during the warm-up");
+        }
+    }
+    println!(
+        "warm-up: {warmed} notifications, {:.1} s",
+        warm_up_started.elapsed().as_secs_f64()
+    );
+    timed.reset();
+    let (statements_before, statement_time_before) = (statements.counts(), statements.time());
+
+    let accepting = Instant::now();
+    let intake = accept_all(
+        &notifier,
+        &users,
+        warmed,
+        options.n,
+        options.concurrency,
+        options.rate,
+    )
+    .await?;
+    let accept_secs = accepting.elapsed().as_secs_f64();
+    let all_delivered = wait_for(&simulator, warmed + options.n, options.guard).await;
+    let (statements_after, statement_time_after) = (statements.counts(), statements.time());
+    pipeline.stop().await;
+
+    let by_key: HashMap<String, OffsetDateTime> = intake
+        .iter()
+        .map(|&(id, accepted_at)| (sms_key(id), accepted_at))
+        .collect();
+    let mut latencies = Vec::with_capacity(options.n);
+    let mut duplicated = 0;
+    let mut last_delivery = None;
+    for message in simulator.messages() {
+        let Some(&accepted_at) = by_key.get(&message.idempotency_key) else {
+            continue;
+        };
+        latencies.push(message.received_at - accepted_at);
+        duplicated += message.repeats;
+        last_delivery = last_delivery.max(Some(message.received_at));
+    }
+    let lost = options.n - latencies.len();
+    latencies.sort();
+    let first_accept = intake.iter().map(|&(_, at)| at).min().expect("n ≥ 1");
+    let elapsed = last_delivery.map_or(f64::NAN, |last| (last - first_accept).as_seconds_f64());
+    let rate = latencies.len() as f64 / elapsed;
+    let ms = |d: time::Duration| d.as_seconds_f64() * 1000.0;
+    let (p50, p99) = (
+        ms(percentile(&latencies, 50)),
+        ms(percentile(&latencies, 99)),
+    );
+    println!(
+        "pipeline: {} delivered in {elapsed:.2} s, {rate:.0}/s (accepted in {accept_secs:.2} s, \
+         {:.0}/s); intake to provider p50 {p50:.1} ms, p99 {p99:.1} ms; lost {lost}, duplicated \
+         {duplicated}",
+        latencies.len(),
+        options.n as f64 / accept_secs,
+    );
+    println!("ratio pipeline / bare loop: {:.4}", rate / bare_rate);
+
+    print_profile(&timed, &topology, options.n);
+    if options.count_statements {
+        print_statements(
+            &statements_before,
+            &statements_after,
+            statement_time_after - statement_time_before,
+            options.n,
+        );
+    }
+    println!(
+        "result backend={backend} n={} pipeline_per_s={rate:.0} p50_ms={p50:.1} p99_ms={p99:.1} \
+         lost={lost} duplicated={duplicated} bare_per_s={bare_rate:.0} ratio={:.4}",
+        options.n,
+        rate / bare_rate
+    );
+    all_delivered?;
+    if duplicated > 0 {
+        bail!("{duplicated} provider requests repeated a key already delivered");
+    }
+    Ok(())
+}
+
+/// The SMS provider's idempotency key for a notification (`providers/mod.rs`).
+fn sms_key(id: Uuid) -> String {
+    format!("{id}:{}", Channel::Sms)
+}
+
+/// A record like the router's jobs: the same key and a payload of the same size.
+fn job_message(topic: &str, user: &str) -> Message {
+    let job = Job {
+        notification_id: Uuid::now_v7(),
+        channel: Channel::Sms,
+        attempt: 0,
+        due_at_ms: None,
+    };
+    Message::new(
+        topic,
+        user,
+        serde_json::to_vec(&job).expect("a job serialises"),
+    )
+}
+
+/// Accepts notifications `first..first + count`, `concurrency` at a time, at `rate` a second
+/// (0: as fast as they are taken); returns each one's id and the moment `accept` was called.
+async fn accept_all(
+    notifier: &Arc<Notifier>,
+    users: &[String],
+    first: usize,
+    count: usize,
+    concurrency: usize,
+    rate: u64,
+) -> anyhow::Result<Vec<(Uuid, OffsetDateTime)>> {
+    let start = tokio::time::Instant::now();
+    stream::iter(first..first + count)
+        .map(|i| async move {
+            if rate > 0 {
+                let due = Duration::from_secs_f64((i - first) as f64 / rate as f64);
+                tokio::time::sleep_until(start + due).await;
+            }
+            let body = NotificationBody {
+                user_id: users[i % users.len()].clone(),
+                template: "welcome".to_owned(),
+                data: json!({ "name": format!("User {i}") })
+                    .as_object()
+                    .expect("an object")
+                    .clone(),
+                channels: Some(vec![Channel::Sms.to_string()]),
+                priority: Priority::Normal,
+                idempotency_key: None,
+            };
+            let accepted_at = OffsetDateTime::now_utc();
+            let accepted = notifier.accept(body).await?;
+            anyhow::Ok((accepted.id, accepted_at))
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await
+}
+
+/// Waits until the simulator holds `count` messages, or fails after `guard`.
+async fn wait_for(simulator: &Simulator, count: usize, guard: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while simulator.count() < count {
+        if started.elapsed() > guard {
+            bail!(
+                "after {guard:?} the provider has {} of {count} messages",
+                simulator.count()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
+}
+
+/// The nearest-rank percentile of sorted durations.
+fn percentile(sorted: &[time::Duration], p: usize) -> time::Duration {
+    if sorted.is_empty() {
+        return time::Duration::ZERO;
+    }
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+/// SQL statements per notification, by their first words, and the time they took.
+fn print_statements(
+    before: &HashMap<String, u64>,
+    after: &HashMap<String, u64>,
+    time: Duration,
+    n: usize,
+) {
+    let mut counts: Vec<(u64, &str)> = after
+        .iter()
+        .map(|(summary, &count)| (count - before.get(summary).unwrap_or(&0), summary.as_str()))
+        .filter(|&(count, _)| count > 0)
+        .collect();
+    counts.sort_by(|a, b| b.cmp(a));
+    let total: u64 = counts.iter().map(|&(count, _)| count).sum();
+    println!(
+        "SQL statements: {:.2} per notification, {:.2} ms of statement time per notification",
+        total as f64 / n as f64,
+        time.as_secs_f64() * 1000.0 / n as f64
+    );
+    for (count, summary) in counts {
+        println!("  {:6.2}  {summary}", count as f64 / n as f64);
+    }
+}
+
+/// Per stage: what one record costs each consumer, and what that allows.
+fn print_profile(timed: &TimedTopics, topology: &Topology, n: usize) {
+    println!("where the time goes (means per record, measured at the topics):");
+    for (stage, topic) in [
+        ("router (intake topic)", topology.intake()),
+        ("SMS workers (sms topic)", topology.channel(Channel::Sms)),
+    ] {
+        let times = timed.times(&topic);
+        println!(
+            "  {stage}: {} consumers, {} records; handling {:.2} ms, commit {:.2} ms; \
+             at most {:.0}/s per consumer",
+            times.consumers,
+            times.commits,
+            times.mean_handling().as_secs_f64() * 1000.0,
+            times.mean_commit().as_secs_f64() * 1000.0,
+            times.per_consumer_ceiling(),
+        );
+        println!(
+            "    published to it: {} messages in {} calls, {:.2} ms per call waiting for the \
+             broker ({:.2} calls per notification)",
+            times.published,
+            times.publish_calls,
+            times.mean_publish_call().as_secs_f64() * 1000.0,
+            times.publish_calls as f64 / n as f64,
+        );
+    }
+}

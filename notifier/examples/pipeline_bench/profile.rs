@@ -1,0 +1,313 @@
+//! Where the pipeline's time goes, measured from outside it, with no change to its code.
+//!
+//! - [`TimedTopics`] wraps the transport the notifier is built on. For each topic it times what
+//!   the consumers of that topic do between receiving a record and committing it (the stage's own
+//!   work: database statements, the provider call, publishing to the next topic), the commits
+//!   themselves, and every publish to it. Each consumer handles one record at a time, so
+//!   `1 / (handling + commit)` is what one consumer of that stage can carry per second. It also
+//!   says when every consumer of a topic has received a record, which is when its group has formed
+//!   (the warm-up waits for that).
+//! - [`Statements`] counts the SQL statements the process runs and the time they take, from the
+//!   events sqlx logs for each one (target `sqlx::query`), so both engines are counted the same
+//!   way. Turning those events on costs a few microseconds per statement, so it is used only when
+//!   asked for (`BENCH_COUNT_STATEMENTS=1`).
+//!
+//! The rejected alternative was timing inside the pipeline (metrics in `consume.rs`): it would
+//! answer the same question, but would put benchmark code on the production path for good.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use platform::topic::{Consumer, Delivery, Message, Producer, TopicError, Topics};
+use tracing::{
+    Event, Subscriber,
+    field::{Field, Visit},
+};
+use tracing_subscriber::{Layer, layer::Context};
+
+/// What happened on one topic while timing was on.
+#[derive(Debug, Clone, Default)]
+pub struct TopicTimes {
+    /// Members subscribed to the topic, and how many of them have received a record from it.
+    pub consumers: usize,
+    pub consumers_served: usize,
+    pub received: u64,
+    /// From each record's arrival to the call that commits it, summed.
+    pub handling: Duration,
+    pub commits: u64,
+    pub committing: Duration,
+    /// Messages published to the topic, in how many calls (`publish_all` is one call for a
+    /// batch), and the time spent waiting for the broker's acknowledgements.
+    pub published: u64,
+    pub publish_calls: u64,
+    pub publishing: Duration,
+}
+
+impl TopicTimes {
+    fn mean(total: Duration, count: u64) -> Duration {
+        total.checked_div(count.max(1) as u32).unwrap_or_default()
+    }
+
+    pub fn mean_handling(&self) -> Duration {
+        Self::mean(self.handling, self.commits)
+    }
+
+    pub fn mean_commit(&self) -> Duration {
+        Self::mean(self.committing, self.commits)
+    }
+
+    pub fn mean_publish_call(&self) -> Duration {
+        Self::mean(self.publishing, self.publish_calls)
+    }
+
+    /// Records one consumer of this topic can carry per second, handling one at a time.
+    pub fn per_consumer_ceiling(&self) -> f64 {
+        1.0 / (self.mean_handling() + self.mean_commit())
+            .as_secs_f64()
+            .max(f64::EPSILON)
+    }
+}
+
+#[derive(Default)]
+struct Times {
+    by_topic: Mutex<HashMap<String, TopicTimes>>,
+}
+
+impl Times {
+    fn update(&self, topic: &str, change: impl FnOnce(&mut TopicTimes)) {
+        let mut by_topic = self.by_topic.lock().unwrap();
+        change(by_topic.entry(topic.to_owned()).or_default());
+    }
+}
+
+/// A [`Topics`] that times what goes through it and passes everything on unchanged.
+pub struct TimedTopics {
+    inner: Arc<dyn Topics>,
+    producer: Arc<TimedProducer>,
+    times: Arc<Times>,
+}
+
+impl TimedTopics {
+    pub fn new(inner: Arc<dyn Topics>) -> Self {
+        let times = Arc::new(Times::default());
+        Self {
+            producer: Arc::new(TimedProducer {
+                inner: inner.producer(),
+                times: times.clone(),
+            }),
+            inner,
+            times,
+        }
+    }
+
+    pub fn times(&self, topic: &str) -> TopicTimes {
+        let by_topic = self.times.by_topic.lock().unwrap();
+        by_topic.get(topic).cloned().unwrap_or_default()
+    }
+
+    /// Forgets every count and duration (after the warm-up), keeping who is subscribed.
+    pub fn reset(&self) {
+        for times in self.times.by_topic.lock().unwrap().values_mut() {
+            *times = TopicTimes {
+                consumers: times.consumers,
+                consumers_served: times.consumers_served,
+                ..TopicTimes::default()
+            };
+        }
+    }
+}
+
+#[async_trait]
+impl Topics for TimedTopics {
+    async fn ensure_topic(&self, name: &str, partitions: u32) -> Result<(), TopicError> {
+        self.inner.ensure_topic(name, partitions).await
+    }
+
+    fn producer(&self) -> Arc<dyn Producer> {
+        self.producer.clone()
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Consumer>, TopicError> {
+        let inner = self.inner.subscribe(group, topics).await?;
+        for topic in topics {
+            self.times.update(topic, |times| times.consumers += 1);
+        }
+        Ok(Box::new(TimedConsumer {
+            inner,
+            times: self.times.clone(),
+            served: Mutex::default(),
+            received_at: Mutex::default(),
+        }))
+    }
+
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+}
+
+struct TimedProducer {
+    inner: Arc<dyn Producer>,
+    times: Arc<Times>,
+}
+
+impl TimedProducer {
+    /// Counts a call under the topic of its first message (the pipeline never mixes topics in
+    /// one batch).
+    fn count(&self, topic: &str, messages: usize, took: Duration) {
+        self.times.update(topic, |times| {
+            times.published += messages as u64;
+            times.publish_calls += 1;
+            times.publishing += took;
+        });
+    }
+}
+
+#[async_trait]
+impl Producer for TimedProducer {
+    async fn publish(&self, message: Message) -> Result<(), TopicError> {
+        let (topic, started) = (message.topic.clone(), Instant::now());
+        self.inner.publish(message).await?;
+        self.count(&topic, 1, started.elapsed());
+        Ok(())
+    }
+
+    async fn publish_all(&self, messages: Vec<Message>) -> Result<(), TopicError> {
+        let Some(topic) = messages.first().map(|message| message.topic.clone()) else {
+            return Ok(());
+        };
+        let (count, started) = (messages.len(), Instant::now());
+        self.inner.publish_all(messages).await?;
+        self.count(&topic, count, started.elapsed());
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+}
+
+struct TimedConsumer {
+    inner: Box<dyn Consumer>,
+    times: Arc<Times>,
+    /// The topics this member has received a record from.
+    served: Mutex<HashSet<String>>,
+    /// When the record being handled arrived.
+    received_at: Mutex<Option<Instant>>,
+}
+
+#[async_trait]
+impl Consumer for TimedConsumer {
+    async fn recv(&self) -> Result<Delivery, TopicError> {
+        let delivery = self.inner.recv().await?;
+        *self.received_at.lock().unwrap() = Some(Instant::now());
+        let first = self.served.lock().unwrap().insert(delivery.topic.clone());
+        self.times.update(&delivery.topic, |times| {
+            times.received += 1;
+            times.consumers_served += usize::from(first);
+        });
+        Ok(delivery)
+    }
+
+    async fn commit(&self, delivery: &Delivery) -> Result<(), TopicError> {
+        let started = Instant::now();
+        let handling = self
+            .received_at
+            .lock()
+            .unwrap()
+            .map(|at| started - at)
+            .unwrap_or_default();
+        self.inner.commit(delivery).await?;
+        let committing = started.elapsed();
+        self.times.update(&delivery.topic, |times| {
+            times.commits += 1;
+            times.handling += handling;
+            times.committing += committing;
+        });
+        Ok(())
+    }
+
+    async fn pause(&self, delivery: &Delivery) -> Result<(), TopicError> {
+        self.inner.pause(delivery).await
+    }
+
+    async fn resume(&self, topic: &str, partition: i32) -> Result<(), TopicError> {
+        self.inner.resume(topic, partition).await
+    }
+}
+
+/// Counts the statements sqlx runs, by their first words (sqlx's `summary`), and sums the time
+/// they took, from its `sqlx::query` events. sqlx sends PostgreSQL's `BEGIN` without logging it,
+/// so a transaction there is one round trip more than its statements.
+#[derive(Clone, Default)]
+pub struct Statements {
+    by_summary: Arc<Mutex<HashMap<String, u64>>>,
+    nanos: Arc<AtomicU64>,
+}
+
+impl Statements {
+    /// Statements run so far, by summary.
+    pub fn counts(&self) -> HashMap<String, u64> {
+        self.by_summary.lock().unwrap().clone()
+    }
+
+    /// The time statements have taken so far.
+    pub fn time(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Statements {
+    fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
+        if event.metadata().target() != "sqlx::query" {
+            return;
+        }
+        let mut fields = StatementFields::default();
+        event.record(&mut fields);
+        *self
+            .by_summary
+            .lock()
+            .unwrap()
+            .entry(fields.summary)
+            .or_default() += 1;
+        self.nanos
+            .fetch_add((fields.elapsed_secs * 1e9) as u64, Ordering::Relaxed);
+    }
+}
+
+/// The fields of a sqlx statement event that are counted.
+#[derive(Default)]
+struct StatementFields {
+    summary: String,
+    elapsed_secs: f64,
+}
+
+impl Visit for StatementFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if field.name() == "elapsed_secs" {
+            self.elapsed_secs = value;
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "summary" {
+            self.summary = value.to_owned();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "summary" {
+            self.summary = format!("{value:?}");
+        }
+    }
+}
