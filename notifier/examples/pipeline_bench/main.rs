@@ -271,20 +271,20 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort();
     let first_accept = intake.iter().map(|&(_, at)| at).min().expect("n ≥ 1");
     let elapsed = last_delivery.map_or(f64::NAN, |last| (last - first_accept).as_seconds_f64());
-    let rate = latencies.len() as f64 / elapsed;
+    let throughput = latencies.len() as f64 / elapsed;
     let ms = |d: time::Duration| d.as_seconds_f64() * 1000.0;
     let (p50, p99) = (
         ms(percentile(&latencies, 50)),
         ms(percentile(&latencies, 99)),
     );
     println!(
-        "pipeline: {} delivered in {elapsed:.2} s, {rate:.0}/s (accepted in {accept_secs:.2} s, \
+        "pipeline: {} delivered in {elapsed:.2} s, {throughput:.0}/s (accepted in {accept_secs:.2} s, \
          {:.0}/s); intake to provider p50 {p50:.1} ms, p99 {p99:.1} ms; lost {lost}, duplicated \
          {duplicated}",
         latencies.len(),
         options.n as f64 / accept_secs,
     );
-    println!("ratio pipeline / bare loop: {:.4}", rate / bare_rate);
+    println!("ratio pipeline / bare loop: {:.5}", throughput / bare_rate);
 
     print_profile(&timed, &topology, options.n);
     if options.count_statements {
@@ -296,10 +296,11 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "result backend={backend} n={} pipeline_per_s={rate:.0} p50_ms={p50:.1} p99_ms={p99:.1} \
-         lost={lost} duplicated={duplicated} bare_per_s={bare_rate:.0} ratio={:.4}",
+        "result backend={backend} n={} rate={} pipeline_per_s={throughput:.0} p50_ms={p50:.1} \
+         p99_ms={p99:.1} lost={lost} duplicated={duplicated} bare_per_s={bare_rate:.0} ratio={:.5}",
         options.n,
-        rate / bare_rate
+        options.rate,
+        throughput / bare_rate
     );
     all_delivered?;
     if duplicated > 0 {
@@ -422,10 +423,11 @@ fn print_profile(timed: &TimedTopics, topology: &Topology, n: usize) {
     ] {
         let times = timed.times(&topic);
         println!(
-            "  {stage}: {} consumers, {} records; handling {:.2} ms, commit {:.2} ms; \
-             at most {:.0}/s per consumer",
+            "  {stage}: {} consumers, {} records; {:.2} ms on the topic, then handling {:.2} ms \
+             and commit {:.2} ms; at most {:.0}/s per consumer",
             times.consumers,
             times.commits,
+            times.mean_on_topic().as_secs_f64() * 1000.0,
             times.mean_handling().as_secs_f64() * 1000.0,
             times.mean_commit().as_secs_f64() * 1000.0,
             times.per_consumer_ceiling(),

@@ -3,10 +3,11 @@
 //! - [`TimedTopics`] wraps the transport the notifier is built on. For each topic it times what
 //!   the consumers of that topic do between receiving a record and committing it (the stage's own
 //!   work: database statements, the provider call, publishing to the next topic), the commits
-//!   themselves, and every publish to it. Each consumer handles one record at a time, so
-//!   `1 / (handling + commit)` is what one consumer of that stage can carry per second. It also
-//!   says when every consumer of a topic has received a record, which is when its group has formed
-//!   (the warm-up waits for that).
+//!   themselves, every publish to it, and each record's time on the topic, from the publish call
+//!   to its receipt (stamped in a header, [`PUBLISHED_AT`]). Each consumer handles one record at a
+//!   time, so `1 / (handling + commit)` is what one consumer of that stage can carry per second.
+//!   It also says when every consumer of a topic has received a record, which is when its group
+//!   has formed (the warm-up waits for that).
 //! - [`Statements`] counts the SQL statements the process runs and the time they take, from the
 //!   events sqlx logs for each one (target `sqlx::query`), so both engines are counted the same
 //!   way. Turning those events on costs a few microseconds per statement, so it is used only when
@@ -26,11 +27,17 @@ use std::{
 
 use async_trait::async_trait;
 use platform::topic::{Consumer, Delivery, Message, Producer, TopicError, Topics};
+use time::OffsetDateTime;
 use tracing::{
     Event, Subscriber,
     field::{Field, Visit},
 };
 use tracing_subscriber::{Layer, layer::Context};
+
+/// The header the timing producer adds to every message: when it was handed to the producer, in
+/// nanoseconds since the Unix epoch. The pipeline's stages read payloads only, and the next
+/// stage's messages are new ones, so the header is seen by the timing consumer alone.
+pub const PUBLISHED_AT: &str = "bench-published-at";
 
 /// What happened on one topic while timing was on.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +55,9 @@ pub struct TopicTimes {
     pub published: u64,
     pub publish_calls: u64,
     pub publishing: Duration,
+    /// From each record's publish call to its receipt by a consumer, summed: the producer's
+    /// batching, the broker, the consumer's fetch, and the wait behind earlier records.
+    pub on_topic: Duration,
 }
 
 impl TopicTimes {
@@ -65,6 +75,10 @@ impl TopicTimes {
 
     pub fn mean_publish_call(&self) -> Duration {
         Self::mean(self.publishing, self.publish_calls)
+    }
+
+    pub fn mean_on_topic(&self) -> Duration {
+        Self::mean(self.on_topic, self.received)
     }
 
     /// Records one consumer of this topic can carry per second, handling one at a time.
@@ -177,7 +191,7 @@ impl TimedProducer {
 impl Producer for TimedProducer {
     async fn publish(&self, message: Message) -> Result<(), TopicError> {
         let (topic, started) = (message.topic.clone(), Instant::now());
-        self.inner.publish(message).await?;
+        self.inner.publish(stamped(message)).await?;
         self.count(&topic, 1, started.elapsed());
         Ok(())
     }
@@ -187,7 +201,9 @@ impl Producer for TimedProducer {
             return Ok(());
         };
         let (count, started) = (messages.len(), Instant::now());
-        self.inner.publish_all(messages).await?;
+        self.inner
+            .publish_all(messages.into_iter().map(stamped).collect())
+            .await?;
         self.count(&topic, count, started.elapsed());
         Ok(())
     }
@@ -195,6 +211,23 @@ impl Producer for TimedProducer {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+}
+
+fn stamped(message: Message) -> Message {
+    let now = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    message.with_header(PUBLISHED_AT, now.to_string())
+}
+
+/// How long ago `delivery` was published, from its [`PUBLISHED_AT`] header.
+fn time_on_topic(delivery: &Delivery) -> Option<Duration> {
+    let published: i128 = std::str::from_utf8(delivery.header(PUBLISHED_AT)?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let now = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    u64::try_from(now - published)
+        .ok()
+        .map(Duration::from_nanos)
 }
 
 struct TimedConsumer {
@@ -212,9 +245,11 @@ impl Consumer for TimedConsumer {
         let delivery = self.inner.recv().await?;
         *self.received_at.lock().unwrap() = Some(Instant::now());
         let first = self.served.lock().unwrap().insert(delivery.topic.clone());
+        let on_topic = time_on_topic(&delivery).unwrap_or_default();
         self.times.update(&delivery.topic, |times| {
             times.received += 1;
             times.consumers_served += usize::from(first);
+            times.on_topic += on_topic;
         });
         Ok(delivery)
     }
