@@ -63,7 +63,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use notifier::{
     Application, Settings,
@@ -74,9 +74,9 @@ use notifier::{
 };
 use platform::{
     clock::SystemClock,
-    config::{env_opt, env_or, env_positive},
-    testing::TestBackends,
-    topic::{self, Message},
+    config::{TopicsConfig, env_opt, env_or, env_positive},
+    testing::{TestBackends, TestTopics},
+    topic::Message,
 };
 use serde_json::json;
 use time::OffsetDateTime;
@@ -149,10 +149,14 @@ async fn main() -> anyhow::Result<()> {
     let partitions = settings.pipeline.partitions;
 
     let backends = TestBackends::from_env().await;
-    let brokers = settings.backends.kafka_brokers.clone();
-    let transport = topic::connect(brokers.as_deref())
-        .await
-        .with_context(|| format!("connecting to the topics (KAFKA_BROKERS={brokers:?})"))?;
+    // Kafka when KAFKA_BROKERS is set, otherwise a durable embedded transport in a temporary
+    // directory (not ./data).
+    let test_topics = TestTopics::from_env().await;
+    let brokers = match &test_topics.config {
+        TopicsConfig::Kafka { brokers } => Some(brokers.clone()),
+        TopicsConfig::Embedded { .. } => None,
+    };
+    let transport = test_topics.topics.clone();
     let timed = Arc::new(TimedTopics::new(transport.clone()));
     let app = Application::build_with(
         settings.clone(),
@@ -316,12 +320,7 @@ fn sms_key(id: Uuid) -> String {
 
 /// A record like the router's jobs: the same key and a payload of the same size.
 fn job_message(topic: &str, user: &str) -> Message {
-    let job = Job {
-        notification_id: Uuid::now_v7(),
-        channel: Channel::Sms,
-        attempt: 0,
-        due_at_ms: None,
-    };
+    let job = Job::first(Uuid::now_v7(), Channel::Sms, 0);
     Message::new(
         topic,
         user,
