@@ -62,20 +62,18 @@ ensure_kafka() {
   exit 1
 }
 
-# One run on a backend set; its output goes to stderr, its result line is added to $results/<file>.
+# One run on a backend set: its output goes to stderr as it comes, its result line is added to
+# $results/<file>.
 run() { # set, file, then extra environment
   local set=$1 file=$2
   shift 2
   local env=(env -u DATABASE_URL -u KAFKA_BROKERS RUST_LOG=error)
   if [ "$set" = kafka ]; then env+=(DATABASE_URL="$PG_URL" KAFKA_BROKERS="$BROKERS"); fi
-  touch "$results/$file"
-  local before
-  before=$(wc -l <"$results/$file")
-  if ! "${env[@]}" "$@" "$bench" | tee /dev/stderr | grep '^result ' >>"$results/$file"; then
-    # A run that lost or duplicated deliveries prints its result line, then fails: keep it.
-    [ "$(wc -l <"$results/$file")" -gt "$before" ] || { echo "the $set run failed" >&2; exit 1; }
-    echo "the $set run lost or duplicated deliveries (counted in the table)" >&2
-  fi
+  local status=0
+  "${env[@]}" "$@" "$bench" | tee "$results/output" >&2 || status=$?
+  grep '^result ' "$results/output" >>"$results/$file" || { echo "the $set run failed" >&2; exit 1; }
+  # A run that lost or duplicated deliveries prints its result line, then fails: it is counted.
+  [ "$status" = 0 ] || echo "the $set run lost or duplicated deliveries (counted in the table)" >&2
 }
 
 for set in $BACKENDS; do

@@ -76,14 +76,14 @@ use platform::{
     clock::SystemClock,
     config::{TopicsConfig, env_opt, env_or, env_positive},
     testing::{TestBackends, TestTopics},
-    topic::Message,
+    topic::{Message, Topics},
 };
 use serde_json::json;
 use time::OffsetDateTime;
 use tracing_subscriber::{EnvFilter, filter::Targets, fmt, prelude::*};
 use uuid::Uuid;
 
-use self::profile::{Statements, TimedTopics};
+use self::profile::{StatementCounts, Statements, TimedTopics};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -120,11 +120,89 @@ impl Options {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::from_env()?;
+    let statements = install_tracing(options.count_statements);
+    let bench = Bench::build(&options).await?;
+    println!("{}", bench.describe(&options));
+
+    let bare = bench.bare_loop(options.n).await?;
+    println!(
+        "bare produce-consume loop: {} records in {:.2} s, {:.0}/s",
+        options.n,
+        bare.as_secs_f64(),
+        options.n as f64 / bare.as_secs_f64()
+    );
+
+    bench.create_users().await?;
+    let pipeline = bench.app.start_pipeline().await?;
+    let warmed = bench.warm_up().await?;
+    bench.timed.reset();
+    let statements_before = statements.snapshot();
+    let accepting = Instant::now();
+    let intake = accept_all(
+        &bench.notifier,
+        &bench.users,
+        warmed,
+        options.n,
+        options.concurrency,
+        options.rate,
+    )
+    .await?;
+    let accepted_in = accepting.elapsed();
+    let all_delivered = wait_for(&bench.simulator, warmed + options.n, options.guard).await;
+    let statements_after = statements.snapshot();
+    // Stopped before counting, so that a late duplicate would be counted.
+    pipeline.stop().await;
+
+    let measured = Measured::count(&bench.simulator, &intake);
+    let ratio = measured.throughput / (options.n as f64 / bare.as_secs_f64());
+    println!(
+        "pipeline: {} delivered in {:.2} s, {:.0}/s (accepted in {:.2} s); intake to provider \
+         p50 {:.1} ms, p99 {:.1} ms; lost {}, duplicated {}",
+        measured.delivered,
+        measured.elapsed.as_secs_f64(),
+        measured.throughput,
+        accepted_in.as_secs_f64(),
+        measured.p50_ms,
+        measured.p99_ms,
+        measured.lost,
+        measured.duplicated,
+    );
+    println!("ratio pipeline / bare loop: {ratio:.5}");
+    print_profile(&bench.timed, &bench.topology, options.n);
+    if options.count_statements {
+        print_statements(&statements_before, &statements_after, options.n);
+    }
+    println!(
+        "result backend={} n={} rate={} pipeline_per_s={:.0} p50_ms={:.1} p99_ms={:.1} lost={} \
+         duplicated={} bare_per_s={:.0} ratio={ratio:.5}",
+        bench.backend,
+        options.n,
+        options.rate,
+        measured.throughput,
+        measured.p50_ms,
+        measured.p99_ms,
+        measured.lost,
+        measured.duplicated,
+        options.n as f64 / bare.as_secs_f64(),
+    );
+    all_delivered?;
+    if measured.duplicated > 0 {
+        bail!(
+            "{} provider requests repeated a key already delivered",
+            measured.duplicated
+        );
+    }
+    Ok(())
+}
+
+/// Logs at `warn` (or `RUST_LOG`); with `count_statements`, sqlx's statement events go to the
+/// returned counter as well.
+fn install_tracing(count_statements: bool) -> Statements {
     let statements = Statements::default();
     let logs = fmt::layer().with_filter(
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,sqlx=error")),
     );
-    let counting = options.count_statements.then(|| {
+    let counting = count_statements.then(|| {
         statements
             .clone()
             .with_filter(Targets::new().with_target("sqlx::query", tracing::Level::DEBUG))
@@ -133,184 +211,206 @@ async fn main() -> anyhow::Result<()> {
         .with(logs)
         .with(counting)
         .init();
+    statements
+}
 
-    let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let mut settings = Settings::from_env()?;
-    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-    settings.addr = any_port;
-    settings.provider_url = None;
-    settings.smtp_url = None;
-    settings.provider_addr = any_port;
-    settings.smtp_sink_addr = any_port;
-    settings.mailbox_addr = any_port;
-    settings.pipeline.topic_prefix = format!("bench.{run}");
-    settings.pipeline.throttle.limit = u32::MAX;
-    settings.pipeline.payments_topic = None;
-    let partitions = settings.pipeline.partitions;
+/// The notifier under measurement, and what the benchmark reads from it.
+struct Bench {
+    app: Application,
+    notifier: Arc<Notifier>,
+    simulator: Arc<Simulator>,
+    timed: Arc<TimedTopics>,
+    /// The transport itself, for the bare loop.
+    transport: Arc<dyn Topics>,
+    /// `Some` on Kafka, for the bare loop's own clients.
+    brokers: Option<String>,
+    settings: Settings,
+    topology: Topology,
+    users: Vec<String>,
+    /// `postgres+kafka`, `sqlite+memory`.
+    backend: String,
+    /// Held so that the fresh database and the embedded transport's file live until the end
+    /// (and are removed then).
+    _database: TestBackends,
+    _topics: TestTopics,
+}
 
-    let backends = TestBackends::from_env().await;
-    // Kafka when KAFKA_BROKERS is set, otherwise a durable embedded transport in a temporary
-    // directory (not ./data).
-    let test_topics = TestTopics::from_env().await;
-    let brokers = match &test_topics.config {
-        TopicsConfig::Kafka { brokers } => Some(brokers.clone()),
-        TopicsConfig::Embedded { .. } => None,
-    };
-    let transport = test_topics.topics.clone();
-    let timed = Arc::new(TimedTopics::new(transport.clone()));
-    let app = Application::build_with(
-        settings.clone(),
-        backends.database.clone(),
-        timed.clone(),
-        Arc::new(SystemClock),
-    )
-    .await?;
-    let notifier = app.notifier().clone();
-    let simulator = app
-        .local_providers()
-        .simulator
-        .as_ref()
-        .expect("the simulator runs here: no provider URL is set")
-        .provider
-        .clone();
-    let backend = format!("{}+{}", backends.database.engine(), transport.backend());
-    let users: Vec<String> = (0..options.users)
-        .map(|i| format!("bench-{run}-{i}"))
-        .collect();
-    println!(
-        "{backend}: {} notifications, {} users, {partitions} partitions, {} workers per channel, \
-         {} accepts in flight{}",
-        options.n,
-        options.users,
-        settings.pipeline.workers_per_channel,
-        options.concurrency,
-        match options.rate {
-            0 => String::new(),
-            rate => format!(", {rate} accepts/s"),
-        }
-    );
+impl Bench {
+    async fn build(options: &Options) -> anyhow::Result<Self> {
+        let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let mut settings = Settings::from_env()?;
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.addr = any_port;
+        settings.provider_url = None;
+        settings.smtp_url = None;
+        settings.provider_addr = any_port;
+        settings.smtp_sink_addr = any_port;
+        settings.mailbox_addr = any_port;
+        settings.pipeline.topic_prefix = format!("bench.{run}");
+        settings.pipeline.throttle.limit = u32::MAX;
+        settings.pipeline.payments_topic = None;
 
-    let bare_topic = format!("{}.bare", settings.pipeline.topic_prefix);
-    transport.ensure_topic(&bare_topic, partitions).await?;
-    let records = (0..options.n)
-        .map(|i| job_message(&bare_topic, &users[i % users.len()]))
-        .collect();
-    let bare = baseline::run(brokers.as_deref(), &*transport, &bare_topic, records).await?;
-    let bare_rate = options.n as f64 / bare.as_secs_f64();
-    println!(
-        "bare produce-consume loop: {} records in {:.2} s, {bare_rate:.0}/s",
-        options.n,
-        bare.as_secs_f64()
-    );
-
-    for user in &users {
-        notifier
-            .put_user(
-                UserId::parse(user).expect("a valid user id"),
-                UserBody {
-                    phone: Some("+442071838750".to_owned()),
-                    ..UserBody::default()
-                },
-            )
-            .await?;
-    }
-    let pipeline = app.start_pipeline().await?;
-    let topology = Topology::new(&settings.pipeline.topic_prefix);
-    let watched = [topology.intake(), topology.channel(Channel::Sms)];
-    let warm_up_started = Instant::now();
-    let mut warmed = 0;
-    loop {
-        accept_all(&notifier, &users, warmed, WARM_UP, 4, 0).await?;
-        warmed += WARM_UP;
-        wait_for(&simulator, warmed, WARM_UP_GUARD).await?;
-        let formed = watched.iter().all(|topic| {
-            let times = timed.times(topic);
-            times.consumers_served == times.consumers
-        });
-        if formed {
-            break;
-        }
-        if warm_up_started.elapsed() > WARM_UP_GUARD {
-            bail!("some consumers of {watched:?} received nothing during the warm-up");
-        }
-    }
-    println!(
-        "warm-up: {warmed} notifications, {:.1} s",
-        warm_up_started.elapsed().as_secs_f64()
-    );
-    timed.reset();
-    let (statements_before, statement_time_before) = (statements.counts(), statements.time());
-
-    let accepting = Instant::now();
-    let intake = accept_all(
-        &notifier,
-        &users,
-        warmed,
-        options.n,
-        options.concurrency,
-        options.rate,
-    )
-    .await?;
-    let accept_secs = accepting.elapsed().as_secs_f64();
-    let all_delivered = wait_for(&simulator, warmed + options.n, options.guard).await;
-    let (statements_after, statement_time_after) = (statements.counts(), statements.time());
-    pipeline.stop().await;
-
-    let by_key: HashMap<String, OffsetDateTime> = intake
-        .iter()
-        .map(|&(id, accepted_at)| (sms_key(id), accepted_at))
-        .collect();
-    let mut latencies = Vec::with_capacity(options.n);
-    let mut duplicated = 0;
-    let mut last_delivery = None;
-    for message in simulator.messages() {
-        let Some(&accepted_at) = by_key.get(&message.idempotency_key) else {
-            continue;
+        let backends = TestBackends::from_env().await;
+        // Kafka when KAFKA_BROKERS is set, otherwise a durable embedded transport in a temporary
+        // directory (not ./data).
+        let topics = TestTopics::from_env().await;
+        let brokers = match &topics.config {
+            TopicsConfig::Kafka { brokers } => Some(brokers.clone()),
+            TopicsConfig::Embedded { .. } => None,
         };
-        latencies.push(message.received_at - accepted_at);
-        duplicated += message.repeats;
-        last_delivery = last_delivery.max(Some(message.received_at));
+        let transport = topics.topics.clone();
+        let timed = Arc::new(TimedTopics::new(transport.clone()));
+        let app = Application::build_with(
+            settings.clone(),
+            backends.database.clone(),
+            timed.clone(),
+            Arc::new(SystemClock),
+        )
+        .await?;
+        let simulator = app
+            .local_providers()
+            .simulator
+            .as_ref()
+            .expect("the simulator runs here: no provider URL is set")
+            .provider
+            .clone();
+        Ok(Self {
+            notifier: app.notifier().clone(),
+            app,
+            simulator,
+            timed,
+            backend: format!("{}+{}", backends.database.engine(), transport.backend()),
+            transport,
+            brokers,
+            topology: Topology::new(&settings.pipeline.topic_prefix),
+            users: (0..options.users)
+                .map(|i| format!("bench-{run}-{i}"))
+                .collect(),
+            settings,
+            _database: backends,
+            _topics: topics,
+        })
     }
-    let lost = options.n - latencies.len();
-    latencies.sort();
-    let first_accept = intake.iter().map(|&(_, at)| at).min().expect("n ≥ 1");
-    let elapsed = last_delivery.map_or(f64::NAN, |last| (last - first_accept).as_seconds_f64());
-    let throughput = latencies.len() as f64 / elapsed;
-    let ms = |d: time::Duration| d.as_seconds_f64() * 1000.0;
-    let (p50, p99) = (
-        ms(percentile(&latencies, 50)),
-        ms(percentile(&latencies, 99)),
-    );
-    println!(
-        "pipeline: {} delivered in {elapsed:.2} s, {throughput:.0}/s (accepted in {accept_secs:.2} s, \
-         {:.0}/s); intake to provider p50 {p50:.1} ms, p99 {p99:.1} ms; lost {lost}, duplicated \
-         {duplicated}",
-        latencies.len(),
-        options.n as f64 / accept_secs,
-    );
-    println!("ratio pipeline / bare loop: {:.5}", throughput / bare_rate);
 
-    print_profile(&timed, &topology, options.n);
-    if options.count_statements {
-        print_statements(
-            &statements_before,
-            &statements_after,
-            statement_time_after - statement_time_before,
+    fn describe(&self, options: &Options) -> String {
+        let pipeline = &self.settings.pipeline;
+        format!(
+            "{}: {} notifications, {} users, {} partitions, {} workers per channel, {} accepts \
+             in flight{}",
+            self.backend,
             options.n,
-        );
+            options.users,
+            pipeline.partitions,
+            pipeline.workers_per_channel,
+            options.concurrency,
+            match options.rate {
+                0 => String::new(),
+                rate => format!(", {rate} accepts/s"),
+            }
+        )
     }
-    println!(
-        "result backend={backend} n={} rate={} pipeline_per_s={throughput:.0} p50_ms={p50:.1} \
-         p99_ms={p99:.1} lost={lost} duplicated={duplicated} bare_per_s={bare_rate:.0} ratio={:.5}",
-        options.n,
-        options.rate,
-        throughput / bare_rate
-    );
-    all_delivered?;
-    if duplicated > 0 {
-        bail!("{duplicated} provider requests repeated a key already delivered");
+
+    /// The baseline: `n` job-sized records keyed by the benchmark's users, through a fresh topic
+    /// with the pipeline's partition count.
+    async fn bare_loop(&self, n: usize) -> anyhow::Result<Duration> {
+        let topic = format!("{}.bare", self.settings.pipeline.topic_prefix);
+        self.transport
+            .ensure_topic(&topic, self.settings.pipeline.partitions)
+            .await?;
+        let records = (0..n)
+            .map(|i| job_message(&topic, &self.users[i % self.users.len()]))
+            .collect();
+        baseline::run(self.brokers.as_deref(), &*self.transport, &topic, records).await
     }
-    Ok(())
+
+    async fn create_users(&self) -> anyhow::Result<()> {
+        for user in &self.users {
+            let body = UserBody {
+                phone: Some("+442071838750".to_owned()),
+                ..UserBody::default()
+            };
+            let id = UserId::parse(user).expect("a valid user id");
+            self.notifier.put_user(id, body).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends rounds of notifications until every consumer of the intake and SMS topics has
+    /// received one, each round delivered before the next; returns how many were sent.
+    async fn warm_up(&self) -> anyhow::Result<usize> {
+        let watched = [self.topology.intake(), self.topology.channel(Channel::Sms)];
+        let started = Instant::now();
+        let mut sent = 0;
+        loop {
+            accept_all(&self.notifier, &self.users, sent, WARM_UP, 4, 0).await?;
+            sent += WARM_UP;
+            wait_for(&self.simulator, sent, WARM_UP_GUARD).await?;
+            let formed = watched.iter().all(|topic| {
+                let times = self.timed.times(topic);
+                times.consumers_served == times.consumers
+            });
+            if formed {
+                println!(
+                    "warm-up: {sent} notifications, {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(sent);
+            }
+            if started.elapsed() > WARM_UP_GUARD {
+                bail!("some consumers of {watched:?} received nothing during the warm-up");
+            }
+        }
+    }
+}
+
+/// What the provider got of the measured notifications.
+struct Measured {
+    delivered: usize,
+    /// Notifications with no message at the provider.
+    lost: usize,
+    /// Provider requests beyond the first for a key.
+    duplicated: u64,
+    /// From the first call to `accept` to the last message at the provider.
+    elapsed: Duration,
+    throughput: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Measured {
+    /// Reads the simulator's messages for the notifications in `intake` (each with the moment
+    /// `accept` was called for it).
+    fn count(simulator: &Simulator, intake: &[(Uuid, OffsetDateTime)]) -> Self {
+        let accepted_at: HashMap<String, OffsetDateTime> =
+            intake.iter().map(|&(id, at)| (sms_key(id), at)).collect();
+        let mut latencies = Vec::with_capacity(intake.len());
+        let mut duplicated = 0;
+        let mut last_delivery = None;
+        for message in simulator.messages() {
+            let Some(&accepted_at) = accepted_at.get(&message.idempotency_key) else {
+                continue;
+            };
+            latencies.push(message.received_at - accepted_at);
+            duplicated += message.repeats;
+            last_delivery = last_delivery.max(Some(message.received_at));
+        }
+        latencies.sort();
+        let first_accept = intake.iter().map(|&(_, at)| at).min();
+        let elapsed = match (first_accept, last_delivery) {
+            (Some(first), Some(last)) => (last - first).unsigned_abs(),
+            _ => Duration::ZERO,
+        };
+        let ms = |p| percentile(&latencies, p).as_seconds_f64() * 1000.0;
+        Self {
+            delivered: latencies.len(),
+            lost: intake.len() - latencies.len(),
+            duplicated,
+            elapsed,
+            throughput: latencies.len() as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+            p50_ms: ms(50),
+            p99_ms: ms(99),
+        }
+    }
 }
 
 /// The SMS provider's idempotency key for a notification (`providers/mod.rs`).
@@ -390,15 +490,14 @@ fn percentile(sorted: &[time::Duration], p: usize) -> time::Duration {
 }
 
 /// SQL statements per notification, by their first words, and the time they took.
-fn print_statements(
-    before: &HashMap<String, u64>,
-    after: &HashMap<String, u64>,
-    time: Duration,
-    n: usize,
-) {
+fn print_statements(before: &StatementCounts, after: &StatementCounts, n: usize) {
     let mut counts: Vec<(u64, &str)> = after
+        .by_summary
         .iter()
-        .map(|(summary, &count)| (count - before.get(summary).unwrap_or(&0), summary.as_str()))
+        .map(|(summary, &count)| {
+            let earlier = before.by_summary.get(summary).copied().unwrap_or(0);
+            (count - earlier, summary.as_str())
+        })
         .filter(|&(count, _)| count > 0)
         .collect();
     counts.sort_by(|a, b| b.cmp(a));
@@ -406,7 +505,7 @@ fn print_statements(
     println!(
         "SQL statements: {:.2} per notification, {:.2} ms of statement time per notification",
         total as f64 / n as f64,
-        time.as_secs_f64() * 1000.0 / n as f64
+        (after.time - before.time).as_secs_f64() * 1000.0 / n as f64
     );
     for (count, summary) in counts {
         println!("  {:6.2}  {summary}", count as f64 / n as f64);

@@ -290,15 +290,18 @@ pub struct Statements {
     nanos: Arc<AtomicU64>,
 }
 
-impl Statements {
-    /// Statements run so far, by summary.
-    pub fn counts(&self) -> HashMap<String, u64> {
-        self.by_summary.lock().unwrap().clone()
-    }
+/// The statements run so far, by summary, and the time they took.
+pub struct StatementCounts {
+    pub by_summary: HashMap<String, u64>,
+    pub time: Duration,
+}
 
-    /// The time statements have taken so far.
-    pub fn time(&self) -> Duration {
-        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+impl Statements {
+    pub fn snapshot(&self) -> StatementCounts {
+        StatementCounts {
+            by_summary: self.by_summary.lock().unwrap().clone(),
+            time: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
+        }
     }
 }
 
