@@ -17,8 +17,9 @@
 //!    `KAFKA_BROKERS` choose the backends, `NOTIFIER_PARTITIONS` and `NOTIFIER_WORKERS` the
 //!    parallelism), with four differences: a fresh database (a PostgreSQL schema or a SQLite file,
 //!    dropped afterwards, so every run starts from empty tables), topics under a prefix of their
-//!    own (fresh topics on a shared broker), a throttle no benchmark user reaches, and the SMS
-//!    simulator served here, because that is where deliveries are counted and timed.
+//!    own (fresh topics on a shared broker; the embedded transport gets a file of its own), a
+//!    throttle no benchmark user reaches, and the SMS simulator served here, because that is
+//!    where deliveries are counted and timed.
 //! 2. The baseline ([`baseline`]): N records of the size of a job message, keyed by the same
 //!    users, produced and consumed on a fresh topic with the pipeline's partition count.
 //! 3. Creates `BENCH_USERS` users with a phone, so the notifications spread over the partitions
