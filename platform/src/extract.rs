@@ -46,7 +46,15 @@ where
 }
 
 /// Parses a JSON document into `T` with the same errors as the extractor.
+///
+/// Tracking the path costs on every member of every body, so a body is parsed without it first;
+/// only one that fails is parsed again, tracking the path, to name the member (parsing is
+/// deterministic, so the second pass fails where the first did).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).or_else(|_| parse_tracking_path(bytes))
+}
+
+fn parse_tracking_path<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|err| rejection(err.path().to_string(), err.into_inner()))?;

@@ -62,19 +62,24 @@ pub fn service(
         .merge(metrics::router())
         .merge(openapi::router(api))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
-    instrument(name, routes)
+        .method_not_allowed_fallback(method_not_allowed);
+    // One `Router::layer` for both layers: each call wraps every route in one more boxed
+    // service, which is cloned and whose future is boxed on every request.
+    routes.layer((observe(name), DefaultBodyLimit::max(DEFAULT_BODY_LIMIT)))
 }
 
 /// The middleware alone, for a listener that must not have the shared endpoints (a proxy
 /// forwards every path): request ids, the request span, metrics, the 30 s timeout and the panic
 /// catcher. No body limit, so that a proxy can stream bodies of any size.
 pub fn instrument(name: &'static str, routes: Router) -> Router {
-    // Layers added with `Router::layer` run after routing, so they see `MatchedPath`.
-    routes.layer(ObserveLayer {
+    routes.layer(observe(name))
+}
+
+/// Layers added with `Router::layer` run after routing, so this one sees `MatchedPath`.
+fn observe(name: &'static str) -> ObserveLayer {
+    ObserveLayer {
         metrics: HttpMetrics::new(name),
-    })
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests finish.
