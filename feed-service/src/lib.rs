@@ -25,6 +25,8 @@
 //! - [`settings`]: environment variables and their defaults.
 //! - [`app`]: connects the backends, picks the store and the strategy, serves and runs the
 //!   fan-out.
+//! - [`seed`]: the seed tool's graph (a power law of followers) and its bulk writers, one per
+//!   engine; `src/bin/feed-seed.rs` is the command.
 
 pub mod app;
 pub mod domain;
@@ -32,6 +34,7 @@ pub mod error;
 pub mod fanout;
 pub mod http;
 pub mod ids;
+pub mod seed;
 pub mod service;
 pub mod settings;
 pub mod store;

@@ -71,8 +71,9 @@ pub enum DatabaseConfig {
     Sqlite { path: PathBuf },
 }
 
-/// `SDLAB_DATA_DIR`, where the embedded backends keep their files (`./data` by default).
-fn data_dir() -> Result<PathBuf, ConfigError> {
+/// `SDLAB_DATA_DIR`, where the embedded backends keep their files (`./data` by default), and
+/// where tools put what they make for them (the feed's seed manifest).
+pub fn data_dir() -> Result<PathBuf, ConfigError> {
     env_or("SDLAB_DATA_DIR", PathBuf::from("data"))
 }
 

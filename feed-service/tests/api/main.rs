@@ -9,5 +9,6 @@ mod feed;
 mod follows;
 mod instances;
 mod posts;
+mod seed;
 mod strategies;
 mod users;
