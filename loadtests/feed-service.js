@@ -4,10 +4,11 @@
 //   k6 run -e SCENARIO=mix -e SEED_FILE=data/feed-seed.json loadtests/feed-service.js        # 50 reads a write
 //   k6 run -e SCENARIO=celebrity -e SEED_FILE=data/feed-seed.json loadtests/feed-service.js  # the top celebrity posts
 //   k6 run -e SCENARIO=reads -e SEED_FILE=data/feed-seed.json loadtests/feed-service.js      # reads only, at RATE/s
+//   k6 run -e SCENARIO=posts -e SEED_FILE=data/feed-seed.json loadtests/feed-service.js      # posts only, closed loop
 //
 // The load scenarios run on a graph made by the seed tool (feed-service/src/bin/feed-seed.rs),
 // acting as the users its manifest (SEED_FILE) lists with their tokens: its sample reads and
-// posts, its first celebrity (followed by every user) posts in the celebrity scenario.
+// posts, its top user (followed by every other) posts in the celebrity scenario.
 //
 // Environment: BASE_URL (default http://127.0.0.1:8084), SEED_FILE (the manifest; the smoke
 // reads some seeded feeds too when it is given), RATE (feed reads a second, default 500; the mix
@@ -15,7 +16,9 @@
 // (reads of each sampled feed before the load scenarios start, so they measure cached timelines:
 // default 1), CELEBRITY_EVERY (seconds between the celebrity's posts, default 5), READERS
 // (followers polled for each celebrity post, default 20) and SETTLE (how long a post may take to
-// reach them, default 60s).
+// reach them, default 60s), POST_VUS (the posts scenario's concurrent posters, default 8) and
+// POST_RATE (posts a second instead, at a fixed rate; the posts scenario is then open loop).
+// RATE=0 leaves the reads out of the celebrity scenario.
 //
 // Every threshold is about correctness: statuses, the shape and order of every page, and in the
 // celebrity scenario that each post reaches every follower polled for it (`unseen_posts`).
@@ -36,6 +39,8 @@ const WARM = parseInt(__ENV.WARM || '1', 10);
 const CELEBRITY_EVERY = parseInt(__ENV.CELEBRITY_EVERY || '5', 10);
 const READERS = parseInt(__ENV.READERS || '20', 10);
 const SETTLE_SECONDS = seconds(__ENV.SETTLE || '60s');
+const POST_VUS = parseInt(__ENV.POST_VUS || '8', 10);
+const POST_RATE = parseInt(__ENV.POST_RATE || '0', 10);
 // How long the smoke waits for fan-out (push, hybrid) to bring a post into a follower's feed.
 const FANOUT_SMOKE_SECONDS = 15;
 
@@ -48,6 +53,8 @@ if (SCENARIO !== 'smoke' && !SEED) {
 const serverErrors = new Counter('server_errors');
 const unseenPosts = new Counter('unseen_posts');
 const visible = new Trend('celebrity_post_visible_ms', true);
+// The reads of the load scenarios alone (http_req_duration also holds the warm-up and the polls).
+const feedReads = new Trend('feed_read_ms', true);
 // 4xx answers are part of what the smoke checks, not failures.
 http.setResponseCallback(http.expectedStatuses({ min: 200, max: 499 }));
 
@@ -68,8 +75,13 @@ const scenarios = {
     reads: reads(RATE),
     writes: { ...reads(Math.max(1, Math.round(RATE / 50))), preAllocatedVUs: 5, maxVUs: 50, exec: 'write' },
   },
+  posts: {
+    posts: POST_RATE > 0
+      ? { ...reads(POST_RATE), exec: 'write' }
+      : { executor: 'constant-vus', vus: POST_VUS, duration: DURATION, exec: 'write' },
+  },
   celebrity: {
-    reads: reads(RATE),
+    ...(RATE > 0 ? { reads: reads(RATE) } : {}),
     celebrity: {
       executor: 'constant-arrival-rate',
       rate: 1,
@@ -153,10 +165,10 @@ export function setup() {
   if (http.get(`${BASE}/healthz`).status !== 200) fail(`the feed service does not answer at ${BASE}`);
   const run = `k${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
   if (!SEED) return { run };
-  if (SEED.sample.length === 0 || SEED.celebrities.length === 0) fail(`${SEED_FILE} lists no sampled users or no celebrity`);
+  if (SEED.sample.length === 0 || !SEED.top) fail(`${SEED_FILE} lists no sampled users or no top user`);
   // Every sampled user's timeline built (or, under pull, the pages read once) before the clock
   // starts: the load then reads cached timelines, as the benchmark asks.
-  if (SCENARIO !== 'smoke') {
+  if (SCENARIO !== 'smoke' && SCENARIO !== 'posts') {
     for (let round = 0; round < WARM; round++) {
       for (let i = 0; i < SEED.sample.length; i += 50) {
         const batch = SEED.sample.slice(i, i + 50).map((user) => ['GET', `${BASE}/v1/users/${user.id}/feed?limit=${LIMIT}`, null, { headers: { authorization: `Bearer ${user.token}` }, tags: { name: 'warm' } }]);
@@ -254,21 +266,26 @@ export function smoke({ run }) {
 
 // One read of a sampled user's first page.
 export function read() {
-  check(feed(pick(SEED.sample), `?limit=${LIMIT}`), { 'a feed page is 200, well-formed, newest first': (r) => isPage(r, LIMIT) });
+  const response = feed(pick(SEED.sample), `?limit=${LIMIT}`);
+  feedReads.add(response.timings.duration);
+  check(response, { 'a feed page is 200, well-formed, newest first': (r) => isPage(r, LIMIT) });
 }
 
-// One post by a sampled user.
+// The sampled users who are not celebrities: the authors of ordinary posts.
+const AUTHORS = SEED ? SEED.sample.filter((user) => user.followers <= SEED.celebrity_threshold) : [];
+
+// One post by a sampled user who is not a celebrity.
 export function write({ run }) {
-  const response = publish(pick(SEED.sample), `${run} post ${exec.scenario.iterationInTest}`);
+  const response = publish(pick(AUTHORS), `${run} post ${exec.scenario.iterationInTest}`);
   check(response, { 'a post is 201': (r) => r.status === 201 && isPost(r.json()) });
 }
 
-// The top celebrity (followed by every user) posts; READERS sampled users poll their first page,
+// The top user (followed by every other, a celebrity in any graph big enough) posts; READERS sampled users poll their first page,
 // all at once (http.batch) every 50 ms, until it is there. The time from the post's answer to the
 // round in which each reader sees it is `celebrity_post_visible_ms`; a reader who has not within
 // SETTLE counts in `unseen_posts`.
 export function celebrity({ run }) {
-  const star = SEED.celebrities[0];
+  const star = SEED.top;
   const response = publish(star, `${run} celebrity post ${exec.scenario.iterationInTest}`, 'celebrity post');
   check(response, { 'a celebrity post is 201': (r) => r.status === 201 });
   if (response.status !== 201) return;

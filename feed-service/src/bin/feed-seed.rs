@@ -39,7 +39,8 @@ const USAGE: &str = "usage: feed-seed [--users N] [--following N] [--exponent S]
   --seed N                  every random choice (1); the same seed and --at give the same rows
   --at RFC3339              when the seed is taken (now, to the second)
   --active FRACTION         users who read their feed at --at; the rest never did (1.0)
-  --sample N                users written to the manifest besides the celebrities (1000)
+  --sample N                users written to the manifest besides the top user and the
+                            celebrities (1000)
   --celebrity-threshold N   followers above which the manifest lists a celebrity
                             (FEED_CELEBRITY_THRESHOLD, 10000)
   --out PATH                the manifest ($SDLAB_DATA_DIR/feed-seed.json)
@@ -134,22 +135,16 @@ async fn main() -> anyhow::Result<()> {
         seconds(wrote),
     );
     println!(
-        "the most followed 1% hold {:.0}% of follows; {} users have more than {} followers \
-         (the first, {}, has {})",
+        "the most followed 1% hold {:.0}% of follows; {} users have more than {} followers; \
+         the top user, {}, has {}",
         manifest.top_1_percent_share * 100.0,
         manifest.celebrities.len(),
         plan.celebrity_threshold,
-        manifest
-            .celebrities
-            .first()
-            .map_or("-", |user| &user.handle),
-        manifest
-            .celebrities
-            .first()
-            .map_or(0, |user| user.followers),
+        manifest.top.handle,
+        manifest.top.followers,
     );
     println!(
-        "manifest: {} ({} celebrities and {} sampled users, with their tokens)",
+        "manifest: {} (the top user, {} celebrities and {} sampled users, with their tokens)",
         out.display(),
         manifest.celebrities.len(),
         manifest.sample.len()

@@ -414,7 +414,10 @@ pub struct Manifest {
     pub celebrity_threshold: u64,
     /// The share of follows held by the most followed 1 % of users.
     pub top_1_percent_share: f64,
-    /// Every user above the threshold, most followed first (the first is followed by everyone).
+    /// The most followed user, followed by every other: the benchmark's celebrity, whatever the
+    /// threshold.
+    pub top: SeededUser,
+    /// Every user above the threshold, most followed first.
     pub celebrities: Vec<SeededUser>,
     /// [`Plan::sample`] users drawn uniformly, celebrities possibly among them.
     pub sample: Vec<SeededUser>,
@@ -440,6 +443,7 @@ impl Manifest {
             posts: plan.posts,
             celebrity_threshold: plan.celebrity_threshold,
             top_1_percent_share: graph.share_of_top(0.01),
+            top: user(0),
             celebrities: graph
                 .celebrities(plan.celebrity_threshold)
                 .into_iter()

@@ -131,8 +131,9 @@ fn the_manifest_lists_the_celebrities_and_a_sample_with_tokens_that_hash_as_stor
 
     let manifest = Manifest::of(&plan, &graph);
 
-    assert_eq!(manifest.celebrities[0].id, graph.users[0].id.to_string());
-    assert_eq!(manifest.celebrities[0].followers, 999);
+    assert_eq!(manifest.top.id, graph.users[0].id.to_string());
+    assert_eq!(manifest.top.followers, 999);
+    assert_eq!(manifest.celebrities[0].id, manifest.top.id);
     assert!(
         manifest
             .celebrities
