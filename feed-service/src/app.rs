@@ -90,6 +90,8 @@ impl Application {
             cap: settings.timelines.cap,
             max_timelines: IN_PROCESS_ENTRIES,
             redis_timeout: REDIS_TIMEOUT,
+            ttl: settings.timelines.active_window,
+            clock: clock.clone(),
         })
         .await
         .context("connecting to the timelines cache")?;

@@ -8,7 +8,7 @@
 //! | `FEED_STRATEGY` | `pull` | how home feeds are built: `pull` (fan-out on read), `push` (fan-out on write) or `hybrid` (`src/timeline/`) |
 //! | `FEED_TIMELINE_CAP` | `800` | post ids kept per cached timeline (push, hybrid) |
 //! | `FEED_CELEBRITY_THRESHOLD` | `10000` | in hybrid, authors with more followers are merged in on read, not fanned out |
-//! | `FEED_ACTIVE_WINDOW` | `30d` | fan-out skips readers who have not read their feed for this long |
+//! | `FEED_ACTIVE_WINDOW` | `30d` | fan-out skips readers who have not read their feed for this long, and a cached timeline unread for this long expires |
 //! | `FEED_POSTS_TOPIC` | `feed.posts` | the topic of post events; its fan-out consumer group is `<topic>.fanout` |
 //! | `FEED_FANOUT_WORKERS` | `2` | fan-out consumers in this process |
 //! | `FEED_POST_CACHE_TTL` | `1d` | how long a hydrated post stays in the post cache |

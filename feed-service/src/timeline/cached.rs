@@ -4,7 +4,8 @@
 //!
 //! A read:
 //! 1. **Opens the timeline.** It records the read (to the hour) *before* anything else, so a post
-//!    whose fan-out runs from now on counts this reader as active. A reader whose timeline is not
+//!    whose fan-out runs from now on counts this reader as active, and renews the timeline's
+//!    time to live (the active window, `cache/mod.rs`). A reader whose timeline is not
 //!    built, or whose last read is older than the active window (fan-out skipped them, so their
 //!    timeline has gaps), gets it rebuilt: the pull query's newest `cap` ids, added to what is
 //!    there. Added, not replacing: an insert a worker made meanwhile stays.
@@ -108,14 +109,15 @@ impl Cached {
             self.store.mark_read(reader, now).await?;
         }
         let active = last_read.is_some_and(|at| at >= self.settings.active_since(now));
+        // Touching renews the timeline's time to live: the active window from this read.
         let built = match active {
-            true => self.timelines.range(reader, None, 0).await?,
+            true => self.timelines.touch(reader).await?,
             false => None,
         };
         let size = match built {
-            Some(slice) => {
+            Some(size) => {
                 metrics::counter!("feed_timeline_reads_total", "result" => "hit").increment(1);
-                slice.size
+                size
             }
             None => {
                 metrics::counter!("feed_timeline_reads_total", "result" => "miss").increment(1);

@@ -1,56 +1,143 @@
 //! The in-process timelines: a map from reader to an ordered set of post ids, for the embedded
-//! backends. The same behaviour as the Redis sorted sets (`conformance`), with the same cap; one
-//! process's memory, so only for a single instance.
+//! backends. The same behaviour as the Redis sorted sets (`conformance`), with the same cap and
+//! the same time to live; one process's memory, so only for a single instance.
 //!
-//! Bounded by a count of timelines: past it, one timeline is evicted, and its reader's next read
-//! rebuilds it from the database, as after a Redis eviction. A `std::sync::Mutex`, not tokio's:
-//! no lock is held across an `.await`, and each operation is a few set operations.
+//! **Expiry, as Redis does it.** Each timeline has a deadline: the time to live after it was
+//! built or last read ([`TimelineCache::touch`]), or after the fan-out insert that made it. An
+//! expired timeline is absent to every operation, as an expired key is in Redis, and its memory
+//! is given back by a sweep over the whole map at most once per [`SWEEP_EVERY`] of the clock
+//! (run by whichever operation comes first after that): the map holds at most `max_timelines`,
+//! so a sweep is bounded, and between sweeps an inactive reader's timeline takes memory for
+//! minutes, not forever. Redis expires keys in the background the same way (a sampled sweep ten
+//! times a second), not at the deadline. The clock is injected, so tests move past the time to
+//! live without sleeping.
+//!
+//! **Bounded by a count of timelines**: past it, expired timelines are swept first, then one is
+//! evicted, and its reader's next read rebuilds it from the database, as after a Redis eviction.
+//! A `std::sync::Mutex`, not tokio's: no lock is held across an `.await`, and each operation is a
+//! few set operations.
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::Mutex,
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use async_trait::async_trait;
-use platform::cache::CacheError;
+use platform::{cache::CacheError, clock::Clock};
+use time::OffsetDateTime;
 
 use super::{Slice, TimelineCache};
 use crate::domain::{PostId, UserId};
 
-#[derive(Debug, Default)]
+/// How often expired timelines are swept out of the map, at most.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
 struct Timeline {
     built: bool,
     ids: BTreeSet<PostId>,
+    expires_at: OffsetDateTime,
 }
 
 #[derive(Debug)]
+struct Timelines {
+    map: HashMap<UserId, Timeline>,
+    next_sweep: OffsetDateTime,
+}
+
 pub struct MemoryTimelines {
     cap: usize,
     max_timelines: usize,
-    timelines: Mutex<HashMap<UserId, Timeline>>,
+    ttl: Duration,
+    clock: Arc<dyn Clock>,
+    timelines: Mutex<Timelines>,
+}
+
+impl std::fmt::Debug for MemoryTimelines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryTimelines")
+            .field("cap", &self.cap)
+            .field("max_timelines", &self.max_timelines)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
 }
 
 impl MemoryTimelines {
-    pub fn new(cap: usize, max_timelines: usize) -> Self {
+    pub fn new(cap: usize, max_timelines: usize, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
+        let next_sweep = clock.now() + SWEEP_EVERY;
         Self {
             cap: cap.max(1),
             max_timelines: max_timelines.max(1),
-            timelines: Mutex::new(HashMap::new()),
+            ttl,
+            clock,
+            timelines: Mutex::new(Timelines {
+                map: HashMap::new(),
+                next_sweep,
+            }),
         }
     }
 
-    /// Runs `change` on `reader`'s timeline, creating it (and evicting another if full).
-    fn with_timeline(&self, reader: UserId, change: impl FnOnce(&mut Timeline)) {
+    /// How many timelines the map holds, expired ones not yet swept included.
+    pub fn held(&self) -> usize {
+        self.timelines
+            .lock()
+            .expect("timelines lock poisoned")
+            .map
+            .len()
+    }
+
+    /// The map, swept first if a sweep is due, and the time now.
+    fn lock(&self) -> (std::sync::MutexGuard<'_, Timelines>, OffsetDateTime) {
+        let now = self.clock.now();
         let mut timelines = self.timelines.lock().expect("timelines lock poisoned");
-        if !timelines.contains_key(&reader) && timelines.len() >= self.max_timelines {
-            let evicted = *timelines.keys().next().expect("a full map has a key");
-            timelines.remove(&evicted);
+        if now >= timelines.next_sweep {
+            timelines
+                .map
+                .retain(|_, timeline| timeline.expires_at > now);
+            timelines.next_sweep = now + SWEEP_EVERY;
         }
-        let timeline = timelines.entry(reader).or_default();
-        change(timeline);
+        (timelines, now)
+    }
+
+    /// Runs `change` on `reader`'s timeline, creating it (with a fresh time to live, as a key
+    /// made by `ZADD` is given one, and evicting another if full) if it is absent or expired.
+    fn with_timeline(&self, reader: UserId, change: impl FnOnce(&mut Timeline, OffsetDateTime)) {
+        let (mut timelines, now) = self.lock();
+        let map = &mut timelines.map;
+        if map
+            .get(&reader)
+            .is_some_and(|timeline| timeline.expires_at <= now)
+        {
+            map.remove(&reader);
+        }
+        if !map.contains_key(&reader) && map.len() >= self.max_timelines {
+            map.retain(|_, timeline| timeline.expires_at > now);
+            if map.len() >= self.max_timelines {
+                let evicted = *map.keys().next().expect("a full map has a key");
+                map.remove(&evicted);
+            }
+        }
+        let timeline = map.entry(reader).or_insert_with(|| Timeline {
+            built: false,
+            ids: BTreeSet::new(),
+            expires_at: now + self.ttl,
+        });
+        change(timeline, now);
         while timeline.ids.len() > self.cap {
             timeline.ids.pop_first();
         }
+    }
+
+    /// Runs `read` on `reader`'s timeline if it is there, built and not expired.
+    fn built<T>(&self, reader: UserId, read: impl FnOnce(&mut Timeline) -> T) -> Option<T> {
+        let (mut timelines, now) = self.lock();
+        timelines
+            .map
+            .get_mut(&reader)
+            .filter(|timeline| timeline.built && timeline.expires_at > now)
+            .map(read)
     }
 }
 
@@ -58,7 +145,7 @@ impl MemoryTimelines {
 impl TimelineCache for MemoryTimelines {
     async fn insert(&self, readers: &[UserId], post: PostId) -> Result<(), CacheError> {
         for reader in readers {
-            self.with_timeline(*reader, |timeline| {
+            self.with_timeline(*reader, |timeline, _| {
                 timeline.ids.insert(post);
             });
         }
@@ -66,9 +153,9 @@ impl TimelineCache for MemoryTimelines {
     }
 
     async fn remove(&self, readers: &[UserId], post: PostId) -> Result<(), CacheError> {
-        let mut timelines = self.timelines.lock().expect("timelines lock poisoned");
+        let (mut timelines, _) = self.lock();
         for reader in readers {
-            if let Some(timeline) = timelines.get_mut(reader) {
+            if let Some(timeline) = timelines.map.get_mut(reader) {
                 timeline.ids.remove(&post);
             }
         }
@@ -76,21 +163,32 @@ impl TimelineCache for MemoryTimelines {
     }
 
     async fn add(&self, reader: UserId, posts: &[PostId], built: bool) -> Result<(), CacheError> {
-        self.with_timeline(reader, |timeline| {
+        self.with_timeline(reader, |timeline, now| {
             timeline.ids.extend(posts.iter().copied());
-            timeline.built |= built;
+            if built {
+                timeline.built = true;
+                timeline.expires_at = now + self.ttl;
+            }
         });
         Ok(())
     }
 
     async fn remove_posts(&self, reader: UserId, posts: &[PostId]) -> Result<(), CacheError> {
-        let mut timelines = self.timelines.lock().expect("timelines lock poisoned");
-        if let Some(timeline) = timelines.get_mut(&reader) {
+        let (mut timelines, _) = self.lock();
+        if let Some(timeline) = timelines.map.get_mut(&reader) {
             for post in posts {
                 timeline.ids.remove(post);
             }
         }
         Ok(())
+    }
+
+    async fn touch(&self, reader: UserId) -> Result<Option<usize>, CacheError> {
+        let now = self.clock.now();
+        Ok(self.built(reader, |timeline| {
+            timeline.expires_at = now + self.ttl;
+            timeline.ids.len()
+        }))
     }
 
     async fn range(
@@ -99,29 +197,23 @@ impl TimelineCache for MemoryTimelines {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Option<Slice>, CacheError> {
-        let timelines = self.timelines.lock().expect("timelines lock poisoned");
-        Ok(timelines
-            .get(&reader)
-            .filter(|timeline| timeline.built)
-            .map(|timeline| Slice {
-                ids: timeline
-                    .ids
-                    .iter()
-                    .rev()
-                    .filter(|id| below.is_none_or(|below| **id < below))
-                    .take(limit as usize)
-                    .copied()
-                    .collect(),
-                size: timeline.ids.len(),
-            }))
+        Ok(self.built(reader, |timeline| Slice {
+            ids: timeline
+                .ids
+                .iter()
+                .rev()
+                .filter(|id| below.is_none_or(|below| **id < below))
+                .take(limit as usize)
+                .copied()
+                .collect(),
+            size: timeline.ids.len(),
+        }))
     }
 
     async fn tail(&self, reader: UserId) -> Result<Option<PostId>, CacheError> {
-        let timelines = self.timelines.lock().expect("timelines lock poisoned");
-        Ok(timelines
-            .get(&reader)
-            .filter(|timeline| timeline.built)
-            .and_then(|timeline| timeline.ids.first().copied()))
+        Ok(self
+            .built(reader, |timeline| timeline.ids.first().copied())
+            .flatten())
     }
 
     fn backend(&self) -> &'static str {
@@ -131,22 +223,88 @@ impl TimelineCache for MemoryTimelines {
 
 #[cfg(test)]
 mod tests {
+    use platform::clock::ManualClock;
+
     use super::*;
+
+    const TTL: Duration = Duration::from_secs(3_600);
+
+    fn cache(max_timelines: usize) -> (MemoryTimelines, ManualClock) {
+        let clock = ManualClock::starting_now();
+        let cache = MemoryTimelines::new(3, max_timelines, TTL, Arc::new(clock.clone()));
+        (cache, clock)
+    }
+
+    fn user(n: u64) -> UserId {
+        UserId::new(n).unwrap()
+    }
 
     #[tokio::test]
     async fn the_in_process_timelines_behave_like_every_timelines_cache() {
-        super::super::conformance::all(&MemoryTimelines::new(3, 100)).await;
+        super::super::conformance::all(&cache(100).0).await;
     }
 
     #[tokio::test]
     async fn past_its_bound_a_timeline_is_evicted_and_reads_as_not_built() {
-        let cache = MemoryTimelines::new(3, 1);
-        let (first, second) = (UserId::new(1).unwrap(), UserId::new(2).unwrap());
-        cache.add(first, &[], true).await.unwrap();
+        let (cache, _clock) = cache(1);
+        cache.add(user(1), &[], true).await.unwrap();
 
-        cache.add(second, &[], true).await.unwrap();
+        cache.add(user(2), &[], true).await.unwrap();
 
-        assert_eq!(cache.range(first, None, 10).await.unwrap(), None);
-        assert!(cache.range(second, None, 10).await.unwrap().is_some());
+        assert_eq!(cache.range(user(1), None, 10).await.unwrap(), None);
+        assert!(cache.range(user(2), None, 10).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_timeline_not_read_within_its_time_to_live_is_gone_and_a_read_renews_it() {
+        let (cache, clock) = cache(100);
+        cache.add(user(1), &[], true).await.unwrap();
+        cache.add(user(2), &[], true).await.unwrap();
+
+        clock.advance(TTL - Duration::from_secs(1));
+        assert_eq!(cache.touch(user(1)).await.unwrap(), Some(0));
+        clock.advance(Duration::from_secs(2));
+
+        assert_eq!(cache.touch(user(2)).await.unwrap(), None, "expired");
+        assert_eq!(cache.range(user(2), None, 10).await.unwrap(), None);
+        assert_eq!(cache.touch(user(1)).await.unwrap(), Some(0), "renewed");
+    }
+
+    #[tokio::test]
+    async fn an_expired_timeline_is_swept_out_of_memory_without_being_touched() {
+        let (cache, clock) = cache(100);
+        for reader in 1..=10 {
+            cache.add(user(reader), &[], true).await.unwrap();
+        }
+        assert_eq!(cache.held(), 10);
+
+        clock.advance(TTL + SWEEP_EVERY);
+        cache.touch(user(99)).await.unwrap();
+
+        assert_eq!(cache.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_fan_out_insert_into_an_expired_timeline_starts_an_unbuilt_one() {
+        let (cache, clock) = cache(100);
+        cache
+            .add(user(1), &[PostId::new(5).unwrap()], true)
+            .await
+            .unwrap();
+        clock.advance(TTL + Duration::from_secs(1));
+
+        cache
+            .insert(&[user(1)], PostId::new(6).unwrap())
+            .await
+            .unwrap();
+
+        assert_eq!(cache.range(user(1), None, 10).await.unwrap(), None);
+        cache.add(user(1), &[], true).await.unwrap();
+        let slice = cache.range(user(1), None, 10).await.unwrap().unwrap();
+        assert_eq!(
+            slice.ids,
+            [PostId::new(6).unwrap()],
+            "the expired id is gone"
+        );
     }
 }

@@ -15,6 +15,16 @@
 //! (Twitter kept 800). A page that reaches past a timeline's tail continues from the database
 //! (`src/timeline/cached.rs`), so the cap bounds memory, not what a reader can scroll to.
 //!
+//! **Expiring.** A timeline lives for the active window (`FEED_ACTIVE_WINDOW`, 30 days) after it
+//! was built or last read ([`TimelineCache::touch`], on every read), the Redis key's TTL. That
+//! is exactly when its reader stops counting as active and fan-out stops keeping it up to date
+//! (`src/fanout.rs`), so nothing useful expires: an inactive reader's next read rebuilds it anyway,
+//! and until then its timeline no longer takes memory. A fan-out insert that makes a timeline
+//! (into a reader's expired or evicted one) gives it the same time to live, and leaves the time
+//! of one that has it alone (`PEXPIRE … NX`): a timeline made only of inserts, never read, goes
+//! too. Rejected: expiring by `maxmemory` eviction alone, which frees the least recently used
+//! keys only once memory is full, and takes active readers' timelines as readily as idle ones.
+//!
 //! **Built or not.** A timeline that was rebuilt from the database carries a sentinel member
 //! (`built`, score 0, below every post id). A timeline without it, absent or made only of fan-out
 //! inserts (Redis evicted it, or it was never read), is not trusted: the next read rebuilds it.
@@ -30,7 +40,7 @@ mod redis;
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use platform::cache::CacheError;
+use platform::{cache::CacheError, clock::Clock};
 
 pub use self::{memory::MemoryTimelines, redis::RedisTimelines};
 use crate::domain::{PostId, UserId};
@@ -54,8 +64,13 @@ pub trait TimelineCache: Send + Sync + 'static {
     async fn remove(&self, readers: &[UserId], post: PostId) -> Result<(), CacheError>;
 
     /// Adds `posts` to `reader`'s timeline, trimming it to the cap, and marks it built if
-    /// `built` (a rebuild from the database; a backfill adds to what is there).
+    /// `built` (a rebuild from the database, which also starts its time to live; a backfill adds
+    /// to what is there).
     async fn add(&self, reader: UserId, posts: &[PostId], built: bool) -> Result<(), CacheError>;
+
+    /// A read of `reader`'s timeline: renews its time to live and answers how many posts it
+    /// holds; `None` if it is not built (absent, expired, evicted, or made only by inserts).
+    async fn touch(&self, reader: UserId) -> Result<Option<usize>, CacheError>;
 
     /// Removes `posts` from `reader`'s timeline (an unfollow).
     async fn remove_posts(&self, reader: UserId, posts: &[PostId]) -> Result<(), CacheError>;
@@ -77,7 +92,7 @@ pub trait TimelineCache: Send + Sync + 'static {
 }
 
 /// How to reach the timelines.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TimelinesConfig {
     /// `REDIS_URL`, if set.
     pub redis_url: Option<String>,
@@ -88,6 +103,10 @@ pub struct TimelinesConfig {
     /// Timelines the in-process cache holds before it evicts one (Redis has `maxmemory`).
     pub max_timelines: usize,
     pub redis_timeout: Duration,
+    /// How long a timeline lives unread: the active window (`FEED_ACTIVE_WINDOW`).
+    pub ttl: Duration,
+    /// The in-process cache's clock for expiry (Redis keeps its own).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The one place that chooses the timelines backend.
@@ -98,11 +117,17 @@ pub async fn connect(config: &TimelinesConfig) -> Result<Arc<dyn TimelineCache>,
                 url,
                 config.namespace.clone(),
                 config.cap,
+                config.ttl,
                 config.redis_timeout,
             )
             .await?,
         ),
-        None => Arc::new(MemoryTimelines::new(config.cap, config.max_timelines)),
+        None => Arc::new(MemoryTimelines::new(
+            config.cap,
+            config.max_timelines,
+            config.ttl,
+            config.clock.clone(),
+        )),
     })
 }
 
@@ -125,6 +150,7 @@ pub mod conformance {
         inserting_twice_changes_nothing_and_the_cap_trims_the_oldest(cache).await;
         a_range_starts_below_the_cursor(cache).await;
         removing_takes_the_post_out(cache).await;
+        touching_tells_the_size_of_a_built_timeline_only(cache).await;
     }
 
     async fn a_timeline_is_not_built_until_rebuilt(cache: &dyn TimelineCache) {
@@ -158,6 +184,16 @@ pub mod conformance {
         let slice = cache.range(user(3), Some(below), 1).await.unwrap().unwrap();
 
         assert_eq!(slice.ids, posts(&[2]));
+    }
+
+    async fn touching_tells_the_size_of_a_built_timeline_only(cache: &dyn TimelineCache) {
+        cache.insert(&[user(5)], posts(&[1])[0]).await.unwrap();
+        assert_eq!(cache.touch(user(5)).await.unwrap(), None);
+        assert_eq!(cache.touch(user(6)).await.unwrap(), None);
+
+        cache.add(user(5), &posts(&[2, 3]), true).await.unwrap();
+
+        assert_eq!(cache.touch(user(5)).await.unwrap(), Some(3));
     }
 
     async fn removing_takes_the_post_out(cache: &dyn TimelineCache) {

@@ -2,11 +2,15 @@
 //! post ids in decimal, scores the ids themselves.
 //!
 //! Each operation is one pipeline, one round trip however many readers a fan-out batch names:
-//! `ZADD` then `ZREMRANGEBYRANK key 1 -(cap+1)` per reader, which keeps rank 0 (the `built`
+//! `ZADD`, `PEXPIRE key <ttl> NX` (a timeline the insert made gets the time to live, one that has
+//! it keeps it; Redis 7) then `ZREMRANGEBYRANK key 1 -(cap+1)` per reader, which keeps rank 0 (the `built`
 //! sentinel, score 0) and the `cap` highest ids. In a timeline without the sentinel, which is
 //! rebuilt on its next read anyway, the same command keeps one id more. A Lua script could make
 //! insert-and-trim atomic; it need not be, since a reader between the two sees one id too many
 //! for a moment, and a script per batch is harder to read than two commands.
+//!
+//! A rebuild sets the time to live (`PEXPIRE`), and a read renews it in the pipeline that checks
+//! the sentinel and counts the members ([`TimelineCache::touch`]).
 //!
 //! The connection is platform's choice for its cache (`platform/src/cache/redis.rs`): one
 //! multiplexed `ConnectionManager` that reconnects by itself, with a response timeout.
@@ -28,6 +32,8 @@ pub struct RedisTimelines {
     connection: ConnectionManager,
     namespace: String,
     cap: usize,
+    /// In milliseconds, as `PEXPIRE` takes it.
+    ttl_ms: u64,
 }
 
 impl std::fmt::Debug for RedisTimelines {
@@ -35,6 +41,7 @@ impl std::fmt::Debug for RedisTimelines {
         f.debug_struct("RedisTimelines")
             .field("namespace", &self.namespace)
             .field("cap", &self.cap)
+            .field("ttl_ms", &self.ttl_ms)
             .finish()
     }
 }
@@ -45,6 +52,7 @@ impl RedisTimelines {
         url: &str,
         namespace: String,
         cap: usize,
+        ttl: Duration,
         timeout: Duration,
     ) -> Result<Self, CacheError> {
         let client = redis::Client::open(url)?;
@@ -56,6 +64,7 @@ impl RedisTimelines {
             connection: client.get_connection_manager_with_config(config).await?,
             namespace,
             cap: cap.max(1),
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
         })
     }
 
@@ -99,6 +108,11 @@ impl TimelineCache for RedisTimelines {
                 .arg(post.get())
                 .arg(post.get())
                 .ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&key)
+                .arg(self.ttl_ms)
+                .arg("NX")
+                .ignore();
             self.trim(&mut pipe, &key);
         }
         let () = pipe.query_async(&mut self.connection.clone()).await?;
@@ -135,6 +149,9 @@ impl TimelineCache for RedisTimelines {
         }
         let mut pipe = redis::pipe();
         pipe.add_command(zadd).ignore();
+        if built {
+            pipe.cmd("PEXPIRE").arg(&key).arg(self.ttl_ms).ignore();
+        }
         self.trim(&mut pipe, &key);
         let () = pipe.query_async(&mut self.connection.clone()).await?;
         Ok(())
@@ -151,6 +168,24 @@ impl TimelineCache for RedisTimelines {
         }
         let () = zrem.query_async(&mut self.connection.clone()).await?;
         Ok(())
+    }
+
+    async fn touch(&self, reader: UserId) -> Result<Option<usize>, CacheError> {
+        let key = self.key(reader);
+        // Renewing a timeline that is not built does no harm: the read that asked rebuilds it
+        // next, which sets the time again.
+        let (built, size, _renewed): (Option<f64>, usize, i64) = redis::pipe()
+            .cmd("ZSCORE")
+            .arg(&key)
+            .arg(BUILT)
+            .cmd("ZCARD")
+            .arg(&key)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(self.ttl_ms)
+            .query_async(&mut self.connection.clone())
+            .await?;
+        Ok(built.map(|_| size.saturating_sub(1)))
     }
 
     async fn range(
@@ -215,15 +250,100 @@ mod tests {
         let Some(url) = platform::testing::redis_url() else {
             return;
         };
-        let cache = RedisTimelines::connect(
-            &url,
+        super::super::conformance::all(&connect(&url, TTL).await).await;
+    }
+
+    const TTL: Duration = Duration::from_secs(3_600);
+
+    async fn connect(url: &str, ttl: Duration) -> RedisTimelines {
+        RedisTimelines::connect(
+            url,
             platform::testing::unique_namespace(),
             3,
+            ttl,
             Duration::from_secs(2),
         )
         .await
-        .expect("REDIS_URL is set but Redis is not reachable");
+        .expect("REDIS_URL is set but Redis is not reachable")
+    }
 
-        super::super::conformance::all(&cache).await;
+    /// The key's time to live in milliseconds (-1: none, -2: no key).
+    async fn pttl(cache: &RedisTimelines, reader: UserId) -> i64 {
+        redis::cmd("PTTL")
+            .arg(cache.key(reader))
+            .query_async(&mut cache.connection.clone())
+            .await
+            .unwrap()
+    }
+
+    /// Sets the key's time to live, as if time had passed.
+    async fn expire_in(cache: &RedisTimelines, reader: UserId, ms: u64) {
+        let _: i64 = redis::cmd("PEXPIRE")
+            .arg(cache.key(reader))
+            .arg(ms)
+            .query_async(&mut cache.connection.clone())
+            .await
+            .unwrap();
+    }
+
+    fn user(n: u64) -> UserId {
+        UserId::new(n).unwrap()
+    }
+
+    fn post(n: u64) -> PostId {
+        PostId::new(n).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_built_timeline_lives_for_its_time_to_live_and_a_read_renews_it() {
+        let Some(url) = platform::testing::redis_url() else {
+            return;
+        };
+        let cache = connect(&url, TTL).await;
+        let full = TTL.as_millis() as i64;
+
+        cache.add(user(1), &[post(1)], true).await.unwrap();
+        assert!(pttl(&cache, user(1)).await > full - 5_000);
+
+        // A minute left, as if the window had almost passed; then the reader reads.
+        expire_in(&cache, user(1), 60_000).await;
+        assert_eq!(cache.touch(user(1)).await.unwrap(), Some(1));
+
+        assert!(pttl(&cache, user(1)).await > full - 5_000, "renewed");
+    }
+
+    #[tokio::test]
+    async fn a_fan_out_insert_gives_a_new_timeline_the_time_to_live_and_leaves_an_old_ones() {
+        let Some(url) = platform::testing::redis_url() else {
+            return;
+        };
+        let cache = connect(&url, TTL).await;
+        let full = TTL.as_millis() as i64;
+        cache.add(user(2), &[], true).await.unwrap();
+        expire_in(&cache, user(2), 60_000).await;
+
+        cache.insert(&[user(2), user(3)], post(7)).await.unwrap();
+
+        assert!(pttl(&cache, user(2)).await <= 60_000, "kept its time");
+        assert!(
+            pttl(&cache, user(3)).await > full - 5_000,
+            "given the time to live"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_timeline_reads_as_not_built() {
+        let Some(url) = platform::testing::redis_url() else {
+            return;
+        };
+        let cache = connect(&url, TTL).await;
+        cache.add(user(4), &[post(1)], true).await.unwrap();
+
+        expire_in(&cache, user(4), 1).await;
+        // Redis removes a key whose time has passed when it is next touched.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+
+        assert_eq!(cache.touch(user(4)).await.unwrap(), None);
+        assert_eq!(pttl(&cache, user(4)).await, -2, "the key is gone");
     }
 }
