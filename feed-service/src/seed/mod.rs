@@ -35,8 +35,8 @@
 //! from which a timeline is built on its reader's first read.
 //!
 //! **Writing** ([`write`]): everything in one transaction, PostgreSQL by `COPY` ([`postgres`]),
-//! SQLite by prepared multi-row `INSERT`s ([`sqlite`]), then PostgreSQL's `ANALYZE`, so the
-//! planner knows the tables' new sizes before the first query.
+//! SQLite by prepared multi-row `INSERT`s ([`sqlite`]), then PostgreSQL's `VACUUM (ANALYZE)`, so
+//! the planner knows the tables' new sizes and index-only scans need not visit the heap.
 
 mod postgres;
 mod sqlite;
