@@ -270,10 +270,16 @@ impl Pipeline {
         );
         tasks.spawn(relay.run(settings.relay_interval, stop.clone()));
 
-        let consumer = topics
-            .subscribe(&topology.group("router"), &[&topology.intake()])
-            .await?;
-        tasks.spawn(router::run(context.clone(), consumer, stop.clone()));
+        // One router member per partition of the intake topic: a member handles one record at a
+        // time, so a single member would carry every partition's records in turn (it was the
+        // pipeline's bottleneck, DESIGN.md §10), and a member beyond the partition count would
+        // get none.
+        for _ in 0..settings.partitions.max(1) {
+            let consumer = topics
+                .subscribe(&topology.group("router"), &[&topology.intake()])
+                .await?;
+            tasks.spawn(router::run(context.clone(), consumer, stop.clone()));
+        }
 
         for channel in Channel::ALL {
             for _ in 0..settings.workers_per_channel.max(1) {
