@@ -15,7 +15,8 @@
 //! the producer misses nothing.
 //!
 //! Timeouts are short so that an unreachable Kafka is an error within seconds instead of minutes
-//! (librdkafka's defaults wait up to five minutes for a delivery).
+//! (librdkafka's defaults wait up to five minutes for a delivery). The producer does not linger
+//! (`linger.ms=0`, see [`LINGER`]): every caller waits for its acknowledgement.
 //!
 //! Rebalancing is librdkafka's default, eager: on every membership change all members give up
 //! their partitions and restart from the committed offsets, as the embedded transport does. The
@@ -55,6 +56,14 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a consumer may stay silent (crashed, partitioned) before the group gives its
 /// partitions to the other members. Kafka's default is 45 s; brokers accept 6 s and more.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the producer holds a message back to batch it with later ones. librdkafka's default
+/// is 5 ms, for clients that fire messages and move on; ours wait for each acknowledgement
+/// (`publish` returns only then, and a consumer commits only after its publishes), so a linger
+/// is added to every stage's handling time: measured against tansu, 7.9 ms per single publish at
+/// the default and 1.0 ms without it. Batching does not need it here: a caller with several
+/// messages hands them over together (`publish_all`), and messages queued while a request is in
+/// flight still share the next one.
+const LINGER: Duration = Duration::ZERO;
 
 pub struct KafkaTopics {
     brokers: String,
@@ -88,6 +97,7 @@ impl KafkaTopics {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", millis(DELIVERY_TIMEOUT))
+            .set("linger.ms", millis(LINGER))
             .create()?;
 
         // Creating a client does not connect; asking for the cluster's metadata does. The call
