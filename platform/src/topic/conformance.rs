@@ -370,6 +370,61 @@ pub async fn a_paused_record_that_was_not_committed_goes_to_the_next_member(topi
     assert_eq!(recv(&*next).await.payload, b"record-2");
 }
 
+/// A batch is what has arrived, up to its size: never more, never an empty one, each partition
+/// in order, and batches one after another give every record once.
+pub async fn a_batch_holds_what_has_arrived_up_to_its_size_in_order(topics: &dyn Topics) {
+    let topic = new_topic(topics, 1).await;
+    let consumer = topics.subscribe(&new_group(), &[&topic]).await.unwrap();
+    let sent: Vec<String> = (1..=7).map(|i| format!("record-{i}")).collect();
+    let messages = sent
+        .iter()
+        .map(|p| Message::new(&topic, "k", p.as_str()))
+        .collect();
+    topics.producer().publish_all(messages).await.unwrap();
+
+    let mut received = Vec::new();
+    while received.len() < sent.len() {
+        let batch = tokio::time::timeout(GUARD, consumer.recv_batch(3))
+            .await
+            .unwrap_or_else(|_| panic!("no batch within {GUARD:?}"))
+            .expect("recv_batch failed");
+        assert!((1..=3).contains(&batch.len()), "a batch of {}", batch.len());
+        received.extend(batch);
+    }
+
+    assert_eq!(payloads(&received), sent);
+}
+
+/// One batch commit covers every partition in it, each up to the last of its records committed,
+/// whatever their order in the batch.
+pub async fn a_batch_commit_covers_each_partition_up_to_its_last_record(topics: &dyn Topics) {
+    let topic = new_topic(topics, 2).await;
+    let group = new_group();
+    let first = topics.subscribe(&group, &[&topic]).await.unwrap();
+    let (key_a, key_b) = keys_in_different_partitions(topics, &*first, &topic).await;
+    publish_each(topics, &topic, &key_a, &["a-1", "a-2", "a-3"]).await;
+    publish_each(topics, &topic, &key_b, &["b-1", "b-2", "b-3"]).await;
+    let received = recv_n(&*first, 6).await;
+    let by_payload = |payload: &str| {
+        received
+            .iter()
+            .find(|delivery| delivery.payload == payload.as_bytes())
+            .unwrap()
+            .clone()
+    };
+
+    first
+        .commit_batch(&[by_payload("b-2"), by_payload("a-2"), by_payload("a-1")])
+        .await
+        .unwrap();
+    drop(first);
+    let next = topics.subscribe(&group, &[&topic]).await.unwrap();
+    let mut rest = payloads(&recv_n(&*next, 2).await);
+    rest.sort();
+
+    assert_eq!(rest, ["a-3", "b-3"]);
+}
+
 /// A rebalance starts every partition again from the committed offset, paused or not, so a
 /// paused record comes again to whichever member now owns its partition, and cannot stay stuck
 /// behind a pause its new owner knows nothing about. Both partitions are paused, so that the
@@ -425,4 +480,6 @@ pub async fn all(topics: &dyn Topics) {
     resuming_a_partition_that_is_not_paused_changes_nothing(topics).await;
     a_paused_record_that_was_not_committed_goes_to_the_next_member(topics).await;
     a_rebalance_ends_a_pause(topics).await;
+    a_batch_holds_what_has_arrived_up_to_its_size_in_order(topics).await;
+    a_batch_commit_covers_each_partition_up_to_its_last_record(topics).await;
 }

@@ -46,7 +46,7 @@ use rdkafka::{
     producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _},
 };
 
-use super::{Consumer, Delivery, Message, Producer, TopicError, Topics};
+use super::{Consumer, Delivery, Message, Producer, TopicError, Topics, last_per_partition};
 
 /// How long a request to a broker (metadata, topic creation, a commit) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -417,12 +417,22 @@ impl Consumer for KafkaConsumer {
     }
 
     async fn commit(&self, delivery: &Delivery) -> Result<(), TopicError> {
+        self.commit_batch(std::slice::from_ref(delivery)).await
+    }
+
+    /// Every partition's offset in one request.
+    async fn commit_batch(&self, deliveries: &[Delivery]) -> Result<(), TopicError> {
         let mut offsets = TopicPartitionList::new();
-        offsets.add_partition_offset(
-            &delivery.topic,
-            delivery.partition,
-            Offset::Offset(delivery.offset + 1),
-        )?;
+        for delivery in last_per_partition(deliveries) {
+            offsets.add_partition_offset(
+                &delivery.topic,
+                delivery.partition,
+                Offset::Offset(delivery.offset + 1),
+            )?;
+        }
+        if offsets.count() == 0 {
+            return Ok(());
+        }
         // A synchronous commit, so that `commit` returning means the broker has stored it; it
         // blocks its thread for the round trip, hence `spawn_blocking`.
         let consumer = self.consumer.clone();

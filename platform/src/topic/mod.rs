@@ -17,6 +17,10 @@
 //!   is lost, some records may come twice, and consumers deduplicate (by an event id header). The
 //!   alternative, auto-commit on a timer, can commit a record that was received but never
 //!   processed, and so loses it on a crash.
+//! - A consumer that handles records in batches takes what has arrived with
+//!   [`Consumer::recv_batch`] and commits the batch with one [`Consumer::commit_batch`] once all of
+//!   it is processed: the same guarantee, with one commit round trip per batch instead of one per
+//!   record (and, after a crash, up to a batch replayed instead of one record).
 //!
 //! Order is per key: a key always lands in the same partition (for a given partition count), and a
 //! partition is delivered in order. There is no order across partitions, which is what lets a
@@ -55,6 +59,7 @@ pub mod conformance;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::FutureExt as _;
 
 pub use self::{kafka::KafkaTopics, memory::MemoryTopics, sqlite::SqliteTopics};
 use crate::config::TopicsConfig;
@@ -141,6 +146,23 @@ impl Delivery {
     }
 }
 
+/// Of `deliveries`, the one with the highest offset in each partition (what committing them all
+/// comes to), in the order their partitions first appear.
+pub(crate) fn last_per_partition(deliveries: &[Delivery]) -> Vec<&Delivery> {
+    let mut last: Vec<&Delivery> = Vec::new();
+    for delivery in deliveries {
+        match last
+            .iter_mut()
+            .find(|seen| seen.topic == delivery.topic && seen.partition == delivery.partition)
+        {
+            Some(seen) if seen.offset < delivery.offset => *seen = delivery,
+            Some(_) => {}
+            None => last.push(delivery),
+        }
+    }
+    last
+}
+
 #[async_trait]
 pub trait Producer: Send + Sync {
     /// Appends `message` to its topic, returning once the broker has acknowledged the write.
@@ -180,6 +202,38 @@ pub trait Consumer: Send + Sync {
     /// Records that `delivery` and everything before it in its partition are processed, so that
     /// no member of this group receives them again. Returns once the commit is stored.
     async fn commit(&self, delivery: &Delivery) -> Result<(), TopicError>;
+
+    /// The records that are here already, at least one: waits for a first record as
+    /// [`recv`](Consumer::recv) does, then takes up to `max` in all of those received without
+    /// waiting (librdkafka's prefetched queue, the embedded partitions' tails), across this
+    /// member's partitions, each partition's in order.
+    ///
+    /// For a consumer that handles records as a batch, one database query and one commit for many
+    /// records: it never waits for a batch to fill, so a lone record is handled at once, and under
+    /// load batches grow by themselves. Cancellation-safe, as `recv` is.
+    async fn recv_batch(&self, max: usize) -> Result<Vec<Delivery>, TopicError> {
+        let mut batch = vec![self.recv().await?];
+        while batch.len() < max {
+            match self.recv().now_or_never() {
+                Some(Ok(delivery)) => batch.push(delivery),
+                // Nothing more here yet, or an error: the records in hand are handled first, and
+                // an error that persists (a lost broker) comes back from the next call.
+                None | Some(Err(_)) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Commits `deliveries` at once, as if each had been committed in turn: for every partition
+    /// among them, the one with the highest offset. One request to Kafka, one transaction in the
+    /// embedded file. The same guarantee as [`commit`](Consumer::commit): commit only what is
+    /// processed.
+    async fn commit_batch(&self, deliveries: &[Delivery]) -> Result<(), TopicError> {
+        for delivery in last_per_partition(deliveries) {
+            self.commit(delivery).await?;
+        }
+        Ok(())
+    }
 
     /// Stops delivering `delivery`'s partition to this member and rewinds it, so that `delivery`
     /// is the first record of that partition received after `resume`. Other partitions keep
@@ -349,5 +403,21 @@ mod tests {
     #[tokio::test]
     async fn a_rebalance_ends_a_pause() {
         conformance::a_rebalance_ends_a_pause(&*configured().await.topics).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_holds_what_has_arrived_up_to_its_size_in_order() {
+        conformance::a_batch_holds_what_has_arrived_up_to_its_size_in_order(
+            &*configured().await.topics,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_commit_covers_each_partition_up_to_its_last_record() {
+        conformance::a_batch_commit_covers_each_partition_up_to_its_last_record(
+            &*configured().await.topics,
+        )
+        .await;
     }
 }
