@@ -19,6 +19,7 @@
 //! | `NOTIFIER_RETRY_DELAYS` | `5s,30s,5m` | one retry topic per delay; after the last, dead letters |
 //! | `NOTIFIER_THROTTLE_LIMIT`, `NOTIFIER_THROTTLE_WINDOW` | `20`, `1h` | normal notifications per user and channel within the window; more are dropped |
 //! | `NOTIFIER_WORKERS` | `2` | consumers per channel topic |
+//! | `NOTIFIER_BATCH_SIZE` | `100` | the most records a stage handles at once (one query, one publish, one commit; a worker's provider calls in flight) |
 //! | `NOTIFIER_PAYMENTS_TOPIC` | `payments.events` | where payment events come from, for receipts; `off` for none |
 //! | `NOTIFIER_RELAY_INTERVAL_MS` | `500` | how often the outbox relay looks for rows besides being woken |
 //! | `DATABASE_URL`, `KAFKA_BROKERS` | unset | the real backends (see `platform::config`) |
@@ -109,6 +110,8 @@ impl Settings {
                 },
                 workers_per_channel: usize::try_from(env_positive("NOTIFIER_WORKERS", 2)?)
                     .unwrap_or(1),
+                batch_size: usize::try_from(env_positive("NOTIFIER_BATCH_SIZE", 100)?)
+                    .unwrap_or(100),
                 payments_topic,
                 relay_interval: Duration::from_millis(env_positive(
                     "NOTIFIER_RELAY_INTERVAL_MS",
@@ -152,6 +155,7 @@ impl Settings {
                     window: Duration::from_secs(3600),
                 },
                 workers_per_channel: 1,
+                batch_size: 100,
                 payments_topic: None,
                 relay_interval: Duration::from_millis(100),
             },

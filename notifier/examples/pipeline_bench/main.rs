@@ -21,7 +21,9 @@
 //!    throttle no benchmark user reaches, and the SMS simulator served here, because that is
 //!    where deliveries are counted and timed.
 //! 2. The baseline ([`baseline`]): N records of the size of a job message, keyed by the same
-//!    users, produced and consumed on a fresh topic with the pipeline's partition count.
+//!    users, produced and consumed on a fresh topic with the pipeline's partition count, by a
+//!    consumer that commits as the pipeline does (a batch of what has arrived at a time); and,
+//!    for comparison with earlier runs, by one that commits each record.
 //! 3. Creates `BENCH_USERS` users with a phone, so the notifications spread over the partitions
 //!    as real users' would, and starts the pipeline.
 //! 4. Warms up: sends notifications until every consumer of the intake and SMS topics has
@@ -45,7 +47,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `BENCH_N` | `10000` | notifications measured (and records in the baseline) |
+//! | `BENCH_N` | `10000` | notifications measured (and records in each baseline) |
 //! | `BENCH_CONCURRENCY` | `16` | accepts in flight at once |
 //! | `BENCH_RATE` | `0` | accepts per second; 0: as fast as they are taken |
 //! | `BENCH_USERS` | `1000` | users the notifications are spread over |
@@ -84,7 +86,10 @@ use time::OffsetDateTime;
 use tracing_subscriber::{EnvFilter, filter::Targets, fmt, prelude::*};
 use uuid::Uuid;
 
-use self::profile::{StatementCounts, Statements, TimedTopics};
+use self::{
+    baseline::Commit,
+    profile::{StatementCounts, Statements, TimedTopics},
+};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -125,13 +130,22 @@ async fn main() -> anyhow::Result<()> {
     let bench = Bench::build(&options).await?;
     println!("{}", bench.describe(&options));
 
-    let bare = bench.bare_loop(options.n).await?;
-    println!(
-        "bare produce-consume loop: {} records in {:.2} s, {:.0}/s",
-        options.n,
-        bare.as_secs_f64(),
-        options.n as f64 / bare.as_secs_f64()
-    );
+    let batch_size = bench.settings.pipeline.batch_size;
+    let bare_each_record = bench.bare_loop(options.n, Commit::EachRecord).await?;
+    let bare = bench
+        .bare_loop(options.n, Commit::EachBatch(batch_size))
+        .await?;
+    for (commits, elapsed) in [
+        ("each record".to_owned(), bare_each_record),
+        (format!("each batch of up to {batch_size}"), bare),
+    ] {
+        println!(
+            "bare produce-consume loop, a commit for {commits}: {} records in {:.2} s, {:.0}/s",
+            options.n,
+            elapsed.as_secs_f64(),
+            options.n as f64 / elapsed.as_secs_f64()
+        );
+    }
 
     bench.create_users().await?;
     let pipeline = bench.app.start_pipeline().await?;
@@ -175,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "result backend={} n={} rate={} pipeline_per_s={:.0} p50_ms={:.1} p99_ms={:.1} lost={} \
-         duplicated={} bare_per_s={:.0} ratio={ratio:.5}",
+         duplicated={} bare_per_s={:.0} bare_each_record_per_s={:.0} ratio={ratio:.5}",
         bench.backend,
         options.n,
         options.rate,
@@ -185,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
         measured.lost,
         measured.duplicated,
         options.n as f64 / bare.as_secs_f64(),
+        options.n as f64 / bare_each_record.as_secs_f64(),
     );
     all_delivered?;
     if measured.duplicated > 0 {
@@ -312,16 +327,30 @@ impl Bench {
     }
 
     /// The baseline: `n` job-sized records keyed by the benchmark's users, through a fresh topic
-    /// with the pipeline's partition count.
-    async fn bare_loop(&self, n: usize) -> anyhow::Result<Duration> {
-        let topic = format!("{}.bare", self.settings.pipeline.topic_prefix);
+    /// with the pipeline's partition count, committed as `commit` says.
+    async fn bare_loop(&self, n: usize, commit: Commit) -> anyhow::Result<Duration> {
+        let topic = format!(
+            "{}.bare.{}",
+            self.settings.pipeline.topic_prefix,
+            match commit {
+                Commit::EachRecord => "each-record",
+                Commit::EachBatch(_) => "each-batch",
+            }
+        );
         self.transport
             .ensure_topic(&topic, self.settings.pipeline.partitions)
             .await?;
         let records = (0..n)
             .map(|i| job_message(&topic, &self.users[i % self.users.len()]))
             .collect();
-        baseline::run(self.brokers.as_deref(), &*self.transport, &topic, records).await
+        baseline::run(
+            self.brokers.as_deref(),
+            &*self.transport,
+            &topic,
+            records,
+            commit,
+        )
+        .await
     }
 
     async fn create_users(&self) -> anyhow::Result<()> {
@@ -513,19 +542,22 @@ fn print_statements(before: &StatementCounts, after: &StatementCounts, n: usize)
     }
 }
 
-/// Per stage: what one record costs each consumer, and what that allows.
+/// Per stage: what one batch costs each consumer, and what that allows.
 fn print_profile(timed: &TimedTopics, topology: &Topology, n: usize) {
-    println!("where the time goes (means per record, measured at the topics):");
+    println!("where the time goes (measured at the topics):");
     for (stage, topic) in [
         ("router (intake topic)", topology.intake()),
         ("SMS workers (sms topic)", topology.channel(Channel::Sms)),
     ] {
         let times = timed.times(&topic);
         println!(
-            "  {stage}: {} consumers, {} records; {:.2} ms on the topic, then handling {:.2} ms \
-             and commit {:.2} ms; at most {:.0}/s per consumer",
+            "  {stage}: {} consumers, {} records in {} batches ({:.1} a batch); {:.2} ms on the \
+             topic; per batch, handling {:.2} ms and commit {:.2} ms; at most {:.0} records/s \
+             per consumer",
             times.consumers,
+            times.batch_records,
             times.commits,
+            times.mean_batch(),
             times.mean_on_topic().as_secs_f64() * 1000.0,
             times.mean_handling().as_secs_f64() * 1000.0,
             times.mean_commit().as_secs_f64() * 1000.0,

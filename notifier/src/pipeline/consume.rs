@@ -1,21 +1,31 @@
-//! The consumer loop every stage runs: receive, handle, commit; pause what is not due; never skip
-//! a record because handling it failed.
+//! The consumer loop every stage runs: receive a batch, handle it, commit; pause what is not due;
+//! never skip a record because handling it failed.
 //!
-//! - **Commit after handling.** The offset is committed once the handler returns, that is once
-//!   the outcome is in the database. A crash before that replays the record (at-least-once), and
-//!   the handlers are written to make a replay harmless.
+//! - **Batches.** The loop takes the records that are already here (up to the stage's batch size,
+//!   `NOTIFIER_BATCH_SIZE`; at least one, and never waiting for more) and hands them to the
+//!   handler together, so that a stage pays its database queries, its publish and its commit once
+//!   per batch rather than once per record. A lone record is handled at once; under load, batches
+//!   grow by themselves. The batch may hold several partitions; each partition's records are in
+//!   order, and the handlers keep a key's records in that order.
+//! - **Commit after handling.** The offsets are committed once the handler returns, that is once
+//!   every outcome in the batch is in the database: one commit for the batch, covering the last
+//!   record of each partition. A crash before that replays the batch (at-least-once), and the
+//!   handlers are written to make a replay harmless.
 //! - **Not due yet: pause, do not sleep.** A retry job that is not due pauses its partition
 //!   (`Consumer::pause` rewinds it to that job) and a timer resumes it at the due time, while the
-//!   loop keeps receiving from the other partitions. Sleeping here instead would stall every
+//!   loop keeps receiving from the other partitions. The records of that partition before the job
+//!   are committed; those after it come again after the resume, and the handler must leave them
+//!   alone (it answers [`Handled::NotDue`] for them too). Sleeping here instead would stall every
 //!   partition this consumer holds, and with Kafka, a consumer that stops polling for five minutes
 //!   is expelled from its group.
 //! - **A failed handler is retried, not skipped.** An error (the database is down, the broker
-//!   refused a publish), or a panic, is retried on the same record with a growing pause, because
+//!   refused a publish), or a panic, is retried on the same batch with a growing pause, because
 //!   the records behind it in the partition must not overtake it and a committed record is gone.
-//!   A panic is a bug; it stalls one partition, loudly (`notifier_stage_errors_total` and an
-//!   error log per try), rather than killing the stage, which would hand the record to the next
-//!   member to panic on in turn. Messages that can never succeed are not errors: the handlers
-//!   turn them into outcomes (a dead letter, a logged poison message).
+//!   The handlers' work is idempotent, so what the failed try did finish is harmless to do again.
+//!   A panic is a bug; it stalls the consumer, loudly (`notifier_stage_errors_total` and an error
+//!   log per try), rather than killing the stage, which would hand the records to the next member
+//!   to panic on in turn. Messages that can never succeed are not errors: the handlers turn them
+//!   into outcomes (a dead letter, a logged poison message).
 //! - **A failed pause is retried before anything else is received**: carrying on would receive
 //!   the records behind the unpaused one and could commit past it. A failed resume is retried
 //!   a second later.
@@ -43,19 +53,21 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const RESUME_RETRY: Duration = Duration::from_secs(1);
 
-/// Runs `handle` on every record `consumer` receives, until `stop`.
+/// Runs `handle` on every batch of at most `batch_size` records `consumer` receives, until
+/// `stop`. The handler answers for each record of the batch, in the batch's order.
 pub async fn run<F, Fut>(
     stage: &str,
     consumer: Box<dyn Consumer>,
+    batch_size: usize,
     stop: CancellationToken,
     handle: F,
 ) where
-    F: Fn(Delivery) -> Fut,
-    Fut: Future<Output = anyhow::Result<Handled>>,
+    F: Fn(Vec<Delivery>) -> Fut,
+    Fut: Future<Output = anyhow::Result<Vec<Handled>>>,
 {
     let mut resumes: FuturesUnordered<Resume> = FuturesUnordered::new();
     loop {
-        let delivery = tokio::select! {
+        let batch = tokio::select! {
             _ = stop.cancelled() => return,
             Some((topic, partition)) = resumes.next(), if !resumes.is_empty() => {
                 if let Err(err) = consumer.resume(&topic, partition).await {
@@ -64,8 +76,8 @@ pub async fn run<F, Fut>(
                 }
                 continue;
             }
-            received = consumer.recv() => match received {
-                Ok(delivery) => delivery,
+            received = consumer.recv_batch(batch_size.max(1)) => match received {
+                Ok(batch) => batch,
                 Err(err) => {
                     // Kafka reports a lost broker connection here and reconnects by itself.
                     tracing::warn!(stage, error = %platform::problem::error_chain(&err), "receiving failed");
@@ -79,19 +91,30 @@ pub async fn run<F, Fut>(
 
         let mut backoff = FIRST_BACKOFF;
         let handled = loop {
-            let handled = AssertUnwindSafe(handle(delivery.clone()))
+            let handled = AssertUnwindSafe(handle(batch.clone()))
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the handler panicked")));
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the handler panicked")))
+                .and_then(|handled| {
+                    anyhow::ensure!(
+                        handled.len() == batch.len(),
+                        "the handler answered for {} of {} records",
+                        handled.len(),
+                        batch.len()
+                    );
+                    Ok(handled)
+                });
             match handled {
                 Ok(handled) => break handled,
                 Err(err) => {
                     metrics::counter!("notifier_stage_errors_total", "stage" => stage.to_owned())
                         .increment(1);
+                    let first = &batch[0];
                     tracing::warn!(
-                        stage, topic = %delivery.topic, partition = delivery.partition,
-                        offset = delivery.offset, error = %platform::problem::error_chain(&*err),
-                        "handling a record failed; trying it again"
+                        stage, records = batch.len(), topic = %first.topic,
+                        partition = first.partition, offset = first.offset,
+                        error = %platform::problem::error_chain(&*err),
+                        "handling a batch failed; trying it again"
                     );
                     if pause(&stop, backoff).await.is_err() {
                         return;
@@ -101,31 +124,56 @@ pub async fn run<F, Fut>(
             }
         };
 
-        match handled {
-            Handled::Done => {
-                // A commit that fails leaves the record to be received again (by this consumer
-                // after a rebalance, or by the next one): a duplicate, which the handlers absorb.
-                if let Err(err) = consumer.commit(&delivery).await {
-                    tracing::warn!(stage, error = %platform::problem::error_chain(&err), "committing failed");
+        let (done, not_due) = settle(&batch, &handled);
+        // A commit that fails leaves the records to be received again (by this consumer after a
+        // rebalance, or by the next one): duplicates, which the handlers absorb.
+        if let Err(err) = consumer.commit_batch(&done).await {
+            tracing::warn!(stage, error = %platform::problem::error_chain(&err), "committing failed");
+        }
+        for (delivery, wait) in not_due {
+            let mut backoff = FIRST_BACKOFF;
+            while let Err(err) = consumer.pause(delivery).await {
+                tracing::warn!(stage, error = %platform::problem::error_chain(&err), "pausing a partition failed; trying again");
+                if pause(&stop, backoff).await.is_err() {
+                    return;
                 }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Handled::NotDue(wait) => {
-                let mut backoff = FIRST_BACKOFF;
-                while let Err(err) = consumer.pause(&delivery).await {
-                    tracing::warn!(stage, error = %platform::problem::error_chain(&err), "pausing a partition failed; trying again");
-                    if pause(&stop, backoff).await.is_err() {
-                        return;
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                resumes.push(resume_after(
-                    wait,
-                    delivery.topic.clone(),
-                    delivery.partition,
-                ));
-            }
+            resumes.push(resume_after(
+                wait,
+                delivery.topic.clone(),
+                delivery.partition,
+            ));
         }
     }
+}
+
+/// Sorts a handled batch into what to commit (per partition, the last record before its first
+/// not-due one) and where to pause (each partition's first not-due record, with its wait).
+fn settle<'a>(
+    batch: &'a [Delivery],
+    handled: &[Handled],
+) -> (Vec<Delivery>, Vec<(&'a Delivery, Duration)>) {
+    let same_partition =
+        |a: &Delivery, b: &Delivery| a.topic == b.topic && a.partition == b.partition;
+    let mut done: Vec<&Delivery> = Vec::new();
+    let mut not_due: Vec<(&Delivery, Duration)> = Vec::new();
+    for (delivery, handled) in batch.iter().zip(handled) {
+        if not_due
+            .iter()
+            .any(|(paused, _)| same_partition(paused, delivery))
+        {
+            continue;
+        }
+        match *handled {
+            Handled::Done => match done.iter_mut().find(|d| same_partition(d, delivery)) {
+                Some(last) => *last = delivery,
+                None => done.push(delivery),
+            },
+            Handled::NotDue(wait) => not_due.push((delivery, wait)),
+        }
+    }
+    (done.into_iter().cloned().collect(), not_due)
 }
 
 /// A timer that yields `(topic, partition)` after `wait`, to resume it.
@@ -141,5 +189,60 @@ async fn pause(stop: &CancellationToken, duration: Duration) -> Result<(), ()> {
     tokio::select! {
         _ = stop.cancelled() => Err(()),
         _ = tokio::time::sleep(duration) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(partition: i32, offset: i64) -> Delivery {
+        Delivery {
+            topic: "t".to_owned(),
+            partition,
+            offset,
+            key: Vec::new(),
+            payload: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn at(deliveries: &[Delivery]) -> Vec<(i32, i64)> {
+        deliveries
+            .iter()
+            .map(|delivery| (delivery.partition, delivery.offset))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_commits_each_partition_up_to_its_last_record() {
+        let batch = [record(0, 4), record(1, 7), record(0, 5), record(1, 8)];
+
+        let (done, not_due) = settle(&batch, &[Handled::Done; 4]);
+
+        assert_eq!(at(&done), [(0, 5), (1, 8)]);
+        assert!(not_due.is_empty());
+    }
+
+    #[test]
+    fn a_not_due_record_pauses_its_partition_and_nothing_after_it_there_is_committed() {
+        let wait = Duration::from_secs(5);
+        let batch = [record(0, 4), record(0, 5), record(1, 7), record(0, 6)];
+        let handled = [
+            Handled::Done,
+            Handled::NotDue(wait),
+            Handled::Done,
+            // Answered for, but behind the paused record: it comes again after the resume.
+            Handled::Done,
+        ];
+
+        let (done, not_due) = settle(&batch, &handled);
+
+        assert_eq!(at(&done), [(0, 4), (1, 7)]);
+        let paused: Vec<_> = not_due
+            .iter()
+            .map(|(delivery, wait)| (delivery.partition, delivery.offset, *wait))
+            .collect();
+        assert_eq!(paused, [(0, 5, wait)]);
     }
 }

@@ -48,8 +48,8 @@
 //!    answered, not delivered, the second time.
 //!
 //! # Layout
-//! - [`consume`]: the consumer loop every stage shares: commit after handling, pause until due,
-//!   back off on errors without skipping.
+//! - [`consume`]: the consumer loop every stage shares: batches, commit after handling, pause
+//!   until due, back off on errors without skipping.
 //! - [`router`]: the intake topic's consumer.
 //! - [`worker`]: the channel and retry topics' consumers, and the retry and dead-letter decisions.
 //! - [`receipts`]: the `payments.events` consumer that sends payment receipts.
@@ -133,6 +133,9 @@ pub struct PipelineSettings {
     pub throttle: Throttle,
     /// Consumers per channel topic (each takes its share of the partitions).
     pub workers_per_channel: usize,
+    /// The most records a stage handles at once: one database statement, one publish and one
+    /// commit for all of them, and (for a worker) that many provider calls in flight.
+    pub batch_size: usize,
     /// The payments service's events, for receipts; `None` to send none.
     pub payments_topic: Option<String>,
     /// How often the outbox relay looks for rows besides being woken.
@@ -270,7 +273,7 @@ impl Pipeline {
         );
         tasks.spawn(relay.run(settings.relay_interval, stop.clone()));
 
-        // One router member per partition of the intake topic: a member handles one record at a
+        // One router member per partition of the intake topic: a member handles one batch at a
         // time, so a single member would carry every partition's records in turn (it was the
         // pipeline's bottleneck, DESIGN.md §10), and a member beyond the partition count would
         // get none.
@@ -321,7 +324,12 @@ impl Pipeline {
             let consumer = topics
                 .subscribe(&topology.group("receipts"), &[payments])
                 .await?;
-            tasks.spawn(receipts::run(notifier, consumer, stop.clone()));
+            tasks.spawn(receipts::run(
+                notifier,
+                consumer,
+                settings.batch_size,
+                stop.clone(),
+            ));
         }
         Ok(Self { stop, tasks })
     }

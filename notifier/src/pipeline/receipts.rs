@@ -46,10 +46,24 @@ struct Payment {
     currency: String,
 }
 
-pub async fn run(notifier: Arc<Notifier>, consumer: Box<dyn Consumer>, stop: CancellationToken) {
-    super::consume::run("receipts", consumer, stop, |delivery| {
+/// Payment events are few (one receipt each, accepted like any notification), so a batch is
+/// handled one event at a time; a batch retried after an error accepts its first events again,
+/// which their idempotency keys turn into repeats.
+pub async fn run(
+    notifier: Arc<Notifier>,
+    consumer: Box<dyn Consumer>,
+    batch_size: usize,
+    stop: CancellationToken,
+) {
+    super::consume::run("receipts", consumer, batch_size, stop, |batch| {
         let notifier = notifier.clone();
-        async move { handle(&notifier, &delivery).await }
+        async move {
+            let mut handled = Vec::with_capacity(batch.len());
+            for delivery in &batch {
+                handled.push(handle(&notifier, delivery).await?);
+            }
+            Ok(handled)
+        }
     })
     .await;
 }

@@ -11,7 +11,7 @@
 mod postgres;
 mod sqlite;
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use platform::{db::Database, outbox::OutboxEvent};
@@ -74,12 +74,13 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
-/// What a router or a worker needs: the notification as stored, and where each of its channels'
-/// deliveries stands.
+/// What a router or a worker needs: the notification as stored, where each of its channels'
+/// deliveries stands, and its user as they are now (`None` if the user was removed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Work {
     pub notification: Notification,
     pub statuses: Vec<(Channel, DeliveryStatus)>,
+    pub user: Option<User>,
 }
 
 impl Work {
@@ -89,6 +90,41 @@ impl Work {
             .find(|(c, _)| *c == channel)
             .map(|(_, status)| *status)
     }
+}
+
+/// The router's decision about one `pending` delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub notification_id: Uuid,
+    pub channel: Channel,
+    pub route: Route,
+}
+
+/// A worker's claim: the job `job` means to make attempt number `attempt` of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub notification_id: Uuid,
+    pub channel: Channel,
+    pub attempt: u32,
+    pub job: Uuid,
+}
+
+/// The answer to a [`Claim`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claimed {
+    /// The attempt is this job's to make: the notification and its user, to make it with.
+    Won(Box<Work>),
+    /// It is not (the delivery is final, or another job has the attempt): the delivery's status,
+    /// `None` if there is no such delivery.
+    Lost(Option<DeliveryStatus>),
+}
+
+/// How one delivery's attempt ended, as a worker records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempted {
+    pub notification_id: Uuid,
+    pub channel: Channel,
+    pub outcome: Outcome,
 }
 
 /// How an attempt ended, as a worker records it.
@@ -143,53 +179,48 @@ pub trait NotificationStore: Send + Sync + 'static {
 
     async fn notification(&self, id: Uuid) -> Result<Option<NotificationRecord>, StoreError>;
 
-    /// The notification and its deliveries' statuses, for the router and the workers.
-    async fn work(&self, id: Uuid) -> Result<Option<Work>, StoreError>;
+    /// The notifications `ids` that exist (in no particular order), each with its deliveries'
+    /// statuses and its user, in one query: what the router needs for a batch of intake records.
+    async fn work(&self, ids: &[Uuid]) -> Result<Vec<Work>, StoreError>;
 
-    /// How many of `user`'s normal (not critical) deliveries on `channel` were queued since
-    /// `since`, leaving out
-    /// notification `except` (the one being routed, which a redelivered intake message may have
-    /// queued already).
+    /// For each user and channel of `users` × `channels`, how many of the user's normal (not
+    /// critical) deliveries on the channel were queued since `since`, leaving out the
+    /// notifications `except` (the ones being routed, which a redelivered intake message may have
+    /// queued already). Pairs with none are left out.
     async fn queued_since(
         &self,
-        user: &str,
-        channel: Channel,
+        users: &[String],
+        channels: &[Channel],
         since: OffsetDateTime,
-        except: Uuid,
-    ) -> Result<u32, StoreError>;
+        except: &[Uuid],
+    ) -> Result<HashMap<(String, Channel), u32>, StoreError>;
 
-    /// Applies the router's decision to a `pending` delivery; a skip or a throttle is recorded as
-    /// the delivery's one attempt. Returns false (and changes nothing) if it was not pending.
+    /// Applies the router's decisions to `pending` deliveries, all at once; a skip or a throttle
+    /// is recorded as the delivery's one attempt. Answers, for each decision, whether it applied:
+    /// false (and nothing changed) if the delivery was not pending. A delivery appears at most
+    /// once in `decisions`.
     async fn route(
         &self,
-        id: Uuid,
-        channel: Channel,
-        route: &Route,
+        decisions: &[Decision],
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Vec<bool>, StoreError>;
 
-    /// Claims attempt number `attempt` of a `queued` or `retrying` delivery for the job `job`:
-    /// true if the delivery has made exactly `attempt` attempts (or this same job claimed it and
-    /// is running again, after an error before its outcome was recorded). A duplicate job, or
-    /// one left from before a redrive, gets false and must not call the provider.
+    /// Claims each attempt for its job, all at once. A claim is won if the delivery is `queued`
+    /// or `retrying` and has made exactly `attempt` attempts (or this same job claimed it and is
+    /// running again, after an error before its outcome was recorded), and a won claim comes
+    /// with the notification and its user, read in the same query. A duplicate job, or one left
+    /// from before a redrive, loses, and must not call the provider. A delivery appears at most
+    /// once in `claims`.
     async fn claim(
         &self,
-        id: Uuid,
-        channel: Channel,
-        attempt: u32,
-        job: Uuid,
+        claims: &[Claim],
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Vec<Claimed>, StoreError>;
 
-    /// Records an attempt and moves the delivery on, unless it is already final (then nothing:
-    /// the attempt was a duplicate's). Ends the attempt's claim.
-    async fn record(
-        &self,
-        id: Uuid,
-        channel: Channel,
-        outcome: &Outcome,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
+    /// Records each attempt and moves its delivery on, unless the delivery is already final (then
+    /// nothing: the attempt was a duplicate's), all at once, in one transaction. Ends the
+    /// attempts' claims. A delivery appears at most once in `attempts`.
+    async fn record(&self, attempts: &[Attempted], now: OffsetDateTime) -> Result<(), StoreError>;
 
     /// The newest dead letters first.
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
@@ -245,6 +276,101 @@ fn status(text: &str) -> Result<DeliveryStatus, StoreError> {
     DeliveryStatus::parse(text).ok_or_else(|| corrupt(format!("delivery status {text:?}")))
 }
 
+/// A notification with its deliveries' statuses and its user's columns, as one query returns them
+/// on either engine (after that engine's own conversions): what a [`Work`] is built from.
+struct WorkColumns {
+    id: Uuid,
+    user_id: String,
+    template: String,
+    data: String,
+    priority: String,
+    idempotency_key: Option<String>,
+    created_at: OffsetDateTime,
+    /// `channel=status` pairs, comma-separated (neither contains either character).
+    statuses: Option<String>,
+    /// `None` if the user does not exist (any more).
+    user: Option<UserColumns>,
+}
+
+impl WorkColumns {
+    fn into_work(self) -> Result<Work, StoreError> {
+        let mut statuses = self
+            .statuses
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, text) = pair
+                    .split_once('=')
+                    .ok_or_else(|| corrupt(format!("delivery status {pair:?}")))?;
+                Ok((channel(name)?, status(text)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        statuses.sort_by_key(|(channel, _)| *channel);
+        let user = match (self.user, UserId::parse(&self.user_id)) {
+            (Some(columns), Some(id)) => Some(columns.into_user(id)?),
+            _ => None,
+        };
+        let notification = stored_notification(
+            self.id,
+            self.user_id,
+            &self.template,
+            &self.data,
+            &self.priority,
+            self.idempotency_key,
+            self.created_at,
+            &statuses,
+        )?;
+        Ok(Work {
+            notification,
+            statuses,
+            user,
+        })
+    }
+}
+
+/// A user's stored columns, with the JSON ones as text.
+struct UserColumns {
+    email: Option<String>,
+    phone: Option<String>,
+    push_tokens: String,
+    webhook_url: Option<String>,
+    opted_out: String,
+}
+
+impl UserColumns {
+    fn into_user(self, id: UserId) -> Result<User, StoreError> {
+        Ok(User {
+            id,
+            email: self.email,
+            phone: self.phone,
+            push_tokens: tokens_from(&self.push_tokens)?,
+            webhook_url: self.webhook_url,
+            opted_out: channels_from(&self.opted_out)?,
+        })
+    }
+}
+
+/// What a router's decision stores: the delivery's new status and, for a skip or a throttle, the
+/// attempt that explains it.
+fn routed_attempt(route: &Route) -> (&'static str, Option<&str>) {
+    match route {
+        Route::Queue => ("queued", None),
+        Route::Skip(reason) => ("skipped", Some(reason)),
+        Route::Throttle(reason) => ("throttled", Some(reason)),
+    }
+}
+
+/// What an attempt's outcome stores: the delivery's new status, the attempt's outcome and error.
+fn recorded_attempt(outcome: &Outcome) -> (&'static str, &'static str, Option<&str>) {
+    match outcome {
+        Outcome::Delivered => ("delivered", "delivered", None),
+        Outcome::Retry { error } => ("retrying", "retry", Some(error.as_str())),
+        Outcome::Dead { letter, .. } => ("dead", "failed", Some(letter.error.as_str())),
+    }
+}
+
 /// The stored columns of a notification, back into the domain type.
 #[allow(clippy::too_many_arguments)]
 fn stored_notification(
@@ -274,15 +400,6 @@ fn stored_notification(
         idempotency_key,
         created_at,
     })
-}
-
-/// The attempt a router's decision records, if any.
-fn routed_attempt(route: &Route) -> (&'static str, Option<&str>) {
-    match route {
-        Route::Queue => ("queued", None),
-        Route::Skip(reason) => ("skipped", Some(reason)),
-        Route::Throttle(reason) => ("throttled", Some(reason)),
-    }
 }
 
 /// Groups attempt rows (already ordered) under their deliveries.

@@ -1,4 +1,13 @@
 //! The PostgreSQL store.
+//!
+//! Round trips are what a statement costs here (a fraction of a millisecond each, more than the
+//! work most of them do), so every step of the pipeline is one statement for a whole batch:
+//! arrays bound as parameters and turned back into rows with `unnest`, and the writes that belong
+//! together (a decision and its attempt, a claim and the read of what it claimed, an outcome and
+//! its attempt) chained in one statement with data-modifying CTEs, which PostgreSQL runs
+//! atomically. Only a dead letter takes a transaction of several statements, and it is rare.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use platform::outbox::{self, OutboxEvent};
@@ -7,11 +16,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    DeadLetter, Inserted, NotificationRecord, NotificationStore, Outcome, StoreError, Work,
-    assemble, channel, channels_from, channels_json, routed_attempt, status, stored_notification,
-    tokens_from,
+    Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, NotificationRecord,
+    NotificationStore, Outcome, StoreError, UserColumns, Work, WorkColumns, assemble, channel,
+    channels_json, corrupt, recorded_attempt, routed_attempt, status,
 };
-use crate::domain::{Channel, Notification, Route, User, UserId};
+use crate::domain::{Channel, Notification, User, UserId};
 
 const DEAD_LETTER_COLUMNS: &str =
     "id, notification_id, channel, error, attempts, created_at, redriven_at";
@@ -37,6 +46,70 @@ fn dead_letter(row: DeadLetterRow) -> Result<DeadLetter, StoreError> {
         created_at,
         redriven_at,
     })
+}
+
+/// A notification, its deliveries' statuses and its user, from `notifications n LEFT JOIN users u`.
+const WORK_COLUMNS: &str = "n.id, n.user_id, n.template, n.data::text AS data, n.priority, \
+     n.idempotency_key, n.created_at, \
+     (SELECT string_agg(d.channel || '=' || d.status, ',') FROM deliveries d \
+      WHERE d.notification_id = n.id) AS statuses, \
+     u.id AS known_user, u.email, u.phone, u.push_tokens::text AS push_tokens, u.webhook_url, \
+     u.opted_out::text AS opted_out";
+
+/// [`WORK_COLUMNS`], every one nullable: a claim that was lost joins no notification.
+#[derive(sqlx::FromRow)]
+struct WorkRow {
+    id: Option<Uuid>,
+    user_id: Option<String>,
+    template: Option<String>,
+    data: Option<String>,
+    priority: Option<String>,
+    idempotency_key: Option<String>,
+    created_at: Option<OffsetDateTime>,
+    statuses: Option<String>,
+    known_user: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    push_tokens: Option<String>,
+    webhook_url: Option<String>,
+    opted_out: Option<String>,
+}
+
+impl WorkRow {
+    fn into_work(self) -> Result<Work, StoreError> {
+        let missing = || corrupt("a notification row without its columns");
+        let user = match (self.known_user, self.push_tokens, self.opted_out) {
+            (Some(_), Some(push_tokens), Some(opted_out)) => Some(UserColumns {
+                email: self.email,
+                phone: self.phone,
+                push_tokens,
+                webhook_url: self.webhook_url,
+                opted_out,
+            }),
+            _ => None,
+        };
+        WorkColumns {
+            id: self.id.ok_or_else(missing)?,
+            user_id: self.user_id.ok_or_else(missing)?,
+            template: self.template.ok_or_else(missing)?,
+            data: self.data.ok_or_else(missing)?,
+            priority: self.priority.ok_or_else(missing)?,
+            idempotency_key: self.idempotency_key,
+            created_at: self.created_at.ok_or_else(missing)?,
+            statuses: self.statuses,
+            user,
+        }
+        .into_work()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    won: bool,
+    /// The delivery's status before the claim; `None` if there is no such delivery.
+    status: Option<String>,
+    #[sqlx(flatten)]
+    work: WorkRow,
 }
 
 #[derive(Debug, Clone)]
@@ -86,15 +159,15 @@ impl NotificationStore for PostgresStore {
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(email, phone, tokens, webhook_url, opted_out)| {
-            Ok(User {
-                id: id.clone(),
+        row.map(|(email, phone, push_tokens, webhook_url, opted_out)| {
+            UserColumns {
                 email,
                 phone,
-                push_tokens: tokens_from(&tokens)?,
+                push_tokens,
                 webhook_url,
-                opted_out: channels_from(&opted_out)?,
-            })
+                opted_out,
+            }
+            .into_user(id.clone())
         })
         .transpose()
     }
@@ -179,160 +252,224 @@ impl NotificationStore for PostgresStore {
         }))
     }
 
-    async fn work(&self, id: Uuid) -> Result<Option<Work>, StoreError> {
-        let row: Option<(
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            OffsetDateTime,
-        )> = sqlx::query_as(
-            "SELECT user_id, template, data::text, priority, idempotency_key, created_at \
-                 FROM notifications WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((user_id, template, data, priority, key, created_at)) = row else {
-            return Ok(None);
-        };
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT channel, status FROM deliveries WHERE notification_id = $1 ORDER BY channel",
-        )
-        .bind(id)
+    async fn work(&self, ids: &[Uuid]) -> Result<Vec<Work>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<WorkRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {WORK_COLUMNS} FROM notifications n LEFT JOIN users u ON u.id = n.user_id \
+             WHERE n.id = ANY($1)"
+        )))
+        .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        let statuses = rows
-            .iter()
-            .map(|(name, text)| Ok((channel(name)?, status(text)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let notification = stored_notification(
-            id, user_id, &template, &data, &priority, key, created_at, &statuses,
-        )?;
-        Ok(Some(Work {
-            notification,
-            statuses,
-        }))
+        rows.into_iter().map(WorkRow::into_work).collect()
     }
 
     async fn queued_since(
         &self,
-        user: &str,
-        channel: Channel,
+        users: &[String],
+        channels: &[Channel],
         since: OffsetDateTime,
-        except: Uuid,
-    ) -> Result<u32, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
-             WHERE n.user_id = $1 AND d.channel = $2 AND d.routed_at >= $3 \
-               AND d.notification_id <> $4 AND n.priority = 'normal' \
-               AND d.status IN ('queued', 'retrying', 'delivered', 'dead')",
+        except: &[Uuid],
+    ) -> Result<HashMap<(String, Channel), u32>, StoreError> {
+        if users.is_empty() || channels.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let channels: Vec<&str> = channels.iter().map(|c| c.as_str()).collect();
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT n.user_id, d.channel, count(*) \
+             FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
+             WHERE n.user_id = ANY($1) AND d.channel = ANY($2) AND d.routed_at >= $3 \
+               AND NOT (d.notification_id = ANY($4)) AND n.priority = 'normal' \
+               AND d.status IN ('queued', 'retrying', 'delivered', 'dead') \
+             GROUP BY n.user_id, d.channel",
         )
-        .bind(user)
-        .bind(channel.as_str())
+        .bind(users)
+        .bind(&channels)
         .bind(since)
         .bind(except)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(count.clamp(0, i64::from(u32::MAX)) as u32)
+        rows.into_iter()
+            .map(|(user, name, count)| {
+                let count = count.clamp(0, i64::from(u32::MAX)) as u32;
+                Ok(((user, channel(&name)?), count))
+            })
+            .collect()
     }
 
     async fn route(
         &self,
-        id: Uuid,
-        channel: Channel,
-        route: &Route,
+        decisions: &[Decision],
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let (new_status, reason) = routed_attempt(route);
-        // One statement: the attempt row is written only if the delivery was pending.
-        let changed: Option<i32> = sqlx::query_scalar(
-            "WITH routed AS ( \
-               UPDATE deliveries SET status = $3, routed_at = $4, updated_at = $4 \
-               WHERE notification_id = $1 AND channel = $2 AND status = 'pending' \
-               RETURNING notification_id, channel), \
+    ) -> Result<Vec<bool>, StoreError> {
+        if decisions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = decisions.iter().map(|d| d.notification_id).collect();
+        let channels: Vec<&str> = decisions.iter().map(|d| d.channel.as_str()).collect();
+        let (statuses, reasons): (Vec<&str>, Vec<Option<&str>>) = decisions
+            .iter()
+            .map(|decision| routed_attempt(&decision.route))
+            .unzip();
+        // One statement: an attempt row is written only for a delivery that was pending.
+        let routed: Vec<(Uuid, String)> = sqlx::query_as(
+            "WITH decided AS ( \
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+                 AS t(notification_id, channel, status, reason)), \
+             routed AS ( \
+               UPDATE deliveries d SET status = decided.status, routed_at = $5, updated_at = $5 \
+               FROM decided \
+               WHERE d.notification_id = decided.notification_id \
+                 AND d.channel = decided.channel AND d.status = 'pending' \
+               RETURNING d.notification_id, d.channel, decided.status, decided.reason), \
              attempt AS ( \
-               INSERT INTO delivery_attempts (notification_id, channel, attempted_at, outcome, error) \
-               SELECT notification_id, channel, $4, $3, $5 FROM routed WHERE $5::text IS NOT NULL) \
-             SELECT 1 FROM routed",
+               INSERT INTO delivery_attempts \
+                 (notification_id, channel, attempted_at, outcome, error) \
+               SELECT notification_id, channel, $5, status, reason FROM routed \
+               WHERE reason IS NOT NULL) \
+             SELECT notification_id, channel FROM routed",
         )
-        .bind(id)
-        .bind(channel.as_str())
-        .bind(new_status)
+        .bind(&ids)
+        .bind(&channels)
+        .bind(&statuses)
+        .bind(&reasons)
         .bind(now)
-        .bind(reason)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(changed.is_some())
+        Ok(decisions
+            .iter()
+            .map(|decision| {
+                routed.iter().any(|(id, name)| {
+                    *id == decision.notification_id && name == decision.channel.as_str()
+                })
+            })
+            .collect())
     }
 
     async fn claim(
         &self,
-        id: Uuid,
-        channel: Channel,
-        attempt: u32,
-        job: Uuid,
+        claims: &[Claim],
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let attempt = i32::try_from(attempt).unwrap_or(i32::MAX - 1);
-        let claimed = sqlx::query(
-            "UPDATE deliveries SET attempts = $3 + 1, claimed_by = $4, updated_at = $5 \
-             WHERE notification_id = $1 AND channel = $2 AND status IN ('queued', 'retrying') \
-               AND (attempts = $3 OR (attempts = $3 + 1 AND claimed_by = $4))",
-        )
-        .bind(id)
-        .bind(channel.as_str())
-        .bind(attempt)
-        .bind(job)
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = claims.iter().map(|c| c.notification_id).collect();
+        let channels: Vec<&str> = claims.iter().map(|c| c.channel.as_str()).collect();
+        let attempts: Vec<i32> = claims
+            .iter()
+            .map(|c| i32::try_from(c.attempt).unwrap_or(i32::MAX - 1))
+            .collect();
+        let jobs: Vec<Uuid> = claims.iter().map(|c| c.job).collect();
+        // The claim and the read of what it claimed, in one statement. The read sees the rows as
+        // they were before the statement (PostgreSQL's CTEs share one snapshot), which is what
+        // `status` reports for a lost claim; a won claim does not change the statuses.
+        let rows: Vec<ClaimRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH claims AS ( \
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::uuid[]) \
+                 WITH ORDINALITY AS t(notification_id, channel, attempt, job, ord)), \
+             won AS ( \
+               UPDATE deliveries d SET attempts = c.attempt + 1, claimed_by = c.job, \
+                 updated_at = $5 \
+               FROM claims c \
+               WHERE d.notification_id = c.notification_id AND d.channel = c.channel \
+                 AND d.status IN ('queued', 'retrying') \
+                 AND (d.attempts = c.attempt \
+                      OR (d.attempts = c.attempt + 1 AND d.claimed_by = c.job)) \
+               RETURNING c.ord) \
+             SELECT won.ord IS NOT NULL AS won, existing.status, {WORK_COLUMNS} \
+             FROM claims c \
+             LEFT JOIN won ON won.ord = c.ord \
+             LEFT JOIN deliveries existing \
+               ON existing.notification_id = c.notification_id AND existing.channel = c.channel \
+             LEFT JOIN notifications n ON n.id = c.notification_id AND won.ord IS NOT NULL \
+             LEFT JOIN users u ON u.id = n.user_id \
+             ORDER BY c.ord"
+        )))
+        .bind(&ids)
+        .bind(&channels)
+        .bind(&attempts)
+        .bind(&jobs)
         .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(claimed == 1)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.len() != claims.len() {
+            return Err(corrupt(format!(
+                "{} claims answered with {} rows",
+                claims.len(),
+                rows.len()
+            )));
+        }
+        rows.into_iter()
+            .map(|row| {
+                if row.won {
+                    Ok(Claimed::Won(Box::new(row.work.into_work()?)))
+                } else {
+                    Ok(Claimed::Lost(
+                        row.status.as_deref().map(status).transpose()?,
+                    ))
+                }
+            })
+            .collect()
     }
 
-    async fn record(
-        &self,
-        id: Uuid,
-        channel: Channel,
-        outcome: &Outcome,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let (new_status, attempt, error) = match outcome {
-            Outcome::Delivered => ("delivered", "delivered", None),
-            Outcome::Retry { error } => ("retrying", "retry", Some(error.as_str())),
-            Outcome::Dead { letter, .. } => ("dead", "failed", Some(letter.error.as_str())),
-        };
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE deliveries SET status = $3, updated_at = $4, claimed_by = NULL \
-             WHERE notification_id = $1 AND channel = $2 \
-               AND status NOT IN ('delivered', 'skipped', 'throttled', 'dead')",
-        )
-        .bind(id)
-        .bind(channel.as_str())
-        .bind(new_status)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            tx.rollback().await?;
+    async fn record(&self, attempts: &[Attempted], now: OffsetDateTime) -> Result<(), StoreError> {
+        if attempts.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO delivery_attempts (notification_id, channel, attempted_at, outcome, error) \
-             VALUES ($1, $2, $3, $4, $5)",
+        let ids: Vec<Uuid> = attempts.iter().map(|a| a.notification_id).collect();
+        let channels: Vec<&str> = attempts.iter().map(|a| a.channel.as_str()).collect();
+        let (mut statuses, mut outcomes, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        for attempted in attempts {
+            let (status, outcome, error) = recorded_attempt(&attempted.outcome);
+            statuses.push(status);
+            outcomes.push(outcome);
+            errors.push(error);
+        }
+        let statement = sqlx::query_as::<sqlx::Postgres, (Uuid, String)>(
+            "WITH attempted AS ( \
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+                 AS t(notification_id, channel, status, outcome, error)), \
+             recorded AS ( \
+               UPDATE deliveries d SET status = a.status, updated_at = $6, claimed_by = NULL \
+               FROM attempted a \
+               WHERE d.notification_id = a.notification_id AND d.channel = a.channel \
+                 AND d.status NOT IN ('delivered', 'skipped', 'throttled', 'dead') \
+               RETURNING d.notification_id, d.channel, a.outcome, a.error) \
+             INSERT INTO delivery_attempts (notification_id, channel, attempted_at, outcome, error) \
+             SELECT notification_id, channel, $6, outcome, error FROM recorded \
+             RETURNING notification_id, channel",
         )
-        .bind(id)
-        .bind(channel.as_str())
-        .bind(now)
-        .bind(attempt)
-        .bind(error)
-        .execute(&mut *tx)
-        .await?;
-        if let Outcome::Dead { letter, event } = outcome {
+        .bind(&ids)
+        .bind(&channels)
+        .bind(&statuses)
+        .bind(&outcomes)
+        .bind(&errors)
+        .bind(now);
+
+        let dead: Vec<(&DeadLetter, &OutboxEvent)> = attempts
+            .iter()
+            .filter_map(|attempted| match &attempted.outcome {
+                Outcome::Dead { letter, event } => Some((letter, event)),
+                _ => None,
+            })
+            .collect();
+        if dead.is_empty() {
+            statement.fetch_all(&self.pool).await?;
+            return Ok(());
+        }
+        // A dead letter and its outbox row go with the attempt that made it, or not at all.
+        let mut tx = self.pool.begin().await?;
+        let recorded = statement.fetch_all(&mut *tx).await?;
+        for (letter, event) in dead {
+            let applied = recorded
+                .iter()
+                .any(|(id, name)| *id == letter.notification_id && name == letter.channel.as_str());
+            if !applied {
+                continue;
+            }
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO dead_letters ({DEAD_LETTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, NULL)"
             )))

@@ -1,21 +1,106 @@
 //! The embedded SQLite store: the PostgreSQL store's statements, with timestamps as INTEGER
 //! milliseconds and UUIDs and JSON as TEXT.
+//!
+//! A batch is one transaction of a statement per row rather than one statement: SQLite runs in
+//! this process, so a statement costs no round trip, and what a write costs is its transaction's
+//! commit (a sync to disk, `platform::db`), which the batch pays once. Lists are bound as JSON
+//! arrays and read with `json_each`.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use platform::{
     db::{from_unix_millis, unix_millis},
     outbox::{self, OutboxEvent},
 };
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    DeadLetter, Inserted, NotificationRecord, NotificationStore, Outcome, StoreError, Work,
-    assemble, channel, channels_from, channels_json, corrupt, routed_attempt, status,
-    stored_notification, tokens_from,
+    Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, NotificationRecord,
+    NotificationStore, Outcome, StoreError, UserColumns, Work, WorkColumns, assemble, channel,
+    channels_json, corrupt, recorded_attempt, routed_attempt, status,
 };
-use crate::domain::{Channel, Notification, Route, User, UserId};
+use crate::domain::{Channel, Notification, User, UserId};
+
+/// A notification, its deliveries' statuses and its user, from `notifications n LEFT JOIN users u`.
+const WORK_COLUMNS: &str = "n.id, n.user_id, n.template, n.data, n.priority, n.idempotency_key, \
+     n.created_at, \
+     (SELECT group_concat(d.channel || '=' || d.status, ',') FROM deliveries d \
+      WHERE d.notification_id = n.id) AS statuses, \
+     u.id AS known_user, u.email, u.phone, u.push_tokens, u.webhook_url, u.opted_out";
+
+#[derive(sqlx::FromRow)]
+struct WorkRow {
+    id: String,
+    user_id: String,
+    template: String,
+    data: String,
+    priority: String,
+    idempotency_key: Option<String>,
+    created_at: i64,
+    statuses: Option<String>,
+    known_user: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    push_tokens: Option<String>,
+    webhook_url: Option<String>,
+    opted_out: Option<String>,
+}
+
+impl WorkRow {
+    fn into_work(self) -> Result<Work, StoreError> {
+        let user = match (self.known_user, self.push_tokens, self.opted_out) {
+            (Some(_), Some(push_tokens), Some(opted_out)) => Some(UserColumns {
+                email: self.email,
+                phone: self.phone,
+                push_tokens,
+                webhook_url: self.webhook_url,
+                opted_out,
+            }),
+            _ => None,
+        };
+        WorkColumns {
+            id: uuid(&self.id)?,
+            user_id: self.user_id,
+            template: self.template,
+            data: self.data,
+            priority: self.priority,
+            idempotency_key: self.idempotency_key,
+            created_at: from_unix_millis(self.created_at),
+            statuses: self.statuses,
+            user,
+        }
+        .into_work()
+    }
+}
+
+/// A list as the JSON array `json_each` reads.
+fn json_list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    serde_json::to_string(
+        &items
+            .into_iter()
+            .map(|item| item.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .expect("strings serialise")
+}
+
+/// The notifications `ids`, on `conn` (inside a transaction, or not).
+async fn work_on(conn: &mut SqliteConnection, ids: &[Uuid]) -> Result<Vec<Work>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<WorkRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {WORK_COLUMNS} FROM notifications n LEFT JOIN users u ON u.id = n.user_id \
+         WHERE n.id IN (SELECT value FROM json_each(?1))"
+    )))
+    .bind(json_list(ids))
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(WorkRow::into_work).collect()
+}
 
 const DEAD_LETTER_COLUMNS: &str =
     "id, notification_id, channel, error, attempts, created_at, redriven_at";
@@ -86,15 +171,15 @@ impl NotificationStore for SqliteStore {
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(email, phone, tokens, webhook_url, opted_out)| {
-            Ok(User {
-                id: id.clone(),
+        row.map(|(email, phone, push_tokens, webhook_url, opted_out)| {
+            UserColumns {
                 email,
                 phone,
-                push_tokens: tokens_from(&tokens)?,
+                push_tokens,
                 webhook_url,
-                opted_out: channels_from(&opted_out)?,
-            })
+                opted_out,
+            }
+            .into_user(id.clone())
         })
         .transpose()
     }
@@ -187,163 +272,187 @@ impl NotificationStore for SqliteStore {
         }))
     }
 
-    async fn work(&self, id: Uuid) -> Result<Option<Work>, StoreError> {
-        let row: Option<(String, String, String, String, Option<String>, i64)> = sqlx::query_as(
-            "SELECT user_id, template, data, priority, idempotency_key, created_at \
-             FROM notifications WHERE id = ?1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((user_id, template, data, priority, key, created_at)) = row else {
-            return Ok(None);
-        };
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT channel, status FROM deliveries WHERE notification_id = ?1 ORDER BY channel",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        let statuses = rows
-            .iter()
-            .map(|(name, text)| Ok((channel(name)?, status(text)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let notification = stored_notification(
-            id,
-            user_id,
-            &template,
-            &data,
-            &priority,
-            key,
-            from_unix_millis(created_at),
-            &statuses,
-        )?;
-        Ok(Some(Work {
-            notification,
-            statuses,
-        }))
+    async fn work(&self, ids: &[Uuid]) -> Result<Vec<Work>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        work_on(&mut conn, ids).await
     }
 
     async fn queued_since(
         &self,
-        user: &str,
-        channel: Channel,
+        users: &[String],
+        channels: &[Channel],
         since: OffsetDateTime,
-        except: Uuid,
-    ) -> Result<u32, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
-             WHERE n.user_id = ?1 AND d.channel = ?2 AND d.routed_at >= ?3 \
-               AND d.notification_id <> ?4 AND n.priority = 'normal' \
-               AND d.status IN ('queued', 'retrying', 'delivered', 'dead')",
+        except: &[Uuid],
+    ) -> Result<HashMap<(String, Channel), u32>, StoreError> {
+        if users.is_empty() || channels.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT n.user_id, d.channel, count(*) \
+             FROM deliveries d JOIN notifications n ON n.id = d.notification_id \
+             WHERE n.user_id IN (SELECT value FROM json_each(?1)) \
+               AND d.channel IN (SELECT value FROM json_each(?2)) AND d.routed_at >= ?3 \
+               AND d.notification_id NOT IN (SELECT value FROM json_each(?4)) \
+               AND n.priority = 'normal' \
+               AND d.status IN ('queued', 'retrying', 'delivered', 'dead') \
+             GROUP BY n.user_id, d.channel",
         )
-        .bind(user)
-        .bind(channel.as_str())
+        .bind(json_list(users))
+        .bind(json_list(channels.iter().map(|c| c.as_str())))
         .bind(unix_millis(since))
-        .bind(except.to_string())
-        .fetch_one(&self.pool)
+        .bind(json_list(except))
+        .fetch_all(&self.pool)
         .await?;
-        Ok(count.clamp(0, i64::from(u32::MAX)) as u32)
+        rows.into_iter()
+            .map(|(user, name, count)| {
+                let count = count.clamp(0, i64::from(u32::MAX)) as u32;
+                Ok(((user, channel(&name)?), count))
+            })
+            .collect()
     }
 
     async fn route(
         &self,
-        id: Uuid,
-        channel: Channel,
-        route: &Route,
+        decisions: &[Decision],
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let (new_status, reason) = routed_attempt(route);
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE deliveries SET status = ?3, routed_at = ?4, updated_at = ?4 \
-             WHERE notification_id = ?1 AND channel = ?2 AND status = 'pending'",
-        )
-        .bind(id.to_string())
-        .bind(channel.as_str())
-        .bind(new_status)
-        .bind(unix_millis(now))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            tx.rollback().await?;
-            return Ok(false);
+    ) -> Result<Vec<bool>, StoreError> {
+        if decisions.is_empty() {
+            return Ok(Vec::new());
         }
-        if let Some(reason) = reason {
-            insert_attempt(&mut tx, id, channel, now, new_status, Some(reason)).await?;
+        let mut tx = self.pool.begin().await?;
+        let mut applied = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            let (new_status, reason) = routed_attempt(&decision.route);
+            let changed = sqlx::query(
+                "UPDATE deliveries SET status = ?3, routed_at = ?4, updated_at = ?4 \
+                 WHERE notification_id = ?1 AND channel = ?2 AND status = 'pending'",
+            )
+            .bind(decision.notification_id.to_string())
+            .bind(decision.channel.as_str())
+            .bind(new_status)
+            .bind(unix_millis(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if changed && let Some(reason) = reason {
+                insert_attempt(
+                    &mut tx,
+                    decision.notification_id,
+                    decision.channel,
+                    now,
+                    new_status,
+                    Some(reason),
+                )
+                .await?;
+            }
+            applied.push(changed);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(applied)
     }
 
     async fn claim(
         &self,
-        id: Uuid,
-        channel: Channel,
-        attempt: u32,
-        job: Uuid,
+        claims: &[Claim],
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let claimed = sqlx::query(
-            "UPDATE deliveries SET attempts = ?3 + 1, claimed_by = ?4, updated_at = ?5 \
-             WHERE notification_id = ?1 AND channel = ?2 AND status IN ('queued', 'retrying') \
-               AND (attempts = ?3 OR (attempts = ?3 + 1 AND claimed_by = ?4))",
-        )
-        .bind(id.to_string())
-        .bind(channel.as_str())
-        .bind(i64::from(attempt))
-        .bind(job.to_string())
-        .bind(unix_millis(now))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(claimed == 1)
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        // For each claim: `None` if won, or the status of a lost one's delivery.
+        let mut lost: Vec<Option<Option<String>>> = Vec::with_capacity(claims.len());
+        let mut won = Vec::new();
+        for claim in claims {
+            let claimed = sqlx::query(
+                "UPDATE deliveries SET attempts = ?3 + 1, claimed_by = ?4, updated_at = ?5 \
+                 WHERE notification_id = ?1 AND channel = ?2 \
+                   AND status IN ('queued', 'retrying') \
+                   AND (attempts = ?3 OR (attempts = ?3 + 1 AND claimed_by = ?4))",
+            )
+            .bind(claim.notification_id.to_string())
+            .bind(claim.channel.as_str())
+            .bind(i64::from(claim.attempt))
+            .bind(claim.job.to_string())
+            .bind(unix_millis(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if claimed {
+                won.push(claim.notification_id);
+                lost.push(None);
+            } else {
+                let status: Option<String> = sqlx::query_scalar(
+                    "SELECT status FROM deliveries WHERE notification_id = ?1 AND channel = ?2",
+                )
+                .bind(claim.notification_id.to_string())
+                .bind(claim.channel.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                lost.push(Some(status));
+            }
+        }
+        let mut works: HashMap<Uuid, Work> = work_on(&mut tx, &won)
+            .await?
+            .into_iter()
+            .map(|work| (work.notification.id, work))
+            .collect();
+        tx.commit().await?;
+        claims
+            .iter()
+            .zip(lost)
+            .map(|(claim, lost)| match lost {
+                None => works
+                    .remove(&claim.notification_id)
+                    .map(|work| Claimed::Won(Box::new(work)))
+                    .ok_or_else(|| {
+                        corrupt(format!("a claimed delivery of {}", claim.notification_id))
+                    }),
+                Some(text) => Ok(Claimed::Lost(text.as_deref().map(status).transpose()?)),
+            })
+            .collect()
     }
 
-    async fn record(
-        &self,
-        id: Uuid,
-        channel: Channel,
-        outcome: &Outcome,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let (new_status, attempt, error) = match outcome {
-            Outcome::Delivered => ("delivered", "delivered", None),
-            Outcome::Retry { error } => ("retrying", "retry", Some(error.as_str())),
-            Outcome::Dead { letter, .. } => ("dead", "failed", Some(letter.error.as_str())),
-        };
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE deliveries SET status = ?3, updated_at = ?4, claimed_by = NULL \
-             WHERE notification_id = ?1 AND channel = ?2 \
-               AND status NOT IN ('delivered', 'skipped', 'throttled', 'dead')",
-        )
-        .bind(id.to_string())
-        .bind(channel.as_str())
-        .bind(new_status)
-        .bind(unix_millis(now))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            tx.rollback().await?;
+    async fn record(&self, attempts: &[Attempted], now: OffsetDateTime) -> Result<(), StoreError> {
+        if attempts.is_empty() {
             return Ok(());
         }
-        insert_attempt(&mut tx, id, channel, now, attempt, error).await?;
-        if let Outcome::Dead { letter, event } = outcome {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO dead_letters ({DEAD_LETTER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)"
-            )))
-            .bind(letter.id.to_string())
-            .bind(letter.notification_id.to_string())
-            .bind(letter.channel.as_str())
-            .bind(&letter.error)
-            .bind(i64::from(letter.attempts))
-            .bind(unix_millis(letter.created_at))
+        let mut tx = self.pool.begin().await?;
+        for attempted in attempts {
+            let (id, channel) = (attempted.notification_id, attempted.channel);
+            let (new_status, attempt, error) = recorded_attempt(&attempted.outcome);
+            let changed = sqlx::query(
+                "UPDATE deliveries SET status = ?3, updated_at = ?4, claimed_by = NULL \
+                 WHERE notification_id = ?1 AND channel = ?2 \
+                   AND status NOT IN ('delivered', 'skipped', 'throttled', 'dead')",
+            )
+            .bind(id.to_string())
+            .bind(channel.as_str())
+            .bind(new_status)
+            .bind(unix_millis(now))
             .execute(&mut *tx)
-            .await?;
-            outbox::insert_sqlite(&mut tx, event).await?;
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                continue;
+            }
+            insert_attempt(&mut tx, id, channel, now, attempt, error).await?;
+            if let Outcome::Dead { letter, event } = &attempted.outcome {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO dead_letters ({DEAD_LETTER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)"
+                )))
+                .bind(letter.id.to_string())
+                .bind(letter.notification_id.to_string())
+                .bind(letter.channel.as_str())
+                .bind(&letter.error)
+                .bind(i64::from(letter.attempts))
+                .bind(unix_millis(letter.created_at))
+                .execute(&mut *tx)
+                .await?;
+                outbox::insert_sqlite(&mut tx, event).await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -2,6 +2,7 @@
 //! that answer strangely: none of them may lose a notification or make an attempt twice.
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering::SeqCst},
@@ -23,8 +24,8 @@ use notifier::{
     },
     service::Notifier,
     store::{
-        self, DeadLetter, Inserted, NotificationRecord, NotificationStore, Outcome, StoreError,
-        Work,
+        self, Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, NotificationRecord,
+        NotificationStore, StoreError, Work,
     },
 };
 use platform::{
@@ -162,15 +163,26 @@ struct QueuedByAnother(Arc<dyn NotificationStore>, AtomicBool);
 impl NotificationStore for QueuedByAnother {
     async fn route(
         &self,
-        id: Uuid,
-        channel: Channel,
-        route: &Route,
+        decisions: &[Decision],
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         if !self.1.swap(true, SeqCst) {
-            assert!(self.0.route(id, channel, &Route::Queue, now).await?);
+            let queued: Vec<Decision> = decisions
+                .iter()
+                .map(|decision| Decision {
+                    route: Route::Queue,
+                    ..decision.clone()
+                })
+                .collect();
+            assert!(
+                self.0
+                    .route(&queued, now)
+                    .await?
+                    .iter()
+                    .all(|&applied| applied)
+            );
         }
-        self.0.route(id, channel, route, now).await
+        self.0.route(decisions, now).await
     }
     async fn put_user(&self, user: &User, now: OffsetDateTime) -> Result<(), StoreError> {
         self.0.put_user(user, now).await
@@ -188,36 +200,27 @@ impl NotificationStore for QueuedByAnother {
     async fn notification(&self, id: Uuid) -> Result<Option<NotificationRecord>, StoreError> {
         self.0.notification(id).await
     }
-    async fn work(&self, id: Uuid) -> Result<Option<Work>, StoreError> {
-        self.0.work(id).await
+    async fn work(&self, ids: &[Uuid]) -> Result<Vec<Work>, StoreError> {
+        self.0.work(ids).await
     }
     async fn queued_since(
         &self,
-        user: &str,
-        channel: Channel,
+        users: &[String],
+        channels: &[Channel],
         since: OffsetDateTime,
-        except: Uuid,
-    ) -> Result<u32, StoreError> {
-        self.0.queued_since(user, channel, since, except).await
+        except: &[Uuid],
+    ) -> Result<HashMap<(String, Channel), u32>, StoreError> {
+        self.0.queued_since(users, channels, since, except).await
     }
     async fn claim(
         &self,
-        id: Uuid,
-        channel: Channel,
-        attempt: u32,
-        job: Uuid,
+        claims: &[Claim],
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        self.0.claim(id, channel, attempt, job, now).await
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.0.claim(claims, now).await
     }
-    async fn record(
-        &self,
-        id: Uuid,
-        channel: Channel,
-        outcome: &Outcome,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.0.record(id, channel, outcome, now).await
+    async fn record(&self, attempts: &[Attempted], now: OffsetDateTime) -> Result<(), StoreError> {
+        self.0.record(attempts, now).await
     }
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         self.0.dead_letters(limit).await
@@ -293,9 +296,9 @@ async fn a_router_that_loses_the_routing_race_still_publishes_the_job() {
         headers: vec![],
     };
 
-    router::handle(&context, &intake).await.unwrap();
+    router::handle(&context, &[intake]).await.unwrap();
 
-    let work = inner.work(id).await.unwrap().unwrap();
+    let work = inner.work(&[id]).await.unwrap().pop().unwrap();
     assert_eq!(work.status(Channel::Sms), Some(DeliveryStatus::Queued));
     let jobs = topics
         .subscribe("test-reader", &[&topology.channel(Channel::Sms)])
