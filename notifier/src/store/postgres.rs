@@ -5,7 +5,8 @@
 //! arrays bound as parameters and turned back into rows with `unnest`, and the writes that belong
 //! together (a decision and its attempt, a claim and the read of what it claimed, an outcome and
 //! its attempt) chained in one statement with data-modifying CTEs, which PostgreSQL runs
-//! atomically. Only a dead letter takes a transaction of several statements, and it is rare.
+//! atomically. Intake is one statement as well. Only a dead letter takes a transaction of several
+//! statements, and it is rare.
 
 use std::collections::HashMap;
 
@@ -177,12 +178,24 @@ impl NotificationStore for PostgresStore {
         notification: &Notification,
         intake: &OutboxEvent,
     ) -> Result<Inserted, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // One statement: the deliveries and the outbox row are written only if the notification
+        // is (its idempotency key is new), all or nothing. The outbox insert is written out here
+        // rather than through `outbox::insert_postgres`, which would be a statement of its own.
+        let channels: Vec<&str> = notification.channels.iter().map(|c| c.as_str()).collect();
         let inserted: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO notifications \
-               (id, user_id, template, data, priority, idempotency_key, created_at) \
-             VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7) \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            "WITH inserted AS ( \
+               INSERT INTO notifications \
+                 (id, user_id, template, data, priority, idempotency_key, created_at) \
+               VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7) \
+               ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+             deliveries AS ( \
+               INSERT INTO deliveries (notification_id, channel, status, updated_at) \
+               SELECT inserted.id, channel, 'pending', $7 \
+               FROM inserted, unnest($8::text[]) AS channel), \
+             intake AS ( \
+               INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
+               SELECT $9, $10, $11, $12, $13, $14 FROM inserted) \
+             SELECT id FROM inserted",
         )
         .bind(notification.id)
         .bind(&notification.user_id)
@@ -191,33 +204,24 @@ impl NotificationStore for PostgresStore {
         .bind(notification.priority.as_str())
         .bind(&notification.idempotency_key)
         .bind(notification.created_at)
-        .fetch_optional(&mut *tx)
+        .bind(&channels)
+        .bind(intake.event_id)
+        .bind(&intake.topic)
+        .bind(&intake.key)
+        .bind(&intake.event_type)
+        .bind(&intake.payload)
+        .bind(intake.created_at)
+        .fetch_optional(&self.pool)
         .await?;
-        if inserted.is_none() {
-            // Ended now: a dropped transaction is only rolled back when the pool next hands
-            // its connection out, and would hold its locks until then.
-            tx.rollback().await?;
-            let first: Uuid =
-                sqlx::query_scalar("SELECT id FROM notifications WHERE idempotency_key = $1")
-                    .bind(&notification.idempotency_key)
-                    .fetch_one(&self.pool)
-                    .await?;
-            return Ok(Inserted::Existing(first));
+        if inserted.is_some() {
+            return Ok(Inserted::New);
         }
-        for channel in &notification.channels {
-            sqlx::query(
-                "INSERT INTO deliveries (notification_id, channel, status, updated_at) \
-                 VALUES ($1, $2, 'pending', $3)",
-            )
-            .bind(notification.id)
-            .bind(channel.as_str())
-            .bind(notification.created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        outbox::insert_postgres(&mut tx, intake).await?;
-        tx.commit().await?;
-        Ok(Inserted::New)
+        let first: Uuid =
+            sqlx::query_scalar("SELECT id FROM notifications WHERE idempotency_key = $1")
+                .bind(&notification.idempotency_key)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Inserted::Existing(first))
     }
 
     async fn notification(&self, id: Uuid) -> Result<Option<NotificationRecord>, StoreError> {
