@@ -16,8 +16,8 @@
 //!
 //! - On Kafka (`KAFKA_BROKERS` set): rdkafka directly, configured as `platform::topic` configures
 //!   it (an idempotent producer with `acks=all` and no linger, a `StreamConsumer` without
-//!   auto-commit), so the comparison is with the broker and the client library, not with our
-//!   wrapper of them.
+//!   auto-commit that lets the broker hold an empty fetch for 50 ms), so the comparison is with
+//!   the broker and the client library, not with our wrapper of them.
 //! - Without a broker: the same loop through `platform::topic`'s embedded transport
 //!   (`platform/src/topic/sqlite.rs`), which is what the pipeline runs on there.
 //!
@@ -97,6 +97,7 @@ async fn kafka(
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
+            .set("fetch.wait.max.ms", "50")
             .create()?,
     );
     consumer.subscribe(&[topic])?;

@@ -1,10 +1,13 @@
 //! The embedded SQLite store: the PostgreSQL store's statements, with timestamps as INTEGER
 //! milliseconds and UUIDs and JSON as TEXT.
 //!
-//! A batch is one transaction of a statement per row rather than one statement: SQLite runs in
-//! this process, so a statement costs no round trip, and what a write costs is its transaction's
-//! commit (a sync to disk, `platform::db`), which the batch pays once. Lists are bound as JSON
-//! arrays and read with `json_each`.
+//! A batch is one transaction of a few statements, as on PostgreSQL: the batch's rows are bound as
+//! one JSON array and read back as rows with `json_each` (`UPDATE … FROM json_each(…) RETURNING`,
+//! `INSERT … SELECT … FROM json_each(…)`). SQLite runs in this process, so a statement costs no
+//! network round trip, but it does cost two thread switches (sqlx runs each connection on a
+//! thread of its own), and a statement per row made those the largest part of the embedded
+//! pipeline's time; the transaction's commit (a sync to disk, `platform::db`) is paid once per
+//! batch.
 //!
 //! **Intake commits in groups.** Each accepted notification is a transaction of its own, and
 //! SQLite has one writer at a time: concurrent requests each waited for the write lock (in
@@ -23,6 +26,7 @@ use platform::{
     db::{from_unix_millis, unix_millis},
     outbox::{self, OutboxEvent},
 };
+use serde_json::{Value, json};
 use sqlx::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -402,35 +406,47 @@ impl NotificationStore for SqliteStore {
         if decisions.is_empty() {
             return Ok(Vec::new());
         }
+        let rows: Vec<Value> = decisions
+            .iter()
+            .map(|decision| {
+                let (status, reason) = routed_attempt(&decision.route);
+                json!([
+                    decision.notification_id.to_string(),
+                    decision.channel.as_str(),
+                    status,
+                    reason
+                ])
+            })
+            .collect();
         let mut tx = self.pool.begin().await?;
-        let mut applied = Vec::with_capacity(decisions.len());
-        for decision in decisions {
-            let (new_status, reason) = routed_attempt(&decision.route);
-            let changed = sqlx::query(
-                "UPDATE deliveries SET status = ?3, routed_at = ?4, updated_at = ?4 \
-                 WHERE notification_id = ?1 AND channel = ?2 AND status = 'pending'",
-            )
-            .bind(decision.notification_id.to_string())
-            .bind(decision.channel.as_str())
-            .bind(new_status)
-            .bind(unix_millis(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if changed && let Some(reason) = reason {
-                insert_attempt(
-                    &mut tx,
-                    decision.notification_id,
-                    decision.channel,
-                    now,
-                    new_status,
-                    Some(reason),
-                )
-                .await?;
-            }
-            applied.push(changed);
-        }
+        let routed: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE deliveries SET status = decided.status, routed_at = ?2, updated_at = ?2 \
+             FROM (SELECT value ->> 0 AS notification_id, value ->> 1 AS channel, \
+                          value ->> 2 AS status FROM json_each(?1)) AS decided \
+             WHERE deliveries.notification_id = decided.notification_id \
+               AND deliveries.channel = decided.channel AND deliveries.status = 'pending' \
+             RETURNING notification_id, channel",
+        )
+        .bind(Value::Array(rows.clone()).to_string())
+        .bind(unix_millis(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let applied: Vec<bool> = decisions
+            .iter()
+            .map(|decision| {
+                routed.iter().any(|(id, name)| {
+                    *id == decision.notification_id.to_string() && name == decision.channel.as_str()
+                })
+            })
+            .collect();
+        // A skip or a throttle is recorded as the delivery's one attempt.
+        let attempts: Vec<Value> = rows
+            .into_iter()
+            .zip(&applied)
+            .filter(|(row, applied)| **applied && !row[3].is_null())
+            .map(|(row, _)| row)
+            .collect();
+        insert_attempts(&mut tx, attempts, now).await?;
         tx.commit().await?;
         Ok(applied)
     }
@@ -443,41 +459,62 @@ impl NotificationStore for SqliteStore {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
+        let rows = Value::Array(
+            claims
+                .iter()
+                .map(|claim| {
+                    json!([
+                        claim.notification_id.to_string(),
+                        claim.channel.as_str(),
+                        claim.attempt,
+                        claim.job.to_string()
+                    ])
+                })
+                .collect(),
+        )
+        .to_string();
         let mut tx = self.pool.begin().await?;
-        // For each claim: `None` if won, or the status of a lost one's delivery.
-        let mut lost: Vec<Option<Option<String>>> = Vec::with_capacity(claims.len());
-        let mut won = Vec::new();
-        for claim in claims {
-            let claimed = sqlx::query(
-                "UPDATE deliveries SET attempts = ?3 + 1, claimed_by = ?4, updated_at = ?5 \
-                 WHERE notification_id = ?1 AND channel = ?2 \
-                   AND status IN ('queued', 'retrying') \
-                   AND (attempts = ?3 OR (attempts = ?3 + 1 AND claimed_by = ?4))",
+        let won: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE deliveries SET attempts = claims.attempt + 1, claimed_by = claims.job, \
+               updated_at = ?2 \
+             FROM (SELECT value ->> 0 AS notification_id, value ->> 1 AS channel, \
+                          value ->> 2 AS attempt, value ->> 3 AS job FROM json_each(?1)) AS claims \
+             WHERE deliveries.notification_id = claims.notification_id \
+               AND deliveries.channel = claims.channel \
+               AND deliveries.status IN ('queued', 'retrying') \
+               AND (deliveries.attempts = claims.attempt \
+                    OR (deliveries.attempts = claims.attempt + 1 \
+                        AND deliveries.claimed_by = claims.job)) \
+             RETURNING notification_id, claimed_by",
+        )
+        .bind(&rows)
+        .bind(unix_millis(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let won_by = |claim: &Claim| {
+            won.iter().any(|(id, job)| {
+                *id == claim.notification_id.to_string() && *job == claim.job.to_string()
+            })
+        };
+        // The statuses of the lost claims' deliveries, for the worker's count of skipped jobs.
+        let statuses: Vec<(String, String, String)> = if claims.iter().all(won_by) {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "SELECT d.notification_id, d.channel, d.status FROM deliveries d \
+                 JOIN json_each(?1) AS claims ON d.notification_id = claims.value ->> 0 \
+                   AND d.channel = claims.value ->> 1",
             )
-            .bind(claim.notification_id.to_string())
-            .bind(claim.channel.as_str())
-            .bind(i64::from(claim.attempt))
-            .bind(claim.job.to_string())
-            .bind(unix_millis(now))
-            .execute(&mut *tx)
+            .bind(&rows)
+            .fetch_all(&mut *tx)
             .await?
-            .rows_affected()
-                == 1;
-            if claimed {
-                won.push(claim.notification_id);
-                lost.push(None);
-            } else {
-                let status: Option<String> = sqlx::query_scalar(
-                    "SELECT status FROM deliveries WHERE notification_id = ?1 AND channel = ?2",
-                )
-                .bind(claim.notification_id.to_string())
-                .bind(claim.channel.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                lost.push(Some(status));
-            }
-        }
-        let mut works: HashMap<Uuid, Work> = work_on(&mut tx, &won)
+        };
+        let won_ids: Vec<Uuid> = claims
+            .iter()
+            .filter(|claim| won_by(claim))
+            .map(|claim| claim.notification_id)
+            .collect();
+        let mut works: HashMap<Uuid, Work> = work_on(&mut tx, &won_ids)
             .await?
             .into_iter()
             .map(|work| (work.notification.id, work))
@@ -485,15 +522,21 @@ impl NotificationStore for SqliteStore {
         tx.commit().await?;
         claims
             .iter()
-            .zip(lost)
-            .map(|(claim, lost)| match lost {
-                None => works
-                    .remove(&claim.notification_id)
-                    .map(|work| Claimed::Won(Box::new(work)))
-                    .ok_or_else(|| {
-                        corrupt(format!("a claimed delivery of {}", claim.notification_id))
-                    }),
-                Some(text) => Ok(Claimed::Lost(text.as_deref().map(status).transpose()?)),
+            .map(|claim| {
+                if won_by(claim) {
+                    return works
+                        .remove(&claim.notification_id)
+                        .map(|work| Claimed::Won(Box::new(work)))
+                        .ok_or_else(|| {
+                            corrupt(format!("a claimed delivery of {}", claim.notification_id))
+                        });
+                }
+                let text = statuses.iter().find(|(id, name, _)| {
+                    *id == claim.notification_id.to_string() && name == claim.channel.as_str()
+                });
+                Ok(Claimed::Lost(
+                    text.map(|(_, _, text)| status(text)).transpose()?,
+                ))
             })
             .collect()
     }
@@ -502,26 +545,47 @@ impl NotificationStore for SqliteStore {
         if attempts.is_empty() {
             return Ok(());
         }
+        let rows: Vec<Value> = attempts
+            .iter()
+            .map(|attempted| {
+                let (status, outcome, error) = recorded_attempt(&attempted.outcome);
+                json!([
+                    attempted.notification_id.to_string(),
+                    attempted.channel.as_str(),
+                    outcome,
+                    error,
+                    status
+                ])
+            })
+            .collect();
         let mut tx = self.pool.begin().await?;
-        for attempted in attempts {
-            let (id, channel) = (attempted.notification_id, attempted.channel);
-            let (new_status, attempt, error) = recorded_attempt(&attempted.outcome);
-            let changed = sqlx::query(
-                "UPDATE deliveries SET status = ?3, updated_at = ?4, claimed_by = NULL \
-                 WHERE notification_id = ?1 AND channel = ?2 \
-                   AND status NOT IN ('delivered', 'skipped', 'throttled', 'dead')",
-            )
-            .bind(id.to_string())
-            .bind(channel.as_str())
-            .bind(new_status)
-            .bind(unix_millis(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed == 0 {
-                continue;
-            }
-            insert_attempt(&mut tx, id, channel, now, attempt, error).await?;
+        // Moves on every delivery that is not final (a duplicate's attempt changes nothing).
+        let recorded: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE deliveries SET status = attempted.status, updated_at = ?2, claimed_by = NULL \
+             FROM (SELECT value ->> 0 AS notification_id, value ->> 1 AS channel, \
+                          value ->> 4 AS status FROM json_each(?1)) AS attempted \
+             WHERE deliveries.notification_id = attempted.notification_id \
+               AND deliveries.channel = attempted.channel \
+               AND deliveries.status NOT IN ('delivered', 'skipped', 'throttled', 'dead') \
+             RETURNING notification_id, channel",
+        )
+        .bind(Value::Array(rows.clone()).to_string())
+        .bind(unix_millis(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let applied = |attempted: &Attempted| {
+            recorded.iter().any(|(id, name)| {
+                *id == attempted.notification_id.to_string() && name == attempted.channel.as_str()
+            })
+        };
+        let rows = rows
+            .into_iter()
+            .zip(attempts)
+            .filter(|(_, attempted)| applied(attempted))
+            .map(|(row, _)| row)
+            .collect();
+        insert_attempts(&mut tx, rows, now).await?;
+        for attempted in attempts.iter().filter(|attempted| applied(attempted)) {
             if let Outcome::Dead { letter, event } = &attempted.outcome {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO dead_letters ({DEAD_LETTER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)"
@@ -596,23 +660,23 @@ impl NotificationStore for SqliteStore {
     }
 }
 
-async fn insert_attempt(
+/// Inserts attempts given as JSON rows `[notification id, channel, outcome, error, …]`, in order,
+/// with one statement.
+async fn insert_attempts(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    id: Uuid,
-    channel: Channel,
+    rows: Vec<Value>,
     at: OffsetDateTime,
-    outcome: &str,
-    error: Option<&str>,
 ) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO delivery_attempts (notification_id, channel, attempted_at, outcome, error) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+         SELECT value ->> 0, value ->> 1, ?2, value ->> 2, value ->> 3 FROM json_each(?1) \
+         ORDER BY key",
     )
-    .bind(id.to_string())
-    .bind(channel.as_str())
+    .bind(Value::Array(rows).to_string())
     .bind(unix_millis(at))
-    .bind(outcome)
-    .bind(error)
     .execute(&mut **tx)
     .await?;
     Ok(())
