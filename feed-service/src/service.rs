@@ -9,14 +9,26 @@
 //! and a body naming another author is refused the same way. An unknown id is 404 first: profiles
 //! are public, so telling "no such user" from "not yours" reveals nothing a `GET` would not.
 //!
+//! **Accounts are held in process.** A token's account (id and handle) never changes, so once
+//! looked up it is kept in memory ([`ACCOUNTS_HELD`] of them, for [`ACCOUNT_TTL`]) and every
+//! later request with that token costs no database round trip: a cached feed read then touches
+//! only the caches (DESIGN.md §3, §11). In process rather than in Redis, because there is nothing
+//! to invalidate across instances (no rotation, no deletion); if tokens could be revoked, the TTL
+//! would be how long a revoked one keeps working, and revocation would have to delete here too.
+//! Unknown tokens are not remembered: each one is a lookup, as before.
+//!
 //! **Ids.** Every user and post id comes from the instance's [`Snowflake`]; if the database
 //! already holds an id (`StoreError::IdTaken`: two instances given one `FEED_INSTANCE_ID`, or a
 //! restart inside a burst's borrowed milliseconds), the insert is tried again with the next id, a
 //! few times, and each collision is counted in `feed_id_collisions_total`.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, num::NonZeroUsize, sync::Arc, time::Duration};
 
-use platform::{auth::ApiKey, clock::Clock};
+use platform::{
+    auth::ApiKey,
+    cache::{Cache, MemoryCache},
+    clock::Clock,
+};
 use time::OffsetDateTime;
 
 use crate::{
@@ -32,6 +44,11 @@ use crate::{
 /// at all; five in a row would mean instances in lockstep, better reported than hidden.
 const ID_ATTEMPTS: u32 = 5;
 
+/// Accounts kept in process, the least recently used evicted first: a few megabytes.
+const ACCOUNTS_HELD: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
+/// How long a looked-up account is kept.
+const ACCOUNT_TTL: Duration = Duration::from_secs(600);
+
 pub struct Feed {
     store: Arc<dyn FeedStore>,
     timelines: Arc<dyn Timelines>,
@@ -39,6 +56,8 @@ pub struct Feed {
     clock: Arc<dyn Clock>,
     /// Where posts and deletes are announced, if the strategy fans out.
     events: Option<PostEvents>,
+    /// Token hash to account, for the tokens seen lately.
+    accounts: MemoryCache,
 }
 
 /// A new user, and the token that acts as them: shown this once.
@@ -70,6 +89,7 @@ impl Feed {
             ids,
             clock,
             events,
+            accounts: MemoryCache::new(ACCOUNTS_HELD),
         }
     }
 
@@ -106,10 +126,29 @@ impl Feed {
 
     /// The user a token acts for.
     pub async fn authenticate(&self, token: &ApiKey) -> Result<Account, FeedError> {
-        self.store
-            .account(&token.hash())
+        let hash = token.hash();
+        if let Some(account) = self.held_account(&hash).await {
+            return Ok(account);
+        }
+        let account = self
+            .store
+            .account(&hash)
             .await?
-            .ok_or(FeedError::UnknownToken)
+            .ok_or(FeedError::UnknownToken)?;
+        let held = format!("{}:{}", account.id, account.handle.as_str());
+        // The in-process cache cannot fail.
+        let _ = self.accounts.set(&hash, held.as_bytes(), ACCOUNT_TTL).await;
+        Ok(account)
+    }
+
+    /// The account held for a token hash, written by `authenticate` as `<id>:<handle>`.
+    async fn held_account(&self, hash: &str) -> Option<Account> {
+        let held = self.accounts.get(hash).await.ok()??;
+        let (id, handle) = std::str::from_utf8(&held).ok()?.split_once(':')?;
+        Some(Account {
+            id: UserId::parse(id)?,
+            handle: Handle::parse(handle).ok()?,
+        })
     }
 
     pub async fn profile(&self, id: UserId) -> Result<Profile, FeedError> {

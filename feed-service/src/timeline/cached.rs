@@ -5,7 +5,10 @@
 //! A read:
 //! 1. **Opens the timeline.** It records the read (to the hour) *before* anything else, so a post
 //!    whose fan-out runs from now on counts this reader as active, and renews the timeline's
-//!    time to live (the active window, `cache/mod.rs`). A reader whose timeline is not
+//!    time to live (the active window, `cache/mod.rs`). The read this process last recorded or
+//!    saw for each reader is kept in memory: within the hour it proves the reader active and the
+//!    record current, so only a reader's first read of the hour asks the database. A reader whose
+//!    timeline is not
 //!    built, or whose last read is older than the active window (fan-out skipped them, so their
 //!    timeline has gaps), gets it rebuilt: the pull query's newest `cap` ids, added to what is
 //!    there. Added, not replacing: an insert a worker made meanwhile stays.
@@ -25,10 +28,14 @@
 //! the page's `limit`, and merging them by id is the whole of the merge. A cursor is a post id as
 //! under pull, and pages come out the same (`tests/api/strategies.rs` checks it).
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use platform::clock::Clock;
+use platform::{
+    cache::{Cache, MemoryCache},
+    clock::Clock,
+};
+use time::OffsetDateTime;
 
 use super::{Strategy, Timelines, cache::TimelineCache, hydrate::PostCache};
 use crate::{
@@ -39,6 +46,9 @@ use crate::{
 /// A read is recorded at most once per this, so that reading a feed is not a database write
 /// every time: the active window is days, an hour's precision is plenty.
 const READ_PRECISION: time::Duration = time::Duration::hours(1);
+
+/// Readers whose last read is kept in process, the least recently used evicted first.
+const READS_HELD: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
 
 /// What push and hybrid are tuned by (`settings.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +86,10 @@ pub struct Cached {
     posts: Arc<PostCache>,
     clock: Arc<dyn Clock>,
     settings: TimelineSettings,
+    /// Per reader, the last read recorded in the database as far as this process knows: a lower
+    /// bound on it, since another instance may have recorded a later one, and reads only move it
+    /// forward. Its validity is judged by `clock`; the cache's own TTL only frees the memory.
+    reads: MemoryCache,
 }
 
 impl Cached {
@@ -94,6 +108,7 @@ impl Cached {
             posts,
             clock,
             settings,
+            reads: MemoryCache::new(READS_HELD),
         }
     }
 
@@ -104,10 +119,22 @@ impl Cached {
     /// Step 1: records the read, and rebuilds the timeline if it is missing or stale.
     async fn open(&self, reader: UserId) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let last_read = self.store.last_read(reader).await?;
-        if last_read.is_none_or(|at| now - at >= READ_PRECISION) {
-            self.store.mark_read(reader, now).await?;
-        }
+        let last_read = match self.held_read(reader, now).await {
+            // Recorded within the hour: nothing to write, and the reader was active.
+            Some(at) => Some(at),
+            None => {
+                let last_read = self.store.last_read(reader).await?;
+                let recorded = match last_read {
+                    Some(at) if now - at < READ_PRECISION => at,
+                    _ => {
+                        self.store.mark_read(reader, now).await?;
+                        now
+                    }
+                };
+                self.hold_read(reader, recorded).await;
+                last_read
+            }
+        };
         let active = last_read.is_some_and(|at| at >= self.settings.active_since(now));
         // Touching renews the timeline's time to live: the active window from this read.
         let built = match active {
@@ -128,6 +155,24 @@ impl Cached {
         };
         metrics::histogram!("feed_timeline_size").record(size as f64);
         Ok(())
+    }
+
+    /// The read held for `reader`, if it was recorded less than [`READ_PRECISION`] before `now`.
+    async fn held_read(&self, reader: UserId, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        let held = self.reads.get(&reader.to_string()).await.ok()??;
+        let millis = std::str::from_utf8(&held).ok()?.parse().ok()?;
+        let at = platform::db::from_unix_millis(millis);
+        (now - at < READ_PRECISION).then_some(at)
+    }
+
+    async fn hold_read(&self, reader: UserId, at: OffsetDateTime) {
+        let millis = platform::db::unix_millis(at).to_string();
+        let ttl = Duration::try_from(READ_PRECISION).expect("an hour is positive");
+        // The in-process cache cannot fail.
+        let _ = self
+            .reads
+            .set(&reader.to_string(), millis.as_bytes(), ttl)
+            .await;
     }
 
     fn is_celebrity(&self, followers: u64) -> bool {

@@ -290,6 +290,31 @@ async fn a_read_renews_the_timeline_for_another_active_window(strategy: Strategy
     assert_eq!(app.timeline(&ada).await.unwrap(), slice::from_ref(&post));
 }
 
+under!(a_cached_read_needs_no_database: push);
+/// Under push, a read of a page the caches hold costs no database round trip: the token's account
+/// and the reader's last read (within the hour) are held in process, the ids in the timelines
+/// cache and the posts in the post cache. So once a first read has warmed them, the same read is
+/// served with the database gone. (Hybrid asks the database for the celebrities' posts on every
+/// read, and pull is the database.)
+async fn a_cached_read_needs_no_database(strategy: Strategy) {
+    let app = TestApp::under(strategy).await;
+    let (ada, grace) = (reader(&app, "ada").await, app.user("grace").await);
+    app.follow(&ada, &grace).await;
+    let older = app.post(&grace, "older").await;
+    let newer = app.post(&grace, "newer").await;
+    app.until_timeline(&ada, |ids| ids.len() == 2).await;
+    // A page of one: the timeline holds more than the page, so the read never runs past its tail
+    // into the database.
+    let warm = app.page(&ada, "?limit=1").await;
+    assert_eq!(warm.0, slice::from_ref(&newer));
+
+    app.backends.database.close().await;
+
+    assert_eq!(app.page(&ada, "?limit=1").await, warm);
+    let (_, cursor) = warm;
+    assert!(cursor.is_some(), "{older} is on the next page");
+}
+
 under!(a_post_event_delivered_twice_changes_no_timeline: push, hybrid);
 async fn a_post_event_delivered_twice_changes_no_timeline(strategy: Strategy) {
     let app = TestApp::under(strategy).await;
