@@ -4,7 +4,10 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use platform::problem::{FieldError, Problem};
+use platform::{
+    extract::BadParameter,
+    problem::{FieldError, Problem},
+};
 
 use crate::{domain::Invalid, store::StoreError};
 
@@ -14,8 +17,8 @@ pub enum FeedError {
     #[error("{}: {}", .0.field, .0.reason)]
     Invalid(Invalid),
     /// A query parameter is malformed, out of range, or not one the endpoint takes.
-    #[error("{name}: {reason}")]
-    BadParameter { name: String, reason: &'static str },
+    #[error(transparent)]
+    BadParameter(#[from] BadParameter),
     #[error("you cannot follow yourself")]
     FollowSelf,
     #[error("the handle is taken")]
@@ -35,16 +38,13 @@ pub enum FeedError {
 
 impl FeedError {
     pub fn bad_parameter(name: impl Into<String>, reason: &'static str) -> Self {
-        Self::BadParameter {
-            name: name.into(),
-            reason,
-        }
+        Self::BadParameter(BadParameter::new(name, reason))
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Invalid(_) | Self::FollowSelf => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            Self::BadParameter(_) => StatusCode::BAD_REQUEST,
             Self::HandleTaken => StatusCode::CONFLICT,
             Self::UnknownToken => StatusCode::UNAUTHORIZED,
             Self::NotYours(_) => StatusCode::FORBIDDEN,
@@ -67,9 +67,7 @@ impl From<FeedError> for Problem {
             FeedError::Invalid(invalid) => {
                 Problem::invalid_field(FieldError::body(invalid.field, invalid.reason.clone()))
             }
-            FeedError::BadParameter { name, reason } => Problem::status(status)
-                .with_detail(format!("`{name}` {reason}."))
-                .with_error(FieldError::parameter(name, *reason)),
+            FeedError::BadParameter(bad) => bad.clone().into(),
             FeedError::FollowSelf => Problem::invalid_field(FieldError::parameter(
                 "target",
                 "is you: your own posts are in your feed without following yourself",

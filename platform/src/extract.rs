@@ -7,6 +7,8 @@
 //! - bytes that are not JSON: 400, with serde's line and column;
 //! - JSON of the wrong shape (a missing, unknown or mistyped member): 422, with a JSON pointer to
 //!   the member, found with `serde_path_to_error`.
+//!
+//! [`QueryParameters`] does the same for a query string: 400 naming the parameter.
 
 use axum::{
     body::Bytes,
@@ -106,6 +108,76 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// A query string's parameters, for an endpoint that takes the parameters `names`, each at most
+/// once. Values are percent-decoded, with `+` as a space (`application/x-www-form-urlencoded`,
+/// what browsers and HTTP clients send).
+///
+/// A parameter the endpoint does not take is refused rather than ignored, so that a misspelt
+/// `limt=5` is a 400 naming `limt` and not a silent page of the default size; a repeated one is
+/// refused too, rather than one of its values being picked. Each value's own meaning (a number in
+/// range, a cursor) is the endpoint's to check, naming the parameter the same way
+/// ([`BadParameter::new`]).
+///
+/// axum's `Query<T>` with serde was the alternative: it ignores unknown parameters unless `T`
+/// denies them, keeps the last of repeated ones, and its rejection is plain text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryParameters {
+    values: Vec<(&'static str, String)>,
+}
+
+impl QueryParameters {
+    /// Parses `query` (the part after `?`, as `axum::extract::RawQuery` gives it).
+    pub fn parse(query: Option<&str>, names: &[&'static str]) -> Result<Self, BadParameter> {
+        let mut values: Vec<(&'static str, String)> = Vec::new();
+        for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let Some(known) = names.iter().copied().find(|known| *known == name) else {
+                return Err(BadParameter::new(
+                    name,
+                    format!("is not a parameter of this endpoint ({})", names.join(", ")),
+                ));
+            };
+            if values.iter().any(|(seen, _)| *seen == known) {
+                return Err(BadParameter::new(known, "is given more than once"));
+            }
+            values.push((known, value.into_owned()));
+        }
+        Ok(Self { values })
+    }
+
+    /// The decoded value of `name`, if the query has it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A query parameter that is not accepted: a 400 naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{name}` {reason}")]
+pub struct BadParameter {
+    pub name: String,
+    pub reason: String,
+}
+
+impl BadParameter {
+    pub fn new(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<BadParameter> for Problem {
+    fn from(bad: BadParameter) -> Self {
+        Problem::status(StatusCode::BAD_REQUEST)
+            .with_detail(format!("{bad}."))
+            .with_error(FieldError::parameter(&bad.name, bad.reason))
+    }
+}
+
 fn has_json_content_type(req: &Request) -> bool {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return false;
@@ -178,6 +250,43 @@ mod tests {
     fn an_unknown_member_is_a_422_that_names_it() {
         let problem = parse::<Body>(br#"{"url": "x", "expire_at": 1}"#).unwrap_err();
         assert_eq!(pointer_of(&problem), "#/expire_at");
+    }
+
+    const PAGE: &[&str] = &["limit", "cursor"];
+
+    fn refused(query: &str) -> BadParameter {
+        QueryParameters::parse(Some(query), PAGE).unwrap_err()
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded_and_absent_ones_are_none() {
+        let parameters = QueryParameters::parse(Some("limit=%35&cursor=a+b%2Fc"), PAGE).unwrap();
+        assert_eq!(parameters.get("limit"), Some("5"));
+        assert_eq!(parameters.get("cursor"), Some("a b/c"));
+        let empty = QueryParameters::parse(None, PAGE).unwrap();
+        assert_eq!(empty.get("limit"), None);
+    }
+
+    #[test]
+    fn an_unknown_or_repeated_query_parameter_is_refused_by_name() {
+        assert_eq!(refused("limit=5&page=2").name, "page");
+        assert_eq!(
+            refused("limt=5").reason,
+            "is not a parameter of this endpoint (limit, cursor)"
+        );
+        assert_eq!(refused("limit=5&limit=6").name, "limit");
+        // Decoded before it is compared: `%6Cimit` is `limit`, given twice.
+        assert_eq!(
+            refused("limit=5&%6Cimit=6").reason,
+            "is given more than once"
+        );
+    }
+
+    #[test]
+    fn a_bad_parameter_is_a_400_problem_naming_it() {
+        let problem = Problem::from(BadParameter::new("limit", "must be 1 to 100"));
+        assert_eq!(problem.status, 400);
+        assert_eq!(problem.errors[0].parameter.as_deref(), Some("limit"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `GET /v1/users/{id}/feed?limit=&cursor=`: a home feed, a page at a time.
 
 use axum::extract::{Path, RawQuery, State};
-use platform::problem::Problem;
+use platform::{extract::QueryParameters, problem::Problem};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -48,7 +48,7 @@ pub async fn home_feed(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<axum::Json<FeedPage>, FeedError> {
-    let (limit, cursor) = page_parameters(query.as_deref().unwrap_or(""))?;
+    let (limit, cursor) = page_parameters(query.as_deref())?;
     let page = state
         .feed
         .home(&caller, user_in_path(&id)?, cursor, limit)
@@ -61,32 +61,21 @@ pub async fn home_feed(
 
 /// `limit` and `cursor` from the query string, each at most once; anything else is refused
 /// rather than ignored, so that a misspelt `limt=5` is a 400 and not a silent page of 20.
-fn page_parameters(query: &str) -> Result<(Limit, Option<Cursor>), FeedError> {
-    let (mut limit, mut cursor) = (None, None);
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match name.as_ref() {
-            "limit" if limit.is_none() => {
-                limit = Some(Limit::parse(&value).ok_or_else(|| {
-                    FeedError::bad_parameter("limit", "must be a whole number from 1 to 100")
-                })?);
-            }
-            "cursor" if cursor.is_none() => {
-                cursor = Some(Cursor::parse(&value).ok_or_else(|| {
-                    FeedError::bad_parameter("cursor", "is not a cursor this API returned")
-                })?);
-            }
-            "limit" | "cursor" => {
-                return Err(FeedError::bad_parameter(name, "is given more than once"));
-            }
-            _ => {
-                return Err(FeedError::bad_parameter(
-                    name,
-                    "is not a parameter of this endpoint (limit, cursor)",
-                ));
-            }
-        }
-    }
-    Ok((limit.unwrap_or_default(), cursor))
+fn page_parameters(query: Option<&str>) -> Result<(Limit, Option<Cursor>), FeedError> {
+    let parameters = QueryParameters::parse(query, &["limit", "cursor"])?;
+    let limit = match parameters.get("limit") {
+        None => Limit::default(),
+        Some(value) => Limit::parse(value).ok_or_else(|| {
+            FeedError::bad_parameter("limit", "must be a whole number from 1 to 100")
+        })?,
+    };
+    let cursor = match parameters.get("cursor") {
+        None => None,
+        Some(value) => Some(Cursor::parse(value).ok_or_else(|| {
+            FeedError::bad_parameter("cursor", "is not a cursor this API returned")
+        })?),
+    };
+    Ok((limit, cursor))
 }
 
 #[cfg(test)]
@@ -94,20 +83,20 @@ mod tests {
     use super::*;
 
     fn refused(query: &str) -> String {
-        match page_parameters(query).unwrap_err() {
-            FeedError::BadParameter { name, .. } => name,
+        match page_parameters(Some(query)).unwrap_err() {
+            FeedError::BadParameter(bad) => bad.name,
             other => panic!("{query:?}: {other:?}"),
         }
     }
 
     #[test]
     fn no_parameters_is_the_newest_twenty() {
-        assert_eq!(page_parameters("").unwrap(), (Limit::default(), None));
+        assert_eq!(page_parameters(None).unwrap(), (Limit::default(), None));
     }
 
     #[test]
     fn parameters_are_percent_decoded() {
-        let (limit, _) = page_parameters("limit=%35").unwrap();
+        let (limit, _) = page_parameters(Some("limit=%35")).unwrap();
         assert_eq!(limit.get(), 5);
     }
 

@@ -2,12 +2,12 @@
 
 use axum::{
     extract::{FromRequestParts, Path, RawQuery, State},
-    http::{HeaderName, HeaderValue, Method, StatusCode, header, request::Parts},
+    http::{HeaderName, HeaderValue, Method, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use platform::{
-    extract::Json,
-    problem::{CONTENT_TYPE as PROBLEM_JSON, FieldError, Problem},
+    extract::{BadParameter, Json, QueryParameters},
+    problem::{CONTENT_TYPE as PROBLEM_JSON, Problem},
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -161,32 +161,20 @@ pub async fn list_payments(
     Client(client): Client,
     RawQuery(query): RawQuery,
 ) -> Result<axum::Json<PaymentPage>, Problem> {
-    let (mut limit, mut cursor) = (DEFAULT_LIMIT, None);
-    for pair in query
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match name {
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                    .ok_or_else(|| {
-                        bad_parameter("limit", "must be a whole number from 1 to 100")
-                    })?;
-            }
-            "cursor" => {
-                cursor = Some(PaymentId::parse(value).ok_or(PaymentError::BadCursor)?);
-            }
-            other => {
-                return Err(bad_parameter(other, "is not a parameter of this endpoint"));
-            }
-        }
-    }
+    // Each at most once, and nothing else: a misspelt `limt=5` is a 400, not a page of 20.
+    let parameters = QueryParameters::parse(query.as_deref(), &["limit", "cursor"])?;
+    let limit = match parameters.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(value) => value
+            .parse()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| BadParameter::new("limit", "must be a whole number from 1 to 100"))?,
+    };
+    let cursor = match parameters.get("cursor") {
+        None => None,
+        Some(value) => Some(PaymentId::parse(value).ok_or(PaymentError::BadCursor)?),
+    };
     // One more than asked, to know whether there is a next page without a second query.
     let mut payments = state.payments.payments(client, limit + 1, cursor).await?;
     let more = payments.len() > limit as usize;
@@ -198,10 +186,4 @@ pub async fn list_payments(
         data: payments.iter().map(PaymentView::from).collect(),
         next_cursor,
     }))
-}
-
-fn bad_parameter(name: &str, reason: &str) -> Problem {
-    Problem::status(StatusCode::BAD_REQUEST)
-        .with_detail(format!("`{name}` {reason}."))
-        .with_error(FieldError::parameter(name, reason))
 }

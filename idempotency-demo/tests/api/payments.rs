@@ -90,11 +90,15 @@ async fn bad_limits_and_cursors_are_400_naming_the_parameter() {
         ("limit=ten", "limit"),
         ("cursor=abc", "cursor"),
         ("page=2", "page"),
+        ("limit=5&limit=6", "limit"),
     ] {
         let response = app.get(&format!("/v1/payments?{query}")).await;
         let problem = response.problem(StatusCode::BAD_REQUEST);
         assert_eq!(problem["errors"][0]["parameter"], parameter, "{query}");
     }
+    // Values are percent-decoded, as clients encode them.
+    let response = app.get("/v1/payments?limit=%35").await;
+    assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
 }
 
 #[tokio::test]
