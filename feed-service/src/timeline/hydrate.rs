@@ -2,9 +2,9 @@
 //! ([`platform::cache::Cache`]: Redis, or in-process), with one batched database lookup for
 //! whatever the cache missed.
 //!
-//! A page of 20 ids is 20 cache reads, issued at once: the Redis cache multiplexes every
-//! caller's commands over one connection, so they travel together (platform's `Cache` has no
-//! `MGET` yet; when it does, this becomes one command). The misses are one `WHERE id IN (…)`
+//! A page of 20 ids is one cache read, `Cache::get_many` (Redis `MGET`): one command and one
+//! round trip, where 20 `GET`s, even multiplexed onto one connection, were 20 commands for Redis
+//! to parse and answer and 20 futures for the service to drive. The misses are one `WHERE id IN (…)`
 //! query, never one query per post, and are written back with `add`, which does not overwrite:
 //! a delete writes a tombstone under the post's key, and a read that began before the delete
 //! must not put the live post back over it. Posts the database no longer has alive, and
@@ -80,7 +80,7 @@ impl PostCache {
 
     /// The live posts among `ids`, in the order of `ids`.
     pub async fn hydrate(&self, ids: &[PostId]) -> Result<Vec<Post>, StoreError> {
-        let cached = futures::future::join_all(ids.iter().map(|id| self.cached(*id))).await;
+        let cached = self.cached(ids).await;
         let mut found: HashMap<PostId, Option<Post>> = HashMap::with_capacity(ids.len());
         let mut missed = Vec::new();
         for (id, entry) in ids.iter().zip(cached) {
@@ -95,10 +95,9 @@ impl PostCache {
         metrics::counter!("feed_post_cache_total", "result" => "miss")
             .increment(missed.len() as u64);
         if !missed.is_empty() {
-            for post in self.store.posts(&missed).await? {
-                self.fill(&post).await;
-                found.insert(post.id, Some(post));
-            }
+            let posts = self.store.posts(&missed).await?;
+            futures::future::join_all(posts.iter().map(|post| self.fill(post))).await;
+            found.extend(posts.into_iter().map(|post| (post.id, Some(post))));
         }
         Ok(ids
             .iter()
@@ -114,18 +113,26 @@ impl PostCache {
         Ok(())
     }
 
-    /// The cached entry: `Some(None)` for a tombstone, `None` for a miss (or a cache failure).
-    async fn cached(&self, id: PostId) -> Option<Option<Post>> {
-        let bytes = match self.cache.get(&key(id)).await {
-            Ok(bytes) => bytes?,
+    /// The cached entry of each id, in order: `Some(None)` for a tombstone, `None` for a miss.
+    /// All of them in one `MGET`; a cache that fails is a miss for every id.
+    async fn cached(&self, ids: &[PostId]) -> Vec<Option<Option<Post>>> {
+        let keys: Vec<String> = ids.iter().map(|id| key(*id)).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let values = match self.cache.get_many(&keys).await {
+            Ok(values) => values,
             Err(err) => {
                 tracing::warn!(error = %platform::problem::error_chain(&err), "post cache read failed; reading the database");
-                return None;
+                return vec![None; ids.len()];
             }
         };
-        serde_json::from_slice::<Entry>(&bytes)
-            .ok()
-            .and_then(|entry| entry.into_post(id).ok())
+        ids.iter()
+            .zip(values)
+            .map(|(id, bytes)| {
+                serde_json::from_slice::<Entry>(&bytes?)
+                    .ok()
+                    .and_then(|entry| entry.into_post(*id).ok())
+            })
+            .collect()
     }
 
     async fn fill(&self, post: &Post) {

@@ -66,6 +66,22 @@ impl Cache for MemoryCache {
         }
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap();
+        Ok(keys
+            .iter()
+            .map(|key| match entries.get(*key) {
+                Some(entry) if entry.expires_at > now => Some(entry.value.clone()),
+                Some(_) => {
+                    entries.pop(*key);
+                    None
+                }
+                None => None,
+            })
+            .collect())
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
         let entry = Entry {
             value: value.to_vec(),

@@ -35,6 +35,13 @@ pub trait Cache: Send + Sync + 'static {
     /// The value under `key`, if present and not expired.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError>;
 
+    /// The values under `keys`, in the same order, `None` where absent (Redis `MGET`): a page of
+    /// keys in one command and one round trip, rather than a command each. The default asks
+    /// `get` for each key at once.
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        futures::future::try_join_all(keys.iter().map(|key| self.get(key))).await
+    }
+
     /// Stores `value` under `key` for `ttl` (rounded up to whole milliseconds), replacing any
     /// previous value and TTL.
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError>;
@@ -134,6 +141,26 @@ pub mod conformance {
         );
     }
 
+    pub async fn get_many_answers_in_order_with_none_for_the_absent(cache: &dyn Cache) {
+        let ttl = Duration::from_secs(60);
+        cache.set("m1", b"one", ttl).await.unwrap();
+        cache.set("m3", b"three", ttl).await.unwrap();
+        let values = cache.get_many(&["m3", "m2", "m1", "m3"]).await.unwrap();
+        assert_eq!(
+            values,
+            [
+                Some(b"three".to_vec()),
+                None,
+                Some(b"one".to_vec()),
+                Some(b"three".to_vec())
+            ]
+        );
+        assert_eq!(
+            cache.get_many(&[]).await.unwrap(),
+            Vec::<Option<Vec<u8>>>::new()
+        );
+    }
+
     pub async fn ping_answers(cache: &dyn Cache) {
         cache.ping().await.unwrap();
     }
@@ -144,6 +171,7 @@ pub mod conformance {
         set_replaces_the_value(cache).await;
         delete_removes_and_is_idempotent(cache).await;
         add_stores_only_into_an_empty_key(cache).await;
+        get_many_answers_in_order_with_none_for_the_absent(cache).await;
         ping_answers(cache).await;
     }
 }

@@ -66,6 +66,19 @@ impl Cache for RedisCache {
             .await?)
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        // `MGET` with no keys is an error in Redis; no keys is no values.
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("MGET");
+        for key in keys {
+            command.arg(self.key(key));
+        }
+        Ok(command.query_async(&mut connection).await?)
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
         let () = redis::cmd("SET")

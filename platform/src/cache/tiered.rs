@@ -45,6 +45,23 @@ impl Cache for TieredCache {
         Ok(value)
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        let mut values = self.near.get_many(keys).await?;
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+        if missing.is_empty() {
+            return Ok(values);
+        }
+        let asked: Vec<&str> = missing.iter().map(|&i| keys[i]).collect();
+        let found = self.shared.get_many(&asked).await?;
+        for (i, value) in missing.into_iter().zip(found) {
+            if let Some(value) = &value {
+                self.near.set(keys[i], value, self.near_ttl).await?;
+            }
+            values[i] = value;
+        }
+        Ok(values)
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
         self.shared.set(key, value, ttl).await?;
         self.near.set(key, value, ttl.min(self.near_ttl)).await
