@@ -13,7 +13,9 @@
 //!    timeline has gaps), gets it rebuilt: the pull query's newest `cap` ids, added to what is
 //!    there. Added, not replacing: an insert a worker made meanwhile stays.
 //! 2. **Takes ids below the cursor** and hydrates them, again for as many as were dropped as
-//!    deleted, until the page is full or the timeline runs out.
+//!    deleted, until the page is full or the timeline runs out. The first ids come with the
+//!    renewal of step 1, in one round trip (`TimelineCache::touch`), so a page the timeline
+//!    holds is two cache round trips: that one, and the posts' `MGET`.
 //! 3. **Hybrid: merges the celebrities.** The posts of followed authors with more than the
 //!    threshold of followers were never fanned out; their newest below the cursor are read from
 //!    the database (one bounded query, the pull query restricted to them) and merged.
@@ -37,7 +39,11 @@ use platform::{
 };
 use time::OffsetDateTime;
 
-use super::{Strategy, Timelines, cache::TimelineCache, hydrate::PostCache};
+use super::{
+    Strategy, Timelines,
+    cache::{Slice, TimelineCache},
+    hydrate::PostCache,
+};
 use crate::{
     domain::{Post, PostId, UserId},
     store::{FeedStore, StoreError},
@@ -116,8 +122,15 @@ impl Cached {
         u32::try_from(self.settings.cap).unwrap_or(u32::MAX)
     }
 
-    /// Step 1: records the read, and rebuilds the timeline if it is missing or stale.
-    async fn open(&self, reader: UserId) -> Result<(), StoreError> {
+    /// Step 1: records the read, and rebuilds the timeline if it is missing or stale. A timeline
+    /// that is there answers the first `limit` ids below `below` in the same round trip as its
+    /// renewal; `None` when it was rebuilt.
+    async fn open(
+        &self,
+        reader: UserId,
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Option<Slice>, StoreError> {
         let now = self.clock.now();
         let last_read = match self.held_read(reader, now).await {
             // Recorded within the hour: nothing to write, and the reader was active.
@@ -138,23 +151,23 @@ impl Cached {
         let active = last_read.is_some_and(|at| at >= self.settings.active_since(now));
         // Touching renews the timeline's time to live: the active window from this read.
         let built = match active {
-            true => self.timelines.touch(reader).await?,
+            true => self.timelines.touch(reader, below, limit).await?,
             false => None,
         };
-        let size = match built {
-            Some(size) => {
+        let (size, first) = match built {
+            Some(slice) => {
                 metrics::counter!("feed_timeline_reads_total", "result" => "hit").increment(1);
-                size
+                (slice.size, Some(slice))
             }
             None => {
                 metrics::counter!("feed_timeline_reads_total", "result" => "miss").increment(1);
                 let ids = self.store.home_page_ids(reader, None, self.cap()).await?;
                 self.timelines.add(reader, &ids, true).await?;
-                ids.len()
+                (ids.len(), None)
             }
         };
         metrics::histogram!("feed_timeline_size").record(size as f64);
-        Ok(())
+        Ok(first)
     }
 
     /// The read held for `reader`, if it was recorded less than [`READ_PRECISION`] before `now`.
@@ -192,19 +205,18 @@ impl Timelines for Cached {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Vec<Post>, StoreError> {
-        self.open(reader).await?;
+        let mut first = self.open(reader, below, limit).await?;
 
         // Step 2.
         let mut posts = Vec::with_capacity(limit as usize);
         let mut from = below;
         let ran_out = loop {
             let want = limit - posts.len() as u32;
-            let ids = self
-                .timelines
-                .range(reader, from, want)
-                .await?
-                .map(|slice| slice.ids)
-                .unwrap_or_default();
+            let slice = match first.take() {
+                Some(slice) => Some(slice),
+                None => self.timelines.range(reader, from, want).await?,
+            };
+            let ids = slice.map(|slice| slice.ids).unwrap_or_default();
             let ran_out = ids.len() < want as usize;
             from = ids.last().copied().or(from);
             posts.extend(self.posts.hydrate(&ids).await?);

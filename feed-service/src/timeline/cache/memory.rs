@@ -40,6 +40,23 @@ struct Timeline {
     expires_at: OffsetDateTime,
 }
 
+impl Timeline {
+    /// Up to `limit` ids below `below`, newest first, and the timeline's size.
+    fn slice(&self, below: Option<PostId>, limit: u32) -> Slice {
+        Slice {
+            ids: self
+                .ids
+                .iter()
+                .rev()
+                .filter(|id| below.is_none_or(|below| **id < below))
+                .take(limit as usize)
+                .copied()
+                .collect(),
+            size: self.ids.len(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Timelines {
     map: HashMap<UserId, Timeline>,
@@ -183,11 +200,16 @@ impl TimelineCache for MemoryTimelines {
         Ok(())
     }
 
-    async fn touch(&self, reader: UserId) -> Result<Option<usize>, CacheError> {
+    async fn touch(
+        &self,
+        reader: UserId,
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Option<Slice>, CacheError> {
         let now = self.clock.now();
         Ok(self.built(reader, |timeline| {
             timeline.expires_at = now + self.ttl;
-            timeline.ids.len()
+            timeline.slice(below, limit)
         }))
     }
 
@@ -197,17 +219,7 @@ impl TimelineCache for MemoryTimelines {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Option<Slice>, CacheError> {
-        Ok(self.built(reader, |timeline| Slice {
-            ids: timeline
-                .ids
-                .iter()
-                .rev()
-                .filter(|id| below.is_none_or(|below| **id < below))
-                .take(limit as usize)
-                .copied()
-                .collect(),
-            size: timeline.ids.len(),
-        }))
+        Ok(self.built(reader, |timeline| timeline.slice(below, limit)))
     }
 
     async fn tail(&self, reader: UserId) -> Result<Option<PostId>, CacheError> {
@@ -239,6 +251,10 @@ mod tests {
         UserId::new(n).unwrap()
     }
 
+    fn size(slice: Option<Slice>) -> Option<usize> {
+        slice.map(|slice| slice.size)
+    }
+
     #[tokio::test]
     async fn the_in_process_timelines_behave_like_every_timelines_cache() {
         super::super::conformance::all(&cache(100).0).await;
@@ -262,12 +278,20 @@ mod tests {
         cache.add(user(2), &[], true).await.unwrap();
 
         clock.advance(TTL - Duration::from_secs(1));
-        assert_eq!(cache.touch(user(1)).await.unwrap(), Some(0));
+        assert_eq!(size(cache.touch(user(1), None, 0).await.unwrap()), Some(0));
         clock.advance(Duration::from_secs(2));
 
-        assert_eq!(cache.touch(user(2)).await.unwrap(), None, "expired");
+        assert_eq!(
+            cache.touch(user(2), None, 0).await.unwrap(),
+            None,
+            "expired"
+        );
         assert_eq!(cache.range(user(2), None, 10).await.unwrap(), None);
-        assert_eq!(cache.touch(user(1)).await.unwrap(), Some(0), "renewed");
+        assert_eq!(
+            size(cache.touch(user(1), None, 0).await.unwrap()),
+            Some(0),
+            "renewed"
+        );
     }
 
     #[tokio::test]
@@ -279,7 +303,7 @@ mod tests {
         assert_eq!(cache.held(), 10);
 
         clock.advance(TTL + SWEEP_EVERY);
-        cache.touch(user(99)).await.unwrap();
+        cache.touch(user(99), None, 0).await.unwrap();
 
         assert_eq!(cache.held(), 0);
     }

@@ -68,9 +68,15 @@ pub trait TimelineCache: Send + Sync + 'static {
     /// to what is there).
     async fn add(&self, reader: UserId, posts: &[PostId], built: bool) -> Result<(), CacheError>;
 
-    /// A read of `reader`'s timeline: renews its time to live and answers how many posts it
-    /// holds; `None` if it is not built (absent, expired, evicted, or made only by inserts).
-    async fn touch(&self, reader: UserId) -> Result<Option<usize>, CacheError>;
+    /// A read of `reader`'s timeline: renews its time to live and answers its first `limit` ids
+    /// below `below`, as `range` does, in the same round trip; `None` if it is not built (absent,
+    /// expired, evicted, or made only by inserts).
+    async fn touch(
+        &self,
+        reader: UserId,
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Option<Slice>, CacheError>;
 
     /// Removes `posts` from `reader`'s timeline (an unfollow).
     async fn remove_posts(&self, reader: UserId, posts: &[PostId]) -> Result<(), CacheError>;
@@ -150,7 +156,7 @@ pub mod conformance {
         inserting_twice_changes_nothing_and_the_cap_trims_the_oldest(cache).await;
         a_range_starts_below_the_cursor(cache).await;
         removing_takes_the_post_out(cache).await;
-        touching_tells_the_size_of_a_built_timeline_only(cache).await;
+        touching_reads_a_built_timeline_only(cache).await;
     }
 
     async fn a_timeline_is_not_built_until_rebuilt(cache: &dyn TimelineCache) {
@@ -186,14 +192,22 @@ pub mod conformance {
         assert_eq!(slice.ids, posts(&[2]));
     }
 
-    async fn touching_tells_the_size_of_a_built_timeline_only(cache: &dyn TimelineCache) {
+    async fn touching_reads_a_built_timeline_only(cache: &dyn TimelineCache) {
         cache.insert(&[user(5)], posts(&[1])[0]).await.unwrap();
-        assert_eq!(cache.touch(user(5)).await.unwrap(), None);
-        assert_eq!(cache.touch(user(6)).await.unwrap(), None);
+        assert_eq!(cache.touch(user(5), None, 10).await.unwrap(), None);
+        assert_eq!(cache.touch(user(6), None, 10).await.unwrap(), None);
 
         cache.add(user(5), &posts(&[2, 3]), true).await.unwrap();
 
-        assert_eq!(cache.touch(user(5)).await.unwrap(), Some(3));
+        let below = posts(&[3])[0];
+        let slice = cache.touch(user(5), Some(below), 1).await.unwrap();
+        assert_eq!(
+            slice,
+            Some(Slice {
+                ids: posts(&[2]),
+                size: 3
+            })
+        );
     }
 
     async fn removing_takes_the_post_out(cache: &dyn TimelineCache) {

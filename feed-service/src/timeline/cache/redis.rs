@@ -170,22 +170,39 @@ impl TimelineCache for RedisTimelines {
         Ok(())
     }
 
-    async fn touch(&self, reader: UserId) -> Result<Option<usize>, CacheError> {
+    async fn touch(
+        &self,
+        reader: UserId,
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Option<Slice>, CacheError> {
         let key = self.key(reader);
-        // Renewing a timeline that is not built does no harm: the read that asked rebuilds it
-        // next, which sets the time again.
-        let (built, size, _renewed): (Option<f64>, usize, i64) = redis::pipe()
-            .cmd("ZSCORE")
-            .arg(&key)
-            .arg(BUILT)
-            .cmd("ZCARD")
-            .arg(&key)
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(self.ttl_ms)
-            .query_async(&mut self.connection.clone())
-            .await?;
-        Ok(built.map(|_| size.saturating_sub(1)))
+        // `range`'s pipeline and the renewal, in one round trip. Renewing a timeline that is not
+        // built does no harm: the read that asked rebuilds it next, which sets the time again.
+        let (built, members, size, _renewed): (Option<f64>, Vec<(String, f64)>, usize, i64) =
+            redis::pipe()
+                .cmd("ZSCORE")
+                .arg(&key)
+                .arg(BUILT)
+                .cmd("ZREVRANGEBYSCORE")
+                .arg(&key)
+                .arg(upper(below))
+                .arg("(0")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .cmd("ZCARD")
+                .arg(&key)
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(self.ttl_ms)
+                .query_async(&mut self.connection.clone())
+                .await?;
+        Ok(built.map(|_| Slice {
+            ids: ids(members),
+            size: size.saturating_sub(1),
+        }))
     }
 
     async fn range(
@@ -307,7 +324,13 @@ mod tests {
 
         // A minute left, as if the window had almost passed; then the reader reads.
         expire_in(&cache, user(1), 60_000).await;
-        assert_eq!(cache.touch(user(1)).await.unwrap(), Some(1));
+        assert_eq!(
+            cache.touch(user(1), None, 10).await.unwrap(),
+            Some(Slice {
+                ids: vec![post(1)],
+                size: 1
+            })
+        );
 
         assert!(pttl(&cache, user(1)).await > full - 5_000, "renewed");
     }
@@ -343,7 +366,7 @@ mod tests {
         // Redis removes a key whose time has passed when it is next touched.
         tokio::time::sleep(Duration::from_millis(5)).await;
 
-        assert_eq!(cache.touch(user(4)).await.unwrap(), None);
+        assert_eq!(cache.touch(user(4), None, 10).await.unwrap(), None);
         assert_eq!(pttl(&cache, user(4)).await, -2, "the key is gone");
     }
 }
