@@ -68,6 +68,41 @@ impl RedisTimelines {
         })
     }
 
+    /// `range`, and with `renew` the renewal of the time to live, in one pipeline: the sentinel,
+    /// the ids, the size (and `PEXPIRE`).
+    async fn slice(
+        &self,
+        reader: UserId,
+        below: Option<PostId>,
+        limit: u32,
+        renew: bool,
+    ) -> Result<Option<Slice>, CacheError> {
+        let key = self.key(reader);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZSCORE")
+            .arg(&key)
+            .arg(BUILT)
+            .cmd("ZREVRANGEBYSCORE")
+            .arg(&key)
+            .arg(upper(below))
+            .arg("(0")
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .cmd("ZCARD")
+            .arg(&key);
+        if renew {
+            pipe.cmd("PEXPIRE").arg(&key).arg(self.ttl_ms).ignore();
+        }
+        let (built, members, size): (Option<f64>, Vec<(String, f64)>, usize) =
+            pipe.query_async(&mut self.connection.clone()).await?;
+        Ok(built.map(|_| Slice {
+            ids: ids(members),
+            size: size.saturating_sub(1),
+        }))
+    }
+
     fn key(&self, reader: UserId) -> String {
         format!("{}timeline:{reader}", self.namespace)
     }
@@ -176,33 +211,9 @@ impl TimelineCache for RedisTimelines {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Option<Slice>, CacheError> {
-        let key = self.key(reader);
-        // `range`'s pipeline and the renewal, in one round trip. Renewing a timeline that is not
-        // built does no harm: the read that asked rebuilds it next, which sets the time again.
-        let (built, members, size, _renewed): (Option<f64>, Vec<(String, f64)>, usize, i64) =
-            redis::pipe()
-                .cmd("ZSCORE")
-                .arg(&key)
-                .arg(BUILT)
-                .cmd("ZREVRANGEBYSCORE")
-                .arg(&key)
-                .arg(upper(below))
-                .arg("(0")
-                .arg("WITHSCORES")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit)
-                .cmd("ZCARD")
-                .arg(&key)
-                .cmd("PEXPIRE")
-                .arg(&key)
-                .arg(self.ttl_ms)
-                .query_async(&mut self.connection.clone())
-                .await?;
-        Ok(built.map(|_| Slice {
-            ids: ids(members),
-            size: size.saturating_sub(1),
-        }))
+        // Renewing a timeline that is not built does no harm: the read that asked rebuilds it
+        // next, which sets the time again.
+        self.slice(reader, below, limit, true).await
     }
 
     async fn range(
@@ -211,27 +222,7 @@ impl TimelineCache for RedisTimelines {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Option<Slice>, CacheError> {
-        let key = self.key(reader);
-        let (built, members, size): (Option<f64>, Vec<(String, f64)>, usize) = redis::pipe()
-            .cmd("ZSCORE")
-            .arg(&key)
-            .arg(BUILT)
-            .cmd("ZREVRANGEBYSCORE")
-            .arg(&key)
-            .arg(upper(below))
-            .arg("(0")
-            .arg("WITHSCORES")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit)
-            .cmd("ZCARD")
-            .arg(&key)
-            .query_async(&mut self.connection.clone())
-            .await?;
-        Ok(built.map(|_| Slice {
-            ids: ids(members),
-            size: size.saturating_sub(1),
-        }))
+        self.slice(reader, below, limit, false).await
     }
 
     async fn tail(&self, reader: UserId) -> Result<Option<PostId>, CacheError> {
