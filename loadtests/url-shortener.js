@@ -49,7 +49,9 @@ export const options = {
   thresholds: {
     checks: ['rate==1.0'],
     server_errors: ['count==0'],
-    'http_req_duration{name:redirect}': ['p(99)<50'],
+    // A latency target is the load scenario's: the smoke runs debug builds on a shared CI machine,
+    // where a timed assertion would fail on the machine's load rather than on the code.
+    ...(SCENARIO === 'smoke' ? {} : { 'http_req_duration{name:redirect}': ['p(99)<50'] }),
   },
   summaryTrendStats: ['avg', 'med', 'p(90)', 'p(99)', 'max'],
 };
