@@ -274,13 +274,13 @@ struct KafkaConsumer {
 /// The partitions this consumer has paused, each with the offset it resumes from; the consumer's
 /// rdkafka context, so that a rebalance can end them.
 ///
-/// Pausing takes three steps: librdkafka's `pause` (it stops fetching the partition), a `seek` to
-/// the paused record (the next fetch starts there; without it, librdkafka would resume after the
-/// last record it handed out, skipping the paused one), and this map. Both calls make librdkafka
-/// discard what it had prefetched for the partition, but a `recv` running in another task can
-/// have taken a record off the queue just before, and return it after the pause: `recv` consults
-/// the map and drops such a record. Dropping is safe because the seek makes the partition fetch
-/// it again.
+/// Pausing takes three steps: this map, librdkafka's `pause` (it stops fetching the partition),
+/// and a `seek` to the paused record (the next fetch starts there; without it, librdkafka would
+/// resume after the last record it handed out, skipping the paused one). Both calls make
+/// librdkafka discard what it had prefetched for the partition, but a `recv` running in another
+/// task can have taken a record off the queue just before, and return it after the pause: `recv`
+/// consults the map, which is why the map comes first, and drops such a record. Dropping is safe
+/// because the seek makes the partition fetch it again.
 ///
 /// Rebalances are the hard part. librdkafka keeps the application's pause flag on a partition
 /// across a rebalance (it resets only its own), while the new assignment moves the partition's
@@ -293,14 +293,26 @@ struct KafkaConsumer {
 /// the committed offset, unpaused, and the paused record, being uncommitted, comes again to
 /// whichever member owns it (`conformance::a_rebalance_ends_a_pause`, which fails without this).
 ///
-/// The lock is held across each of `pause` and `resume` (librdkafka calls included, a few
-/// milliseconds in-process) and across the rebalance's clean-up, so that the two never
-/// interleave: a rebalance that revokes a partition while `pause` is working on it is waiting on
-/// the lock, and undoes that pause as soon as `pause` lets go. The cost is that a rebalance
-/// callback, which runs inside `recv`, may wait for a `pause` or `resume` to finish.
+/// **No lock is held across a librdkafka call.** The rebalance callback runs inside `recv`, on
+/// the thread that polls, and a pause or resume runs on a blocking thread; had the lock been held
+/// across `pause`'s calls into librdkafka, a rebalance would wait for them on the polling thread,
+/// and any of them that waits for something the poll must first let through would never return
+/// (the consumer and, on a current-thread runtime, everything else on it stalled for good). So
+/// the map is locked only to read or change it, and a pause that a rebalance overtook is undone
+/// by counting rebalances instead: `pause_at` notes the count when it records the pause, and if
+/// a rebalance ran before its librdkafka calls were done (the callback having resumed and
+/// forgotten whatever the map held at that moment, perhaps before this pause took effect), it
+/// resumes the partition itself, as the rebalance would have.
 #[derive(Default)]
 struct Pauses {
-    paused: Mutex<HashMap<(String, i32), i64>>,
+    state: Mutex<PauseState>,
+}
+
+#[derive(Default)]
+struct PauseState {
+    paused: HashMap<(String, i32), i64>,
+    /// Rebalances so far.
+    rebalances: u64,
 }
 
 impl ClientContext for Pauses {}
@@ -310,7 +322,11 @@ impl ConsumerContext for Pauses {
         if matches!(rebalance, Rebalance::Error(_)) {
             return;
         }
-        let mut paused = self.paused.lock().unwrap();
+        let paused = {
+            let mut state = self.lock();
+            state.rebalances += 1;
+            std::mem::take(&mut state.paused)
+        };
         if paused.is_empty() {
             return;
         }
@@ -323,15 +339,20 @@ impl ConsumerContext for Pauses {
         if let Err(err) = consumer.resume(&partitions) {
             tracing::warn!(error = %err, "resuming paused partitions after a rebalance");
         }
-        paused.clear();
     }
 }
 
 impl Pauses {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PauseState> {
+        self.state
+            .lock()
+            .expect("the pauses lock is never held across a panic")
+    }
+
     /// Whether `partition` of `topic` is paused: its records are to be dropped, not delivered.
     fn is_paused(&self, topic: &str, partition: i32) -> bool {
-        let paused = self.paused.lock().unwrap();
-        !paused.is_empty() && paused.contains_key(&(topic.to_owned(), partition))
+        let state = self.lock();
+        !state.paused.is_empty() && state.paused.contains_key(&(topic.to_owned(), partition))
     }
 }
 
@@ -350,25 +371,47 @@ fn is_assigned(
 /// Pauses `delivery`'s partition and seeks it back to `delivery` (see [`Pauses`]). Blocking.
 fn pause_at(consumer: &StreamConsumer<Pauses>, delivery: &Delivery) -> Result<(), TopicError> {
     let (topic, partition) = (delivery.topic.as_str(), delivery.partition);
-    let mut paused = consumer.context().paused.lock().unwrap();
+    let key = (topic.to_owned(), partition);
     // Not assigned: a rebalance took the partition away, and its new owner starts from the
     // committed offset, which is at or before this uncommitted record.
     if !is_assigned(consumer, topic, partition)? {
         return Ok(());
     }
+    let rebalances = {
+        let mut state = consumer.context().lock();
+        state.paused.insert(key.clone(), delivery.offset);
+        state.rebalances
+    };
     let mut partitions = TopicPartitionList::new();
     partitions.add_partition(topic, partition);
-    consumer.pause(&partitions)?;
-    // Recorded before the seek: should the seek fail, the partition is paused at librdkafka's
-    // position (after `delivery`), and `resume` seeks again before resuming.
-    paused.insert((topic.to_owned(), partition), delivery.offset);
-    consumer.seek(
-        topic,
-        partition,
-        Offset::Offset(delivery.offset),
-        REQUEST_TIMEOUT,
-    )?;
-    Ok(())
+    let paused = consumer.pause(&partitions);
+    // Should the seek fail, the partition stays paused at librdkafka's position (after
+    // `delivery`) and recorded, and `resume` seeks again before resuming.
+    let sought = match paused {
+        Ok(()) => consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(delivery.offset),
+            REQUEST_TIMEOUT,
+        ),
+        Err(_) => Ok(()),
+    };
+    let overtaken = {
+        let mut state = consumer.context().lock();
+        let overtaken = state.rebalances != rebalances;
+        if overtaken || paused.is_err() {
+            state.paused.remove(&key);
+        }
+        overtaken
+    };
+    if overtaken {
+        // The rebalance started the partition again from the committed offset; this pause,
+        // which it could not see whole, must not outlive it.
+        let _ = consumer.resume(&partitions);
+        return Ok(());
+    }
+    paused?;
+    Ok(sought?)
 }
 
 /// Seeks the partition back to where it was paused and resumes it (see [`Pauses`]). Blocking.
@@ -377,8 +420,9 @@ fn resume_from_pause(
     topic: &str,
     partition: i32,
 ) -> Result<(), TopicError> {
-    let mut paused = consumer.context().paused.lock().unwrap();
-    let Some(&offset) = paused.get(&(topic.to_owned(), partition)) else {
+    let key = (topic.to_owned(), partition);
+    let Some(offset) = consumer.context().lock().paused.get(&key).copied() else {
+        // Never paused, or a rebalance ended the pause already.
         return Ok(());
     };
     // The seek that `pause` made normally stands; this one covers a pause whose seek failed.
@@ -392,7 +436,7 @@ fn resume_from_pause(
     let mut partitions = TopicPartitionList::new();
     partitions.add_partition(topic, partition);
     consumer.resume(&partitions)?;
-    paused.remove(&(topic.to_owned(), partition));
+    consumer.context().lock().paused.remove(&key);
     Ok(())
 }
 
