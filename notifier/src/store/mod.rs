@@ -331,6 +331,34 @@ impl WorkColumns {
 }
 
 /// A user's stored columns, with the JSON ones as text.
+/// The user's columns of a work row, as both engines answer them: all nullable, since a
+/// notification whose user is gone joins none.
+#[derive(sqlx::FromRow)]
+struct JoinedUser {
+    known_user: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    push_tokens: Option<String>,
+    webhook_url: Option<String>,
+    opted_out: Option<String>,
+}
+
+impl JoinedUser {
+    /// The user's columns, `None` if the join found no user.
+    fn columns(self) -> Option<UserColumns> {
+        match (self.known_user, self.push_tokens, self.opted_out) {
+            (Some(_), Some(push_tokens), Some(opted_out)) => Some(UserColumns {
+                email: self.email,
+                phone: self.phone,
+                push_tokens,
+                webhook_url: self.webhook_url,
+                opted_out,
+            }),
+            _ => None,
+        }
+    }
+}
+
 struct UserColumns {
     email: Option<String>,
     phone: Option<String>,

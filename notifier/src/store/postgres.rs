@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, NotificationRecord,
+    Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, JoinedUser, NotificationRecord,
     NotificationStore, Outcome, StoreError, UserColumns, Work, WorkColumns, assemble, channel,
     channels_json, corrupt, recorded_attempt, routed_attempt, status,
 };
@@ -68,27 +68,13 @@ struct WorkRow {
     idempotency_key: Option<String>,
     created_at: Option<OffsetDateTime>,
     statuses: Option<String>,
-    known_user: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    push_tokens: Option<String>,
-    webhook_url: Option<String>,
-    opted_out: Option<String>,
+    #[sqlx(flatten)]
+    user: JoinedUser,
 }
 
 impl WorkRow {
     fn into_work(self) -> Result<Work, StoreError> {
         let missing = || corrupt("a notification row without its columns");
-        let user = match (self.known_user, self.push_tokens, self.opted_out) {
-            (Some(_), Some(push_tokens), Some(opted_out)) => Some(UserColumns {
-                email: self.email,
-                phone: self.phone,
-                push_tokens,
-                webhook_url: self.webhook_url,
-                opted_out,
-            }),
-            _ => None,
-        };
         WorkColumns {
             id: self.id.ok_or_else(missing)?,
             user_id: self.user_id.ok_or_else(missing)?,
@@ -98,7 +84,7 @@ impl WorkRow {
             idempotency_key: self.idempotency_key,
             created_at: self.created_at.ok_or_else(missing)?,
             statuses: self.statuses,
-            user,
+            user: self.user.columns(),
         }
         .into_work()
     }

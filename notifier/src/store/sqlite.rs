@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, NotificationRecord,
+    Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, JoinedUser, NotificationRecord,
     NotificationStore, Outcome, StoreError, UserColumns, Work, WorkColumns, assemble, channel,
     channels_json, corrupt, recorded_attempt, routed_attempt, status,
 };
@@ -56,26 +56,12 @@ struct WorkRow {
     idempotency_key: Option<String>,
     created_at: i64,
     statuses: Option<String>,
-    known_user: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    push_tokens: Option<String>,
-    webhook_url: Option<String>,
-    opted_out: Option<String>,
+    #[sqlx(flatten)]
+    user: JoinedUser,
 }
 
 impl WorkRow {
     fn into_work(self) -> Result<Work, StoreError> {
-        let user = match (self.known_user, self.push_tokens, self.opted_out) {
-            (Some(_), Some(push_tokens), Some(opted_out)) => Some(UserColumns {
-                email: self.email,
-                phone: self.phone,
-                push_tokens,
-                webhook_url: self.webhook_url,
-                opted_out,
-            }),
-            _ => None,
-        };
         WorkColumns {
             id: uuid(&self.id)?,
             user_id: self.user_id,
@@ -85,7 +71,7 @@ impl WorkRow {
             idempotency_key: self.idempotency_key,
             created_at: from_unix_millis(self.created_at),
             statuses: self.statuses,
-            user,
+            user: self.user.columns(),
         }
         .into_work()
     }
