@@ -31,6 +31,7 @@ use crate::{
     timeline::{
         self, Caches, Strategy,
         cache::{self, TimelineCache, TimelinesConfig},
+        celebrities::Celebrities,
         hydrate::PostCache,
     },
 };
@@ -42,6 +43,9 @@ pub const SCHEMA: &str = "feed_service";
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Entries of the in-process caches (Redis is bounded by its `maxmemory`).
 const IN_PROCESS_ENTRIES: usize = 100_000;
+
+/// Celebrities whose recent posts the in-process cache holds.
+const IN_PROCESS_AUTHORS: usize = 10_000;
 
 pub struct Application {
     listener: TcpListener,
@@ -106,16 +110,40 @@ impl Application {
         .await
         .context("connecting to the post cache")?;
         let posts = Arc::new(PostCache::new(
-            post_cache,
+            post_cache.clone(),
             store.clone(),
             settings.post_cache_ttl,
         ));
+        let celebrities = match settings.strategy {
+            Strategy::Hybrid => {
+                // Each celebrity's recent posts: timelines of their own, under their own names.
+                let authors = cache::connect(&TimelinesConfig {
+                    redis_url: settings.backends.redis_url.clone(),
+                    namespace: format!("{}authors:", settings.cache_namespace),
+                    cap: settings.timelines.cap,
+                    max_timelines: IN_PROCESS_AUTHORS,
+                    redis_timeout: REDIS_TIMEOUT,
+                    ttl: settings.timelines.active_window,
+                    clock: clock.clone(),
+                })
+                .await
+                .context("connecting to the celebrities' timelines")?;
+                Some(Arc::new(Celebrities::new(
+                    store.clone(),
+                    authors,
+                    post_cache,
+                    settings.timelines,
+                )))
+            }
+            Strategy::Push | Strategy::Pull => None,
+        };
         let strategy = timeline::for_strategy(
             settings.strategy,
             store.clone(),
             Caches {
                 timelines: timelines.clone(),
                 posts,
+                celebrities: celebrities.clone(),
                 clock: clock.clone(),
                 settings: settings.timelines,
             },
@@ -141,6 +169,7 @@ impl Application {
             strategy: settings.strategy,
             store,
             timelines: timelines.clone(),
+            celebrities,
             clock,
             settings: settings.timelines,
             batch: settings.fanout.batch.max(1),

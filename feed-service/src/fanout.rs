@@ -63,7 +63,7 @@ use uuid::Uuid;
 use crate::{
     domain::{PostId, UserId},
     store::FeedStore,
-    timeline::{Strategy, TimelineSettings, cache::TimelineCache},
+    timeline::{Strategy, TimelineSettings, cache::TimelineCache, celebrities::Celebrities},
 };
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -157,6 +157,8 @@ pub struct Context {
     pub strategy: Strategy,
     pub store: Arc<dyn FeedStore>,
     pub timelines: Arc<dyn TimelineCache>,
+    /// Under hybrid, the celebrities' recent posts, which their events go to instead.
+    pub celebrities: Option<Arc<Celebrities>>,
     pub clock: Arc<dyn Clock>,
     pub settings: TimelineSettings,
     /// Followers read and written per batch.
@@ -299,6 +301,14 @@ async fn handle(context: &Context, delivery: &Delivery) -> anyhow::Result<()> {
     };
     let followers = context.store.follower_count(author).await?;
     if !context.settings.fans_out_to(context.strategy, followers) {
+        // One write, to the author's own recent posts, whatever the followers; the post request
+        // made it already unless it failed, and doing it twice changes nothing.
+        if let Some(celebrities) = &context.celebrities {
+            match event {
+                PostEvent::Created { .. } => celebrities.posted(author, post).await?,
+                PostEvent::Deleted { .. } => celebrities.deleted(author, post).await?,
+            }
+        }
         metrics::counter!("feed_fanout_events_total", "event" => event.name(), "outcome" => "celebrity").increment(1);
         return Ok(());
     }

@@ -164,8 +164,10 @@ impl Feed {
         target: UserId,
     ) -> Result<(), FeedError> {
         self.followable(caller, id, target).await?;
-        self.store.follow(caller.id, target, self.now()).await?;
-        self.timelines.followed(caller.id, target).await?;
+        let followers = self.store.follow(caller.id, target, self.now()).await?;
+        self.timelines
+            .followed(caller.id, target, followers)
+            .await?;
         Ok(())
     }
 
@@ -178,8 +180,10 @@ impl Feed {
         target: UserId,
     ) -> Result<(), FeedError> {
         self.followable(caller, id, target).await?;
-        self.store.unfollow(caller.id, target).await?;
-        self.timelines.unfollowed(caller.id, target).await?;
+        let followers = self.store.unfollow(caller.id, target).await?;
+        self.timelines
+            .unfollowed(caller.id, target, followers)
+            .await?;
         Ok(())
     }
 
@@ -221,6 +225,11 @@ impl Feed {
         })
         .await?;
         self.wake_relay();
+        if let Err(err) = self.timelines.posted(&post).await {
+            // The post is stored and its event will reach the fan-out worker, which does the
+            // same: failing the request would only make the client post it twice.
+            tracing::warn!(post = %post.id, error = %platform::problem::error_chain(&err), "placing a celebrity's post in their recent posts failed; the fan-out worker will");
+        }
         metrics::counter!("feed_posts_published_total").increment(1);
         Ok(post)
     }
@@ -255,7 +264,7 @@ impl Feed {
                     .map(|events| PostEvent::deleted(id, caller.id).outbox(&events.topic, now));
                 // False if the author deleted it meanwhile: the same outcome.
                 self.store.delete_post(id, now, event.as_ref()).await?;
-                self.timelines.deleted(id).await?;
+                self.timelines.deleted(id, caller.id).await?;
                 self.wake_relay();
                 Ok(())
             }

@@ -74,17 +74,20 @@ pub trait FeedStore: Send + Sync + 'static {
     async fn profile(&self, id: UserId) -> Result<Option<Profile>, StoreError>;
 
     /// Makes `follower` follow `followee`, counting them in `followee`'s `follower_count` in the
-    /// same transaction; following again changes nothing. True if the follow is new.
+    /// same transaction; following again changes nothing. If the follow is new, the followee's
+    /// count after it, from the same statement (so the one follow that crosses a threshold is
+    /// the one that sees it crossed).
     async fn follow(
         &self,
         follower: UserId,
         followee: UserId,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Makes `follower` stop following `followee`, if they did (and counts one follower fewer).
-    /// True if they did.
-    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool, StoreError>;
+    /// If they did, the followee's count after it.
+    async fn unfollow(&self, follower: UserId, followee: UserId)
+    -> Result<Option<u64>, StoreError>;
 
     /// Inserts the post, and `event` into the outbox in the same transaction;
     /// [`StoreError::IdTaken`] if its id is taken (and then neither is written).
@@ -129,6 +132,14 @@ pub trait FeedStore: Send + Sync + 'static {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Vec<PostId>, StoreError>;
+
+    /// The authors among `reader` and those `reader` follows that have more than `threshold`
+    /// followers: whose posts the hybrid merges in at read time.
+    async fn followed_celebrities(
+        &self,
+        reader: UserId,
+        threshold: u64,
+    ) -> Result<Vec<UserId>, StoreError>;
 
     /// The ids of `author`'s newest live posts above `above` (all if `None`), at most `limit`,
     /// newest first: what a follow backfills and an unfollow removes.

@@ -95,38 +95,40 @@ impl FeedStore for PostgresStore {
         follower: UserId,
         followee: UserId,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         // One statement: the follow and the count move together, or neither does.
-        let added = sqlx::query(
+        let followers: Option<i64> = sqlx::query_scalar(
             "WITH added AS ( \
                  INSERT INTO follows (follower_id, followee_id, created_at) VALUES ($1, $2, $3) \
                  ON CONFLICT DO NOTHING RETURNING followee_id) \
              UPDATE users SET follower_count = follower_count + 1 \
-             WHERE id IN (SELECT followee_id FROM added)",
+             WHERE id IN (SELECT followee_id FROM added) RETURNING follower_count",
         )
         .bind(follower.to_db())
         .bind(followee.to_db())
         .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(added > 0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(followers.map(count))
     }
 
-    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool, StoreError> {
-        let removed = sqlx::query(
+    async fn unfollow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+    ) -> Result<Option<u64>, StoreError> {
+        let followers: Option<i64> = sqlx::query_scalar(
             "WITH removed AS ( \
                  DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2 \
                  RETURNING followee_id) \
              UPDATE users SET follower_count = follower_count - 1 \
-             WHERE id IN (SELECT followee_id FROM removed)",
+             WHERE id IN (SELECT followee_id FROM removed) RETURNING follower_count",
         )
         .bind(follower.to_db())
         .bind(followee.to_db())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(removed > 0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(followers.map(count))
     }
 
     async fn insert_post(
@@ -268,6 +270,24 @@ impl FeedStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(post_id).collect()
+    }
+
+    async fn followed_celebrities(
+        &self,
+        reader: UserId,
+        threshold: u64,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM users WHERE id = $1 AND follower_count > $2 \
+             UNION ALL \
+             SELECT f.followee_id FROM follows f JOIN users u ON u.id = f.followee_id \
+             WHERE f.follower_id = $1 AND u.follower_count > $2",
+        )
+        .bind(reader.to_db())
+        .bind(i64::try_from(threshold).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(user_id).collect()
     }
 
     async fn author_post_ids(

@@ -99,7 +99,7 @@ impl FeedStore for SqliteStore {
         follower: UserId,
         followee: UserId,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let added = sqlx::query(
             "INSERT INTO follows (follower_id, followee_id, created_at) VALUES (?1, ?2, ?3) \
@@ -112,17 +112,19 @@ impl FeedStore for SqliteStore {
         .await?
         .rows_affected()
             > 0;
-        if added {
-            sqlx::query("UPDATE users SET follower_count = follower_count + 1 WHERE id = ?1")
-                .bind(followee.to_db())
-                .execute(&mut *tx)
-                .await?;
-        }
+        let followers = match added {
+            true => Some(count_followers(&mut tx, followee, 1).await?),
+            false => None,
+        };
         tx.commit().await?;
-        Ok(added)
+        Ok(followers)
     }
 
-    async fn unfollow(&self, follower: UserId, followee: UserId) -> Result<bool, StoreError> {
+    async fn unfollow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+    ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let removed =
             sqlx::query("DELETE FROM follows WHERE follower_id = ?1 AND followee_id = ?2")
@@ -132,14 +134,12 @@ impl FeedStore for SqliteStore {
                 .await?
                 .rows_affected()
                 > 0;
-        if removed {
-            sqlx::query("UPDATE users SET follower_count = follower_count - 1 WHERE id = ?1")
-                .bind(followee.to_db())
-                .execute(&mut *tx)
-                .await?;
-        }
+        let followers = match removed {
+            true => Some(count_followers(&mut tx, followee, -1).await?),
+            false => None,
+        };
         tx.commit().await?;
-        Ok(removed)
+        Ok(followers)
     }
 
     async fn insert_post(
@@ -293,6 +293,24 @@ impl FeedStore for SqliteStore {
         rows.into_iter().map(post_id).collect()
     }
 
+    async fn followed_celebrities(
+        &self,
+        reader: UserId,
+        threshold: u64,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM users WHERE id = ?1 AND follower_count > ?2 \
+             UNION ALL \
+             SELECT f.followee_id FROM follows f JOIN users u ON u.id = f.followee_id \
+             WHERE f.follower_id = ?1 AND u.follower_count > ?2",
+        )
+        .bind(reader.to_db())
+        .bind(i64::try_from(threshold).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(user_id).collect()
+    }
+
     async fn author_post_ids(
         &self,
         author: UserId,
@@ -358,4 +376,22 @@ impl FeedStore for SqliteStore {
             })
             .collect()
     }
+}
+
+/// Adds `change` to `user`'s follower count, in the follow's transaction, and answers the new
+/// count.
+async fn count_followers(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    user: UserId,
+    change: i64,
+) -> Result<u64, StoreError> {
+    let followers: i64 = sqlx::query_scalar(
+        "UPDATE users SET follower_count = follower_count + ?2 WHERE id = ?1 \
+         RETURNING follower_count",
+    )
+    .bind(user.to_db())
+    .bind(change)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(count(followers))
 }

@@ -17,14 +17,16 @@
 //!    renewal of step 1, in one round trip (`TimelineCache::touch`), so a page the timeline
 //!    holds is two cache round trips: that one, and the posts' `MGET`.
 //! 3. **Hybrid: merges the celebrities.** The posts of followed authors with more than the
-//!    threshold of followers were never fanned out; their newest below the cursor are read from
-//!    the database (one bounded query, the pull query restricted to them) and merged.
+//!    threshold of followers were never fanned out; their newest below the cursor come from each
+//!    celebrity's recent posts, cached (`celebrities.rs`), and are merged. Their ids are fetched
+//!    while step 1 runs and their posts hydrated with step 2's first ids, so a hybrid page the
+//!    caches hold is three round trips on the critical path, where push's is two.
 //! 4. **Past the tail, the database.** If the timeline ran out, the page continues with the pull
-//!    query below the last cached id. A capped timeline is the recent part of a feed; scrolling
-//!    past it is rare and costs a pull read, rather than ending the feed at 800 posts. A short
-//!    timeline (a new reader's) runs out on its first page, and pays that pull read on every
-//!    read: a flag saying "this timeline holds everything" would spare it, but would be false
-//!    after the first follow, whose backfill stops at the tail.
+//!    query below the last cached id, unless the timeline is whole: rebuilt from fewer posts
+//!    than the cap and given no backfill since (`cache/mod.rs`), it holds everything, and a
+//!    short timeline (a new reader's) is served from the cache alone. A capped timeline is the
+//!    recent part of a feed; scrolling past it is rare and costs a pull read, rather than ending
+//!    the feed at 800 posts.
 //!
 //! Every source answers "newest below this id", so the union of each one's newest `limit` holds
 //! the page's `limit`, and merging them by id is the whole of the merge. A cursor is a post id as
@@ -42,6 +44,7 @@ use time::OffsetDateTime;
 use super::{
     Strategy, Timelines,
     cache::{Slice, TimelineCache},
+    celebrities::Celebrities,
     hydrate::PostCache,
 };
 use crate::{
@@ -90,6 +93,8 @@ pub struct Cached {
     store: Arc<dyn FeedStore>,
     timelines: Arc<dyn TimelineCache>,
     posts: Arc<PostCache>,
+    /// Under hybrid, where the celebrities' posts come from.
+    celebrities: Option<Arc<Celebrities>>,
     clock: Arc<dyn Clock>,
     settings: TimelineSettings,
     /// Per reader, the last read recorded in the database as far as this process knows: a lower
@@ -104,6 +109,7 @@ impl Cached {
         store: Arc<dyn FeedStore>,
         timelines: Arc<dyn TimelineCache>,
         posts: Arc<PostCache>,
+        celebrities: Option<Arc<Celebrities>>,
         clock: Arc<dyn Clock>,
         settings: TimelineSettings,
     ) -> Self {
@@ -112,6 +118,7 @@ impl Cached {
             store,
             timelines,
             posts,
+            celebrities: celebrities.filter(|_| strategy == Strategy::Hybrid),
             clock,
             settings,
             reads: MemoryCache::new(READS_HELD),
@@ -205,39 +212,46 @@ impl Timelines for Cached {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Vec<Post>, StoreError> {
-        let mut first = self.open(reader, below, limit).await?;
+        // Step 3's ids are fetched beside step 1, their two round trips alongside its one, and
+        // their posts hydrated with the timeline's first ids: one `MGET` for both.
+        let celebrities = async {
+            match &self.celebrities {
+                Some(celebrities) => celebrities.page(reader, below, limit).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (mut first, mut celebrity_ids) =
+            tokio::try_join!(self.open(reader, below, limit), celebrities)?;
 
-        // Step 2.
-        let mut posts = Vec::with_capacity(limit as usize);
+        // Step 2. Only the timeline's posts count towards a full page here: each source must
+        // give its own newest `limit`, or a timeline post that belongs on the page could be left
+        // for a celebrity's older one.
+        let mut posts = Vec::with_capacity(limit as usize + celebrity_ids.len());
         let mut from = below;
-        let ran_out = loop {
-            let want = limit - posts.len() as u32;
+        let mut from_timeline = 0;
+        let past_tail = loop {
+            let want = limit - from_timeline;
             let slice = match first.take() {
                 Some(slice) => Some(slice),
                 None => self.timelines.range(reader, from, want).await?,
             };
-            let ids = slice.map(|slice| slice.ids).unwrap_or_default();
+            let (ids, whole) = slice.map_or((Vec::new(), false), |slice| (slice.ids, slice.whole));
             let ran_out = ids.len() < want as usize;
             from = ids.last().copied().or(from);
-            posts.extend(self.posts.hydrate(&ids).await?);
-            if ran_out || posts.len() >= limit as usize {
-                break ran_out;
+            let timeline: HashSet<PostId> = ids.iter().copied().collect();
+            let mut wanted = ids;
+            wanted.extend(celebrity_ids.drain(..).filter(|id| !timeline.contains(id)));
+            for post in self.posts.hydrate(&wanted).await? {
+                from_timeline += u32::from(timeline.contains(&post.id));
+                posts.push(post);
+            }
+            if ran_out || from_timeline >= limit {
+                break ran_out && !whole;
             }
         };
 
-        // Step 3.
-        if self.strategy == Strategy::Hybrid {
-            let ids = self
-                .store
-                .celebrity_page(reader, self.settings.celebrity_threshold, below, limit)
-                .await?;
-            let have: HashSet<PostId> = posts.iter().map(|post| post.id).collect();
-            let new: Vec<PostId> = ids.into_iter().filter(|id| !have.contains(id)).collect();
-            posts.extend(self.posts.hydrate(&new).await?);
-        }
-
         // Step 4.
-        if ran_out {
+        if past_tail {
             posts.extend(self.store.home_page(reader, from, limit).await?);
         }
 
@@ -251,8 +265,20 @@ impl Timelines for Cached {
         true
     }
 
-    async fn followed(&self, reader: UserId, author: UserId) -> Result<(), StoreError> {
-        if self.is_celebrity(self.store.follower_count(author).await?) {
+    async fn followed(
+        &self,
+        reader: UserId,
+        author: UserId,
+        followers: Option<u64>,
+    ) -> Result<(), StoreError> {
+        if let Some(celebrities) = &self.celebrities {
+            celebrities.follows_changed(reader, followers, true).await?;
+        }
+        let followers = match followers {
+            Some(followers) => followers,
+            None => self.store.follower_count(author).await?,
+        };
+        if self.is_celebrity(followers) {
             return Ok(());
         }
         // Never below the tail: a page already served from the cache, or past it from the
@@ -267,7 +293,17 @@ impl Timelines for Cached {
         Ok(())
     }
 
-    async fn unfollowed(&self, reader: UserId, author: UserId) -> Result<(), StoreError> {
+    async fn unfollowed(
+        &self,
+        reader: UserId,
+        author: UserId,
+        followers: Option<u64>,
+    ) -> Result<(), StoreError> {
+        if let Some(celebrities) = &self.celebrities {
+            celebrities
+                .follows_changed(reader, followers, false)
+                .await?;
+        }
         // Only the author's posts that can be in a capped timeline: those above its tail (and
         // the tail itself).
         let tail = self.timelines.tail(reader).await?;
@@ -280,7 +316,20 @@ impl Timelines for Cached {
         Ok(())
     }
 
-    async fn deleted(&self, post: PostId) -> Result<(), StoreError> {
-        self.posts.forget(post).await
+    async fn posted(&self, post: &Post) -> Result<(), StoreError> {
+        if let Some(celebrities) = &self.celebrities
+            && celebrities.is_celebrity(self.store.follower_count(post.author).await?)
+        {
+            celebrities.posted(post.author, post.id).await?;
+        }
+        Ok(())
+    }
+
+    async fn deleted(&self, post: PostId, author: UserId) -> Result<(), StoreError> {
+        self.posts.forget(post).await?;
+        if let Some(celebrities) = &self.celebrities {
+            celebrities.deleted(author, post).await?;
+        }
+        Ok(())
     }
 }

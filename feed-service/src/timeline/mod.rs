@@ -18,6 +18,7 @@
 
 pub mod cache;
 pub mod cached;
+pub mod celebrities;
 pub mod hydrate;
 mod pull;
 
@@ -26,7 +27,7 @@ use std::{fmt, str::FromStr, sync::Arc};
 use async_trait::async_trait;
 use platform::clock::Clock;
 
-use self::{cache::TimelineCache, hydrate::PostCache};
+use self::{cache::TimelineCache, celebrities::Celebrities, hydrate::PostCache};
 pub use self::{
     cached::{Cached, TimelineSettings},
     pull::Pull,
@@ -93,18 +94,38 @@ pub trait Timelines: Send + Sync + 'static {
         false
     }
 
-    /// `reader` now follows `author`: a timeline backfills the author's recent posts.
-    async fn followed(&self, _reader: UserId, _author: UserId) -> Result<(), StoreError> {
+    /// `reader` now follows `author`, who has `followers` since if the follow is new (`None`
+    /// for a repeat): a timeline backfills the author's recent posts. Called after the follow
+    /// commits, and by every repeat of it, so that a repeat finishes what a failed call left.
+    async fn followed(
+        &self,
+        _reader: UserId,
+        _author: UserId,
+        _followers: Option<u64>,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 
-    /// `reader` no longer follows `author`: a timeline drops the author's posts.
-    async fn unfollowed(&self, _reader: UserId, _author: UserId) -> Result<(), StoreError> {
+    /// `reader` no longer follows `author`, who has `followers` since if they did: a timeline
+    /// drops the author's posts.
+    async fn unfollowed(
+        &self,
+        _reader: UserId,
+        _author: UserId,
+        _followers: Option<u64>,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 
-    /// `post` was deleted: caches forget it at once (the workers take it out of timelines).
-    async fn deleted(&self, _post: PostId) -> Result<(), StoreError> {
+    /// `post` committed. The hybrid puts a celebrity's post in their recent posts at once (the
+    /// fan-out worker does it too, so a failure here is only a delay).
+    async fn posted(&self, _post: &Post) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// `post` by `author` was deleted: caches forget it at once (the workers take it out of
+    /// timelines).
+    async fn deleted(&self, _post: PostId, _author: UserId) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -113,6 +134,8 @@ pub trait Timelines: Send + Sync + 'static {
 pub struct Caches {
     pub timelines: Arc<dyn TimelineCache>,
     pub posts: Arc<PostCache>,
+    /// The hybrid's celebrities (`None` under push).
+    pub celebrities: Option<Arc<Celebrities>>,
     pub clock: Arc<dyn Clock>,
     pub settings: TimelineSettings,
 }
@@ -130,6 +153,7 @@ pub fn for_strategy(
             store,
             caches.timelines,
             caches.posts,
+            caches.celebrities,
             caches.clock,
             caches.settings,
         )),

@@ -290,29 +290,88 @@ async fn a_read_renews_the_timeline_for_another_active_window(strategy: Strategy
     assert_eq!(app.timeline(&ada).await.unwrap(), slice::from_ref(&post));
 }
 
-under!(a_cached_read_needs_no_database: push);
-/// Under push, a read of a page the caches hold costs no database round trip: the token's account
-/// and the reader's last read (within the hour) are held in process, the ids in the timelines
-/// cache and the posts in the post cache. So once a first read has warmed them, the same read is
-/// served with the database gone. (Hybrid asks the database for the celebrities' posts on every
-/// read, and pull is the database.)
+under!(a_cached_read_needs_no_database: push, hybrid);
+/// A read of a page the caches hold costs no database round trip: the token's account and the
+/// reader's last read (within the hour) are held in process, the ids in the timelines cache
+/// (whole: rebuilt from fewer posts than the cap, so the read knows nothing is past its tail),
+/// the posts in the post cache, and in hybrid the reader's celebrities and their recent posts in
+/// theirs. So once a first read has warmed them, the same read is served with the database gone.
+/// (Pull is the database.)
 async fn a_cached_read_needs_no_database(strategy: Strategy) {
-    let app = TestApp::under(strategy).await;
-    let (ada, grace) = (reader(&app, "ada").await, app.user("grace").await);
-    app.follow(&ada, &grace).await;
-    let older = app.post(&grace, "older").await;
-    let newer = app.post(&grace, "newer").await;
-    app.until_timeline(&ada, |ids| ids.len() == 2).await;
-    // A page of one: the timeline holds more than the page, so the read never runs past its tail
-    // into the database.
-    let warm = app.page(&ada, "?limit=1").await;
-    assert_eq!(warm.0, slice::from_ref(&newer));
+    let app = TestApp::spawn_with(|settings| {
+        settings.strategy = strategy;
+        settings.timelines.celebrity_threshold = 1;
+    })
+    .await;
+    let (ada, bob) = (app.user("ada").await, app.user("bob").await);
+    let (star, carl) = (app.user("star").await, app.user("carl").await);
+    app.follow(&ada, &star).await;
+    app.follow(&bob, &star).await;
+    app.follow(&ada, &carl).await;
+    let older = app.post(&star, "older, by a celebrity under hybrid").await;
+    let between = app.post(&carl, "between, by an ordinary author").await;
+    let newer = app.post(&star, "newer, by a celebrity under hybrid").await;
+    app.until_fanned_out(3).await;
+    let warm = app.page(&ada, "").await;
+    assert_eq!(warm.0, [newer, between, older]);
 
     app.backends.database.close().await;
 
-    assert_eq!(app.page(&ada, "?limit=1").await, warm);
-    let (_, cursor) = warm;
-    assert!(cursor.is_some(), "{older} is on the next page");
+    assert_eq!(app.page(&ada, "").await, warm);
+}
+
+under!(a_follow_or_a_crossing_of_the_threshold_reaches_the_next_read: hybrid);
+/// The celebrities a reader follows are cached, and each change reaches the reader's next read:
+/// their own follow of a celebrity, and an author they follow becoming one. A page of one makes
+/// the newest post decide the page, so a stale list would show the reader's own post instead.
+async fn a_follow_or_a_crossing_of_the_threshold_reaches_the_next_read(strategy: Strategy) {
+    let app = TestApp::spawn_with(|settings| {
+        settings.strategy = strategy;
+        settings.timelines.celebrity_threshold = 2;
+    })
+    .await;
+    let newest = async |reader: &User| app.page(reader, "?limit=1").await.0;
+    let ada = reader(&app, "ada").await;
+    let (star, riser) = (app.user("star").await, app.user("riser").await);
+    let mut fans = Vec::new();
+    for n in 0..3 {
+        let fan = app.user(&format!("fan{n}")).await;
+        app.follow(&fan, &star).await;
+        fans.push(fan);
+    }
+    app.follow(&ada, &riser).await;
+    let own = app.post(&ada, "ada's own").await;
+    app.until_timeline(&ada, |ids| ids == [own.clone()]).await;
+    assert_eq!(
+        newest(&ada).await,
+        slice::from_ref(&own),
+        "the list is cached now"
+    );
+
+    // Ada follows a celebrity.
+    let starred = app
+        .post(&star, "from a celebrity ada does not follow yet")
+        .await;
+    assert_eq!(newest(&ada).await, slice::from_ref(&own));
+    app.follow(&ada, &star).await;
+    assert_eq!(newest(&ada).await, slice::from_ref(&starred));
+
+    // An author ada follows crosses the threshold: two more followers make three.
+    app.follow(&fans[0], &riser).await;
+    app.follow(&fans[1], &riser).await;
+    let risen = app.post(&riser, "riser's first post as a celebrity").await;
+    assert_eq!(newest(&ada).await, slice::from_ref(&risen), "at once");
+    app.until_fanned_out(3).await;
+    assert_eq!(
+        app.stats().inserts(),
+        1,
+        "ada's own post, in her own timeline"
+    );
+
+    // A celebrity's deleted post leaves the feed at once.
+    let response = app.delete_post(&risen, &riser).await;
+    assert!(response.status.is_success(), "{:?}", response.body);
+    assert_eq!(newest(&ada).await, slice::from_ref(&starred));
 }
 
 under!(a_post_event_delivered_twice_changes_no_timeline: push, hybrid);

@@ -36,6 +36,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 struct Timeline {
     built: bool,
+    whole: bool,
     ids: BTreeSet<PostId>,
     expires_at: OffsetDateTime,
 }
@@ -53,6 +54,7 @@ impl Timeline {
                 .copied()
                 .collect(),
             size: self.ids.len(),
+            whole: self.whole,
         }
     }
 }
@@ -138,12 +140,17 @@ impl MemoryTimelines {
         }
         let timeline = map.entry(reader).or_insert_with(|| Timeline {
             built: false,
+            whole: false,
             ids: BTreeSet::new(),
             expires_at: now + self.ttl,
         });
         change(timeline, now);
         while timeline.ids.len() > self.cap {
             timeline.ids.pop_first();
+        }
+        // As the Redis trim does: at the cap, the oldest posts may be gone from here on.
+        if timeline.ids.len() >= self.cap {
+            timeline.whole = false;
         }
     }
 
@@ -180,11 +187,19 @@ impl TimelineCache for MemoryTimelines {
     }
 
     async fn add(&self, reader: UserId, posts: &[PostId], built: bool) -> Result<(), CacheError> {
+        if posts.is_empty() && !built {
+            // Nothing to add, but the reader now follows someone whose posts are not all here.
+            self.built(reader, |timeline| timeline.whole = false);
+            return Ok(());
+        }
         self.with_timeline(reader, |timeline, now| {
             timeline.ids.extend(posts.iter().copied());
             if built {
                 timeline.built = true;
+                timeline.whole = posts.len() < self.cap;
                 timeline.expires_at = now + self.ttl;
+            } else {
+                timeline.whole = false;
             }
         });
         Ok(())

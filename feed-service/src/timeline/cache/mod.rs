@@ -31,6 +31,14 @@
 //! The alternative, a separate `built` key, is a second key to keep in step with the first
 //! through evictions and expiries; a member of the set goes when the set goes.
 //!
+//! **Whole or not.** A rebuild that found fewer posts than the cap holds everything there is: a
+//! second sentinel (`whole`) says so, and a read that runs past such a timeline's tail needs no
+//! database query to know that nothing is below it. It stays true while posts are inserted
+//! (they are newer than the tail) and removed (what is left is still everything), and stops
+//! being true when the timeline reaches the cap (its oldest posts are trimmed from then on) or
+//! takes a backfill (a follow adds the author's posts above the tail only). The same flag marks
+//! an author's recent posts complete (`src/timeline/celebrities.rs`).
+//!
 //! Platform's key/value cache has no sorted sets on purpose (its module docs), so this trait
 //! lives here, beside the one domain that needs it.
 
@@ -52,6 +60,8 @@ pub struct Slice {
     pub ids: Vec<PostId>,
     /// Posts in the whole timeline.
     pub size: usize,
+    /// The timeline holds every post below its newest: nothing is past its tail.
+    pub whole: bool,
 }
 
 #[async_trait]
@@ -63,9 +73,10 @@ pub trait TimelineCache: Send + Sync + 'static {
     /// Removes `post` from each of `readers`' timelines.
     async fn remove(&self, readers: &[UserId], post: PostId) -> Result<(), CacheError>;
 
-    /// Adds `posts` to `reader`'s timeline, trimming it to the cap, and marks it built if
-    /// `built` (a rebuild from the database, which also starts its time to live; a backfill adds
-    /// to what is there).
+    /// Adds `posts` to `reader`'s timeline, trimming it to the cap. With `built`, a rebuild from
+    /// the database (the newest `cap` posts there are): marks it built, and whole if `posts` are
+    /// fewer than the cap, and starts its time to live. Without, a backfill: adds to what is
+    /// there, and the timeline is no longer whole.
     async fn add(&self, reader: UserId, posts: &[PostId], built: bool) -> Result<(), CacheError>;
 
     /// A read of `reader`'s timeline: renews its time to live and answers its first `limit` ids
@@ -89,6 +100,20 @@ pub trait TimelineCache: Send + Sync + 'static {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Option<Slice>, CacheError>;
+
+    /// [`range`](Self::range) of each of `readers`' timelines, in their order: one round trip.
+    async fn range_many(
+        &self,
+        readers: &[UserId],
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Vec<Option<Slice>>, CacheError> {
+        let mut slices = Vec::with_capacity(readers.len());
+        for reader in readers {
+            slices.push(self.range(*reader, below, limit).await?);
+        }
+        Ok(slices)
+    }
 
     /// The oldest id in a built timeline; `None` if it is empty or not built.
     async fn tail(&self, reader: UserId) -> Result<Option<PostId>, CacheError>;
@@ -157,6 +182,8 @@ pub mod conformance {
         a_range_starts_below_the_cursor(cache).await;
         removing_takes_the_post_out(cache).await;
         touching_reads_a_built_timeline_only(cache).await;
+        a_rebuild_below_the_cap_is_whole_until_the_cap_or_a_backfill(cache).await;
+        ranges_of_many_timelines_come_in_their_order(cache).await;
     }
 
     async fn a_timeline_is_not_built_until_rebuilt(cache: &dyn TimelineCache) {
@@ -205,9 +232,69 @@ pub mod conformance {
             slice,
             Some(Slice {
                 ids: posts(&[2]),
-                size: 3
+                size: 3,
+                whole: false,
             })
         );
+    }
+
+    async fn a_rebuild_below_the_cap_is_whole_until_the_cap_or_a_backfill(
+        cache: &dyn TimelineCache,
+    ) {
+        let whole = async |reader| {
+            cache
+                .range(user(reader), None, 10)
+                .await
+                .unwrap()
+                .unwrap()
+                .whole
+        };
+        cache.add(user(7), &posts(&[1]), true).await.unwrap();
+        assert!(
+            whole(7).await,
+            "a rebuild with fewer than the cap holds everything"
+        );
+        cache.insert(&[user(7)], posts(&[2])[0]).await.unwrap();
+        cache.remove(&[user(7)], posts(&[1])[0]).await.unwrap();
+        assert!(whole(7).await, "inserts and removals keep it whole");
+        cache.insert(&[user(7)], posts(&[3])[0]).await.unwrap();
+        cache.insert(&[user(7)], posts(&[4])[0]).await.unwrap();
+        let slice = cache.range(user(7), None, 10).await.unwrap().unwrap();
+        assert_eq!(
+            (slice.ids, slice.whole),
+            (posts(&[4, 3, 2]), false),
+            "at the cap"
+        );
+
+        cache.add(user(8), &posts(&[1, 2, 3]), true).await.unwrap();
+        assert!(
+            !whole(8).await,
+            "a rebuild that filled the cap may have left posts out"
+        );
+
+        cache.add(user(9), &posts(&[5]), true).await.unwrap();
+        cache.add(user(9), &posts(&[6]), false).await.unwrap();
+        assert!(!whole(9).await, "a backfill stops at the tail");
+        cache.add(user(9), &[], true).await.unwrap();
+        let slice = cache.range(user(9), None, 10).await.unwrap().unwrap();
+        assert_eq!((slice.ids, slice.size), (posts(&[6, 5]), 2));
+    }
+
+    async fn ranges_of_many_timelines_come_in_their_order(cache: &dyn TimelineCache) {
+        cache.add(user(10), &posts(&[1, 3]), true).await.unwrap();
+        cache.add(user(12), &posts(&[2]), true).await.unwrap();
+        let below = Some(posts(&[3])[0]);
+
+        let slices = cache
+            .range_many(&[user(12), user(11), user(10)], below, 5)
+            .await
+            .unwrap();
+
+        let ids: Vec<_> = slices
+            .into_iter()
+            .map(|slice| slice.map(|s| s.ids))
+            .collect();
+        assert_eq!(ids, [Some(posts(&[2])), None, Some(posts(&[1]))]);
     }
 
     async fn removing_takes_the_post_out(cache: &dyn TimelineCache) {

@@ -3,14 +3,16 @@
 //!
 //! Each operation is one pipeline, one round trip however many readers a fan-out batch names:
 //! `ZADD`, `PEXPIRE key <ttl> NX` (a timeline the insert made gets the time to live, one that has
-//! it keeps it; Redis 7) then `ZREMRANGEBYRANK key 1 -(cap+1)` per reader, which keeps rank 0 (the `built`
-//! sentinel, score 0) and the `cap` highest ids. In a timeline without the sentinel, which is
-//! rebuilt on its next read anyway, the same command keeps one id more. A Lua script could make
+//! it keeps it; Redis 7) then `ZREMRANGEBYRANK key 1 -(cap+1)` per reader, which keeps rank 0
+//! (the `built` sentinel, score 0) and the `cap` highest ids. A `whole` sentinel (score 0 too,
+//! rank 1) is the first member it removes, which is what ends wholeness at the cap (`mod.rs`). In
+//! a timeline without the `built` sentinel, which is rebuilt on its next read anyway, the same
+//! command keeps one id more. A Lua script could make
 //! insert-and-trim atomic; it need not be, since a reader between the two sees one id too many
 //! for a moment, and a script per batch is harder to read than two commands.
 //!
 //! A rebuild sets the time to live (`PEXPIRE`), and a read renews it in the pipeline that checks
-//! the sentinel and counts the members ([`TimelineCache::touch`]).
+//! the sentinels and counts the members ([`TimelineCache::touch`]).
 //!
 //! The connection is platform's choice for its cache (`platform/src/cache/redis.rs`): one
 //! multiplexed `ConnectionManager` that reconnects by itself, with a response timeout.
@@ -26,6 +28,11 @@ use crate::domain::{PostId, UserId};
 
 /// The member that marks a timeline as built; score 0, below every post id.
 const BUILT: &str = "built";
+
+/// The member that marks a built timeline as whole (`mod.rs`); score 0 too, and after `built`
+/// among equal scores, so it has rank 1: the first member the trim removes, which is what ends
+/// wholeness at the cap.
+const WHOLE: &str = "whole";
 
 #[derive(Clone)]
 pub struct RedisTimelines {
@@ -68,7 +75,7 @@ impl RedisTimelines {
         })
     }
 
-    /// `range`, and with `renew` the renewal of the time to live, in one pipeline: the sentinel,
+    /// `range`, and with `renew` the renewal of the time to live, in one pipeline: the sentinels,
     /// the ids, the size (and `PEXPIRE`).
     async fn slice(
         &self,
@@ -77,11 +84,29 @@ impl RedisTimelines {
         limit: u32,
         renew: bool,
     ) -> Result<Option<Slice>, CacheError> {
-        let key = self.key(reader);
         let mut pipe = redis::pipe();
+        self.queue_slice(&mut pipe, reader, below, limit, renew);
+        let (built, whole, members, size): SliceReply =
+            pipe.query_async(&mut self.connection.clone()).await?;
+        Ok(slice(built, whole, members, size))
+    }
+
+    /// Queues on `pipe` the commands of [`slice`](Self::slice), which answer a [`SliceReply`].
+    fn queue_slice(
+        &self,
+        pipe: &mut redis::Pipeline,
+        reader: UserId,
+        below: Option<PostId>,
+        limit: u32,
+        renew: bool,
+    ) {
+        let key = self.key(reader);
         pipe.cmd("ZSCORE")
             .arg(&key)
             .arg(BUILT)
+            .cmd("ZSCORE")
+            .arg(&key)
+            .arg(WHOLE)
             .cmd("ZREVRANGEBYSCORE")
             .arg(&key)
             .arg(upper(below))
@@ -95,12 +120,6 @@ impl RedisTimelines {
         if renew {
             pipe.cmd("PEXPIRE").arg(&key).arg(self.ttl_ms).ignore();
         }
-        let (built, members, size): (Option<f64>, Vec<(String, f64)>, usize) =
-            pipe.query_async(&mut self.connection.clone()).await?;
-        Ok(built.map(|_| Slice {
-            ids: ids(members),
-            size: size.saturating_sub(1),
-        }))
     }
 
     fn key(&self, reader: UserId) -> String {
@@ -115,6 +134,25 @@ impl RedisTimelines {
             .arg(-(self.cap as i64) - 1)
             .ignore();
     }
+}
+
+/// What the commands of [`RedisTimelines::queue_slice`] answer: the sentinels' scores, the
+/// members with theirs, the size with the sentinels.
+type SliceReply = (Option<f64>, Option<f64>, Vec<(String, f64)>, usize);
+
+/// The slice a [`SliceReply`] describes, `None` if the timeline is not built.
+fn slice(
+    built: Option<f64>,
+    whole: Option<f64>,
+    members: Vec<(String, f64)>,
+    size: usize,
+) -> Option<Slice> {
+    let sentinels = 1 + usize::from(whole.is_some());
+    built.map(|_| Slice {
+        ids: ids(members),
+        size: size.saturating_sub(sentinels),
+        whole: whole.is_some(),
+    })
 }
 
 /// A score bound strictly below `below`, or the top.
@@ -170,24 +208,30 @@ impl TimelineCache for RedisTimelines {
     }
 
     async fn add(&self, reader: UserId, posts: &[PostId], built: bool) -> Result<(), CacheError> {
-        if posts.is_empty() && !built {
-            return Ok(());
-        }
         let key = self.key(reader);
-        let mut zadd = redis::cmd("ZADD");
-        zadd.arg(&key);
-        if built {
-            zadd.arg(0).arg(BUILT);
-        }
-        for post in posts {
-            zadd.arg(post.get()).arg(post.get());
-        }
         let mut pipe = redis::pipe();
-        pipe.add_command(zadd).ignore();
-        if built {
-            pipe.cmd("PEXPIRE").arg(&key).arg(self.ttl_ms).ignore();
+        if !built {
+            // A backfill: the author's posts below the tail are not here.
+            pipe.cmd("ZREM").arg(&key).arg(WHOLE).ignore();
         }
-        self.trim(&mut pipe, &key);
+        if built || !posts.is_empty() {
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(&key);
+            if built {
+                zadd.arg(0).arg(BUILT);
+                if posts.len() < self.cap {
+                    zadd.arg(0).arg(WHOLE);
+                }
+            }
+            for post in posts {
+                zadd.arg(post.get()).arg(post.get());
+            }
+            pipe.add_command(zadd).ignore();
+            if built {
+                pipe.cmd("PEXPIRE").arg(&key).arg(self.ttl_ms).ignore();
+            }
+            self.trim(&mut pipe, &key);
+        }
         let () = pipe.query_async(&mut self.connection.clone()).await?;
         Ok(())
     }
@@ -223,6 +267,32 @@ impl TimelineCache for RedisTimelines {
         limit: u32,
     ) -> Result<Option<Slice>, CacheError> {
         self.slice(reader, below, limit, false).await
+    }
+
+    async fn range_many(
+        &self,
+        readers: &[UserId],
+        below: Option<PostId>,
+        limit: u32,
+    ) -> Result<Vec<Option<Slice>>, CacheError> {
+        if readers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for reader in readers {
+            self.queue_slice(&mut pipe, *reader, below, limit, false);
+        }
+        // One reply per command, four per timeline.
+        let replies: Vec<redis::Value> = pipe.query_async(&mut self.connection.clone()).await?;
+        replies
+            .chunks(4)
+            .map(|reply| {
+                let (built, whole, members, size): SliceReply =
+                    redis::FromRedisValue::from_redis_value(redis::Value::Array(reply.to_vec()))
+                        .map_err(redis::RedisError::from)?;
+                Ok(slice(built, whole, members, size))
+            })
+            .collect()
     }
 
     async fn tail(&self, reader: UserId) -> Result<Option<PostId>, CacheError> {
@@ -319,7 +389,8 @@ mod tests {
             cache.touch(user(1), None, 10).await.unwrap(),
             Some(Slice {
                 ids: vec![post(1)],
-                size: 1
+                size: 1,
+                whole: true,
             })
         );
 
