@@ -17,9 +17,11 @@
 //!   (`src/store/*.rs`, `insert_post` and `delete_post`).
 //! - **Keyed by author**, so one author's events stay in order: a delete never overtakes the
 //!   post it deletes.
-//! - **Commit after handling, retry without skipping.** A worker commits an event's offset only
-//!   after every batch is written, and retries a failure on the same event with a growing pause.
-//!   A crash replays the event: at-least-once. That is safe because every write it makes is
+//! - **Commit after handling, retry without skipping** (the platform's consumer loop,
+//!   `platform/src/topic/consume.rs`, which the notifier's stages run too). A worker takes the
+//!   events that have arrived, up to [`EVENTS_PER_BATCH`], handles them in order, and commits them
+//!   only after every timeline write is made; a failure is retried on the same events with a
+//!   growing pause. A crash replays them: at-least-once. That is safe because every write it makes is
 //!   idempotent (`ZADD` of a member already there, `ZREM` of one already gone), so no
 //!   deduplication table is needed; the events' ids are not even read.
 //! - **Batches of followers**, keyset-paginated from the `follows_by_followee` index, each
@@ -32,13 +34,8 @@
 //!
 //! Metrics: `feed_fanout_lag_seconds` (post created to its last insert), `feed_fanout_inserts_total`,
 //! `feed_fanout_events_total{event, outcome}`. The same counts are in [`FanoutStats`], for tests.
-//!
-//! The consumer loop is a smaller copy of the notifier's (`notifier/src/pipeline/consume.rs`):
-//! systems do not import each other, and the loop belongs in platform once a third system needs
-//! it.
 
 use std::{
-    panic::AssertUnwindSafe,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -47,13 +44,15 @@ use std::{
 };
 
 use anyhow::Context as _;
-use futures::FutureExt;
 use platform::{
     clock::Clock,
     db::Database,
     outbox::{OutboxEvent, Relay},
     shutdown::CancellationToken,
-    topic::{Consumer, Delivery, Topics},
+    topic::{
+        Consumer, Delivery, Topics,
+        consume::{self, Handled},
+    },
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -66,8 +65,8 @@ use crate::{
     timeline::{Strategy, TimelineSettings, cache::TimelineCache, celebrities::Celebrities},
 };
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Post events a worker takes at once: handled one after another, committed together.
+pub const EVENTS_PER_BATCH: usize = 32;
 
 /// The message on the posts topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,7 +135,8 @@ pub struct PostEvents {
 /// Counts of what the workers did since start-up: the metrics' numbers, readable in process.
 #[derive(Debug, Default)]
 pub struct FanoutStats {
-    /// Events handled (committed), duplicates and skipped ones included.
+    /// Events handled (every timeline write made; the commit follows), duplicates and skipped
+    /// ones included.
     pub events: AtomicU64,
     /// Timeline inserts made.
     pub inserts: AtomicU64,
@@ -229,57 +229,23 @@ impl Drop for Fanout {
     }
 }
 
-/// One worker: receive, handle (retrying until it succeeds), commit.
+/// One worker: receive a batch of events, handle them in order (retrying until that succeeds),
+/// commit them.
 async fn run(context: Arc<Context>, consumer: Box<dyn Consumer>, stop: CancellationToken) {
-    loop {
-        let delivery = tokio::select! {
-            _ = stop.cancelled() => return,
-            received = consumer.recv() => match received {
-                Ok(delivery) => delivery,
-                Err(err) => {
-                    tracing::warn!(error = %platform::problem::error_chain(&err), "receiving a post event failed");
-                    if pause(&stop, FIRST_BACKOFF).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-            },
-        };
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let handled = AssertUnwindSafe(handle(&context, &delivery))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the handler panicked")));
-            match handled {
-                Ok(()) => break,
-                Err(err) => {
-                    metrics::counter!("feed_fanout_errors_total").increment(1);
-                    tracing::warn!(
-                        partition = delivery.partition, offset = delivery.offset,
-                        error = %platform::problem::error_chain(&*err),
-                        "fanning out a post event failed; trying it again"
-                    );
-                    if pause(&stop, backoff).await.is_err() {
-                        return;
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+    consume::run("feed.fanout", consumer, EVENTS_PER_BATCH, stop, |batch| {
+        let context = context.clone();
+        async move {
+            for delivery in &batch {
+                handle(&context, delivery).await?;
             }
+            context
+                .stats
+                .events
+                .fetch_add(batch.len() as u64, Ordering::SeqCst);
+            Ok(vec![Handled::Done; batch.len()])
         }
-        // A failed commit replays the event, which changes nothing the second time.
-        if let Err(err) = consumer.commit(&delivery).await {
-            tracing::warn!(error = %platform::problem::error_chain(&err), "committing a post event failed");
-        }
-        context.stats.events.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-async fn pause(stop: &CancellationToken, duration: Duration) -> Result<(), ()> {
-    tokio::select! {
-        _ = stop.cancelled() => Err(()),
-        _ = tokio::time::sleep(duration) => Ok(()),
-    }
+    })
+    .await;
 }
 
 /// Applies one event to every timeline it touches.

@@ -3,7 +3,7 @@
 //! else done with them.
 //!
 //! The consumer is one member of one group, and it commits as the pipeline's stages do
-//! (`pipeline/consume.rs`): it takes the records that have arrived, up to the pipeline's batch
+//! (`platform::topic::consume`): it takes the records that have arrived, up to the pipeline's batch
 //! size (`NOTIFIER_BATCH_SIZE`), without waiting for more, and commits them with one synchronous
 //! commit before taking the next ones ([`Commit::EachBatch`], the ceiling the ratio is taken
 //! against). Holding the commit discipline equal keeps the gap to what the pipeline's own work

@@ -14,7 +14,7 @@
 //!   way. Turning those events on costs a few microseconds per statement, so it is used only when
 //!   asked for (`BENCH_COUNT_STATEMENTS=1`).
 //!
-//! The rejected alternative was timing inside the pipeline (metrics in `consume.rs`): it would
+//! The rejected alternative was timing inside the pipeline (metrics in `platform::topic::consume`): it would
 //! answer the same question, but would put benchmark code on the production path for good.
 
 use std::{

@@ -31,7 +31,7 @@
 //!   polling long enough for Kafka to expel it from its group. Instead the failed job goes to the
 //!   next retry topic with a due time, its offset is committed, and the worker moves on. The retry
 //!   topic's consumer pauses a partition whose head is not due yet and resumes it when it is
-//!   ([`consume`]); other partitions, and the main topic, keep moving. Each retry topic has one
+//!   ([`platform::topic::consume`]); other partitions, and the main topic, keep moving. Each retry topic has one
 //!   fixed delay, so a partition's jobs come due in the order they sit in it. This is Uber's
 //!   "reliable reprocessing" design.
 //! - **Dead letters**: a permanent failure (a 4xx other than 408 and 429, an invalid address) or
@@ -48,13 +48,12 @@
 //!    answered, not delivered, the second time.
 //!
 //! # Layout
-//! - [`consume`]: the consumer loop every stage shares: batches, commit after handling, pause
-//!   until due, back off on errors without skipping.
+//! - The consumer loop every stage runs is [`platform::topic::consume`]: batches, commit after
+//!   handling, pause until due, back off on errors without skipping.
 //! - [`router`]: the intake topic's consumer.
 //! - [`worker`]: the channel and retry topics' consumers, and the retry and dead-letter decisions.
 //! - [`receipts`]: the `payments.events` consumer that sends payment receipts.
 
-mod consume;
 pub mod receipts;
 pub mod router;
 pub mod worker;

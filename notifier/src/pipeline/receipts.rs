@@ -16,12 +16,15 @@ use std::sync::Arc;
 
 use platform::{
     shutdown::CancellationToken,
-    topic::{Consumer, Delivery},
+    topic::{
+        Consumer, Delivery,
+        consume::{self, Handled},
+    },
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{consume::Handled, router::poison};
+use super::router::poison;
 use crate::{
     domain::{NotificationBody, Priority},
     error::NotifierError,
@@ -55,7 +58,7 @@ pub async fn run(
     batch_size: usize,
     stop: CancellationToken,
 ) {
-    super::consume::run("receipts", consumer, batch_size, stop, |batch| {
+    consume::run("receipts", consumer, batch_size, stop, |batch| {
         let notifier = notifier.clone();
         async move {
             let mut handled = Vec::with_capacity(batch.len());

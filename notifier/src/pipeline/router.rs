@@ -20,11 +20,14 @@ use std::{collections::HashMap, sync::Arc};
 use anyhow::Context as _;
 use platform::{
     shutdown::CancellationToken,
-    topic::{Consumer, Delivery, Message},
+    topic::{
+        Consumer, Delivery, Message,
+        consume::{self, Handled},
+    },
 };
 use uuid::Uuid;
 
-use super::{Context, Intake, Job, consume::Handled};
+use super::{Context, Intake, Job};
 use crate::{
     domain::{Channel, DeliveryStatus, Priority, Route, route},
     store::{Decision, Work},
@@ -32,7 +35,7 @@ use crate::{
 
 pub async fn run(context: Arc<Context>, consumer: Box<dyn Consumer>, stop: CancellationToken) {
     let batch_size = context.settings.batch_size;
-    super::consume::run("router", consumer, batch_size, stop, |batch| {
+    consume::run("router", consumer, batch_size, stop, |batch| {
         let context = context.clone();
         async move { handle(&context, &batch).await }
     })

@@ -30,13 +30,16 @@ use futures::future::join_all;
 use platform::{
     db::unix_millis,
     shutdown::CancellationToken,
-    topic::{Consumer, Delivery, Message},
+    topic::{
+        Consumer, Delivery, Message,
+        consume::{self, Handled},
+    },
 };
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Context, Job, consume::Handled, event_type, outbox_event, router::poison};
+use super::{Context, Job, event_type, outbox_event, router::poison};
 use crate::{
     domain::Channel,
     providers::DeliveryError,
@@ -51,7 +54,7 @@ pub async fn run(
 ) {
     let stage = format!("worker.{channel}");
     let batch_size = context.settings.batch_size;
-    super::consume::run(&stage, consumer, batch_size, stop, |batch| {
+    consume::run(&stage, consumer, batch_size, stop, |batch| {
         let context = context.clone();
         async move { handle(&context, channel, &batch).await }
     })

@@ -48,7 +48,10 @@
 //!   SQLite file and read back from it on start-up.
 //! - [`KafkaTopics`] (`kafka.rs`): rdkafka, with an idempotent producer and manual commits.
 //! - `conformance` (tests): the behaviour all must share, run against each of them.
+//! - [`consume`]: the loop a system's consumers run on any of them: batches, commit after
+//!   handling, pause until due, retry a failed handler without skipping.
 
+pub mod consume;
 mod kafka;
 mod memory;
 mod sqlite;

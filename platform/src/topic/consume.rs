@@ -1,31 +1,32 @@
-//! The consumer loop every stage runs: receive a batch, handle it, commit; pause what is not due;
-//! never skip a record because handling it failed.
+//! The consumer loop every system's consumers run: receive a batch, handle it, commit; pause what
+//! is not due; never skip a record because handling it failed. The notifier's stages
+//! (`notifier/src/pipeline`) and the feed's fan-out workers (`feed-service/src/fanout.rs`) run it.
 //!
-//! - **Batches.** The loop takes the records that are already here (up to the stage's batch size,
-//!   `NOTIFIER_BATCH_SIZE`; at least one, and never waiting for more) and hands them to the
-//!   handler together, so that a stage pays its database queries, its publish and its commit once
-//!   per batch rather than once per record. A lone record is handled at once; under load, batches
-//!   grow by themselves. The batch may hold several partitions; each partition's records are in
-//!   order, and the handlers keep a key's records in that order.
+//! - **Batches.** The loop takes the records that are already here (up to the caller's batch size;
+//!   at least one, and never waiting for more) and hands them to the handler together, so that a
+//!   handler pays its database queries, its publish and its commit once per batch rather than once
+//!   per record. A lone record is handled at once; under load, batches grow by themselves. The
+//!   batch may hold several partitions; each partition's records are in order, and the handlers
+//!   keep a key's records in that order.
 //! - **Commit after handling.** The offsets are committed once the handler returns, that is once
-//!   every outcome in the batch is in the database: one commit for the batch, covering the last
-//!   record of each partition. A crash before that replays the batch (at-least-once), and the
-//!   handlers are written to make a replay harmless.
-//! - **Not due yet: pause, do not sleep.** A retry job that is not due pauses its partition
-//!   (`Consumer::pause` rewinds it to that job) and a timer resumes it at the due time, while the
-//!   loop keeps receiving from the other partitions. The records of that partition before the job
-//!   are committed; those after it come again after the resume, and the handler must leave them
-//!   alone (it answers [`Handled::NotDue`] for them too). Sleeping here instead would stall every
-//!   partition this consumer holds, and with Kafka, a consumer that stops polling for five minutes
-//!   is expelled from its group.
+//!   every outcome in the batch is stored: one commit for the batch, covering the last record of
+//!   each partition. A crash before that replays the batch (at-least-once), and the handlers are
+//!   written to make a replay harmless.
+//! - **Not due yet: pause, do not sleep.** A record that is not due (a retry job, say) pauses its
+//!   partition ([`Consumer::pause`] rewinds it to that record) and a timer resumes it at the due
+//!   time, while the loop keeps receiving from the other partitions. The records of that partition
+//!   before it are committed; those after it come again after the resume, and the handler must
+//!   leave them alone (it answers [`Handled::NotDue`] for them too). Sleeping here instead would
+//!   stall every partition this consumer holds, and with Kafka, a consumer that stops polling for
+//!   five minutes is expelled from its group.
 //! - **A failed handler is retried, not skipped.** An error (the database is down, the broker
 //!   refused a publish), or a panic, is retried on the same batch with a growing pause, because
 //!   the records behind it in the partition must not overtake it and a committed record is gone.
 //!   The handlers' work is idempotent, so what the failed try did finish is harmless to do again.
-//!   A panic is a bug; it stalls the consumer, loudly (`notifier_stage_errors_total` and an error
-//!   log per try), rather than killing the stage, which would hand the records to the next member
-//!   to panic on in turn. Messages that can never succeed are not errors: the handlers turn them
-//!   into outcomes (a dead letter, a logged poison message).
+//!   A panic is a bug; it stalls the consumer, loudly (`topic_handler_errors_total{consumer}` and
+//!   an error log per try), rather than killing it, which would hand the records to the next
+//!   member to panic on in turn. Messages that can never succeed are not errors: the handlers turn
+//!   them into outcomes (a dead letter, a logged poison message).
 //! - **A failed pause is retried before anything else is received**: carrying on would receive
 //!   the records behind the unpaused one and could commit past it. A failed resume is retried
 //!   a second later.
@@ -33,10 +34,9 @@
 use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, time::Duration};
 
 use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
-use platform::{
-    shutdown::CancellationToken,
-    topic::{Consumer, Delivery},
-};
+
+use super::{Consumer, Delivery};
+use crate::{problem::error_chain, shutdown::CancellationToken};
 
 /// What a handler did with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +54,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const RESUME_RETRY: Duration = Duration::from_secs(1);
 
 /// Runs `handle` on every batch of at most `batch_size` records `consumer` receives, until
-/// `stop`. The handler answers for each record of the batch, in the batch's order.
+/// `stop`. The handler answers for each record of the batch, in the batch's order. `name` labels
+/// the consumer in logs and metrics.
 pub async fn run<F, Fut>(
-    stage: &str,
+    name: &str,
     consumer: Box<dyn Consumer>,
     batch_size: usize,
     stop: CancellationToken,
@@ -71,7 +72,7 @@ pub async fn run<F, Fut>(
             _ = stop.cancelled() => return,
             Some((topic, partition)) = resumes.next(), if !resumes.is_empty() => {
                 if let Err(err) = consumer.resume(&topic, partition).await {
-                    tracing::warn!(stage, %topic, partition, error = %platform::problem::error_chain(&err), "resuming a partition failed; trying again in a second");
+                    tracing::warn!(consumer = name, %topic, partition, error = %error_chain(&err), "resuming a partition failed; trying again in a second");
                     resumes.push(resume_after(RESUME_RETRY, topic, partition));
                 }
                 continue;
@@ -80,7 +81,7 @@ pub async fn run<F, Fut>(
                 Ok(batch) => batch,
                 Err(err) => {
                     // Kafka reports a lost broker connection here and reconnects by itself.
-                    tracing::warn!(stage, error = %platform::problem::error_chain(&err), "receiving failed");
+                    tracing::warn!(consumer = name, error = %error_chain(&err), "receiving failed");
                     if pause(&stop, FIRST_BACKOFF).await.is_err() {
                         return;
                     }
@@ -107,13 +108,13 @@ pub async fn run<F, Fut>(
             match handled {
                 Ok(handled) => break handled,
                 Err(err) => {
-                    metrics::counter!("notifier_stage_errors_total", "stage" => stage.to_owned())
+                    metrics::counter!("topic_handler_errors_total", "consumer" => name.to_owned())
                         .increment(1);
                     let first = &batch[0];
                     tracing::warn!(
-                        stage, records = batch.len(), topic = %first.topic,
+                        consumer = name, records = batch.len(), topic = %first.topic,
                         partition = first.partition, offset = first.offset,
-                        error = %platform::problem::error_chain(&*err),
+                        error = %error_chain(&*err),
                         "handling a batch failed; trying it again"
                     );
                     if pause(&stop, backoff).await.is_err() {
@@ -128,12 +129,12 @@ pub async fn run<F, Fut>(
         // A commit that fails leaves the records to be received again (by this consumer after a
         // rebalance, or by the next one): duplicates, which the handlers absorb.
         if let Err(err) = consumer.commit_batch(&done).await {
-            tracing::warn!(stage, error = %platform::problem::error_chain(&err), "committing failed");
+            tracing::warn!(consumer = name, error = %error_chain(&err), "committing failed");
         }
         for (delivery, wait) in not_due {
             let mut backoff = FIRST_BACKOFF;
             while let Err(err) = consumer.pause(delivery).await {
-                tracing::warn!(stage, error = %platform::problem::error_chain(&err), "pausing a partition failed; trying again");
+                tracing::warn!(consumer = name, error = %error_chain(&err), "pausing a partition failed; trying again");
                 if pause(&stop, backoff).await.is_err() {
                     return;
                 }
