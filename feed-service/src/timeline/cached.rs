@@ -239,9 +239,31 @@ impl Timelines for Cached {
             let ran_out = ids.len() < want as usize;
             from = ids.last().copied().or(from);
             let timeline: HashSet<PostId> = ids.iter().copied().collect();
+            let mut celebrity: Vec<PostId> = celebrity_ids
+                .drain(..)
+                .filter(|id| !timeline.contains(id))
+                .collect();
+            // A full slice bounds the page: a celebrity's post older than the `want`-th newest
+            // id on offer cannot make it, unless an id above it turns out to be gone (a post
+            // deleted since it was cached). Those are hydrated only then, so a read hydrates
+            // about a page rather than every followed celebrity's page.
+            let spare = match ran_out {
+                true => Vec::new(),
+                false => older_than_page(&ids, &mut celebrity, want as usize),
+            };
             let mut wanted = ids;
-            wanted.extend(celebrity_ids.drain(..).filter(|id| !timeline.contains(id)));
-            for post in self.posts.hydrate(&wanted).await? {
+            wanted.extend(celebrity);
+            let mut hydrated = self.posts.hydrate(&wanted).await?;
+            if let Some(&oldest_spare) = spare.first()
+                && hydrated
+                    .iter()
+                    .filter(|post| post.id > oldest_spare)
+                    .count()
+                    < want as usize
+            {
+                hydrated.extend(self.posts.hydrate(&spare).await?);
+            }
+            for post in hydrated {
                 from_timeline += u32::from(timeline.contains(&post.id));
                 posts.push(post);
             }
@@ -332,4 +354,25 @@ impl Timelines for Cached {
         }
         Ok(())
     }
+}
+
+/// Takes out of `celebrity` the ids older than the `want`-th newest of it and `timeline` together,
+/// which a page of `want` cannot reach while the ids above them are live; returns them newest
+/// first.
+fn older_than_page(timeline: &[PostId], celebrity: &mut Vec<PostId>, want: usize) -> Vec<PostId> {
+    let mut offered: Vec<PostId> = timeline.iter().chain(celebrity.iter()).copied().collect();
+    if want == 0 || offered.len() <= want {
+        return Vec::new();
+    }
+    let (_, &mut cutoff, _) = offered.select_nth_unstable_by(want - 1, |a, b| b.cmp(a));
+    let mut spare = Vec::new();
+    celebrity.retain(|&id| {
+        let reachable = id >= cutoff;
+        if !reachable {
+            spare.push(id);
+        }
+        reachable
+    });
+    spare.sort_unstable_by(|a, b| b.cmp(a));
+    spare
 }

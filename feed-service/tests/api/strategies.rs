@@ -320,6 +320,52 @@ async fn a_cached_read_needs_no_database(strategy: Strategy) {
     assert_eq!(app.page(&ada, "").await, warm);
 }
 
+under!(stale_ids_in_a_timeline_do_not_cost_a_celebrity_post_its_place: hybrid);
+/// A read hydrates only the celebrities' posts a full timeline slice leaves room for, and the
+/// rest only if ids above them turn out to be gone. Here the two newest ids in the reader's
+/// timeline name no post (as posts deleted since they were cached would), so the celebrity's
+/// post, below the slice the read takes, belongs on the page. (A page of 3 takes a slice of 4:
+/// the service asks for one more post than the page to know whether another page follows.)
+async fn stale_ids_in_a_timeline_do_not_cost_a_celebrity_post_its_place(strategy: Strategy) {
+    let app = TestApp::spawn_with(|settings| {
+        settings.strategy = strategy;
+        settings.timelines.celebrity_threshold = 1;
+    })
+    .await;
+    let ada = reader(&app, "ada").await;
+    let (bob, star, grace) = (
+        app.user("bob").await,
+        app.user("star").await,
+        app.user("grace").await,
+    );
+    app.follow(&ada, &star).await;
+    app.follow(&bob, &star).await;
+    app.follow(&ada, &grace).await;
+    let first = app.post(&grace, "first").await;
+    let celebrity = app.post(&star, "by a celebrity").await;
+    let second = app.post(&grace, "second").await;
+    let third = app.post(&grace, "third").await;
+    app.until_timeline(&ada, |ids| ids.len() == 3).await;
+    let gone = [
+        feed_service::domain::MAX_ID,
+        feed_service::domain::MAX_ID - 1,
+    ];
+    for id in gone {
+        app.app
+            .timelines()
+            .insert(&[UserId::parse(&ada.id).unwrap()], PostId::new(id).unwrap())
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.timeline(&ada).await.unwrap().len(), 5);
+
+    assert_eq!(
+        app.page(&ada, "?limit=3").await.0,
+        [third, second, celebrity],
+        "not {first}, which is older than the celebrity's post"
+    );
+}
+
 under!(a_follow_or_a_crossing_of_the_threshold_reaches_the_next_read: hybrid);
 /// The celebrities a reader follows are cached, and each change reaches the reader's next read:
 /// their own follow of a celebrity, and an author they follow becoming one. A page of one makes
