@@ -18,7 +18,10 @@
 #   3. ROUNDS rounds of: k6 SCENARIO=reads, RATE (1,000) first pages of LIMIT (20) a second for
 #      READ_SECONDS, by the manifest's 1,000 sampled users, whose timelines k6 builds before the
 #      clock starts (feed_read_ms p50/p99, and the bucket of the service's
-#      http_request_duration_seconds that holds its p99); k6 SCENARIO=posts, POST_VUS posters in a closed loop
+#      http_request_duration_seconds that holds its p99), right after the same reads of the
+#      ceiling (feed-service/examples/read_ceiling.rs: a bare handler answering every feed read
+#      with the bytes of a page this service served, so its p99 is the tail k6 and the machine
+#      add to any read, which the service's cannot beat); k6 SCENARIO=posts, POST_VUS posters in a closed loop
 #      for POST_SECONDS (posts a second), then the fan-out drained, and the service's metrics
 #      read before and after (/metrics: feed_posts_published_total, feed_fanout_inserts_total,
 #      feed_fanout_events_total): fan-out writes per post; and the top celebrity posting once,
@@ -54,6 +57,7 @@ PG_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS=${REDIS_URL:-redis://127.0.0.1:6379}
 BROKERS=${KAFKA_BROKERS:-127.0.0.1:9092}
 ADDR=127.0.0.1:18400
+CEILING_ADDR=127.0.0.1:18401
 # Every strategy's graph is the same rows: the same seed at the same moment.
 AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
@@ -67,12 +71,13 @@ else
   SERVER_CORE=() LOAD_CORE=()
 fi
 
-cargo build --release -q --locked -p feed-service --bins
+cargo build --release -q --locked -p feed-service --bins --examples
 
 work=$(mktemp -d)
-SERVER="" TANSU_PID=""
+SERVER="" CEILING="" TANSU_PID=""
 cleanup() {
   if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+  if [ -n "$CEILING" ]; then kill "$CEILING" 2>/dev/null || true; wait "$CEILING" 2>/dev/null || true; fi
   if [ -n "$TANSU_PID" ]; then kill "$TANSU_PID" 2>/dev/null || true; fi
   rm -rf "$work"
 }
@@ -171,11 +176,11 @@ drain() {
   return 1
 }
 
-k6run() { # scenario, summary file, then extra k6 arguments
+k6run() { # scenario, summary file, then extra k6 arguments; against TARGET (default the service)
   local scenario=$1 summary=$2
   shift 2
   "${LOAD_CORE[@]}" k6 run -q --no-color --summary-export "$summary" -e SCENARIO="$scenario" \
-    -e BASE_URL="http://$ADDR" -e SEED_FILE="$work/data/feed-seed.json" -e LIMIT="$LIMIT" "$@" \
+    -e BASE_URL="http://${TARGET:-$ADDR}" -e SEED_FILE="$work/data/feed-seed.json" -e LIMIT="$LIMIT" "$@" \
     loadtests/feed-service.js >"$work/k6.log" 2>&1 || { cat "$work/k6.log" >&2; echo "k6 $scenario failed its thresholds" >&2; return 1; }
 }
 
@@ -204,9 +209,29 @@ start_service() { # set strategy
 }
 
 stop_service() {
-  kill "$SERVER"
-  wait "$SERVER" 2>/dev/null || true
-  SERVER=""
+  kill "$SERVER" "$CEILING"
+  wait "$SERVER" "$CEILING" 2>/dev/null || true
+  SERVER="" CEILING=""
+}
+
+# The ceiling, answering every feed read with a first page the service just served to the first
+# sampled user (so the same size and shape as the pages measured).
+start_ceiling() {
+  local user
+  user=$(python3 -c '
+import json, sys
+user = json.load(open(sys.argv[1]))["sample"][0]
+print(user["id"], user["token"])
+' "$work/data/feed-seed.json")
+  curl -sf -H "authorization: Bearer ${user#* }" "http://$ADDR/v1/users/${user%% *}/feed?limit=$LIMIT" >"$work/page.json"
+  "${SERVER_CORE[@]}" target/release/examples/read_ceiling "$CEILING_ADDR" "$work/page.json" &
+  CEILING=$!
+  for _ in $(seq 1 50); do
+    curl -sf "http://$CEILING_ADDR/healthz" >/dev/null && return 0
+    sleep 0.2
+  done
+  echo "the ceiling did not start" >&2
+  exit 1
 }
 
 results="$work/results"
@@ -236,6 +261,10 @@ for set in $BACKENDS; do
       # The warm-up reads (the first round's rebuild every sampled timeline) go in before the
       # server's histogram is read, so it holds the measured reads only.
       k6run reads "$work/warm.json" -e RATE=1 -e DURATION=1s
+      [ -n "$CEILING" ] || start_ceiling
+      TARGET=$CEILING_ADDR k6run reads "$work/ceiling.json" -e RATE="$RATE" -e DURATION="${READ_SECONDS}s" -e WARM=0
+      ceiling_p50=$(summary "$work/ceiling.json" feed_read_ms med)
+      ceiling_p99=$(summary "$work/ceiling.json" feed_read_ms 'p(99)')
       buckets http_request_duration_seconds 'route="/v1/users/{id}/feed"' >"$work/server.before"
       k6run reads "$work/reads.json" -e RATE="$RATE" -e DURATION="${READ_SECONDS}s" -e WARM=0
       buckets http_request_duration_seconds 'route="/v1/users/{id}/feed"' >"$work/server.after"
@@ -262,7 +291,7 @@ lag = $(metric feed_fanout_lag_seconds_sum) - $lag_sum
 events = $(metric feed_fanout_lag_seconds_count) - $lag_count
 print(f'{lag * 1000:.0f}' if events else '-')")
       star_seen=$(summary "$work/celebrity.json" celebrity_post_visible_ms max)
-      echo "result set=$set strategy=$strategy round=$round seed_s=$seed_seconds p50_ms=$p50 p99_ms=$p99 server_p99_ms=$server_p99 reads_per_s=$achieved dropped=$dropped posts_per_s=$posts_per_s writes_per_post=$writes star_writes=$star_writes star_lag_ms=$star_lag star_seen_ms=$star_seen" |
+      echo "result set=$set strategy=$strategy round=$round seed_s=$seed_seconds p50_ms=$p50 p99_ms=$p99 ceiling_p50_ms=$ceiling_p50 ceiling_p99_ms=$ceiling_p99 server_p99_ms=$server_p99 reads_per_s=$achieved dropped=$dropped posts_per_s=$posts_per_s writes_per_post=$writes star_writes=$star_writes star_lag_ms=$star_lag star_seen_ms=$star_seen" |
         tee -a "$results" >&2
     done
 
@@ -311,20 +340,24 @@ def ms(value, digits=1):
     return "-" if value is None else f"{value:.{digits}f} ms"
 
 print()
-print(f"| backends | strategy | seed | read p50 | read p99 | server p99 ≤ | reads/s (of {rate}) | posts/s ({vus} posters) "
+print(f"| backends | strategy | seed | read p50 | read p99 | ceiling p50 / p99 | read p99 / ceiling p99 | server p99 ≤ "
+      f"| reads/s (of {rate}) | posts/s ({vus} posters) "
       f"| fan-out writes per post | post in all followers' timelines (at {paced_rate}/s: mean, p99 ≤) "
       "| celebrity post: writes | celebrity post: in every timeline | celebrity post: seen by the polled followers |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (backend, strategy), rows in rounds.items():
     p = paced.get((backend, strategy), {})
     lag = "at once (no fan-out)" if strategy == "pull" else f"{p.get('mean_lag_ms', '-')} ms, {p.get('p99_bucket_ms', '-')} ms"
     star_lag = median(rows, "star_lag_ms")
     star_in_all = "at once (no fan-out)" if star_lag is None else ms(star_lag, 0)
     print(f"| {labels.get(backend, backend)} | {strategy} | {median(rows, 'seed_s'):.1f} s "
-          f"| {ms(median(rows, 'p50_ms'), 2)} | **{ms(median(rows, 'p99_ms'), 2)}** | {ms(median(rows, 'server_p99_ms'), 2)} "
+          f"| {ms(median(rows, 'p50_ms'), 2)} | **{ms(median(rows, 'p99_ms'), 2)}** "
+          f"| {ms(median(rows, 'ceiling_p50_ms'), 2)} / {ms(median(rows, 'ceiling_p99_ms'), 2)} "
+          f"| {median(rows, 'p99_ms') / median(rows, 'ceiling_p99_ms'):.1f}x | {ms(median(rows, 'server_p99_ms'), 2)} "
           f"| {median(rows, 'reads_per_s'):.0f} "
           f"| {median(rows, 'posts_per_s'):.0f} | {median(rows, 'writes_per_post'):.1f} | {lag} "
           f"| **{median(rows, 'star_writes'):.0f}** | {star_in_all} | {ms(median(rows, 'star_seen_ms'), 0)} |")
 print()
-print(f"Medians of the rounds; reads: first pages of {limit} by 1,000 sampled users whose timelines were built first.")
+print(f"Medians of the rounds; reads: first pages of {limit} by 1,000 sampled users whose timelines were built first;")
+print("the ceiling: the same reads, in the same round, of a bare handler answering a page the service served.")
 EOF
