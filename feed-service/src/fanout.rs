@@ -31,6 +31,10 @@
 //!   timeline is rebuilt on their next read instead (`src/timeline/cached.rs`). In hybrid,
 //!   celebrities (more than `FEED_CELEBRITY_THRESHOLD` followers): their posts are merged in at
 //!   read time, so a post by an author with 100,000 followers costs no timeline writes at all.
+//! - **A celebrity no longer.** When an unfollow takes an author back down to the threshold, the
+//!   posts they made as a celebrity are in no timeline and no longer merged in: its
+//!   `author.demoted` event makes the workers drop the timelines of the author and their active
+//!   followers, which their next reads rebuild from the database.
 //!
 //! Metrics: `feed_fanout_lag_seconds` (post created to its last insert), `feed_fanout_inserts_total`,
 //! `feed_fanout_events_total{event, outcome}`. The same counts are in [`FanoutStats`], for tests.
@@ -81,6 +85,12 @@ pub enum PostEvent {
         post: u64,
         author: u64,
     },
+    /// Under hybrid, an unfollow took `author` back down to the celebrity threshold. Their posts
+    /// made as a celebrity were never fanned out, and reads no longer merge them in: the workers
+    /// drop their followers' timelines, which the next read rebuilds from the database.
+    Demoted {
+        author: u64,
+    },
 }
 
 impl PostEvent {
@@ -99,16 +109,25 @@ impl PostEvent {
         }
     }
 
+    pub fn demoted(author: UserId) -> Self {
+        Self::Demoted {
+            author: author.get(),
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Self::Created { .. } => "post.created",
             Self::Deleted { .. } => "post.deleted",
+            Self::Demoted { .. } => "author.demoted",
         }
     }
 
     fn author(&self) -> u64 {
         match self {
-            Self::Created { author, .. } | Self::Deleted { author, .. } => *author,
+            Self::Created { author, .. }
+            | Self::Deleted { author, .. }
+            | Self::Demoted { author } => *author,
         }
     }
 
@@ -248,7 +267,8 @@ async fn run(context: Arc<Context>, consumer: Box<dyn Consumer>, stop: Cancellat
     .await;
 }
 
-/// Applies one event to every timeline it touches.
+/// Applies one event to every timeline it touches: a post to its author's and their active
+/// followers' (none under hybrid if the author is a celebrity), a demotion by dropping those.
 async fn handle(context: &Context, delivery: &Delivery) -> anyhow::Result<()> {
     let event: PostEvent = match serde_json::from_slice(&delivery.payload) {
         Ok(event) => event,
@@ -259,24 +279,27 @@ async fn handle(context: &Context, delivery: &Delivery) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let (post, author) = match event {
-        PostEvent::Created { post, author, .. } | PostEvent::Deleted { post, author } => (
-            PostId::new(post).context("post id out of range")?,
-            UserId::new(author).context("author id out of range")?,
-        ),
+    let author = UserId::new(event.author()).context("author id out of range")?;
+    let post = |id: u64| PostId::new(id).context("post id out of range");
+    let write = match event {
+        PostEvent::Created { post: id, .. } => Write::Insert(post(id)?),
+        PostEvent::Deleted { post: id, .. } => Write::Remove(post(id)?),
+        PostEvent::Demoted { .. } => Write::Forget,
     };
-    let followers = context.store.follower_count(author).await?;
-    if !context.settings.fans_out_to(context.strategy, followers) {
-        // One write, to the author's own recent posts, whatever the followers; the post request
-        // made it already unless it failed, and doing it twice changes nothing.
-        if let Some(celebrities) = &context.celebrities {
-            match event {
-                PostEvent::Created { .. } => celebrities.posted(author, post).await?,
-                PostEvent::Deleted { .. } => celebrities.deleted(author, post).await?,
+    if let Write::Insert(post) | Write::Remove(post) = write {
+        let followers = context.store.follower_count(author).await?;
+        if !context.settings.fans_out_to(context.strategy, followers) {
+            // One write, to the author's own recent posts, whatever the followers; the post
+            // request made it already unless it failed, and doing it twice changes nothing.
+            if let Some(celebrities) = &context.celebrities {
+                match write {
+                    Write::Insert(_) => celebrities.posted(author, post).await?,
+                    _ => celebrities.deleted(author, post).await?,
+                }
             }
+            metrics::counter!("feed_fanout_events_total", "event" => event.name(), "outcome" => "celebrity").increment(1);
+            return Ok(());
         }
-        metrics::counter!("feed_fanout_events_total", "event" => event.name(), "outcome" => "celebrity").increment(1);
-        return Ok(());
     }
     let active_since = context.settings.active_since(context.clock.now());
     // The author's own timeline first: they follow no one to see their own posts.
@@ -290,8 +313,8 @@ async fn handle(context: &Context, delivery: &Delivery) -> anyhow::Result<()> {
         let last_batch = readers.len() < context.batch as usize;
         after = readers.last().copied();
         batch.extend(readers);
-        match event {
-            PostEvent::Created { .. } => {
+        match write {
+            Write::Insert(post) => {
                 context.timelines.insert(&batch, post).await?;
                 metrics::counter!("feed_fanout_inserts_total").increment(batch.len() as u64);
                 context
@@ -299,7 +322,8 @@ async fn handle(context: &Context, delivery: &Delivery) -> anyhow::Result<()> {
                     .inserts
                     .fetch_add(batch.len() as u64, Ordering::SeqCst);
             }
-            PostEvent::Deleted { .. } => context.timelines.remove(&batch, post).await?,
+            Write::Remove(post) => context.timelines.remove(&batch, post).await?,
+            Write::Forget => context.timelines.forget(&batch).await?,
         }
         if last_batch {
             break;
@@ -310,6 +334,20 @@ async fn handle(context: &Context, delivery: &Delivery) -> anyhow::Result<()> {
         let lag = context.clock.now() - platform::db::from_unix_millis(created_at_ms);
         metrics::histogram!("feed_fanout_lag_seconds").record(lag.as_seconds_f64().max(0.0));
     }
-    metrics::counter!("feed_fanout_events_total", "event" => event.name(), "outcome" => "fanned_out").increment(1);
+    let outcome = match write {
+        Write::Forget => "dropped",
+        _ => "fanned_out",
+    };
+    metrics::counter!("feed_fanout_events_total", "event" => event.name(), "outcome" => outcome)
+        .increment(1);
     Ok(())
+}
+
+/// What an event does to the timelines of its author and their active followers.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    Insert(PostId),
+    Remove(PostId),
+    /// Drop them, for their readers' next reads to rebuild from the database.
+    Forget,
 }

@@ -36,7 +36,7 @@ use crate::{
     error::FeedError,
     fanout::{PostEvent, PostEvents},
     ids::Snowflake,
-    store::{FeedStore, InsertedUser, NewUser, StoreError, StoredPost},
+    store::{Demotion, FeedStore, InsertedUser, NewUser, StoreError, StoredPost},
     timeline::Timelines,
 };
 
@@ -180,7 +180,22 @@ impl Feed {
         target: UserId,
     ) -> Result<(), FeedError> {
         self.followable(caller, id, target).await?;
-        let followers = self.store.unfollow(caller.id, target).await?;
+        // Under hybrid, the unfollow that takes a celebrity back down to the threshold announces
+        // it in its own transaction (`src/fanout.rs`, `PostEvent::Demoted`).
+        let demotion = match (&self.events, self.timelines.celebrity_threshold()) {
+            (Some(events), Some(threshold)) => Some(Demotion {
+                threshold,
+                event: PostEvent::demoted(target).outbox(&events.topic, self.now()),
+            }),
+            _ => None,
+        };
+        let followers = self
+            .store
+            .unfollow(caller.id, target, demotion.as_ref())
+            .await?;
+        if demotion.is_some_and(|demotion| demotion.crossed(followers)) {
+            self.wake_relay();
+        }
         self.timelines
             .unfollowed(caller.id, target, followers)
             .await?;

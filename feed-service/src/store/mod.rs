@@ -59,6 +59,22 @@ pub enum StoredPost {
     Deleted { author: UserId },
 }
 
+/// Under hybrid, what an unfollow announces when it takes an author back below the celebrity
+/// threshold: their posts made as a celebrity are in no timeline (`src/fanout.rs`).
+#[derive(Debug, Clone)]
+pub struct Demotion {
+    /// The threshold: an author with more followers is a celebrity.
+    pub threshold: u64,
+    pub event: OutboxEvent,
+}
+
+impl Demotion {
+    /// Whether an unfollow that left `followers` crossed the threshold.
+    pub fn crossed(&self, followers: Option<u64>) -> bool {
+        followers == Some(self.threshold)
+    }
+}
+
 #[async_trait]
 pub trait FeedStore: Send + Sync + 'static {
     /// Inserts the user, or nothing if the handle is taken; [`StoreError::IdTaken`] if the id is.
@@ -85,9 +101,15 @@ pub trait FeedStore: Send + Sync + 'static {
     ) -> Result<Option<u64>, StoreError>;
 
     /// Makes `follower` stop following `followee`, if they did (and counts one follower fewer).
-    /// If they did, the followee's count after it.
-    async fn unfollow(&self, follower: UserId, followee: UserId)
-    -> Result<Option<u64>, StoreError>;
+    /// If they did, the followee's count after it. With a [`Demotion`], an unfollow that leaves
+    /// the followee with exactly its threshold of followers (a celebrity no longer) writes its
+    /// event to the outbox in the same transaction.
+    async fn unfollow(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        demotion: Option<&Demotion>,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Inserts the post, and `event` into the outbox in the same transaction;
     /// [`StoreError::IdTaken`] if its id is taken (and then neither is written).

@@ -6,8 +6,8 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::{
-    FeedStore, InsertedUser, NewUser, StoreError, StoredPost, TOP, count, handle, id_taken,
-    post_id, post_row, user_id,
+    Demotion, FeedStore, InsertedUser, NewUser, StoreError, StoredPost, TOP, count, handle,
+    id_taken, post_id, post_row, user_id,
 };
 use crate::domain::{Account, Post, PostId, Profile, UserId};
 
@@ -116,7 +116,9 @@ impl FeedStore for PostgresStore {
         &self,
         follower: UserId,
         followee: UserId,
+        demotion: Option<&Demotion>,
     ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let followers: Option<i64> = sqlx::query_scalar(
             "WITH removed AS ( \
                  DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2 \
@@ -126,9 +128,16 @@ impl FeedStore for PostgresStore {
         )
         .bind(follower.to_db())
         .bind(followee.to_db())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(followers.map(count))
+        let followers = followers.map(count);
+        if let Some(demotion) = demotion
+            && demotion.crossed(followers)
+        {
+            insert_postgres(&mut tx, &demotion.event).await?;
+        }
+        tx.commit().await?;
+        Ok(followers)
     }
 
     async fn insert_post(

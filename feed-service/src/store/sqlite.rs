@@ -10,8 +10,8 @@ use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
 use super::{
-    FeedStore, InsertedUser, NewUser, StoreError, StoredPost, TOP, count, handle, id_taken,
-    post_id, post_row, user_id,
+    Demotion, FeedStore, InsertedUser, NewUser, StoreError, StoredPost, TOP, count, handle,
+    id_taken, post_id, post_row, user_id,
 };
 use crate::domain::{Account, Post, PostId, Profile, UserId};
 
@@ -124,6 +124,7 @@ impl FeedStore for SqliteStore {
         &self,
         follower: UserId,
         followee: UserId,
+        demotion: Option<&Demotion>,
     ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let removed =
@@ -138,6 +139,11 @@ impl FeedStore for SqliteStore {
             true => Some(count_followers(&mut tx, followee, -1).await?),
             false => None,
         };
+        if let Some(demotion) = demotion
+            && demotion.crossed(followers)
+        {
+            insert_sqlite(&mut tx, &demotion.event).await?;
+        }
         tx.commit().await?;
         Ok(followers)
     }

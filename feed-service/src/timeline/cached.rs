@@ -287,6 +287,12 @@ impl Timelines for Cached {
         true
     }
 
+    fn celebrity_threshold(&self) -> Option<u64> {
+        self.celebrities
+            .is_some()
+            .then_some(self.settings.celebrity_threshold)
+    }
+
     async fn followed(
         &self,
         reader: UserId,

@@ -94,6 +94,12 @@ pub trait Timelines: Send + Sync + 'static {
         false
     }
 
+    /// Under hybrid, the follower count above which an author is a celebrity: an unfollow that
+    /// takes an author down to it is announced to the fan-out workers too.
+    fn celebrity_threshold(&self) -> Option<u64> {
+        None
+    }
+
     /// `reader` now follows `author`, who has `followers` since if the follow is new (`None`
     /// for a repeat): a timeline backfills the author's recent posts. Called after the follow
     /// commits, and by every repeat of it, so that a repeat finishes what a failed call left.

@@ -420,6 +420,43 @@ async fn a_follow_or_a_crossing_of_the_threshold_reaches_the_next_read(strategy:
     assert_eq!(newest(&ada).await, slice::from_ref(&starred));
 }
 
+under!(an_author_falling_back_below_the_threshold_keeps_their_posts_in_feeds: hybrid);
+/// A celebrity's posts are in no timeline, and reads merge them in only while the author is
+/// one. The unfollow that takes them back down to the threshold announces it, and the workers
+/// drop the timelines of the author and their followers, so the next reads rebuild them from the
+/// database, posts made as a celebrity included.
+async fn an_author_falling_back_below_the_threshold_keeps_their_posts_in_feeds(strategy: Strategy) {
+    let app = TestApp::spawn_with(|settings| {
+        settings.strategy = strategy;
+        settings.timelines.celebrity_threshold = 2;
+    })
+    .await;
+    let star = reader(&app, "star").await;
+    let (ada, bob) = (reader(&app, "ada").await, reader(&app, "bob").await);
+    let carl = app.user("carl").await;
+    for fan in [&ada, &bob, &carl] {
+        app.follow(fan, &star).await;
+    }
+    let post = app.post(&star, "posted as a celebrity").await;
+    app.until_fanned_out(1).await;
+    assert_eq!(
+        app.stats().inserts(),
+        0,
+        "a celebrity's post is fanned out to no one"
+    );
+    assert_eq!(app.feed_ids(&ada).await, slice::from_ref(&post));
+
+    let response = app
+        .following(Method::DELETE, &carl, &carl.id, &star.id)
+        .await;
+    assert!(response.status.is_success(), "{:?}", response.body);
+    app.until_fanned_out(2).await;
+
+    for reader in [&ada, &bob, &star] {
+        assert_eq!(app.feed_ids(reader).await, slice::from_ref(&post));
+    }
+}
+
 under!(a_post_event_delivered_twice_changes_no_timeline: push, hybrid);
 async fn a_post_event_delivered_twice_changes_no_timeline(strategy: Strategy) {
     let app = TestApp::under(strategy).await;

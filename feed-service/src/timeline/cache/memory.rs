@@ -186,6 +186,14 @@ impl TimelineCache for MemoryTimelines {
         Ok(())
     }
 
+    async fn forget(&self, readers: &[UserId]) -> Result<(), CacheError> {
+        let (mut timelines, _) = self.lock();
+        for reader in readers {
+            timelines.map.remove(reader);
+        }
+        Ok(())
+    }
+
     async fn add(&self, reader: UserId, posts: &[PostId], built: bool) -> Result<(), CacheError> {
         if posts.is_empty() && !built {
             // Nothing to add, but the reader now follows someone whose posts are not all here.

@@ -73,6 +73,9 @@ pub trait TimelineCache: Send + Sync + 'static {
     /// Removes `post` from each of `readers`' timelines.
     async fn remove(&self, readers: &[UserId], post: PostId) -> Result<(), CacheError>;
 
+    /// Drops each of `readers`' timelines: none is built until a rebuild. One round trip.
+    async fn forget(&self, readers: &[UserId]) -> Result<(), CacheError>;
+
     /// Adds `posts` to `reader`'s timeline, trimming it to the cap. With `built`, a rebuild from
     /// the database (the newest `cap` posts there are): marks it built, and whole if `posts` are
     /// fewer than the cap, and starts its time to live. Without, a backfill: adds to what is
@@ -184,6 +187,7 @@ pub mod conformance {
         touching_reads_a_built_timeline_only(cache).await;
         a_rebuild_below_the_cap_is_whole_until_the_cap_or_a_backfill(cache).await;
         ranges_of_many_timelines_come_in_their_order(cache).await;
+        forgetting_drops_the_timelines_until_a_rebuild(cache).await;
     }
 
     async fn a_timeline_is_not_built_until_rebuilt(cache: &dyn TimelineCache) {
@@ -295,6 +299,26 @@ pub mod conformance {
             .map(|slice| slice.map(|s| s.ids))
             .collect();
         assert_eq!(ids, [Some(posts(&[2])), None, Some(posts(&[1]))]);
+    }
+
+    async fn forgetting_drops_the_timelines_until_a_rebuild(cache: &dyn TimelineCache) {
+        cache.add(user(20), &posts(&[1, 2]), true).await.unwrap();
+        cache.add(user(21), &posts(&[3]), true).await.unwrap();
+        cache.add(user(22), &posts(&[4]), true).await.unwrap();
+
+        cache.forget(&[user(20), user(21), user(23)]).await.unwrap();
+
+        assert_eq!(cache.range(user(20), None, 10).await.unwrap(), None);
+        assert_eq!(cache.touch(user(21), None, 10).await.unwrap(), None);
+        assert_eq!(cache.tail(user(21)).await.unwrap(), None);
+        let kept = cache.range(user(22), None, 10).await.unwrap().unwrap();
+        assert_eq!(kept.ids, posts(&[4]));
+        cache.insert(&[user(20)], posts(&[5])[0]).await.unwrap();
+        assert_eq!(cache.range(user(20), None, 10).await.unwrap(), None);
+
+        cache.add(user(20), &posts(&[6]), true).await.unwrap();
+        let rebuilt = cache.range(user(20), None, 10).await.unwrap().unwrap();
+        assert_eq!(rebuilt.ids, posts(&[6, 5]));
     }
 
     async fn removing_takes_the_post_out(cache: &dyn TimelineCache) {

@@ -207,6 +207,18 @@ impl TimelineCache for RedisTimelines {
         Ok(())
     }
 
+    async fn forget(&self, readers: &[UserId]) -> Result<(), CacheError> {
+        if readers.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = readers.iter().map(|reader| self.key(*reader)).collect();
+        let () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut self.connection.clone())
+            .await?;
+        Ok(())
+    }
+
     async fn add(&self, reader: UserId, posts: &[PostId], built: bool) -> Result<(), CacheError> {
         let key = self.key(reader);
         let mut pipe = redis::pipe();
