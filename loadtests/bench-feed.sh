@@ -110,6 +110,25 @@ backend_env() { # set
   esac
 }
 
+# CPU seconds a process has used (user and system), from /proc.
+cpu_seconds() { # pid
+  python3 -c '
+import os, sys
+fields = open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")", 1)[1].split()
+print((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+' "$1"
+}
+
+# CPU seconds Redis has used, from INFO (0 when the set has no Redis).
+redis_cpu_seconds() {
+  [ "$set" = server ] || { echo 0; return; }
+  redis-cli -u "$REDIS" info cpu | python3 -c '
+import sys
+info = dict(line.strip().split(":", 1) for line in sys.stdin if ":" in line)
+print(float(info["used_cpu_user"]) + float(info["used_cpu_sys"]))
+'
+}
+
 # The sum of a metric's series on /metrics whose labels contain `match` (a substring).
 metric() { # name [match]
   curl -sf "http://$ADDR/metrics" | python3 -c '
@@ -266,13 +285,19 @@ for set in $BACKENDS; do
       ceiling_p50=$(summary "$work/ceiling.json" feed_read_ms med)
       ceiling_p99=$(summary "$work/ceiling.json" feed_read_ms 'p(99)')
       buckets http_request_duration_seconds 'route="/v1/users/{id}/feed"' >"$work/server.before"
+      cpu_before=$(cpu_seconds "$SERVER") redis_before=$(redis_cpu_seconds)
       k6run reads "$work/reads.json" -e RATE="$RATE" -e DURATION="${READ_SECONDS}s" -e WARM=0
+      cpu_after=$(cpu_seconds "$SERVER") redis_after=$(redis_cpu_seconds)
       buckets http_request_duration_seconds 'route="/v1/users/{id}/feed"' >"$work/server.after"
       server_p99=$(p99_bucket "$work/server.before" "$work/server.after")
       p50=$(summary "$work/reads.json" feed_read_ms med)
       p99=$(summary "$work/reads.json" feed_read_ms 'p(99)')
       achieved=$(python3 -c "print(round($(summary "$work/reads.json" iterations count) / $READ_SECONDS))")
       dropped=$(summary "$work/reads.json" dropped_iterations count)
+      reads=$(summary "$work/reads.json" iterations count)
+      # Milliseconds of CPU per read: the service's and Redis's, over the measured reads.
+      service_cpu=$(python3 -c "print(f'{($cpu_after - $cpu_before) * 1000 / max(1, $reads):.3f}')")
+      redis_cpu=$(python3 -c "print(f'{($redis_after - $redis_before) * 1000 / max(1, $reads):.3f}')")
 
       drain
       published=$(metric feed_posts_published_total) inserts=$(metric feed_fanout_inserts_total)
@@ -291,7 +316,7 @@ lag = $(metric feed_fanout_lag_seconds_sum) - $lag_sum
 events = $(metric feed_fanout_lag_seconds_count) - $lag_count
 print(f'{lag * 1000:.0f}' if events else '-')")
       star_seen=$(summary "$work/celebrity.json" celebrity_post_visible_ms max)
-      echo "result set=$set strategy=$strategy round=$round seed_s=$seed_seconds p50_ms=$p50 p99_ms=$p99 ceiling_p50_ms=$ceiling_p50 ceiling_p99_ms=$ceiling_p99 server_p99_ms=$server_p99 reads_per_s=$achieved dropped=$dropped posts_per_s=$posts_per_s writes_per_post=$writes star_writes=$star_writes star_lag_ms=$star_lag star_seen_ms=$star_seen" |
+      echo "result set=$set strategy=$strategy round=$round seed_s=$seed_seconds p50_ms=$p50 p99_ms=$p99 ceiling_p50_ms=$ceiling_p50 ceiling_p99_ms=$ceiling_p99 server_p99_ms=$server_p99 service_cpu_ms=$service_cpu redis_cpu_ms=$redis_cpu reads_per_s=$achieved dropped=$dropped posts_per_s=$posts_per_s writes_per_post=$writes star_writes=$star_writes star_lag_ms=$star_lag star_seen_ms=$star_seen" |
         tee -a "$results" >&2
     done
 
@@ -340,11 +365,11 @@ def ms(value, digits=1):
     return "-" if value is None else f"{value:.{digits}f} ms"
 
 print()
-print(f"| backends | strategy | seed | read p50 | read p99 | ceiling p50 / p99 | read p99 / ceiling p99 | server p99 ≤ "
+print(f"| backends | strategy | seed | read p50 | read p99 | ceiling p50 / p99 | read p99 / ceiling p99 | server p99 ≤ | CPU per read: service, Redis "
       f"| reads/s (of {rate}) | posts/s ({vus} posters) "
       f"| fan-out writes per post | post in all followers' timelines (at {paced_rate}/s: mean, p99 ≤) "
       "| celebrity post: writes | celebrity post: in every timeline | celebrity post: seen by the polled followers |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (backend, strategy), rows in rounds.items():
     p = paced.get((backend, strategy), {})
     lag = "at once (no fan-out)" if strategy == "pull" else f"{p.get('mean_lag_ms', '-')} ms, {p.get('p99_bucket_ms', '-')} ms"
@@ -354,6 +379,7 @@ for (backend, strategy), rows in rounds.items():
           f"| {ms(median(rows, 'p50_ms'), 2)} | **{ms(median(rows, 'p99_ms'), 2)}** "
           f"| {ms(median(rows, 'ceiling_p50_ms'), 2)} / {ms(median(rows, 'ceiling_p99_ms'), 2)} "
           f"| {median(rows, 'p99_ms') / median(rows, 'ceiling_p99_ms'):.1f}x | {ms(median(rows, 'server_p99_ms'), 2)} "
+          f"| {ms(median(rows, 'service_cpu_ms'), 3)}, {'-' if backend == 'embedded' else ms(median(rows, 'redis_cpu_ms'), 3)} "
           f"| {median(rows, 'reads_per_s'):.0f} "
           f"| {median(rows, 'posts_per_s'):.0f} | {median(rows, 'writes_per_post'):.1f} | {lag} "
           f"| **{median(rows, 'star_writes'):.0f}** | {star_in_all} | {ms(median(rows, 'star_seen_ms'), 0)} |")
