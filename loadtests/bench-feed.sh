@@ -21,7 +21,8 @@
 #      http_request_duration_seconds that holds its p99), right after the same reads of the
 #      ceiling (feed-service/examples/read_ceiling.rs: a bare handler answering every feed read
 #      with the bytes of a page this service served, so its p99 is the tail k6 and the machine
-#      add to any read, which the service's cannot beat); k6 SCENARIO=posts, POST_VUS posters in a closed loop
+#      add to any read, which the service's cannot beat), and the CPU the service (/proc) and
+#      Redis (INFO cpu) spent per measured read; k6 SCENARIO=posts, POST_VUS posters in a closed loop
 #      for POST_SECONDS (posts a second), then the fan-out drained, and the service's metrics
 #      read before and after (/metrics: feed_posts_published_total, feed_fanout_inserts_total,
 #      feed_fanout_events_total): fan-out writes per post; and the top celebrity posting once,
