@@ -84,6 +84,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Waits for a /healthz to answer, up to `tries` fifths of a second.
+healthy() { # base-url tries
+  for _ in $(seq 1 "$2"); do
+    curl -sf "$1/healthz" >/dev/null && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
 listening() { # host:port
   (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null
 }
@@ -219,10 +228,7 @@ start_service() { # set strategy
     FEED_ADDR="$ADDR" FEED_STRATEGY="$2" "${SERVER_CORE[@]}" target/release/feed-service \
     >"$work/service.log" 2>&1 &
   SERVER=$!
-  for _ in $(seq 1 150); do
-    curl -sf "http://$ADDR/healthz" >/dev/null && return 0
-    sleep 0.2
-  done
+  healthy "http://$ADDR" 150 && return 0
   cat "$work/service.log" >&2
   echo "the feed service did not start" >&2
   exit 1
@@ -246,10 +252,7 @@ print(user["id"], user["token"])
   curl -sf -H "authorization: Bearer ${user#* }" "http://$ADDR/v1/users/${user%% *}/feed?limit=$LIMIT" >"$work/page.json"
   "${SERVER_CORE[@]}" target/release/examples/read_ceiling "$CEILING_ADDR" "$work/page.json" &
   CEILING=$!
-  for _ in $(seq 1 50); do
-    curl -sf "http://$CEILING_ADDR/healthz" >/dev/null && return 0
-    sleep 0.2
-  done
+  healthy "http://$CEILING_ADDR" 50 && return 0
   echo "the ceiling did not start" >&2
   exit 1
 }
