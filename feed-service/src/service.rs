@@ -220,7 +220,7 @@ impl Feed {
             }
         }
         let text = PostText::parse(text)?;
-        let post = retry_taken_ids(|| {
+        let (post, followers) = retry_taken_ids(|| {
             let post = Post {
                 id: self.ids.post_id(),
                 author: caller.id,
@@ -234,13 +234,13 @@ impl Feed {
             });
             let store = self.store.clone();
             async move {
-                store.insert_post(&post, event.as_ref()).await?;
-                Ok(post)
+                let followers = store.insert_post(&post, event.as_ref()).await?;
+                Ok((post, followers))
             }
         })
         .await?;
         self.wake_relay();
-        if let Err(err) = self.timelines.posted(&post).await {
+        if let Err(err) = self.timelines.posted(&post, followers).await {
             // The post is stored and its event will reach the fan-out worker, which does the
             // same: failing the request would only make the client post it twice.
             tracing::warn!(post = %post.id, error = %platform::problem::error_chain(&err), "placing a celebrity's post in their recent posts failed; the fan-out worker will");

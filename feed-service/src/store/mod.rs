@@ -112,9 +112,14 @@ pub trait FeedStore: Send + Sync + 'static {
     ) -> Result<Option<u64>, StoreError>;
 
     /// Inserts the post, and `event` into the outbox in the same transaction;
-    /// [`StoreError::IdTaken`] if its id is taken (and then neither is written).
-    async fn insert_post(&self, post: &Post, event: Option<&OutboxEvent>)
-    -> Result<(), StoreError>;
+    /// [`StoreError::IdTaken`] if its id is taken (and then neither is written). Answers the
+    /// author's follower count, read in the same transaction: the hybrid needs it to know where
+    /// the post goes, and a query of its own would be another round trip per post.
+    async fn insert_post(
+        &self,
+        post: &Post,
+        event: Option<&OutboxEvent>,
+    ) -> Result<u64, StoreError>;
 
     async fn post(&self, id: PostId) -> Result<Option<StoredPost>, StoreError>;
 

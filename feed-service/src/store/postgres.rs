@@ -144,21 +144,26 @@ impl FeedStore for PostgresStore {
         &self,
         post: &Post,
         event: Option<&OutboxEvent>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO posts (id, author_id, text, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(post.id.to_db())
-            .bind(post.author.to_db())
-            .bind(&post.text)
-            .bind(post.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(id_taken)?;
+        let followers: i64 = sqlx::query_scalar(
+            "WITH inserted AS ( \
+                 INSERT INTO posts (id, author_id, text, created_at) VALUES ($1, $2, $3, $4) \
+                 RETURNING author_id) \
+             SELECT follower_count FROM users WHERE id = (SELECT author_id FROM inserted)",
+        )
+        .bind(post.id.to_db())
+        .bind(post.author.to_db())
+        .bind(&post.text)
+        .bind(post.created_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(id_taken)?;
         if let Some(event) = event {
             insert_postgres(&mut tx, event).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(count(followers))
     }
 
     async fn post(&self, id: PostId) -> Result<Option<StoredPost>, StoreError> {

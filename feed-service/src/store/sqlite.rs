@@ -152,7 +152,7 @@ impl FeedStore for SqliteStore {
         &self,
         post: &Post,
         event: Option<&OutboxEvent>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO posts (id, author_id, text, created_at) VALUES (?1, ?2, ?3, ?4)")
             .bind(post.id.to_db())
@@ -162,11 +162,15 @@ impl FeedStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(id_taken)?;
+        let followers: i64 = sqlx::query_scalar("SELECT follower_count FROM users WHERE id = ?1")
+            .bind(post.author.to_db())
+            .fetch_one(&mut *tx)
+            .await?;
         if let Some(event) = event {
             insert_sqlite(&mut tx, event).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(count(followers))
     }
 
     async fn post(&self, id: PostId) -> Result<Option<StoredPost>, StoreError> {

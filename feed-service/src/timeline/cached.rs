@@ -344,9 +344,9 @@ impl Timelines for Cached {
         Ok(())
     }
 
-    async fn posted(&self, post: &Post) -> Result<(), StoreError> {
+    async fn posted(&self, post: &Post, followers: u64) -> Result<(), StoreError> {
         if let Some(celebrities) = &self.celebrities
-            && celebrities.is_celebrity(self.store.follower_count(post.author).await?)
+            && celebrities.is_celebrity(followers)
         {
             celebrities.posted(post.author, post.id).await?;
         }

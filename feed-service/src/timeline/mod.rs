@@ -123,9 +123,10 @@ pub trait Timelines: Send + Sync + 'static {
         Ok(())
     }
 
-    /// `post` committed. The hybrid puts a celebrity's post in their recent posts at once (the
-    /// fan-out worker does it too, so a failure here is only a delay).
-    async fn posted(&self, _post: &Post) -> Result<(), StoreError> {
+    /// `post` committed, by an author with `followers` then. The hybrid puts a celebrity's post
+    /// in their recent posts at once (the fan-out worker does it too, so a failure here is only a
+    /// delay).
+    async fn posted(&self, _post: &Post, _followers: u64) -> Result<(), StoreError> {
         Ok(())
     }
 

@@ -79,6 +79,16 @@ impl TestApp {
         }
     }
 
+    /// The service with `configure`d settings and no fan-out running (no relay, no workers): what
+    /// a request does by itself, before any worker has handled its event.
+    pub async fn without_fanout(configure: impl FnOnce(&mut Settings)) -> Self {
+        let mut app = Self::spawn_with(configure).await;
+        if let Some(fanout) = app._fanout.take() {
+            fanout.stop().await;
+        }
+        app
+    }
+
     /// Another instance of the service on the same database, topics and clock, with `settings`
     /// (its own instance number, or on purpose the same): its router.
     pub async fn another_instance(&self, settings: Settings) -> Router {

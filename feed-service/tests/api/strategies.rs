@@ -192,6 +192,31 @@ async fn a_celebrity_post_is_in_feeds_at_once_and_costs_no_fan_out_writes(strate
     }
 }
 
+under!(a_celebrity_post_is_in_feeds_before_any_worker_handles_it: hybrid);
+/// The post request itself puts a celebrity's post in their recent posts (knowing from its own
+/// insert that the author is one), so the next read has it with no worker running; the event's
+/// worker only does it again.
+async fn a_celebrity_post_is_in_feeds_before_any_worker_handles_it(strategy: Strategy) {
+    let app = TestApp::without_fanout(|settings| {
+        settings.strategy = strategy;
+        settings.timelines.celebrity_threshold = 1;
+    })
+    .await;
+    let star = app.user("star").await;
+    let (ada, bob) = (reader(&app, "ada").await, app.user("bob").await);
+    // Ada's follow makes the star a celebrity, so it backfills nothing: her timeline stays whole
+    // and her reads need no database query past it, which would find the posts by itself.
+    app.follow(&bob, &star).await;
+    app.follow(&ada, &star).await;
+    let older = app.post(&star, "before the read").await;
+    // This read builds the celebrity's recent posts from the database.
+    assert_eq!(app.feed_ids(&ada).await, slice::from_ref(&older));
+
+    let newer = app.post(&star, "after it").await;
+
+    assert_eq!(app.feed_ids(&ada).await, [newer, older]);
+}
+
 under!(following_backfills_posts_above_the_tail_and_unfollowing_removes_them: push, hybrid);
 async fn following_backfills_posts_above_the_tail_and_unfollowing_removes_them(strategy: Strategy) {
     let app = TestApp::under(strategy).await;
