@@ -85,7 +85,11 @@ async fn write_on(
     graph: &Graph,
     reset: bool,
 ) -> Result<Written, SeedError> {
-    let mut tx = connection.begin().await?;
+    // IMMEDIATE: the write lock now, waiting for it as any writer does. A deferred transaction
+    // would read first and upgrade at its first write, and in WAL mode that upgrade fails at
+    // once ("database is locked") if another connection (the running service's outbox relay,
+    // say) wrote since the read began.
+    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
     let indexes: Vec<(String, String)> = sqlx::query_as(
         "SELECT name, sql FROM sqlite_master \
          WHERE type = 'index' AND tbl_name IN ('users', 'follows', 'posts') AND sql IS NOT NULL",
