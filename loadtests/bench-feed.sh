@@ -235,8 +235,8 @@ start_service() { # set strategy
 }
 
 stop_service() {
-  kill "$SERVER" "$CEILING"
-  wait "$SERVER" "$CEILING" 2>/dev/null || true
+  kill "$SERVER" ${CEILING:+"$CEILING"}
+  wait "$SERVER" ${CEILING:+"$CEILING"} 2>/dev/null || true
   SERVER="" CEILING=""
 }
 

@@ -330,7 +330,6 @@ impl WorkColumns {
     }
 }
 
-/// A user's stored columns, with the JSON ones as text.
 /// The user's columns of a work row, as both engines answer them: all nullable, since a
 /// notification whose user is gone joins none.
 #[derive(sqlx::FromRow)]
@@ -359,6 +358,7 @@ impl JoinedUser {
     }
 }
 
+/// A user's stored columns, with the JSON ones as text.
 struct UserColumns {
     email: Option<String>,
     phone: Option<String>,
