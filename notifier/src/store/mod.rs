@@ -8,6 +8,7 @@
 //! redrive to its channel's topic, a dead letter to the dead-letter topic) are written to the
 //! outbox in the change's own transaction (`platform::outbox`).
 
+mod intake;
 mod postgres;
 mod sqlite;
 

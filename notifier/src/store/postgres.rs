@@ -5,8 +5,18 @@
 //! arrays bound as parameters and turned back into rows with `unnest`, and the writes that belong
 //! together (a decision and its attempt, a claim and the read of what it claimed, an outcome and
 //! its attempt) chained in one statement with data-modifying CTEs, which PostgreSQL runs
-//! atomically. Intake is one statement as well. Only a dead letter takes a transaction of several
-//! statements, and it is rare.
+//! atomically. Intake is one statement per group of notifications (`intake.rs`). Only a dead
+//! letter takes a transaction of several statements, and it is rare.
+//!
+//! **A batch's statement is planned for its batch.** The statements that take a batch (`work`,
+//! `queued_since`, `route`, `claim`, `record`) are sent unnamed (`persistent(false)`), so
+//! PostgreSQL plans each execution for the arrays it is given and the tables as they are then.
+//! Prepared, they settled on a generic plan after five executions and kept it for the
+//! connection's life: planned while the tables were young (a new deployment; every benchmark
+//! run), that plan read `deliveries` whole, so each batch cost more the more deliveries there
+//! were. At 20,000 notifications the throttle's count took 14 ms a batch that way, 3 ms planned
+//! for its batch (`DESIGN.md` §10). Planning costs a fraction of a millisecond a batch, and
+//! nothing a notification.
 
 use std::collections::HashMap;
 
@@ -19,7 +29,9 @@ use uuid::Uuid;
 use super::{
     Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, JoinedUser, NotificationRecord,
     NotificationStore, Outcome, StoreError, UserColumns, Work, WorkColumns, assemble, channel,
-    channels_json, corrupt, recorded_attempt, routed_attempt, status,
+    channels_json, corrupt,
+    intake::{InsertGroup, IntakeRequest, IntakeWriter},
+    recorded_attempt, routed_attempt, status,
 };
 use crate::domain::{Channel, Notification, User, UserId};
 
@@ -102,11 +114,174 @@ struct ClaimRow {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    intake: IntakeWriter,
 }
 
 impl PostgresStore {
+    /// Must be called inside a Tokio runtime: it starts the intake writer.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let intake = IntakeWriter::start(pool.clone());
+        Self { pool, intake }
+    }
+}
+
+#[async_trait]
+impl InsertGroup for PgPool {
+    async fn insert_group(&self, group: &[IntakeRequest]) -> Result<Vec<Inserted>, StoreError> {
+        // One statement for the group: the notifications, then the deliveries and the outbox rows
+        // of those that were inserted (their idempotency keys new, in the table and earlier in the
+        // group: `DO NOTHING` skips a later row whose key an earlier one took), all or nothing.
+        // The outbox rows go in in the group's order, which is the order the relay publishes them.
+        let mut notifications = GroupColumns::default();
+        for IntakeRequest {
+            notification: n,
+            intake: event,
+            ..
+        } in group
+        {
+            notifications.push(n, event);
+        }
+        let GroupColumns {
+            ids,
+            users,
+            templates,
+            data,
+            priorities,
+            keys,
+            created,
+            delivery_ids,
+            delivery_channels,
+            event_ids,
+            topics,
+            message_keys,
+            event_types,
+            payloads,
+            event_created,
+        } = notifications;
+        let inserted: Vec<Uuid> = sqlx::query_scalar(
+            "WITH requested AS ( \
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $7::timestamptz[]) WITH ORDINALITY \
+                 AS r(id, user_id, template, data, priority, idempotency_key, created_at, ord)), \
+             inserted AS ( \
+               INSERT INTO notifications \
+                 (id, user_id, template, data, priority, idempotency_key, created_at) \
+               SELECT id, user_id, template, data::jsonb, priority, idempotency_key, created_at \
+               FROM requested ORDER BY ord \
+               ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, created_at), \
+             deliveries AS ( \
+               INSERT INTO deliveries (notification_id, channel, status, updated_at) \
+               SELECT inserted.id, d.channel, 'pending', inserted.created_at \
+               FROM unnest($8::uuid[], $9::text[]) AS d(notification_id, channel) \
+               JOIN inserted ON inserted.id = d.notification_id), \
+             intake AS ( \
+               INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
+               SELECT e.event_id, e.topic, e.message_key, e.event_type, e.payload, e.created_at \
+               FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::bytea[], \
+                 $15::timestamptz[]) WITH ORDINALITY \
+                 AS e(event_id, topic, message_key, event_type, payload, created_at, ord) \
+               JOIN requested r ON r.ord = e.ord JOIN inserted ON inserted.id = r.id \
+               ORDER BY e.ord) \
+             SELECT id FROM inserted",
+        )
+        .bind(&ids)
+        .bind(&users)
+        .bind(&templates)
+        .bind(&data)
+        .bind(&priorities)
+        .bind(&keys)
+        .bind(&created)
+        .bind(&delivery_ids)
+        .bind(&delivery_channels)
+        .bind(&event_ids)
+        .bind(&topics)
+        .bind(&message_keys)
+        .bind(&event_types)
+        .bind(&payloads)
+        .bind(&event_created)
+        .fetch_all(self)
+        .await?;
+        let repeated: Vec<&str> = group
+            .iter()
+            .filter(|request| !inserted.contains(&request.notification.id))
+            .filter_map(|request| request.notification.idempotency_key.as_deref())
+            .collect();
+        // The first notifications of the repeated keys, committed by now (by this statement, or
+        // before it).
+        let first: HashMap<String, Uuid> = if repeated.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as::<_, (String, Uuid)>(
+                "SELECT idempotency_key, id FROM notifications WHERE idempotency_key = ANY($1)",
+            )
+            .bind(&repeated)
+            .fetch_all(self)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        group
+            .iter()
+            .map(|IntakeRequest { notification, .. }| {
+                if inserted.contains(&notification.id) {
+                    return Ok(Inserted::New);
+                }
+                notification
+                    .idempotency_key
+                    .as_ref()
+                    .and_then(|key| first.get(key))
+                    .map(|id| Inserted::Existing(*id))
+                    .ok_or_else(|| {
+                        corrupt(format!(
+                            "notification {} neither new nor a repeat",
+                            notification.id
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
+/// A group's notifications, deliveries and intake messages as the arrays its statement binds.
+#[derive(Default)]
+struct GroupColumns<'a> {
+    ids: Vec<Uuid>,
+    users: Vec<&'a str>,
+    templates: Vec<&'a str>,
+    data: Vec<String>,
+    priorities: Vec<&'a str>,
+    keys: Vec<Option<&'a str>>,
+    created: Vec<OffsetDateTime>,
+    delivery_ids: Vec<Uuid>,
+    delivery_channels: Vec<&'a str>,
+    event_ids: Vec<Uuid>,
+    topics: Vec<&'a str>,
+    message_keys: Vec<&'a str>,
+    event_types: Vec<&'a str>,
+    payloads: Vec<&'a [u8]>,
+    event_created: Vec<OffsetDateTime>,
+}
+
+impl<'a> GroupColumns<'a> {
+    fn push(&mut self, n: &'a Notification, event: &'a OutboxEvent) {
+        self.ids.push(n.id);
+        self.users.push(&n.user_id);
+        self.templates.push(n.template);
+        self.data
+            .push(serde_json::Value::Object(n.data.clone()).to_string());
+        self.priorities.push(n.priority.as_str());
+        self.keys.push(n.idempotency_key.as_deref());
+        self.created.push(n.created_at);
+        for channel in &n.channels {
+            self.delivery_ids.push(n.id);
+            self.delivery_channels.push(channel.as_str());
+        }
+        self.event_ids.push(event.event_id);
+        self.topics.push(&event.topic);
+        self.message_keys.push(&event.key);
+        self.event_types.push(&event.event_type);
+        self.payloads.push(&event.payload);
+        self.event_created.push(event.created_at);
     }
 }
 
@@ -164,50 +339,7 @@ impl NotificationStore for PostgresStore {
         notification: &Notification,
         intake: &OutboxEvent,
     ) -> Result<Inserted, StoreError> {
-        // One statement: the deliveries and the outbox row are written only if the notification
-        // is (its idempotency key is new), all or nothing. The outbox insert is written out here
-        // rather than through `outbox::insert_postgres`, which would be a statement of its own.
-        let channels: Vec<&str> = notification.channels.iter().map(|c| c.as_str()).collect();
-        let inserted: Option<Uuid> = sqlx::query_scalar(
-            "WITH inserted AS ( \
-               INSERT INTO notifications \
-                 (id, user_id, template, data, priority, idempotency_key, created_at) \
-               VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7) \
-               ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
-             deliveries AS ( \
-               INSERT INTO deliveries (notification_id, channel, status, updated_at) \
-               SELECT inserted.id, channel, 'pending', $7 \
-               FROM inserted, unnest($8::text[]) AS channel), \
-             intake AS ( \
-               INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
-               SELECT $9, $10, $11, $12, $13, $14 FROM inserted) \
-             SELECT id FROM inserted",
-        )
-        .bind(notification.id)
-        .bind(&notification.user_id)
-        .bind(notification.template)
-        .bind(serde_json::Value::Object(notification.data.clone()).to_string())
-        .bind(notification.priority.as_str())
-        .bind(&notification.idempotency_key)
-        .bind(notification.created_at)
-        .bind(&channels)
-        .bind(intake.event_id)
-        .bind(&intake.topic)
-        .bind(&intake.key)
-        .bind(&intake.event_type)
-        .bind(&intake.payload)
-        .bind(intake.created_at)
-        .fetch_optional(&self.pool)
-        .await?;
-        if inserted.is_some() {
-            return Ok(Inserted::New);
-        }
-        let first: Uuid =
-            sqlx::query_scalar("SELECT id FROM notifications WHERE idempotency_key = $1")
-                .bind(&notification.idempotency_key)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(Inserted::Existing(first))
+        self.intake.insert(notification, intake).await
     }
 
     async fn notification(&self, id: Uuid) -> Result<Option<NotificationRecord>, StoreError> {
@@ -251,6 +383,7 @@ impl NotificationStore for PostgresStore {
              WHERE n.id = ANY($1)"
         )))
         .bind(ids)
+        .persistent(false)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(WorkRow::into_work).collect()
@@ -279,6 +412,7 @@ impl NotificationStore for PostgresStore {
         .bind(&channels)
         .bind(since)
         .bind(except)
+        .persistent(false)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -326,6 +460,7 @@ impl NotificationStore for PostgresStore {
         .bind(&statuses)
         .bind(&reasons)
         .bind(now)
+        .persistent(false)
         .fetch_all(&self.pool)
         .await?;
         Ok(decisions
@@ -383,6 +518,7 @@ impl NotificationStore for PostgresStore {
         .bind(&attempts)
         .bind(&jobs)
         .bind(now)
+        .persistent(false)
         .fetch_all(&self.pool)
         .await?;
         if rows.len() != claims.len() {
@@ -437,7 +573,8 @@ impl NotificationStore for PostgresStore {
         .bind(&statuses)
         .bind(&outcomes)
         .bind(&errors)
-        .bind(now);
+        .bind(now)
+        .persistent(false);
 
         let dead: Vec<(&DeadLetter, &OutboxEvent)> = attempts
             .iter()

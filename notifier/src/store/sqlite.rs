@@ -9,15 +9,8 @@
 //! pipeline's time; the transaction's commit (a sync to disk, `platform::db`) is paid once per
 //! batch.
 //!
-//! **Intake commits in groups.** Each accepted notification is a transaction of its own, and
-//! SQLite has one writer at a time: concurrent requests each waited for the write lock (in
-//! SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between tries) and then for their own sync
-//! to disk. Instead, [`SqliteStore::insert_notification`] hands its rows to one writer task, which
-//! takes every request waiting (up to [`INTAKE_GROUP`], never waiting for more) and commits them
-//! in one transaction: one sync for the group, and each request answered only once its group is
-//! committed, so "accepted" still means "on disk". This is the group commit PostgreSQL does by
-//! itself when concurrent transactions commit together. A group that fails is written again one
-//! request at a time, so a request that cannot be stored fails alone.
+//! Intake commits in groups (`intake.rs`): a group is one transaction of a few statements per
+//! notification, each cheap here, with one sync to disk for the group.
 
 use std::collections::HashMap;
 
@@ -29,13 +22,14 @@ use platform::{
 use serde_json::{Value, json};
 use sqlx::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
     Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, JoinedUser, NotificationRecord,
     NotificationStore, Outcome, StoreError, UserColumns, Work, WorkColumns, assemble, channel,
-    channels_json, corrupt, recorded_attempt, routed_attempt, status,
+    channels_json, corrupt,
+    intake::{InsertGroup, IntakeRequest, IntakeWriter},
+    recorded_attempt, routed_attempt, status,
 };
 use crate::domain::{Channel, Notification, User, UserId};
 
@@ -125,115 +119,72 @@ fn uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::try_parse(text).map_err(|_| corrupt(format!("uuid {text:?}")))
 }
 
-/// The most notifications intake commits in one transaction.
-const INTAKE_GROUP: usize = 64;
-
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// To the intake writer (module docs), which stops when the last store is dropped.
-    intake: mpsc::Sender<IntakeRequest>,
-}
-
-/// A notification to insert, and where to answer.
-#[derive(Debug)]
-struct IntakeRequest {
-    notification: Notification,
-    intake: OutboxEvent,
-    answer: oneshot::Sender<Result<Inserted, StoreError>>,
+    intake: IntakeWriter,
 }
 
 impl SqliteStore {
     /// Must be called inside a Tokio runtime: it starts the intake writer.
     pub fn new(pool: SqlitePool) -> Self {
-        let (intake, requests) = mpsc::channel(INTAKE_GROUP * 4);
-        tokio::spawn(write_intake(pool.clone(), requests));
+        let intake = IntakeWriter::start(pool.clone());
         Self { pool, intake }
     }
 }
 
-/// The intake writer: commits the requests waiting, in groups (module docs).
-async fn write_intake(pool: SqlitePool, mut requests: mpsc::Receiver<IntakeRequest>) {
-    let mut group = Vec::with_capacity(INTAKE_GROUP);
-    while requests.recv_many(&mut group, INTAKE_GROUP).await > 0 {
-        let answers = match insert_group(&pool, &group).await {
-            Ok(inserted) => inserted.into_iter().map(Ok).collect(),
-            Err(err) if group.len() == 1 => vec![Err(err)],
-            // One request that cannot be stored must not fail the others with it.
-            Err(_) => {
-                let mut answers = Vec::with_capacity(group.len());
-                for request in &group {
-                    answers.push(
-                        insert_group(&pool, std::slice::from_ref(request))
-                            .await
-                            .map(|mut inserted| inserted.remove(0)),
-                    );
-                }
-                answers
-            }
-        };
-        for (request, answer) in group.drain(..).zip(answers) {
-            // A caller that stopped waiting (its request was cancelled) needs no answer: its
-            // notification is stored all the same, as it would be had the commit come first.
-            let _ = request.answer.send(answer);
-        }
-    }
-}
-
-/// Inserts every request's notification, deliveries and intake message in one transaction; a
-/// repeated idempotency key (in the table, or earlier in the group) writes nothing.
-async fn insert_group(
-    pool: &SqlitePool,
-    group: &[IntakeRequest],
-) -> Result<Vec<Inserted>, StoreError> {
-    let mut tx = pool.begin().await?;
-    let mut answers = Vec::with_capacity(group.len());
-    for IntakeRequest {
-        notification,
-        intake,
-        ..
-    } in group
-    {
-        let inserted: Option<String> = sqlx::query_scalar(
-            "INSERT INTO notifications \
-               (id, user_id, template, data, priority, idempotency_key, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-        )
-        .bind(notification.id.to_string())
-        .bind(&notification.user_id)
-        .bind(notification.template)
-        .bind(serde_json::Value::Object(notification.data.clone()).to_string())
-        .bind(notification.priority.as_str())
-        .bind(&notification.idempotency_key)
-        .bind(unix_millis(notification.created_at))
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
-            let first: String =
-                sqlx::query_scalar("SELECT id FROM notifications WHERE idempotency_key = ?1")
-                    .bind(&notification.idempotency_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            answers.push(Inserted::Existing(uuid(&first)?));
-            continue;
-        }
-        for channel in &notification.channels {
-            sqlx::query(
-                "INSERT INTO deliveries (notification_id, channel, status, updated_at) \
-                 VALUES (?1, ?2, 'pending', ?3)",
+#[async_trait]
+impl InsertGroup for SqlitePool {
+    async fn insert_group(&self, group: &[IntakeRequest]) -> Result<Vec<Inserted>, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut answers = Vec::with_capacity(group.len());
+        for IntakeRequest {
+            notification,
+            intake,
+            ..
+        } in group
+        {
+            let inserted: Option<String> = sqlx::query_scalar(
+                "INSERT INTO notifications \
+                   (id, user_id, template, data, priority, idempotency_key, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
             )
             .bind(notification.id.to_string())
-            .bind(channel.as_str())
+            .bind(&notification.user_id)
+            .bind(notification.template)
+            .bind(serde_json::Value::Object(notification.data.clone()).to_string())
+            .bind(notification.priority.as_str())
+            .bind(&notification.idempotency_key)
             .bind(unix_millis(notification.created_at))
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+            if inserted.is_none() {
+                let first: String =
+                    sqlx::query_scalar("SELECT id FROM notifications WHERE idempotency_key = ?1")
+                        .bind(&notification.idempotency_key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                answers.push(Inserted::Existing(uuid(&first)?));
+                continue;
+            }
+            for channel in &notification.channels {
+                sqlx::query(
+                    "INSERT INTO deliveries (notification_id, channel, status, updated_at) \
+                     VALUES (?1, ?2, 'pending', ?3)",
+                )
+                .bind(notification.id.to_string())
+                .bind(channel.as_str())
+                .bind(unix_millis(notification.created_at))
+                .execute(&mut *tx)
+                .await?;
+            }
+            outbox::insert_sqlite(&mut tx, intake).await?;
+            answers.push(Inserted::New);
         }
-        outbox::insert_sqlite(&mut tx, intake).await?;
-        answers.push(Inserted::New);
+        tx.commit().await?;
+        Ok(answers)
     }
-    tx.commit().await?;
-    Ok(answers)
 }
 
 #[async_trait]
@@ -290,19 +241,7 @@ impl NotificationStore for SqliteStore {
         notification: &Notification,
         intake: &OutboxEvent,
     ) -> Result<Inserted, StoreError> {
-        let (answer, answered) = oneshot::channel();
-        let request = IntakeRequest {
-            notification: notification.clone(),
-            intake: intake.clone(),
-            answer,
-        };
-        // Either fails only if the writer task is gone, which it is not while this store exists
-        // (unless it panicked, or its runtime is shutting down).
-        self.intake
-            .send(request)
-            .await
-            .map_err(|_| sqlx::Error::WorkerCrashed)?;
-        answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+        self.intake.insert(notification, intake).await
     }
 
     async fn notification(&self, id: Uuid) -> Result<Option<NotificationRecord>, StoreError> {

@@ -1,9 +1,12 @@
 //! Intake: validation, durability before the 202, idempotency keys.
 
+use std::collections::BTreeSet;
+
 use axum::http::StatusCode;
+use futures::future::join_all;
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, outcomes};
 
 #[tokio::test]
 async fn a_notification_is_stored_before_the_202_with_a_pending_delivery_per_channel() {
@@ -55,6 +58,59 @@ async fn a_repeat_with_the_same_idempotency_key_returns_the_first_notification()
 
     assert_eq!(repeat.status, StatusCode::ACCEPTED);
     assert_eq!(repeat.json()["id"], first.json()["id"]);
+}
+
+/// Intake commits the requests waiting at once in one group (`store/intake.rs`), so repeats sent
+/// together land in one group: the first of them is the notification, the others repeats, and
+/// the notifications sent beside them are unaffected.
+#[tokio::test]
+async fn repeats_sent_at_once_make_one_notification_and_one_delivery() {
+    let app = TestApp::running_with(|settings| settings.pipeline.throttle.limit = 1000).await;
+    app.grace().await;
+    let body = |n: usize| {
+        let key = if n.is_multiple_of(2) {
+            "checkout".to_owned()
+        } else {
+            format!("order-{n}")
+        };
+        json!({"user_id": "grace", "template": "welcome", "data": {"name": "Grace"},
+               "channels": ["push"], "idempotency_key": key})
+    };
+
+    let responses = join_all((0..40).map(|n| app.notify(body(n)))).await;
+
+    let mut ids = Vec::new();
+    for response in &responses {
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{:?}", response.body);
+        ids.push(response.json()["id"].as_str().unwrap().to_owned());
+    }
+    let repeated: BTreeSet<_> = ids.iter().step_by(2).collect();
+    assert_eq!(
+        repeated.len(),
+        1,
+        "one notification for the key sent 20 times"
+    );
+    let distinct: BTreeSet<_> = ids.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        21,
+        "the 20 other keys are 20 other notifications"
+    );
+    for id in &distinct {
+        let record = app.wait_until_settled(id).await;
+        assert_eq!(outcomes(&record, "push"), ["delivered"]);
+    }
+    let mut keys: Vec<_> = app
+        .simulator()
+        .messages()
+        .into_iter()
+        .map(|message| message.idempotency_key)
+        .collect();
+    let total = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(total, 42, "two devices for each of 21 notifications");
+    assert_eq!(keys.len(), total, "a device got a notification twice");
 }
 
 #[tokio::test]
