@@ -28,13 +28,7 @@ async fn a_notification_reaches_every_channel_through_its_provider() {
     assert_eq!(mail.len(), 1);
     assert!(mail[0].subject.contains("12.50 EUR"), "{mail:?}");
     // SMS and push: one message per device, each with its own idempotency key.
-    let mut keys: Vec<_> = app
-        .simulator()
-        .messages()
-        .into_iter()
-        .map(|message| message.idempotency_key)
-        .collect();
-    keys.sort();
+    let keys = app.simulated_keys();
     assert_eq!(
         keys,
         [

@@ -159,6 +159,19 @@ impl TestApp {
             .provider
     }
 
+    /// The idempotency key of every message the SMS and push simulator received, sorted, repeats
+    /// kept: a key twice is a device that got a notification twice.
+    pub fn simulated_keys(&self) -> Vec<String> {
+        let mut keys: Vec<_> = self
+            .simulator()
+            .messages()
+            .into_iter()
+            .map(|message| message.idempotency_key)
+            .collect();
+        keys.sort();
+        keys
+    }
+
     pub fn mailbox(&self) -> &Arc<Mailbox> {
         &self
             .app
