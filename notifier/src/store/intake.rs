@@ -14,11 +14,14 @@
 //! waiting is written at once, as a group of one. A group that fails is written again one request
 //! at a time, so a request that cannot be stored fails alone.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use platform::outbox::OutboxEvent;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
-use super::{Inserted, StoreError};
+use super::{Inserted, StoreError, corrupt};
 use crate::domain::Notification;
 
 /// The most notifications intake commits in one transaction.
@@ -103,4 +106,43 @@ async fn write(engine: impl InsertGroup, mut requests: mpsc::Receiver<IntakeRequ
             let _ = request.answer.send(answer);
         }
     }
+}
+
+/// The idempotency keys of the requests in `group` that were not inserted: repeats, whose first
+/// notifications the engine looks up (after its insert, so a first notification earlier in the
+/// same group is found).
+pub fn repeated_keys<'a>(group: &'a [IntakeRequest], inserted: &[Uuid]) -> Vec<&'a str> {
+    group
+        .iter()
+        .filter(|request| !inserted.contains(&request.notification.id))
+        .filter_map(|request| request.notification.idempotency_key.as_deref())
+        .collect()
+}
+
+/// The group's answers, in its order: new if inserted, else the repeat of the first notification
+/// with its key.
+pub fn answers(
+    group: &[IntakeRequest],
+    inserted: &[Uuid],
+    first: &HashMap<String, Uuid>,
+) -> Result<Vec<Inserted>, StoreError> {
+    group
+        .iter()
+        .map(|IntakeRequest { notification, .. }| {
+            if inserted.contains(&notification.id) {
+                return Ok(Inserted::New);
+            }
+            notification
+                .idempotency_key
+                .as_ref()
+                .and_then(|key| first.get(key))
+                .map(|id| Inserted::Existing(*id))
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "notification {} neither inserted nor a repeat",
+                        notification.id
+                    ))
+                })
+        })
+        .collect()
 }

@@ -30,7 +30,7 @@ use super::{
     Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, JoinedUser, NotificationRecord,
     NotificationStore, Outcome, StoreError, UserColumns, Work, WorkColumns, assemble, channel,
     channels_json, corrupt,
-    intake::{InsertGroup, IntakeRequest, IntakeWriter},
+    intake::{self, InsertGroup, IntakeRequest, IntakeWriter},
     recorded_attempt, routed_attempt, status,
 };
 use crate::domain::{Channel, Notification, User, UserId};
@@ -201,11 +201,7 @@ impl InsertGroup for PgPool {
         .bind(&event_created)
         .fetch_all(self)
         .await?;
-        let repeated: Vec<&str> = group
-            .iter()
-            .filter(|request| !inserted.contains(&request.notification.id))
-            .filter_map(|request| request.notification.idempotency_key.as_deref())
-            .collect();
+        let repeated = intake::repeated_keys(group, &inserted);
         // The first notifications of the repeated keys, committed by now (by this statement, or
         // before it).
         let first: HashMap<String, Uuid> = if repeated.is_empty() {
@@ -220,25 +216,7 @@ impl InsertGroup for PgPool {
             .into_iter()
             .collect()
         };
-        group
-            .iter()
-            .map(|IntakeRequest { notification, .. }| {
-                if inserted.contains(&notification.id) {
-                    return Ok(Inserted::New);
-                }
-                notification
-                    .idempotency_key
-                    .as_ref()
-                    .and_then(|key| first.get(key))
-                    .map(|id| Inserted::Existing(*id))
-                    .ok_or_else(|| {
-                        corrupt(format!(
-                            "notification {} neither new nor a repeat",
-                            notification.id
-                        ))
-                    })
-            })
-            .collect()
+        intake::answers(group, &inserted, &first)
     }
 }
 

@@ -9,8 +9,8 @@
 //! pipeline's time; the transaction's commit (a sync to disk, `platform::db`) is paid once per
 //! batch.
 //!
-//! Intake commits in groups (`intake.rs`): a group is one transaction of a few statements per
-//! notification, each cheap here, with one sync to disk for the group.
+//! Intake commits in groups (`intake.rs`): a group is one transaction of at most four statements
+//! whatever its size, with one sync to disk.
 
 use std::collections::HashMap;
 
@@ -28,7 +28,7 @@ use super::{
     Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, JoinedUser, NotificationRecord,
     NotificationStore, Outcome, StoreError, UserColumns, Work, WorkColumns, assemble, channel,
     channels_json, corrupt,
-    intake::{InsertGroup, IntakeRequest, IntakeWriter},
+    intake::{self, InsertGroup, IntakeRequest, IntakeWriter},
     recorded_attempt, routed_attempt, status,
 };
 use crate::domain::{Channel, Notification, User, UserId};
@@ -135,55 +135,93 @@ impl SqliteStore {
 
 #[async_trait]
 impl InsertGroup for SqlitePool {
+    /// One transaction of at most four statements, whatever the group's size: the notifications
+    /// (`DO NOTHING` skips a row whose idempotency key is taken, in the table or earlier in the
+    /// group), the deliveries and the outbox rows of those inserted, then the first
+    /// notifications of any repeated keys.
     async fn insert_group(&self, group: &[IntakeRequest]) -> Result<Vec<Inserted>, StoreError> {
-        let mut tx = self.begin().await?;
-        let mut answers = Vec::with_capacity(group.len());
-        for IntakeRequest {
-            notification,
-            intake,
-            ..
-        } in group
-        {
-            let inserted: Option<String> = sqlx::query_scalar(
-                "INSERT INTO notifications \
-                   (id, user_id, template, data, priority, idempotency_key, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        let notifications: Vec<Value> = group
+            .iter()
+            .map(
+                |IntakeRequest {
+                     notification: n, ..
+                 }| {
+                    json!([
+                        n.id.to_string(),
+                        n.user_id,
+                        n.template,
+                        Value::Object(n.data.clone()).to_string(),
+                        n.priority.as_str(),
+                        n.idempotency_key,
+                        unix_millis(n.created_at),
+                    ])
+                },
             )
-            .bind(notification.id.to_string())
-            .bind(&notification.user_id)
-            .bind(notification.template)
-            .bind(serde_json::Value::Object(notification.data.clone()).to_string())
-            .bind(notification.priority.as_str())
-            .bind(&notification.idempotency_key)
-            .bind(unix_millis(notification.created_at))
-            .fetch_optional(&mut *tx)
+            .collect();
+        let mut tx = self.begin().await?;
+        // `WHERE true` keeps SQLite from reading `ON CONFLICT` as a join's `ON`.
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO notifications \
+               (id, user_id, template, data, priority, idempotency_key, created_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+               value ->> 5, value ->> 6 \
+             FROM json_each(?1) WHERE true ORDER BY key \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        )
+        .bind(Value::Array(notifications).to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let inserted = inserted
+            .iter()
+            .map(|id| uuid(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let new: Vec<&IntakeRequest> = group
+            .iter()
+            .filter(|request| inserted.contains(&request.notification.id))
+            .collect();
+        let deliveries: Vec<Value> = new
+            .iter()
+            .flat_map(
+                |IntakeRequest {
+                     notification: n, ..
+                 }| {
+                    n.channels.iter().map(|channel| {
+                        json!([
+                            n.id.to_string(),
+                            channel.as_str(),
+                            unix_millis(n.created_at)
+                        ])
+                    })
+                },
+            )
+            .collect();
+        if !deliveries.is_empty() {
+            sqlx::query(
+                "INSERT INTO deliveries (notification_id, channel, status, updated_at) \
+                 SELECT value ->> 0, value ->> 1, 'pending', value ->> 2 FROM json_each(?1)",
+            )
+            .bind(Value::Array(deliveries).to_string())
+            .execute(&mut *tx)
             .await?;
-            if inserted.is_none() {
-                let first: String =
-                    sqlx::query_scalar("SELECT id FROM notifications WHERE idempotency_key = ?1")
-                        .bind(&notification.idempotency_key)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                answers.push(Inserted::Existing(uuid(&first)?));
-                continue;
-            }
-            for channel in &notification.channels {
-                sqlx::query(
-                    "INSERT INTO deliveries (notification_id, channel, status, updated_at) \
-                     VALUES (?1, ?2, 'pending', ?3)",
-                )
-                .bind(notification.id.to_string())
-                .bind(channel.as_str())
-                .bind(unix_millis(notification.created_at))
-                .execute(&mut *tx)
-                .await?;
-            }
-            outbox::insert_sqlite(&mut tx, intake).await?;
-            answers.push(Inserted::New);
         }
+        outbox::insert_all_sqlite(&mut tx, new.iter().map(|request| &request.intake)).await?;
+        let repeated = intake::repeated_keys(group, &inserted);
+        let first: HashMap<String, Uuid> = if repeated.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT idempotency_key, id FROM notifications \
+                 WHERE idempotency_key IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(json_list(repeated))
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|(key, id)| Ok((key, uuid(&id)?)))
+            .collect::<Result<_, StoreError>>()?
+        };
         tx.commit().await?;
-        Ok(answers)
+        intake::answers(group, &inserted, &first)
     }
 }
 

@@ -24,7 +24,7 @@
 //!
 //! # Writing events
 //! [`insert_postgres`] and [`insert_sqlite`] write one row on the caller's connection, so inside
-//! the caller's transaction (pass `&mut tx`). A system whose PostgreSQL write is already one
+//! the caller's transaction (pass `&mut tx`); [`insert_all_sqlite`] writes many in one statement. A system whose PostgreSQL write is already one
 //! data-modifying CTE (the idempotency demo's last phase) inserts into `outbox` within that
 //! statement instead: a separate insert would be a second round trip on its hot path.
 //!
@@ -55,7 +55,10 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use self::{postgres::insert_postgres, sqlite::insert_sqlite};
+pub use self::{
+    postgres::insert_postgres,
+    sqlite::{insert_all_sqlite, insert_sqlite},
+};
 use crate::{
     clock::Clock,
     db::Database,

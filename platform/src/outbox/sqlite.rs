@@ -17,19 +17,51 @@ pub async fn insert_sqlite(
     conn: &mut SqliteConnection,
     event: &OutboxEvent,
 ) -> Result<(), sqlx::Error> {
+    insert_all_sqlite(conn, [event]).await
+}
+
+/// Inserts `events`, in their order, into the system's `outbox` table inside the caller's
+/// transaction, in one statement: the rows bound as one JSON array, payloads in hex.
+pub async fn insert_all_sqlite<'a>(
+    conn: &mut SqliteConnection,
+    events: impl IntoIterator<Item = &'a OutboxEvent>,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<serde_json::Value> = events
+        .into_iter()
+        .map(|event| {
+            serde_json::json!([
+                event.event_id.hyphenated().to_string(),
+                event.topic,
+                event.key,
+                event.event_type,
+                hex(&event.payload),
+                unix_millis(event.created_at),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO outbox (event_id, topic, message_key, event_type, payload, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, unhex(value ->> 4), \
+           value ->> 5 \
+         FROM json_each(?1) ORDER BY key",
     )
-    .bind(event.event_id.hyphenated())
-    .bind(&event.topic)
-    .bind(&event.key)
-    .bind(&event.event_type)
-    .bind(&event.payload)
-    .bind(unix_millis(event.created_at))
+    .bind(serde_json::Value::Array(rows).to_string())
     .execute(conn)
     .await?;
     Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    text
 }
 
 pub(super) struct SqliteOutbox {

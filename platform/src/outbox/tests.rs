@@ -87,9 +87,7 @@ impl Fixture {
             }
             Database::Sqlite(pool) => {
                 let mut tx = pool.begin().await.unwrap();
-                for event in &events {
-                    insert_sqlite(&mut tx, event).await.unwrap();
-                }
+                insert_all_sqlite(&mut tx, &events).await.unwrap();
                 tx.commit().await.unwrap();
             }
         }
@@ -267,6 +265,29 @@ async fn every_row_is_published_once_with_its_key_and_event_headers() {
             Some(&b"thing.happened"[..])
         );
     }
+}
+
+#[tokio::test]
+async fn payloads_of_any_bytes_are_published_as_written() {
+    let fixture = Fixture::new().await;
+    let mut event = fixture.event("bytes");
+    event.payload = (0..=255).collect();
+    match &fixture.backends.database {
+        Database::Postgres(pool) => {
+            insert_postgres(&mut pool.acquire().await.unwrap(), &event)
+                .await
+                .unwrap();
+        }
+        Database::Sqlite(pool) => {
+            insert_sqlite(&mut pool.acquire().await.unwrap(), &event)
+                .await
+                .unwrap();
+        }
+    }
+
+    assert_eq!(fixture.relay().relay_once().await.unwrap(), 1);
+
+    assert_eq!(fixture.recorder.written(), [event.into_message()]);
 }
 
 #[tokio::test]
