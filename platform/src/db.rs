@@ -158,6 +158,18 @@ pub fn unix_millis(at: time::OffsetDateTime) -> i64 {
     (at.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// Bytes as hex text, for rows bound as one JSON array (which has no bytes) and turned back into
+/// BLOBs by SQLite's `unhex()`: how a batch's rows go into SQLite in one statement.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    text
+}
+
 /// The inverse of [`unix_millis`].
 pub fn from_unix_millis(ms: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

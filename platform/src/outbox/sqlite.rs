@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use uuid::{Uuid, fmt::Hyphenated};
 
 use super::{OutboxEvent, Table};
-use crate::db::{from_unix_millis, unix_millis};
+use crate::db::{from_unix_millis, hex, unix_millis};
 
 /// Inserts `event` into the system's `outbox` table inside the caller's transaction.
 pub async fn insert_sqlite(
@@ -52,16 +52,6 @@ pub async fn insert_all_sqlite<'a>(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(DIGITS[usize::from(byte >> 4)] as char);
-        text.push(DIGITS[usize::from(byte & 0xf)] as char);
-    }
-    text
 }
 
 pub(super) struct SqliteOutbox {

@@ -36,21 +36,24 @@
 //! (an outbox row stays unpublished until the publish has returned).
 //!
 //! Measured with `cargo test -p platform --release --lib publish_cost -- --ignored --nocapture`
-//! (10,000 records of 100 bytes over 3 partitions; three runs on a shared two-core virtual
-//! machine, hence the ranges):
+//! (10,000 records of 100 bytes over 3 partitions; two runs each on a shared two-core virtual
+//! machine, hence the ranges), before and after a batch became one statement:
 //!
 //! | | one `publish` at a time | `publish_all` by 100 |
 //! |---|---|---|
-//! | `synchronous=NORMAL` (this) | 120–250 µs each (4,000–8,500 a second) | 25,000–55,000 a second |
-//! | `synchronous=FULL` | 0.85–1.2 ms each (830–1,200 a second) | 17,000–48,000 a second |
+//! | `synchronous=NORMAL` (this) | 153–170 µs each (5,900–6,500 a second) | 91,000–99,000 a second |
+//! | `synchronous=FULL` | 0.36–0.52 ms each (1,900–2,800 a second) | 64,000–110,000 a second |
+//! | `NORMAL`, a statement per record (before) | 192–199 µs each | 17,000–22,000 a second |
 //!
-//! A publish is a task spawn, a transaction and a write to the operating system; a `publish_all`
-//! is one transaction for the whole batch, so a record in a batch of 100 costs five to ten times
-//! less than one on its own (twenty to fifty with `FULL`): the outbox relay publishes its batches
-//! that way. A commit is one small transaction too (a row per partition it covers, so a batch
-//! commit costs about what a single one does). Concurrent publishes queue for the one writer
-//! rather than sharing a transaction (group commit): at these rates that has not been worth the
-//! extra machinery.
+//! A publish is a task spawn, one `INSERT` and a write to the operating system. A `publish_all`
+//! is one `INSERT` for the whole batch, its rows bound as one JSON array (bytes as hex, turned
+//! back by SQLite's `unhex`), all or nothing without a transaction around it: sqlx runs the
+//! connection on a thread of its own, so every statement costs two thread switches, and a
+//! statement per record made a record in a batch cost almost what one on its own did. The outbox
+//! relay publishes its batches this way. A commit is one small transaction (a row per partition
+//! it covers, so a batch commit costs about what a single one does). Concurrent publishes queue
+//! for the one writer rather than sharing a statement (group commit): at these rates that has
+//! not been worth the extra machinery.
 //!
 //! # One process per file
 //! The file is opened with SQLite's exclusive locking mode, so a second process opening it fails
@@ -78,6 +81,8 @@ use tokio::sync::Mutex;
 use super::{
     Consumer, Delivery, MemoryTopics, Message, Producer, TopicError, Topics, last_per_partition,
 };
+
+use crate::db::hex;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/topics");
 
@@ -268,29 +273,39 @@ impl Inner {
         })
     }
 
-    /// Writes `messages` to the file in one transaction, then appends them to memory, where
+    /// Writes `messages` to the file in one statement, then appends them to memory, where
     /// consumers see them (see the module docs on why in that order, under the writers' lock).
     async fn append(&self, messages: Vec<Message>) -> Result<(), TopicError> {
         let mut file = self.file.lock().await;
         let placed = self.memory.placements(&messages)?;
-        let mut transaction = file.begin().await?;
-        for (message, (partition, offset)) in messages.iter().zip(placed) {
-            let headers = serde_json::to_vec(&message.headers).expect("headers serialize");
-            sqlx::query(
-                "INSERT INTO records \
-                 (topic, partition_index, record_offset, key, payload, headers) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .bind(&message.topic)
-            .bind(partition)
-            .bind(offset)
-            .bind(&message.key)
-            .bind(&message.payload)
-            .bind(headers)
-            .execute(&mut *transaction)
-            .await?;
-        }
-        transaction.commit().await?;
+        let rows: Vec<serde_json::Value> = messages
+            .iter()
+            .zip(placed)
+            .map(|(message, (partition, offset))| {
+                let headers = serde_json::to_vec(&message.headers).expect("headers serialize");
+                serde_json::json!([
+                    message.topic,
+                    partition,
+                    offset,
+                    hex(&message.key),
+                    hex(&message.payload),
+                    hex(&headers),
+                ])
+            })
+            .collect();
+        // One statement for the batch, all or nothing without a transaction around it, the rows
+        // bound as one JSON array: a statement per record cost two thread switches each (sqlx
+        // runs the connection on a thread of its own).
+        sqlx::query(
+            "INSERT INTO records \
+             (topic, partition_index, record_offset, key, payload, headers) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, unhex(value ->> 3), \
+               unhex(value ->> 4), unhex(value ->> 5) \
+             FROM json_each(?1)",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *file)
+        .await?;
         self.memory.publish_all(messages).await
     }
 }
@@ -479,15 +494,17 @@ mod tests {
                     .with_header("event_id", format!("e-{i}"))
                     .with_header("empty", "")
             })
+            // Every byte value, under an empty key: the file holds bytes, not text.
+            .chain([Message::new("t", "", (0..=255).collect::<Vec<u8>>())])
             .collect();
         topics.publish_all(messages).await.unwrap();
         let consumer = topics.subscribe("before", &["t"]).await.unwrap();
-        let before = in_place(recv_n(&*consumer, 12).await);
+        let before = in_place(recv_n(&*consumer, 13).await);
         drop((consumer, topics));
 
         let topics = SqliteTopics::open(&path).await.unwrap();
         let consumer = topics.subscribe("after", &["t"]).await.unwrap();
-        let after = in_place(recv_n(&*consumer, 12).await);
+        let after = in_place(recv_n(&*consumer, 13).await);
 
         assert_eq!(after, before);
     }
