@@ -142,21 +142,18 @@ impl InsertGroup for SqlitePool {
     async fn insert_group(&self, group: &[IntakeRequest]) -> Result<Vec<Inserted>, StoreError> {
         let notifications: Vec<Value> = group
             .iter()
-            .map(
-                |IntakeRequest {
-                     notification: n, ..
-                 }| {
-                    json!([
-                        n.id.to_string(),
-                        n.user_id,
-                        n.template,
-                        Value::Object(n.data.clone()).to_string(),
-                        n.priority.as_str(),
-                        n.idempotency_key,
-                        unix_millis(n.created_at),
-                    ])
-                },
-            )
+            .map(|request| {
+                let n = &request.notification;
+                json!([
+                    n.id.to_string(),
+                    n.user_id,
+                    n.template,
+                    Value::Object(n.data.clone()).to_string(),
+                    n.priority.as_str(),
+                    n.idempotency_key,
+                    unix_millis(n.created_at),
+                ])
+            })
             .collect();
         let mut tx = self.begin().await?;
         // `WHERE true` keeps SQLite from reading `ON CONFLICT` as a join's `ON`.
@@ -181,19 +178,16 @@ impl InsertGroup for SqlitePool {
             .collect();
         let deliveries: Vec<Value> = new
             .iter()
-            .flat_map(
-                |IntakeRequest {
-                     notification: n, ..
-                 }| {
-                    n.channels.iter().map(|channel| {
-                        json!([
-                            n.id.to_string(),
-                            channel.as_str(),
-                            unix_millis(n.created_at)
-                        ])
-                    })
-                },
-            )
+            .map(|request| &request.notification)
+            .flat_map(|n| {
+                n.channels.iter().map(|channel| {
+                    json!([
+                        n.id.to_string(),
+                        channel.as_str(),
+                        unix_millis(n.created_at)
+                    ])
+                })
+            })
             .collect();
         if !deliveries.is_empty() {
             sqlx::query(
