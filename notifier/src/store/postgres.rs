@@ -14,8 +14,8 @@
 //! Prepared, they settled on a generic plan after five executions and kept it for the
 //! connection's life: planned while the tables were young (a new deployment; every benchmark
 //! run), that plan read `deliveries` whole, so each batch cost more the more deliveries there
-//! were. At 20,000 notifications the throttle's count took 14 ms a batch that way, 3 ms planned
-//! for its batch (`DESIGN.md` §10). Planning costs a fraction of a millisecond a batch, and
+//! were. At 20,000 notifications the throttle's count took 14 ms a batch that way, and 3 ms
+//! planned for its batch, with intake grouped as well (`DESIGN.md` §10). Planning costs a fraction of a millisecond a batch, and
 //! nothing a notification.
 
 use std::collections::HashMap;
@@ -131,33 +131,18 @@ impl InsertGroup for PgPool {
         // One statement for the group: the notifications, then the deliveries and the outbox rows
         // of those that were inserted (their idempotency keys new, in the table and earlier in the
         // group: `DO NOTHING` skips a later row whose key an earlier one took), all or nothing.
-        // The outbox rows go in in the group's order, which is the order the relay publishes them.
-        let mut notifications = GroupColumns::default();
+        // The outbox rows go in in the group's order, which is the order the relay publishes them;
+        // they are written out here rather than through `outbox::insert_postgres`, which would be
+        // a statement of their own.
+        let mut c = GroupColumns::default();
         for IntakeRequest {
             notification: n,
             intake: event,
             ..
         } in group
         {
-            notifications.push(n, event);
+            c.push(n, event);
         }
-        let GroupColumns {
-            ids,
-            users,
-            templates,
-            data,
-            priorities,
-            keys,
-            created,
-            delivery_ids,
-            delivery_channels,
-            event_ids,
-            topics,
-            message_keys,
-            event_types,
-            payloads,
-            event_created,
-        } = notifications;
         let inserted: Vec<Uuid> = sqlx::query_scalar(
             "WITH requested AS ( \
                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
@@ -184,21 +169,21 @@ impl InsertGroup for PgPool {
                ORDER BY e.ord) \
              SELECT id FROM inserted",
         )
-        .bind(&ids)
-        .bind(&users)
-        .bind(&templates)
-        .bind(&data)
-        .bind(&priorities)
-        .bind(&keys)
-        .bind(&created)
-        .bind(&delivery_ids)
-        .bind(&delivery_channels)
-        .bind(&event_ids)
-        .bind(&topics)
-        .bind(&message_keys)
-        .bind(&event_types)
-        .bind(&payloads)
-        .bind(&event_created)
+        .bind(&c.ids)
+        .bind(&c.users)
+        .bind(&c.templates)
+        .bind(&c.data)
+        .bind(&c.priorities)
+        .bind(&c.keys)
+        .bind(&c.created)
+        .bind(&c.delivery_ids)
+        .bind(&c.delivery_channels)
+        .bind(&c.event_ids)
+        .bind(&c.topics)
+        .bind(&c.message_keys)
+        .bind(&c.event_types)
+        .bind(&c.payloads)
+        .bind(&c.event_created)
         .fetch_all(self)
         .await?;
         let repeated = intake::repeated_keys(group, &inserted);
@@ -246,7 +231,7 @@ impl<'a> GroupColumns<'a> {
         self.users.push(&n.user_id);
         self.templates.push(n.template);
         self.data
-            .push(serde_json::Value::Object(n.data.clone()).to_string());
+            .push(serde_json::to_string(&n.data).expect("data serialises"));
         self.priorities.push(n.priority.as_str());
         self.keys.push(n.idempotency_key.as_deref());
         self.created.push(n.created_at);

@@ -148,7 +148,7 @@ impl InsertGroup for SqlitePool {
                     n.id.to_string(),
                     n.user_id,
                     n.template,
-                    Value::Object(n.data.clone()).to_string(),
+                    serde_json::to_string(&n.data).expect("data serialises"),
                     n.priority.as_str(),
                     n.idempotency_key,
                     unix_millis(n.created_at),
