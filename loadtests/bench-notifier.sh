@@ -9,15 +9,18 @@
 # For each backend set:
 #   1. ROUNDS runs of BENCH_N notifications accepted as fast as intake takes them, each measuring
 #      its own bare loops first (one committing each batch as the pipeline does, which the ratio
-#      is taken against, and one committing each record): throughput and the ratio (medians of
-#      the rounds). Their p50/p99
+#      is taken against, and one committing each record) and its floor (the pipeline's two hops
+#      and provider call with nothing else; the provider calls alone): throughput and the ratios
+#      (medians of the rounds). Their p50/p99
 #      are mostly time queued behind the burst, so
 #   2. one run paced at half the median throughput for LATENCY_SECONDS: the latency from intake to
 #      provider of a pipeline that keeps up, as bench-redirect.sh measures the redirect's;
 #   3. one run of PROFILE_N that also counts SQL statements per notification.
-# Prints every run's output (each ends with where the time went per stage) and a Markdown table. The Kafka set uses PostgreSQL at DATABASE_URL (default: the local one CI uses) and the
-# broker at KAFKA_BROKERS (default 127.0.0.1:9092); if nothing listens there, tansu is started as
-# .ci/run's ensure_kafka starts it, with in-memory storage, and stopped at the end.
+# Prints every run's output (each ends with where the time went per stage) and two Markdown
+# tables, the pipeline's and the floor's. The Kafka set uses PostgreSQL at DATABASE_URL (default:
+# the local one CI uses) and the broker at KAFKA_BROKERS (default 127.0.0.1:9092); if nothing
+# listens there, tansu is started as .ci/run's ensure_kafka starts it, with in-memory storage,
+# and stopped at the end.
 #
 # Run nothing else meanwhile: a compile in another terminal halves the numbers. The
 # NOTIFIER_PARTITIONS and NOTIFIER_WORKERS of the environment are used (4 and 2 by default).
@@ -122,6 +125,22 @@ for name in sys.argv[2:]:
           f"| {median('p50_ms'):.0f} / {median('p99_ms'):.0f} | {paced['rate']}/s "
           f"| {float(paced['p50_ms']):.0f} / {float(paced['p99_ms']):.0f} "
           f"| {median('bare_each_record_per_s'):.0f} |")
+
+# The floor (notifier/examples/pipeline_bench/skeleton.rs): what the pipeline's shape costs here
+# with none of its own work, against the same bare loop.
+print()
+print("| backends | bare loop (records/s) | skeleton: two hops and a provider call (records/s) "
+      "| skeleton / bare | provider calls alone (calls/s) | provider calls / bare "
+      "| pipeline / skeleton |")
+print("|---|---|---|---|---|---|---|")
+for name in sys.argv[2:]:
+    rounds = runs(name)
+    median = lambda key: statistics.median(float(run[key]) for run in rounds)
+    share = lambda key: statistics.median(float(run[key]) / float(run["bare_per_s"]) for run in rounds)
+    print(f"| {rounds[0]['backend']} | {median('bare_per_s'):.0f} | {median('skeleton_per_s'):.0f} "
+          f"| {share('skeleton_per_s') * 100:.3g}% | {median('provider_per_s'):.0f} "
+          f"| {share('provider_per_s') * 100:.3g}% "
+          f"| {statistics.median(float(r['pipeline_per_s']) / float(r['skeleton_per_s']) for r in rounds) * 100:.3g}% |")
 EOF
 echo
 echo "Throughput, ratio and burst latencies: medians of $ROUNDS rounds of $BENCH_N notifications."

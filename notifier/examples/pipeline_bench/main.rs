@@ -24,14 +24,18 @@
 //!    users, produced and consumed on a fresh topic with the pipeline's partition count, by a
 //!    consumer that commits as the pipeline does (a batch of what has arrived at a time); and,
 //!    for comparison with earlier runs, by one that commits each record.
-//! 3. Creates `BENCH_USERS` users with a phone, so the notifications spread over the partitions
+//! 3. The floor ([`skeleton`]): the same N records through two topics and a provider call each,
+//!    on the pipeline's consumer loop, transport, partitions and batch size, with no database and
+//!    no logic (the most any pipeline of this shape could carry here); then N provider calls
+//!    alone. Each is reported as a share of the bare loop.
+//! 4. Creates `BENCH_USERS` users with a phone, so the notifications spread over the partitions
 //!    as real users' would, and starts the pipeline.
-//! 4. Warms up: sends notifications until every consumer of the intake and SMS topics has
+//! 5. Warms up: sends notifications until every consumer of the intake and SMS topics has
 //!    received one. A Kafka group takes seconds to form, and a member joining during the run would
 //!    stop its whole group for a rebalance, which is start-up cost, not throughput.
-//! 5. Accepts N notifications on one channel (SMS, one provider message each),
+//! 6. Accepts N notifications on one channel (SMS, one provider message each),
 //!    `BENCH_CONCURRENCY` at a time, and waits until the simulator has them all.
-//! 6. Stops the pipeline (so that a late duplicate would have arrived) and reports: throughput
+//! 7. Stops the pipeline (so that a late duplicate would have arrived) and reports: throughput
 //!    from the first accept to the last delivery, p50 and p99 from intake (the call to `accept`) to
 //!    provider (the simulator's receive time), lost (expected minus the keys at the provider) and
 //!    duplicated (provider requests beyond the first per key), the baseline's throughput and the
@@ -58,6 +62,7 @@
 
 mod baseline;
 mod profile;
+mod skeleton;
 
 use std::{
     collections::HashMap,
@@ -147,6 +152,26 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    let floor = bench.floor(options.n).await?;
+    for (what, elapsed) in [
+        (
+            "two hops and a provider call a record, nothing else (the skeleton)",
+            floor.skeleton,
+        ),
+        (
+            &*format!("provider calls alone, {} in flight", floor.in_flight),
+            floor.provider,
+        ),
+    ] {
+        println!(
+            "{what}: {} in {:.2} s, {:.0}/s, {:.1} % of the bare loop",
+            options.n,
+            elapsed.as_secs_f64(),
+            options.n as f64 / elapsed.as_secs_f64(),
+            bare.as_secs_f64() / elapsed.as_secs_f64() * 100.0
+        );
+    }
+
     bench.create_users().await?;
     let pipeline = bench.app.start_pipeline().await?;
     let warmed = bench.warm_up().await?;
@@ -189,7 +214,8 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "result backend={} n={} rate={} pipeline_per_s={:.0} p50_ms={:.1} p99_ms={:.1} lost={} \
-         duplicated={} bare_per_s={:.0} bare_each_record_per_s={:.0} ratio={ratio:.5}",
+         duplicated={} bare_per_s={:.0} bare_each_record_per_s={:.0} ratio={ratio:.5} \
+         skeleton_per_s={:.0} provider_per_s={:.0}",
         bench.backend,
         options.n,
         options.rate,
@@ -200,6 +226,8 @@ async fn main() -> anyhow::Result<()> {
         measured.duplicated,
         options.n as f64 / bare.as_secs_f64(),
         options.n as f64 / bare_each_record.as_secs_f64(),
+        options.n as f64 / floor.skeleton.as_secs_f64(),
+        options.n as f64 / floor.provider.as_secs_f64(),
     );
     all_delivered?;
     if measured.duplicated > 0 {
@@ -353,6 +381,32 @@ impl Bench {
         .await
     }
 
+    /// The floor under the pipeline's cost ([`skeleton`]): `n` job records through its two hops
+    /// and a provider call each, then `n` provider calls alone.
+    async fn floor(&self, n: usize) -> anyhow::Result<Floor> {
+        let pipeline = &self.settings.pipeline;
+        let skeleton = skeleton::two_hops_and_a_call(
+            &self.transport,
+            &format!("{}.skeleton", pipeline.topic_prefix),
+            pipeline,
+            self.settings.provider_timeout,
+            &self.users,
+            n,
+        )
+        .await?;
+        let in_flight = pipeline.workers_per_channel * pipeline.batch_size;
+        let jobs = (0..n)
+            .map(|_| Job::first(Uuid::now_v7(), Channel::Sms, 0))
+            .collect();
+        let provider =
+            skeleton::provider_calls(self.settings.provider_timeout, jobs, in_flight).await?;
+        Ok(Floor {
+            skeleton,
+            provider,
+            in_flight,
+        })
+    }
+
     async fn create_users(&self) -> anyhow::Result<()> {
         for user in &self.users {
             let body = UserBody {
@@ -391,6 +445,13 @@ impl Bench {
             }
         }
     }
+}
+
+/// How long the floor's two measurements took ([`Bench::floor`]).
+struct Floor {
+    skeleton: Duration,
+    provider: Duration,
+    in_flight: usize,
 }
 
 /// What the provider got of the measured notifications.
