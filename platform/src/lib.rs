@@ -17,6 +17,8 @@
 //! - [`topic`]: partitioned topics with consumer groups, manual commits and pausable
 //!   partitions, Kafka (rdkafka, idempotent producer) when configured and otherwise an embedded
 //!   transport with the same semantics, kept in a SQLite file so that it survives restarts.
+//! - [`group`]: requests that arrive together served by one call (a group commit, a read of
+//!   many keys in one statement), each caller answered with its own result.
 //! - [`outbox`]: the transactional outbox: events written in a system's own transaction, and the
 //!   relay that publishes them to their topics, at least once, without skipping a late commit.
 //! - [`http`]: the middleware stack every service gets (request ids, tracing, metrics, panics,
@@ -40,6 +42,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod extract;
+pub mod group;
 pub mod health;
 pub mod http;
 pub mod metrics;

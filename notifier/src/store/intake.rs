@@ -1,38 +1,43 @@
-//! Intake commits in groups, on both engines.
+//! Intake's two statements, each run for a group of requests at once, on both engines.
 //!
 //! Every accepted notification must be on disk before its 202, and a transaction of its own per
 //! notification made intake the costliest step of the pipeline: on SQLite, concurrent requests
 //! queued for the one write lock (in SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between
 //! tries) and then each paid its own sync to disk; on PostgreSQL, each paid a statement and a
 //! commit, three in four of the statements the pipeline ran besides reading users (`DESIGN.md`
-//! §10).
+//! §10). Once those were grouped, the read of the request's user was three in four of what was
+//! left: one statement per notification, for one row.
 //!
-//! Instead, [`IntakeWriter::insert`] hands the rows to one writer task, which takes every request
-//! waiting (up to [`INTAKE_GROUP`], never waiting for more) and has the engine store them in one
-//! transaction ([`InsertGroup`]): one commit for the group, and each request answered only once
-//! its group is committed, so "accepted" still means "on disk". A request that finds nothing
-//! waiting is written at once, as a group of one. A group that fails is written again one request
-//! at a time, so a request that cannot be stored fails alone.
+//! Both go through `platform::group`: one task per statement takes every request waiting (up to
+//! [`INTAKE_GROUP`], never waiting for more) and runs it once for all of them.
+//! - [`IntakeWriter::insert`]: the engine stores the group's notifications in one transaction
+//!   ([`InsertGroup`]): one commit for the group, and each request answered only once its group
+//!   is committed, so "accepted" still means "on disk".
+//! - [`UserReader::user`]: the engine reads the group's users in one statement ([`ReadUsers`]).
+//!
+//! A group that fails is run again one request at a time, so a request that cannot be served
+//! fails alone.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, future::Future};
 
 use async_trait::async_trait;
-use platform::outbox::OutboxEvent;
-use tokio::sync::{mpsc, oneshot};
+use platform::{
+    group::{Grouped, Serve},
+    outbox::OutboxEvent,
+};
 use uuid::Uuid;
 
 use super::{Inserted, StoreError, corrupt};
-use crate::domain::Notification;
+use crate::domain::{Notification, User, UserId};
 
-/// The most notifications intake commits in one transaction.
-pub const INTAKE_GROUP: usize = 64;
+/// The most requests intake serves with one statement (or one transaction).
+const INTAKE_GROUP: usize = 64;
 
 /// A notification to insert, with its message to the intake topic.
 #[derive(Debug)]
 pub struct IntakeRequest {
     pub notification: Notification,
     pub intake: OutboxEvent,
-    answer: oneshot::Sender<Result<Inserted, StoreError>>,
 }
 
 /// How an engine stores a group: every request's notification, its deliveries and its intake
@@ -43,18 +48,22 @@ pub trait InsertGroup: Send + Sync + 'static {
     async fn insert_group(&self, group: &[IntakeRequest]) -> Result<Vec<Inserted>, StoreError>;
 }
 
-/// The way to the writer task, which stops when the last clone of this is dropped.
-#[derive(Debug, Clone)]
-pub struct IntakeWriter {
-    requests: mpsc::Sender<IntakeRequest>,
+/// How an engine reads a group of users: those of `ids` that exist, in any order, in one
+/// statement.
+#[async_trait]
+pub trait ReadUsers: Send + Sync + 'static {
+    async fn read_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
 }
 
-impl IntakeWriter {
+/// Intake's writer: one task, and the way to it, which stops when the last clone of this is
+/// dropped.
+#[derive(Debug)]
+pub struct IntakeWriter<E: InsertGroup>(Grouped<Writer<E>>);
+
+impl<E: InsertGroup> IntakeWriter<E> {
     /// Must be called inside a Tokio runtime: it starts the writer task.
-    pub fn start(engine: impl InsertGroup) -> Self {
-        let (requests, received) = mpsc::channel(INTAKE_GROUP * 4);
-        tokio::spawn(write(engine, received));
-        Self { requests }
+    pub fn start(engine: E) -> Self {
+        Self(Grouped::start(INTAKE_GROUP, Writer(engine)))
     }
 
     /// Stores the notification in the next group; returns once that group is committed.
@@ -63,47 +72,91 @@ impl IntakeWriter {
         notification: &Notification,
         intake: &OutboxEvent,
     ) -> Result<Inserted, StoreError> {
-        let (answer, answered) = oneshot::channel();
         let request = IntakeRequest {
             notification: notification.clone(),
             intake: intake.clone(),
-            answer,
         };
-        // Either fails only if the writer task is gone, which it is not while a store holds this
-        // (unless it panicked, or its runtime is shutting down).
-        self.requests
-            .send(request)
-            .await
-            .map_err(|_| sqlx::Error::WorkerCrashed)?;
-        answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+        // Fails only if the writer task is gone (it panicked, or its runtime is shutting down).
+        (self.0.call(request).await).map_err(|_| sqlx::Error::WorkerCrashed)?
     }
 }
 
-/// The writer task: commits the requests waiting, in groups (module docs).
-async fn write(engine: impl InsertGroup, mut requests: mpsc::Receiver<IntakeRequest>) {
-    let mut group = Vec::with_capacity(INTAKE_GROUP);
-    while requests.recv_many(&mut group, INTAKE_GROUP).await > 0 {
-        let answers = match engine.insert_group(&group).await {
-            Ok(inserted) => inserted.into_iter().map(Ok).collect(),
-            Err(err) if group.len() == 1 => vec![Err(err)],
-            // One request that cannot be stored must not fail the others with it.
-            Err(_) => {
-                let mut answers = Vec::with_capacity(group.len());
-                for request in &group {
-                    answers.push(
-                        engine
-                            .insert_group(std::slice::from_ref(request))
-                            .await
-                            .map(|mut inserted| inserted.remove(0)),
-                    );
-                }
-                answers
+impl<E: InsertGroup> Clone for IntakeWriter<E> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+/// Intake's reader of users, as [`IntakeWriter`] is its writer.
+#[derive(Debug)]
+pub struct UserReader<E: ReadUsers>(Grouped<Reader<E>>);
+
+impl<E: ReadUsers> UserReader<E> {
+    /// Must be called inside a Tokio runtime: it starts the reader task.
+    pub fn start(engine: E) -> Self {
+        Self(Grouped::start(INTAKE_GROUP, Reader(engine)))
+    }
+
+    /// The user, read in the next group: what was committed before this call.
+    pub async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        (self.0.call(id.clone()).await).map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+}
+
+impl<E: ReadUsers> Clone for UserReader<E> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+struct Writer<E>(E);
+
+#[async_trait]
+impl<E: InsertGroup> Serve for Writer<E> {
+    type Request = IntakeRequest;
+    type Answer = Result<Inserted, StoreError>;
+
+    async fn serve(&self, group: &[IntakeRequest]) -> Vec<Self::Answer> {
+        alone_if_it_fails(group, |group| self.0.insert_group(group)).await
+    }
+}
+
+struct Reader<E>(E);
+
+#[async_trait]
+impl<E: ReadUsers> Serve for Reader<E> {
+    type Request = UserId;
+    type Answer = Result<Option<User>, StoreError>;
+
+    async fn serve(&self, ids: &[UserId]) -> Vec<Self::Answer> {
+        alone_if_it_fails(ids, |ids| async move {
+            let found: HashMap<UserId, User> = (self.0.read_users(ids).await?)
+                .into_iter()
+                .map(|user| (user.id.clone(), user))
+                .collect();
+            // A user asked for twice in one group is read once.
+            Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+        })
+        .await
+    }
+}
+
+/// Runs `run` for the whole group and, if that fails, for each request alone: one request that
+/// cannot be served must not fail the others with it.
+async fn alone_if_it_fails<'a, R, A, F, Fut>(group: &'a [R], run: F) -> Vec<Result<A, StoreError>>
+where
+    F: Fn(&'a [R]) -> Fut,
+    Fut: Future<Output = Result<Vec<A>, StoreError>>,
+{
+    match run(group).await {
+        Ok(answers) => answers.into_iter().map(Ok).collect(),
+        Err(err) if group.len() == 1 => vec![Err(err)],
+        Err(_) => {
+            let mut answers = Vec::with_capacity(group.len());
+            for request in group.chunks(1) {
+                answers.push(run(request).await.map(|mut answer| answer.remove(0)));
             }
-        };
-        for (request, answer) in group.drain(..).zip(answers) {
-            // A caller that stopped waiting (its request was cancelled) needs no answer: its
-            // notification is stored all the same, as it would be had the commit come first.
-            let _ = request.answer.send(answer);
+            answers
         }
     }
 }

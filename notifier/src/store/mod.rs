@@ -359,7 +359,24 @@ impl JoinedUser {
     }
 }
 
+/// A user's row, as both engines answer it.
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    #[sqlx(flatten)]
+    columns: UserColumns,
+}
+
+impl UserRow {
+    fn into_user(self) -> Result<User, StoreError> {
+        let id =
+            UserId::parse(&self.id).ok_or_else(|| corrupt(format!("user id {:?}", self.id)))?;
+        self.columns.into_user(id)
+    }
+}
+
 /// A user's stored columns, with the JSON ones as text.
+#[derive(sqlx::FromRow)]
 struct UserColumns {
     email: Option<String>,
     phone: Option<String>,

@@ -5,8 +5,9 @@
 //! arrays bound as parameters and turned back into rows with `unnest`, and the writes that belong
 //! together (a decision and its attempt, a claim and the read of what it claimed, an outcome and
 //! its attempt) chained in one statement with data-modifying CTEs, which PostgreSQL runs
-//! atomically. Intake is one statement per group of notifications (`intake.rs`). Only a dead
-//! letter takes a transaction of several statements, and it is rare.
+//! atomically. Intake is one statement per group of notifications, and one per group of the users
+//! they name (`intake.rs`). Only a dead letter takes a transaction of several statements, and it
+//! is rare.
 //!
 //! **A batch's statement is planned for its batch.** The statements that take a batch (`work`,
 //! `queued_since`, `route`, `claim`, `record`) are sent unnamed (`persistent(false)`), so
@@ -28,9 +29,9 @@ use uuid::Uuid;
 
 use super::{
     Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, JoinedUser, NotificationRecord,
-    NotificationStore, Outcome, StoreError, UserColumns, Work, WorkColumns, assemble, channel,
+    NotificationStore, Outcome, StoreError, UserRow, Work, WorkColumns, assemble, channel,
     channels_json, corrupt,
-    intake::{self, InsertGroup, IntakeRequest, IntakeWriter},
+    intake::{self, InsertGroup, IntakeRequest, IntakeWriter, ReadUsers, UserReader},
     recorded_attempt, routed_attempt, status,
 };
 use crate::domain::{Channel, Notification, User, UserId};
@@ -114,14 +115,33 @@ struct ClaimRow {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    intake: IntakeWriter,
+    intake: IntakeWriter<PgPool>,
+    users: UserReader<PgPool>,
 }
 
 impl PostgresStore {
-    /// Must be called inside a Tokio runtime: it starts the intake writer.
+    /// Must be called inside a Tokio runtime: it starts intake's writer and reader of users.
     pub fn new(pool: PgPool) -> Self {
-        let intake = IntakeWriter::start(pool.clone());
-        Self { pool, intake }
+        Self {
+            intake: IntakeWriter::start(pool.clone()),
+            users: UserReader::start(pool.clone()),
+            pool,
+        }
+    }
+}
+
+#[async_trait]
+impl ReadUsers for PgPool {
+    async fn read_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(UserId::as_str).collect();
+        let rows: Vec<UserRow> = sqlx::query_as(
+            "SELECT id, email, phone, push_tokens::text, webhook_url, opted_out::text \
+             FROM users WHERE id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(self)
+        .await?;
+        rows.into_iter().map(UserRow::into_user).collect()
     }
 }
 
@@ -271,30 +291,7 @@ impl NotificationStore for PostgresStore {
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        let row: Option<(
-            Option<String>,
-            Option<String>,
-            String,
-            Option<String>,
-            String,
-        )> = sqlx::query_as(
-            "SELECT email, phone, push_tokens::text, webhook_url, opted_out::text \
-                 FROM users WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|(email, phone, push_tokens, webhook_url, opted_out)| {
-            UserColumns {
-                email,
-                phone,
-                push_tokens,
-                webhook_url,
-                opted_out,
-            }
-            .into_user(id.clone())
-        })
-        .transpose()
+        self.users.user(id).await
     }
 
     async fn insert_notification(

@@ -10,7 +10,7 @@
 //! batch.
 //!
 //! Intake commits in groups (`intake.rs`): a group is one transaction of at most four statements
-//! whatever its size, with one sync to disk.
+//! whatever its size, with one sync to disk; the users a group of requests names are one read.
 
 use std::collections::HashMap;
 
@@ -26,9 +26,9 @@ use uuid::Uuid;
 
 use super::{
     Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, JoinedUser, NotificationRecord,
-    NotificationStore, Outcome, StoreError, UserColumns, Work, WorkColumns, assemble, channel,
+    NotificationStore, Outcome, StoreError, UserRow, Work, WorkColumns, assemble, channel,
     channels_json, corrupt,
-    intake::{self, InsertGroup, IntakeRequest, IntakeWriter},
+    intake::{self, InsertGroup, IntakeRequest, IntakeWriter, ReadUsers, UserReader},
     recorded_attempt, routed_attempt, status,
 };
 use crate::domain::{Channel, Notification, User, UserId};
@@ -122,14 +122,32 @@ fn uuid(text: &str) -> Result<Uuid, StoreError> {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    intake: IntakeWriter,
+    intake: IntakeWriter<SqlitePool>,
+    users: UserReader<SqlitePool>,
 }
 
 impl SqliteStore {
-    /// Must be called inside a Tokio runtime: it starts the intake writer.
+    /// Must be called inside a Tokio runtime: it starts intake's writer and reader of users.
     pub fn new(pool: SqlitePool) -> Self {
-        let intake = IntakeWriter::start(pool.clone());
-        Self { pool, intake }
+        Self {
+            intake: IntakeWriter::start(pool.clone()),
+            users: UserReader::start(pool.clone()),
+            pool,
+        }
+    }
+}
+
+#[async_trait]
+impl ReadUsers for SqlitePool {
+    async fn read_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<UserRow> = sqlx::query_as(
+            "SELECT id, email, phone, push_tokens, webhook_url, opted_out \
+             FROM users WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(json_list(ids.iter().map(UserId::as_str)))
+        .fetch_all(self)
+        .await?;
+        rows.into_iter().map(UserRow::into_user).collect()
     }
 }
 
@@ -242,30 +260,7 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        let row: Option<(
-            Option<String>,
-            Option<String>,
-            String,
-            Option<String>,
-            String,
-        )> = sqlx::query_as(
-            "SELECT email, phone, push_tokens, webhook_url, opted_out \
-                 FROM users WHERE id = ?1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|(email, phone, push_tokens, webhook_url, opted_out)| {
-            UserColumns {
-                email,
-                phone,
-                push_tokens,
-                webhook_url,
-                opted_out,
-            }
-            .into_user(id.clone())
-        })
-        .transpose()
+        self.users.user(id).await
     }
 
     async fn insert_notification(

@@ -107,6 +107,56 @@ async fn repeats_sent_at_once_make_one_notification_and_one_delivery() {
     assert_eq!(keys.len(), total, "a device got a notification twice");
 }
 
+/// Intake also reads the users of the requests waiting at once in one statement
+/// (`store/intake.rs`): each request is still checked against its own user, whether that user is
+/// asked for once in the group, several times, or not known at all.
+#[tokio::test]
+async fn requests_sent_at_once_are_each_checked_against_their_own_user() {
+    let app = TestApp::spawn().await;
+    for n in 0..5 {
+        app.put_user(&format!("phone-{n}"), json!({"phone": "+442071838750"}))
+            .await;
+        app.put_user(&format!("email-{n}"), json!({"email": "e@example.com"}))
+            .await;
+    }
+    let users: Vec<String> = (0..45)
+        .map(|n| {
+            let kind = ["phone", "email", "ghost"][n % 3];
+            format!("{kind}-{}", n % 5)
+        })
+        .collect();
+
+    let responses = join_all(users.iter().map(|user| {
+        app.notify(
+            json!({"user_id": user, "template": "welcome", "data": {"name": "x"},
+                          "channels": ["sms"]}),
+        )
+    }))
+    .await;
+
+    for (user, response) in users.iter().zip(&responses) {
+        match &user[..5] {
+            "phone" => {
+                assert_eq!(
+                    response.status,
+                    StatusCode::ACCEPTED,
+                    "{user}: {:?}",
+                    response.body
+                );
+                let id = response.json()["id"].as_str().unwrap().to_owned();
+                let stored = app.get(&format!("/v1/notifications/{id}")).await.json();
+                assert_eq!(stored["user_id"], user.as_str());
+            }
+            "email" => {
+                response.invalid_field("channels/0");
+            }
+            _ => {
+                response.invalid_field("user_id");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn unknown_templates_users_missing_data_and_bad_channels_are_422_naming_the_field() {
     let app = TestApp::spawn().await;
