@@ -14,12 +14,19 @@
 //! committed before its caller hears back. A request reads what was committed before it was made
 //! (its group's statement runs after), so a write followed by a read sees the write.
 //!
+//! One group is served at a time, and the next one forms meanwhile: that is what lets groups
+//! grow under load, and it is what a group commit on SQLite's one writer needs. A backend that
+//! serves several calls at once to its advantage (the rate limiter's Redis batcher pipelines
+//! several scripts, and sheds load when its queue is full) wants calls in flight instead, and
+//! keeps a batcher of its own.
+//!
 //! The alternative, batching in the caller (collecting requests for a few milliseconds), delays
 //! every request by the window even when nothing else is waiting.
 
-use std::{fmt, sync::Arc};
+use std::{fmt, panic::AssertUnwindSafe, sync::Arc};
 
 use async_trait::async_trait;
+use futures::FutureExt as _;
 use tokio::sync::{mpsc, oneshot};
 
 /// How a group is served: one answer per request, in the group's order. A request the server
@@ -37,7 +44,8 @@ pub struct Grouped<S: Serve> {
     requests: mpsc::Sender<(S::Request, oneshot::Sender<S::Answer>)>,
 }
 
-/// The serving task is gone: it panicked, or its runtime is shutting down.
+/// No answer came: the server panicked on the group, left the request unanswered, or the task is
+/// gone (its runtime is shutting down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the task serving this group has stopped")]
 pub struct Stopped;
@@ -86,8 +94,27 @@ async fn run<S: Serve>(
 ) {
     let mut group = Vec::with_capacity(size);
     while received.recv_many(&mut group, size).await > 0 {
-        let (requests, callers): (Vec<_>, Vec<_>) = group.drain(..).unzip();
-        let answers = server.serve(&requests).await;
+        // A caller that gave up before its group was served (its request was cancelled) is not
+        // served: it was never answered, so nothing depends on its request being done.
+        let (requests, callers): (Vec<_>, Vec<_>) = group
+            .drain(..)
+            .filter(|(_, caller)| !caller.is_closed())
+            .unzip();
+        if requests.is_empty() {
+            continue;
+        }
+        // A panic fails this group's callers (their answers are dropped), not every caller after.
+        let Ok(answers) = AssertUnwindSafe(server.serve(&requests))
+            .catch_unwind()
+            .await
+        else {
+            tracing::error!(
+                serve = std::any::type_name::<S>(),
+                requests = requests.len(),
+                "serving a group panicked; its callers get an error"
+            );
+            continue;
+        };
         if answers.len() != requests.len() {
             tracing::error!(
                 serve = std::any::type_name::<S>(),
@@ -97,8 +124,8 @@ async fn run<S: Serve>(
             );
         }
         for (caller, answer) in callers.into_iter().zip(answers) {
-            // A caller that stopped waiting (its request was cancelled) needs no answer; what
-            // its request did (a write) is done all the same, as if it had been served first.
+            // A caller that stopped waiting meanwhile needs no answer; what its request did (a
+            // write) is done all the same, as if it had been answered first.
             let _ = caller.send(answer);
         }
     }
@@ -129,7 +156,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_lone_request_is_served_at_once_as_a_group_of_one() {
         let doubler = Doubler::default();
         let groups = doubler.groups.clone();
@@ -139,7 +166,7 @@ mod tests {
         assert_eq!(*groups.lock().unwrap(), vec![vec![21]]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn requests_that_queue_up_are_served_together_each_with_its_own_answer() {
         let doubler = Doubler::default();
         let groups = doubler.groups.clone();
@@ -161,23 +188,30 @@ mod tests {
         assert_eq!(groups.concat().len(), 9);
     }
 
-    struct Forgetful;
+    /// Answers nothing for 1, panics on 2, and doubles anything else.
+    struct Faulty;
 
     #[async_trait]
-    impl Serve for Forgetful {
+    impl Serve for Faulty {
         type Request = u32;
         type Answer = u32;
 
-        async fn serve(&self, _group: &[u32]) -> Vec<u32> {
-            Vec::new()
+        async fn serve(&self, group: &[u32]) -> Vec<u32> {
+            match group {
+                [1] => Vec::new(),
+                [2] => panic!("a bug in serve"),
+                _ => group.iter().map(|n| n * 2).collect(),
+            }
         }
     }
 
     #[tokio::test]
-    async fn a_request_left_without_an_answer_is_told_so_rather_than_left_waiting() {
-        let grouped = Grouped::start(4, Forgetful);
+    async fn a_request_left_without_an_answer_or_hit_by_a_panic_is_told_so_and_the_next_is_served()
+    {
+        let grouped = Grouped::start(4, Faulty);
 
         assert_eq!(grouped.call(1).await, Err(Stopped));
-        assert_eq!(grouped.call(2).await, Err(Stopped), "the task still serves");
+        assert_eq!(grouped.call(2).await, Err(Stopped));
+        assert_eq!(grouped.call(3).await, Ok(6), "the task still serves");
     }
 }

@@ -26,12 +26,41 @@ use crate::domain::{
     Channel, DeliveryStatus, Notification, Priority, Route, User, UserId, template,
 };
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("a stored row is corrupt: {0}")]
     Corrupt(String),
+    /// Shared, so that every request of a group that failed together gets it (`intake.rs`).
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] Arc<sqlx::Error>),
+    /// The task serving intake's groups is gone (it panicked, or the runtime is stopping).
+    #[error(transparent)]
+    Stopped(#[from] platform::group::Stopped),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Database(Arc::new(err))
+    }
+}
+
+impl StoreError {
+    /// Whether one request's own data could be the cause (a row the database refused, a value
+    /// that does not decode, a corrupt row), rather than the database itself (unreachable, out
+    /// of connections, stopped), which would fail every request alike.
+    pub fn may_be_one_requests(&self) -> bool {
+        match self {
+            Self::Corrupt(_) => true,
+            Self::Database(err) => matches!(
+                **err,
+                sqlx::Error::Database(_)
+                    | sqlx::Error::ColumnDecode { .. }
+                    | sqlx::Error::Decode(_)
+                    | sqlx::Error::Encode(_)
+            ),
+            Self::Stopped(_) => false,
+        }
+    }
 }
 
 /// What [`NotificationStore::insert_notification`] did.
