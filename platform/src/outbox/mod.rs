@@ -22,6 +22,12 @@
 //! [`EVENT_ID_HEADER`]. The lease is longer than the producer's delivery timeout, so a relay that
 //! is merely slow has given up on its batch before anyone else may take it.
 //!
+//! A published row stays in the table for [`RETENTION`], so what went out recently can be looked
+//! up (and published again by hand), and is then deleted by the running relay, a bounded batch at
+//! a time ([`Relay::prune_once`]): at the notifier's few thousand events a second, a table that
+//! kept every row would grow by hundreds of millions of rows a day. Only published rows are
+//! deleted; an unpublished one stays however old it is.
+//!
 //! # Writing events
 //! [`insert_postgres`] and [`insert_sqlite`] write one row on the caller's connection, so inside
 //! the caller's transaction (pass `&mut tx`); [`insert_all_sqlite`] writes many in one statement. A system whose PostgreSQL write is already one
@@ -71,6 +77,13 @@ pub const BATCH: u32 = 100;
 /// How long a claim holds: longer than a publish can take (the Kafka producer gives up after
 /// 10 s).
 pub const LEASE: Duration = Duration::from_secs(30);
+/// How long a published row stays in the table before the relay deletes it.
+pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+/// How often a running relay deletes the rows past [`RETENTION`].
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// Rows per delete: a short statement each, so a first prune of a long backlog does not hold the
+/// table (or SQLite's one writer) for long.
+const PRUNE_BATCH: u32 = 10_000;
 /// The header consumers deduplicate on.
 pub const EVENT_ID_HEADER: &str = "event_id";
 /// The header naming the event's type, so consumers can route without parsing the payload.
@@ -130,6 +143,13 @@ trait Table: Send + Sync + 'static {
 
     /// Events not yet published, oldest first.
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxEvent>, sqlx::Error>;
+
+    /// Deletes up to `limit` of the oldest rows published before `before`; returns how many.
+    async fn delete_published(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, sqlx::Error>;
 }
 
 /// Publishes a system's `outbox` rows: claims them with a lease, publishes them with the
@@ -186,9 +206,55 @@ impl Relay {
         Ok(count)
     }
 
+    /// Deletes every row published more than [`RETENTION`] ago, [`PRUNE_BATCH`] at a time;
+    /// returns how many.
+    pub async fn prune_once(&self) -> Result<u64, RelayError> {
+        let before = self.clock.now() - RETENTION;
+        let mut deleted = 0;
+        loop {
+            let batch = self.table.delete_published(before, PRUNE_BATCH).await?;
+            deleted += batch;
+            if batch < u64::from(PRUNE_BATCH) {
+                return Ok(deleted);
+            }
+        }
+    }
+
     /// Relays until `stop`: at once when woken, and every `interval` regardless (events of other
-    /// instances, and batches whose lease ran out).
+    /// instances, and batches whose lease ran out); and deletes what is past [`RETENTION`] every
+    /// [`PRUNE_INTERVAL`], beside it rather than between its batches, so that a long prune does
+    /// not hold up publishing.
     pub async fn run(self, interval: Duration, stop: CancellationToken) {
+        tokio::join!(self.relay(interval, &stop), self.prune(&stop));
+    }
+
+    async fn prune(&self, stop: &CancellationToken) {
+        loop {
+            match self.prune_once().await {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    tracing::debug!(
+                        system = self.system,
+                        deleted,
+                        "published outbox rows deleted"
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        system = self.system,
+                        error = %crate::problem::error_chain(&err),
+                        "deleting published outbox rows failed; trying again later"
+                    );
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            }
+        }
+    }
+
+    async fn relay(&self, interval: Duration, stop: &CancellationToken) {
         loop {
             match self.relay_once().await {
                 // A full batch: there may be more waiting.

@@ -108,6 +108,25 @@ impl Table for PostgresOutbox {
         Ok(marked)
     }
 
+    async fn delete_published(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, sqlx::Error> {
+        // The oldest ids first: rows are published about in id order, so the scan of the primary
+        // key finds the rows past retention at its start.
+        let deleted = sqlx::query(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+             WHERE published_at < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
+
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxEvent>, sqlx::Error> {
         let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1"

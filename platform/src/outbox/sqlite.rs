@@ -130,6 +130,23 @@ impl Table for SqliteOutbox {
         Ok(marked)
     }
 
+    async fn delete_published(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, sqlx::Error> {
+        let deleted = sqlx::query(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+             WHERE published_at < ?1 ORDER BY id LIMIT ?2)",
+        )
+        .bind(unix_millis(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
+
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxEvent>, sqlx::Error> {
         let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?1"

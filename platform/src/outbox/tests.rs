@@ -109,6 +109,16 @@ impl Fixture {
     async fn unpublished(&self) -> Vec<OutboxEvent> {
         self.relay().unpublished(10_000).await.unwrap()
     }
+
+    /// Every row in the table, published or not.
+    async fn rows(&self) -> i64 {
+        let count = "SELECT count(*) FROM outbox";
+        match &self.backends.database {
+            Database::Postgres(pool) => sqlx::query_scalar(count).fetch_one(pool).await,
+            Database::Sqlite(pool) => sqlx::query_scalar(count).fetch_one(pool).await,
+        }
+        .unwrap()
+    }
 }
 
 /// How the broker behind a [`Recorder`] answers.
@@ -265,6 +275,29 @@ async fn every_row_is_published_once_with_its_key_and_event_headers() {
             Some(&b"thing.happened"[..])
         );
     }
+}
+
+#[tokio::test]
+async fn published_rows_are_deleted_after_the_retention_and_unpublished_ones_never() {
+    let fixture = Fixture::new().await;
+    let relay = fixture.relay();
+    fixture.write_events(3).await;
+    assert_eq!(relay.relay_once().await.unwrap(), 3);
+    // Written now and never relayed: it must outlive the retention.
+    let waiting = fixture.write_events(1).await;
+
+    fixture.clock.advance(RETENTION - Duration::from_secs(1));
+    let early = relay.prune_once().await.unwrap();
+    fixture.clock.advance(Duration::from_secs(2));
+    let due = relay.prune_once().await.unwrap();
+
+    assert_eq!(early, 0, "nothing was past the retention yet");
+    assert_eq!(due, 3, "the published rows, once past it");
+    assert_eq!(fixture.rows().await, 1);
+    let left: Vec<Uuid> = (fixture.unpublished().await.iter())
+        .map(|event| event.event_id)
+        .collect();
+    assert_eq!(left, [waiting[0].event_id]);
 }
 
 #[tokio::test]
