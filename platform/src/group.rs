@@ -120,7 +120,7 @@ async fn run<S: Serve>(
                 serve = std::any::type_name::<S>(),
                 requests = requests.len(),
                 answers = answers.len(),
-                "a group was served with the wrong number of answers; the unanswered callers get an error"
+                "a group was served with the wrong number of answers"
             );
         }
         for (caller, answer) in callers.into_iter().zip(answers) {

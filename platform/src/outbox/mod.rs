@@ -145,6 +145,17 @@ trait Table: Send + Sync + 'static {
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxEvent>, sqlx::Error>;
 
     /// Deletes up to `limit` of the oldest rows published before `before`; returns how many.
+    ///
+    /// Only the rows below the first that is still wanted (published since `before`, or created
+    /// since and not yet published), so that the statement reads the primary key from its start
+    /// to there and stops: the table has no index on `published_at`, and without that bound the
+    /// last statement of every prune, finding fewer rows than `limit`, would read the whole
+    /// table, a day of rows, every minute (on PostgreSQL, with 300,000 rows kept: 51 ms, a
+    /// sequential scan, against 2.6 ms for the bounded statement deleting 1,000 rows, measured
+    /// with `EXPLAIN ANALYZE` on a scratch schema). Ids follow publishing closely (a row is
+    /// published within a lease of being written), so what the bound leaves behind is deleted at
+    /// the next prune. An old row that never got published is passed over, not deleted, and does
+    /// not stop the rows after it.
     async fn delete_published(
         &self,
         before: OffsetDateTime,

@@ -113,11 +113,12 @@ impl Table for PostgresOutbox {
         before: OffsetDateTime,
         limit: u32,
     ) -> Result<u64, sqlx::Error> {
-        // The oldest ids first: rows are published about in id order, so the scan of the primary
-        // key finds the rows past retention at its start.
         let deleted = sqlx::query(
             "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
-             WHERE published_at < $1 ORDER BY id LIMIT $2)",
+             WHERE published_at < $1 AND id < coalesce((SELECT id FROM outbox \
+               WHERE published_at >= $1 OR (published_at IS NULL AND created_at >= $1) \
+               ORDER BY id LIMIT 1), 9223372036854775807) \
+             ORDER BY id LIMIT $2)",
         )
         .bind(before)
         .bind(i64::from(limit))

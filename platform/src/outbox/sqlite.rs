@@ -137,7 +137,10 @@ impl Table for SqliteOutbox {
     ) -> Result<u64, sqlx::Error> {
         let deleted = sqlx::query(
             "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
-             WHERE published_at < ?1 ORDER BY id LIMIT ?2)",
+             WHERE published_at < ?1 AND id < coalesce((SELECT id FROM outbox \
+               WHERE published_at >= ?1 OR (published_at IS NULL AND created_at >= ?1) \
+               ORDER BY id LIMIT 1), 9223372036854775807) \
+             ORDER BY id LIMIT ?2)",
         )
         .bind(unix_millis(before))
         .bind(i64::from(limit))

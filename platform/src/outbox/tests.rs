@@ -110,6 +110,14 @@ impl Fixture {
         self.relay().unpublished(10_000).await.unwrap()
     }
 
+    async fn execute(&self, statement: &'static str) {
+        match &self.backends.database {
+            Database::Postgres(pool) => sqlx::query(statement).execute(pool).await.map(drop),
+            Database::Sqlite(pool) => sqlx::query(statement).execute(pool).await.map(drop),
+        }
+        .unwrap()
+    }
+
     /// Every row in the table, published or not.
     async fn rows(&self) -> i64 {
         let count = "SELECT count(*) FROM outbox";
@@ -281,23 +289,28 @@ async fn every_row_is_published_once_with_its_key_and_event_headers() {
 async fn published_rows_are_deleted_after_the_retention_and_unpublished_ones_never() {
     let fixture = Fixture::new().await;
     let relay = fixture.relay();
-    fixture.write_events(3).await;
-    assert_eq!(relay.relay_once().await.unwrap(), 3);
-    // Written now and never relayed: it must outlive the retention.
-    let waiting = fixture.write_events(1).await;
+    let events = fixture.write_events(4).await;
+    assert_eq!(relay.relay_once().await.unwrap(), 4);
+    // The oldest row as if it had never been published (a broker that refused it for a day): it
+    // must outlive the retention, and must not stop the rows after it from going.
+    fixture
+        .execute("UPDATE outbox SET published_at = NULL WHERE id = (SELECT min(id) FROM outbox)")
+        .await;
 
     fixture.clock.advance(RETENTION - Duration::from_secs(1));
     let early = relay.prune_once().await.unwrap();
     fixture.clock.advance(Duration::from_secs(2));
+    // Written now, not published yet.
+    let recent = fixture.write_events(1).await;
     let due = relay.prune_once().await.unwrap();
 
     assert_eq!(early, 0, "nothing was past the retention yet");
     assert_eq!(due, 3, "the published rows, once past it");
-    assert_eq!(fixture.rows().await, 1);
+    assert_eq!(fixture.rows().await, 2);
     let left: Vec<Uuid> = (fixture.unpublished().await.iter())
         .map(|event| event.event_id)
         .collect();
-    assert_eq!(left, [waiting[0].event_id]);
+    assert_eq!(left, [events[0].event_id, recent[0].event_id]);
 }
 
 #[tokio::test]
