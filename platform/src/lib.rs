@@ -20,7 +20,8 @@
 //! - [`group`]: requests that arrive together served by one call (a group commit, a read of
 //!   many keys in one statement), each caller answered with its own result.
 //! - [`outbox`]: the transactional outbox: events written in a system's own transaction, and the
-//!   relay that publishes them to their topics, at least once, without skipping a late commit.
+//!   relay that publishes them to their topics, at least once, without skipping a late commit,
+//!   and deletes them a day later.
 //! - [`http`]: the middleware stack every service gets (request ids, tracing, metrics, panics,
 //!   timeouts) and `serve` with graceful shutdown.
 //! - [`problem`] and [`extract`]: RFC 9457 `application/problem+json` errors, and a JSON body
