@@ -160,7 +160,9 @@ where
         Err(_) => {
             let mut answers = Vec::with_capacity(group.len());
             for request in group.chunks(1) {
-                answers.push(run(request).await.map(|mut answer| answer.remove(0)));
+                answers.push(run(request).await.and_then(|answer| {
+                    (answer.into_iter().next()).ok_or_else(|| corrupt("no answer for a request"))
+                }));
             }
             answers
         }
