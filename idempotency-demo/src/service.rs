@@ -426,14 +426,10 @@ impl Payments {
     /// One pass of the reaper: deletes keys past their retention. Payments stay.
     pub async fn reap_expired_keys(&self) -> Result<u64, PaymentError> {
         let before = self.clock.now() - self.timing.retention;
-        let mut deleted = 0;
-        loop {
-            let batch = self.store.delete_expired_keys(before, 1000).await?;
-            deleted += batch;
-            if batch < 1000 {
-                return Ok(deleted);
-            }
-        }
+        Ok(platform::db::delete_in_batches(1000, |limit| {
+            self.store.delete_expired_keys(before, limit)
+        })
+        .await?)
     }
 
     /// Runs the completer and the reaper every `interval` until `stop`.

@@ -158,16 +158,23 @@ pub fn unix_millis(at: time::OffsetDateTime) -> i64 {
     (at.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// Bytes as hex text, for rows bound as one JSON array (which has no bytes) and turned back into
-/// BLOBs by SQLite's `unhex()`: how a batch's rows go into SQLite in one statement.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(DIGITS[usize::from(byte >> 4)] as char);
-        text.push(DIGITS[usize::from(byte & 0xf)] as char);
+/// Runs `delete` (which deletes at most the number of rows it is given and says how many it
+/// deleted) in batches of `batch` until one deletes fewer; returns how many in all. A long
+/// backlog is never one long statement holding its locks, or SQLite's one writer: the retention
+/// sweeps (expired idempotency keys, published outbox rows) go this way.
+pub async fn delete_in_batches<E, F, Fut>(batch: u32, mut delete: F) -> Result<u64, E>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, E>>,
+{
+    let mut deleted = 0;
+    loop {
+        let done = delete(batch).await?;
+        deleted += done;
+        if done < u64::from(batch) {
+            return Ok(deleted);
+        }
     }
-    text
 }
 
 /// The inverse of [`unix_millis`].

@@ -221,14 +221,10 @@ impl Relay {
     /// returns how many.
     pub async fn prune_once(&self) -> Result<u64, RelayError> {
         let before = self.clock.now() - RETENTION;
-        let mut deleted = 0;
-        loop {
-            let batch = self.table.delete_published(before, PRUNE_BATCH).await?;
-            deleted += batch;
-            if batch < u64::from(PRUNE_BATCH) {
-                return Ok(deleted);
-            }
-        }
+        Ok(crate::db::delete_in_batches(PRUNE_BATCH, |limit| {
+            self.table.delete_published(before, limit)
+        })
+        .await?)
     }
 
     /// Relays until `stop`: at once when woken, and every `interval` regardless (events of other

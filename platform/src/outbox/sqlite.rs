@@ -10,7 +10,10 @@ use time::OffsetDateTime;
 use uuid::{Uuid, fmt::Hyphenated};
 
 use super::{OutboxEvent, Table};
-use crate::db::{from_unix_millis, hex, unix_millis};
+use crate::{
+    auth::hex,
+    db::{from_unix_millis, unix_millis},
+};
 
 /// Inserts `event` into the system's `outbox` table inside the caller's transaction.
 pub async fn insert_sqlite(

@@ -82,7 +82,7 @@ use super::{
     Consumer, Delivery, MemoryTopics, Message, Producer, TopicError, Topics, last_per_partition,
 };
 
-use crate::db::hex;
+use crate::auth::hex;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/topics");
 
