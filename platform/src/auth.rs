@@ -31,7 +31,7 @@ impl ApiKey {
     /// A new random key.
     pub fn generate() -> Self {
         let bytes: [u8; RANDOM_BYTES] = rand::random();
-        Self(format!("{PREFIX}{}", hex(&bytes)))
+        Self(format!("{PREFIX}{}", hex::encode(bytes)))
     }
 
     /// Accepts anything shaped like a key; whether it exists is for the store to say.
@@ -51,7 +51,7 @@ impl ApiKey {
 
     /// What the database stores and looks keys up by: the SHA-256 of the key, in hex.
     pub fn hash(&self) -> String {
-        hex(&Sha256::digest(self.0.as_bytes()))
+        hex::encode(Sha256::digest(self.0.as_bytes()))
     }
 }
 
@@ -99,20 +99,6 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// Lower-case hexadecimal, two digits per byte: key hashes and webhook signatures here, and the
-/// bytes of rows bound as one JSON array (which has no bytes) that SQLite's `unhex()` turns back
-/// into BLOBs, how the embedded transport and the outbox write a batch in one statement. A table
-/// of digits rather than `write!("{:02x}")`, which costs a formatter call per byte on that path.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
-    text
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ pub fn client_key(source: &ClientSource, headers: &HeaderMap, peer: Option<IpAdd
         ClientSource::Ip => None,
         ClientSource::ApiKey => platform::auth::bearer_token(headers).map(|token| {
             let digest = Sha256::digest(token.as_bytes());
-            format!("key:{}", platform::auth::hex(&digest[..16]))
+            format!("key:{}", hex::encode(&digest[..16]))
         }),
         ClientSource::Header(name) => headers
             .get(name)

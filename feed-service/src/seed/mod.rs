@@ -43,11 +43,7 @@ mod sqlite;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use platform::{
-    auth::{ApiKey, hex},
-    clock::ManualClock,
-    db::Database,
-};
+use platform::{auth::ApiKey, clock::ManualClock, db::Database};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -170,7 +166,7 @@ pub fn token(seed: u64, index: u32) -> ApiKey {
         .flat_map(|_| rng.next_u64().to_be_bytes())
         .take(20)
         .collect();
-    ApiKey::parse(&format!("sk_{}", hex(&bytes))).expect("40 hex digits make a key")
+    ApiKey::parse(&format!("sk_{}", hex::encode(&bytes))).expect("40 hex digits make a key")
 }
 
 /// User number `index`'s handle.

@@ -29,7 +29,7 @@ impl Fingerprint {
         hash.update("\n");
         // Struct fields serialise in declaration order, so the form is fixed.
         hash.update(serde_json::to_vec(request).expect("a request serialises"));
-        Self(platform::auth::hex(&hash.finalize()))
+        Self(hex::encode(hash.finalize()))
     }
 }
 

@@ -10,10 +10,7 @@ use time::OffsetDateTime;
 use uuid::{Uuid, fmt::Hyphenated};
 
 use super::{OutboxEvent, Table};
-use crate::{
-    auth::hex,
-    db::{from_unix_millis, unix_millis},
-};
+use crate::db::{from_unix_millis, unix_millis};
 
 /// Inserts `event` into the system's `outbox` table inside the caller's transaction.
 pub async fn insert_sqlite(
@@ -37,7 +34,7 @@ pub async fn insert_all_sqlite<'a>(
                 event.topic,
                 event.key,
                 event.event_type,
-                hex(&event.payload),
+                hex::encode(&event.payload),
                 unix_millis(event.created_at),
             ])
         })

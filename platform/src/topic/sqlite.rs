@@ -82,8 +82,6 @@ use super::{
     Consumer, Delivery, MemoryTopics, Message, Producer, TopicError, Topics, last_per_partition,
 };
 
-use crate::auth::hex;
-
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/topics");
 
 /// See the module docs for why not `Full`.
@@ -287,9 +285,9 @@ impl Inner {
                     message.topic,
                     partition,
                     offset,
-                    hex(&message.key),
-                    hex(&message.payload),
-                    hex(&headers),
+                    hex::encode(&message.key),
+                    hex::encode(&message.payload),
+                    hex::encode(&headers),
                 ])
             })
             .collect();
