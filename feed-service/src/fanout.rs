@@ -217,7 +217,7 @@ impl Fanout {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let relay = Relay::new(
-            crate::settings::SYSTEM,
+            crate::SYSTEM,
             database,
             topics.producer(),
             context.clock.clone(),

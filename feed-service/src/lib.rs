@@ -28,6 +28,9 @@
 //! - [`seed`]: the seed tool's graph (a power law of followers) and its bulk writers, one per
 //!   engine; `src/bin/feed-seed.rs` is the command.
 
+/// The name the feed service goes by: its SQLite file, metrics.
+pub const SYSTEM: &str = "feed-service";
+
 pub mod app;
 pub mod domain;
 pub mod error;

@@ -23,13 +23,11 @@ use std::{net::SocketAddr, time::Duration};
 use platform::config::{Backends, ConfigError, env_opt, env_or, env_positive};
 
 use crate::{
+    SYSTEM,
     fanout::FanoutSettings,
     ids::InstanceId,
     timeline::{Strategy, TimelineSettings},
 };
-
-/// The name the feed service goes by: its SQLite file, metrics.
-pub const SYSTEM: &str = "feed-service";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -79,15 +77,7 @@ impl Settings {
         let unique = uuid::Uuid::new_v4().simple();
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            backends: Backends {
-                database: platform::config::DatabaseConfig::Sqlite {
-                    path: "unused".into(),
-                },
-                redis_url: None,
-                topics: platform::config::TopicsConfig::Embedded {
-                    path: "unused".into(),
-                },
-            },
+            backends: Backends::for_tests(),
             instance: InstanceId::new(0).expect("0 is an instance number"),
             strategy: Strategy::Pull,
             timelines: TimelineSettings {

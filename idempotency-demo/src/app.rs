@@ -19,10 +19,11 @@ use platform::{
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
+    SYSTEM,
     http::{self, AppState},
     provider::{ProviderClient, Simulator},
     service::Payments,
-    settings::{ProviderSetting, SYSTEM, Settings},
+    settings::{ProviderSetting, Settings},
     store,
 };
 

@@ -22,6 +22,9 @@
 //! - [`settings`]: environment variables and their defaults.
 //! - [`app`]: connects the database, starts or reaches the provider, and serves.
 
+/// The name the service goes by: its PostgreSQL schema, SQLite file, metrics.
+pub const SYSTEM: &str = "idempotency-demo";
+
 pub mod app;
 pub mod domain;
 pub mod error;

@@ -24,10 +24,7 @@ use platform::{
     config::{Backends, ConfigError, env_opt, env_or, env_positive},
 };
 
-use crate::service::Timing;
-
-/// The name the service goes by: its PostgreSQL schema, SQLite file, metrics.
-pub const SYSTEM: &str = "idempotency-demo";
+use crate::{SYSTEM, service::Timing};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -104,15 +101,7 @@ impl Settings {
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         Self {
             addr: any_port,
-            backends: Backends {
-                database: platform::config::DatabaseConfig::Sqlite {
-                    path: "unused".into(),
-                },
-                redis_url: None,
-                topics: platform::config::TopicsConfig::Embedded {
-                    path: "unused".into(),
-                },
-            },
+            backends: Backends::for_tests(),
             provider: ProviderSetting::Simulated(any_port),
             provider_timeout: Duration::from_millis(500),
             timing: Timing::default(),

@@ -20,6 +20,9 @@
 //! - [`settings`]: environment variables and their defaults.
 //! - [`app`]: connects the database and the topics, starts the local providers, serves.
 
+/// The name the notifier goes by: its PostgreSQL schema, SQLite file, metrics.
+pub const SYSTEM: &str = "notifier";
+
 pub mod app;
 pub mod domain;
 pub mod error;

@@ -28,10 +28,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use platform::config::{Backends, ConfigError, env_opt, env_or, env_positive};
 
-use crate::{domain::Throttle, pipeline::PipelineSettings};
-
-/// The name the notifier goes by: its PostgreSQL schema, SQLite file, metrics.
-pub const SYSTEM: &str = "notifier";
+use crate::{SYSTEM, domain::Throttle, pipeline::PipelineSettings};
 
 /// The webhook secret when none is set: fine on a laptop, announced at start-up as unfit for
 /// anything else.
@@ -128,15 +125,7 @@ impl Settings {
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         Self {
             addr: any_port,
-            backends: Backends {
-                database: platform::config::DatabaseConfig::Sqlite {
-                    path: "unused".into(),
-                },
-                redis_url: None,
-                topics: platform::config::TopicsConfig::Embedded {
-                    path: "unused".into(),
-                },
-            },
+            backends: Backends::for_tests(),
             provider_url: None,
             smtp_url: None,
             provider_addr: any_port,

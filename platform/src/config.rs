@@ -173,6 +173,21 @@ impl Backends {
             topics: TopicsConfig::from_env()?,
         })
     }
+
+    /// What a system's `Settings::for_tests()` starts with: embedded, at placeholder paths. Tests
+    /// connect backends of their own (`testing::TestBackends`) and hand them to the system's
+    /// `Application::build_with`, which does not read these paths.
+    pub fn for_tests() -> Self {
+        Self {
+            database: DatabaseConfig::Sqlite {
+                path: "unused".into(),
+            },
+            redis_url: None,
+            topics: TopicsConfig::Embedded {
+                path: "unused".into(),
+            },
+        }
+    }
 }
 
 /// Replaces the password in `scheme://user:password@host/…` with `***`.

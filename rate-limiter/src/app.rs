@@ -16,11 +16,12 @@ use platform::{clock::SystemClock, health::Readiness, shutdown::CancellationToke
 use tokio::net::TcpListener;
 
 use crate::{
+    SYSTEM,
     config::{self, DEFAULT_RULES},
     gateway,
     limiter::Limiter,
     rules::Rule,
-    settings::{SYSTEM, Settings, Upstream},
+    settings::{Settings, Upstream},
     store::{EvictionPolicy, MemoryStore, RedisStore, Store},
 };
 

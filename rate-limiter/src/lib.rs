@@ -20,6 +20,9 @@
 //! - [`http`]: the decision API; [`error`]: its problem responses.
 //! - [`app`], [`settings`]: building and running the service.
 
+/// The name the limiter goes by: its Redis namespace, metrics, logs.
+pub const SYSTEM: &str = "rate-limiter";
+
 pub mod algorithm;
 pub mod app;
 pub mod config;

@@ -14,9 +14,6 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use platform::config::{ConfigError, env_opt, env_or};
 
-/// The name the limiter goes by: its Redis namespace, metrics, logs.
-pub const SYSTEM: &str = "rate-limiter";
-
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub addr: SocketAddr,

@@ -21,6 +21,9 @@
 //! - [`settings`]: environment variables and their defaults.
 //! - [`app`]: connects the backends (the one place they are chosen) and serves.
 
+/// The name the shortener goes by: its PostgreSQL schema, SQLite file, Redis namespace, metrics.
+pub const SYSTEM: &str = "url-shortener";
+
 pub mod app;
 pub mod cache;
 pub mod domain;

@@ -23,8 +23,7 @@ use axum::http::StatusCode;
 use platform::config::{Backends, ConfigError, env_opt, env_or, env_positive};
 use url::Url;
 
-/// The name the shortener goes by: its PostgreSQL schema, SQLite file, Redis namespace, metrics.
-pub const SYSTEM: &str = "url-shortener";
+use crate::SYSTEM;
 
 const DEV_ID_SECRET: &str = "sdlab development secret: set SHORTENER_ID_SECRET in production";
 
@@ -120,15 +119,7 @@ impl Settings {
         Self {
             addr,
             base_url: Url::parse("http://sho.test").expect("a valid URL"),
-            backends: Backends {
-                database: platform::config::DatabaseConfig::Sqlite {
-                    path: "unused".into(),
-                },
-                redis_url: None,
-                topics: platform::config::TopicsConfig::Embedded {
-                    path: "unused".into(),
-                },
-            },
+            backends: Backends::for_tests(),
             id_secret: "test secret".into(),
             id_block_size: 10,
             redirect: RedirectPolicy::default(),

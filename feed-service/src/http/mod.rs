@@ -24,10 +24,10 @@ use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
+    SYSTEM,
     domain::{Account, PostId, UserId},
     error::FeedError,
     service::Feed,
-    settings::SYSTEM,
 };
 
 /// What every handler can reach.

@@ -17,7 +17,7 @@ use platform::{auth::BearerKey, health::Readiness, openapi::BearerApiKey, proble
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{domain::ClientId, service::Payments, settings::SYSTEM};
+use crate::{SYSTEM, domain::ClientId, service::Payments};
 
 #[derive(Clone)]
 pub struct AppState {

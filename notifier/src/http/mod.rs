@@ -21,7 +21,7 @@ use platform::health::Readiness;
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{service::Notifier, settings::SYSTEM};
+use crate::{SYSTEM, service::Notifier};
 
 #[derive(Clone)]
 pub struct AppState {

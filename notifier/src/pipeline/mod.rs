@@ -264,7 +264,7 @@ impl Pipeline {
         let settings = &context.settings;
 
         let relay = Relay::new(
-            crate::settings::SYSTEM,
+            crate::SYSTEM,
             database,
             context.producer.clone(),
             context.clock.clone(),

@@ -45,5 +45,5 @@ pub fn routes(limiter: Arc<Limiter>) -> (Router, utoipa::openapi::OpenApi) {
 /// The complete service: the routes above inside the shared stack.
 pub fn app(limiter: Arc<Limiter>, readiness: Readiness) -> Router {
     let (routes, api) = routes(limiter);
-    platform::http::service(crate::settings::SYSTEM, routes, readiness, api)
+    platform::http::service(crate::SYSTEM, routes, readiness, api)
 }

@@ -61,5 +61,5 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 /// The complete service: the routes above inside the shared stack.
 pub fn app(state: AppState, readiness: Readiness) -> Router {
     let (routes, api) = routes(state);
-    platform::http::service(crate::settings::SYSTEM, routes, readiness, api)
+    platform::http::service(crate::SYSTEM, routes, readiness, api)
 }
