@@ -19,8 +19,11 @@ use crate::{
     http::{self, AppState},
     pipeline::{self, Context, Pipeline, Topology},
     providers::{
-        Providers, email::EmailSender, mailbox::Mailbox, simulated::ProviderClient,
-        simulator::Simulator, webhook::WebhookSender,
+        Providers,
+        email::EmailSender,
+        mailbox::Mailbox,
+        phone::{client::ProviderClient, simulator::Simulator},
+        webhook::WebhookSender,
     },
     service::Notifier,
     settings::{DEVELOPMENT_WEBHOOK_SECRET, Settings},

@@ -77,7 +77,7 @@ use notifier::{
     Application, Settings,
     domain::{Channel, NotificationBody, Priority, UserBody, UserId},
     pipeline::{Job, Topology},
-    providers::simulator::Simulator,
+    providers::phone::simulator::Simulator,
     service::Notifier,
 };
 use platform::{

@@ -30,7 +30,10 @@ use futures::{StreamExt as _, future::join_all, stream};
 use notifier::{
     domain::Channel,
     pipeline::{Job, PipelineSettings},
-    providers::{DeliveryError, simulated::ProviderClient, simulator::Simulator},
+    providers::{
+        DeliveryError,
+        phone::{client::ProviderClient, simulator::Simulator},
+    },
 };
 use platform::{
     shutdown::CancellationToken,

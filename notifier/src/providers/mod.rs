@@ -9,14 +9,13 @@
 //!
 //! - email: [`email`], SMTP with lettre, to any server; [`mailbox`] is the SMTP sink with a page
 //!   that the lab and the tests send to;
-//! - SMS and push: [`simulated`], the client of an HTTP provider, which the lab runs as
-//!   [`simulator`] (with fault switches);
+//! - SMS and push: [`phone::client`], the client of an HTTP provider, which the lab runs as
+//!   [`phone::simulator`] (with fault switches);
 //! - webhooks: [`webhook`], an HTTP POST, HMAC-signed and SSRF-guarded.
 
 pub mod email;
 pub mod mailbox;
-pub mod simulated;
-pub mod simulator;
+pub mod phone;
 pub mod webhook;
 
 use std::time::Duration;
@@ -24,7 +23,7 @@ use std::time::Duration;
 use reqwest::{StatusCode, header::HeaderMap};
 use time::OffsetDateTime;
 
-use self::{email::EmailSender, simulated::ProviderClient, webhook::WebhookSender};
+use self::{email::EmailSender, phone::client::ProviderClient, webhook::WebhookSender};
 use crate::domain::{Channel, Notification, Rendered, User, template};
 
 /// Every channel's provider.

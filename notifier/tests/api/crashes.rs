@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use notifier::providers::simulator::Faults;
+use notifier::providers::phone::simulator::Faults;
 use serde_json::json;
 
 use crate::helpers::{GUARD, TestApp, outcomes, statuses};

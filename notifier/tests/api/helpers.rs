@@ -21,7 +21,7 @@ use axum::{
 use notifier::{
     Application, Settings,
     pipeline::Pipeline,
-    providers::{mailbox::Mailbox, simulator::Simulator, webhook},
+    providers::{mailbox::Mailbox, phone::simulator::Simulator, webhook},
 };
 pub use platform::testing::http::{TestResponse, json_request, send_to};
 use platform::{

@@ -19,7 +19,9 @@ use notifier::{
     },
     pipeline::{self, Context, Job, Topology, router},
     providers::{
-        Providers, email::EmailSender, simulated::ProviderClient, simulator::Faults,
+        Providers,
+        email::EmailSender,
+        phone::{client::ProviderClient, simulator::Faults},
         webhook::WebhookSender,
     },
     service::Notifier,

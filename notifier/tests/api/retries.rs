@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use notifier::providers::simulator::Faults;
+use notifier::providers::phone::simulator::Faults;
 use serde_json::{Value, json};
 
 use crate::helpers::{GUARD, TestApp, outcomes, statuses};

@@ -1,13 +1,13 @@
 //! The client of the SMS and push providers ([`super::simulator`], or any provider with the same
 //! API): sends one message with an idempotency key and sorts the answer with
-//! [`super::classify`]. A timeout or a dropped connection is retryable: the retry carries the
+//! [`crate::providers::classify`]. A timeout or a dropped connection is retryable: the retry carries the
 //! same key, so a message the provider did deliver is not delivered twice.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::DeliveryError;
+use crate::providers::{DeliveryError, classify};
 
 #[derive(Debug, Clone)]
 pub struct ProviderClient {
@@ -60,7 +60,7 @@ impl ProviderClient {
             .send()
             .await
             .map_err(|err| DeliveryError::Retryable(platform::problem::error_chain(&err)))?;
-        super::classify(response.status(), response.headers())
+        classify(response.status(), response.headers())
     }
 }
 
@@ -69,7 +69,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::providers::simulator::{Faults, Simulator};
+    use crate::providers::phone::simulator::{Faults, Simulator};
 
     async fn serve() -> (Arc<Simulator>, ProviderClient) {
         let simulator = Simulator::new();
