@@ -17,7 +17,8 @@
 //! - [`provider`]: the simulated card processor (its own HTTP server, test cards, fault switches)
 //!   and the client that calls it.
 //! - [`service`]: the protocol, the completer and the reaper, as `Payments`.
-//! - [`http`]: the routes and the OpenAPI document.
+//! - [`http`]: the routes, the request body and the OpenAPI document (with the schema of the
+//!   domain's `PaymentStatus`).
 //! - [`error`]: `PaymentError` and the answer to each variant.
 //! - [`settings`]: environment variables and their defaults.
 //! - [`app`]: connects the database, starts or reaches the provider, and serves.

@@ -17,7 +17,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use platform::{
     auth::ApiKey, clock::Clock, outbox::OutboxEvent, problem::Problem, shutdown::CancellationToken,
 };
@@ -43,7 +43,9 @@ use crate::{
 /// The topic finished payments are announced on, unless `PAYMENTS_EVENTS_TOPIC` says otherwise.
 pub const TOPIC: &str = "payments.events";
 
-/// The path payments are created at, part of every fingerprint.
+/// The method and path payments are created with, part of every fingerprint (see
+/// `domain/fingerprint.rs`).
+pub const PAYMENTS_METHOD: &str = "POST";
 pub const PAYMENTS_PATH: &str = "/v1/payments";
 
 /// Time limits of the protocol.
@@ -206,10 +208,9 @@ impl Payments {
         &self,
         client: ClientId,
         key: &IdempotencyKey,
-        method: &Method,
         request: PaymentRequest,
     ) -> Result<Answer, PaymentError> {
-        let fingerprint = Fingerprint::of(method, PAYMENTS_PATH, &request);
+        let fingerprint = Fingerprint::of(PAYMENTS_METHOD, PAYMENTS_PATH, &request);
         let now = self.clock.now();
         let at = BeginAt {
             now,

@@ -9,9 +9,6 @@ mod phase;
 pub use self::{
     fingerprint::Fingerprint,
     key::IdempotencyKey,
-    payment::{
-        ClientId, CreatePayment, Currency, Invalid, Payment, PaymentId, PaymentRequest,
-        PaymentStatus,
-    },
+    payment::{ClientId, Currency, Invalid, Payment, PaymentId, PaymentRequest, PaymentStatus},
     phase::RecoveryPoint,
 };

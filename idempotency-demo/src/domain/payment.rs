@@ -4,26 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 use uuid::Uuid;
-
-/// The body of `POST /v1/payments`, as sent.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreatePayment {
-    /// In the currency's minor unit (cents for USD), 1 to 99,999,999.
-    #[schema(example = 2000)]
-    pub amount: i64,
-    /// ISO 4217, either case: `usd`, `EUR`.
-    #[schema(example = "usd")]
-    pub currency: String,
-    /// A card token from the provider: `tok_visa` succeeds, `tok_chargeDeclined` and
-    /// `tok_chargeDeclinedInsufficientFunds` are declined.
-    #[schema(example = "tok_visa")]
-    pub source: String,
-    /// Up to 1,000 characters, for the client's own records.
-    pub description: Option<String>,
-}
 
 /// A payment request that passed every check: the only form the service works with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,36 +28,43 @@ impl PaymentRequest {
     pub const MAX_DESCRIPTION: usize = 1000;
     pub const MAX_SOURCE: usize = 255;
 
-    pub fn parse(body: CreatePayment) -> Result<Self, Invalid> {
+    /// Checks a payment as the client asked for it. The amount is signed so that a negative one
+    /// is refused here, naming the field, like any other amount out of range.
+    pub fn parse(
+        amount: i64,
+        currency: &str,
+        source: String,
+        description: Option<String>,
+    ) -> Result<Self, Invalid> {
         let invalid = |field, reason: &str| Invalid {
             field,
             reason: reason.to_owned(),
         };
-        let amount = u64::try_from(body.amount)
+        let amount = u64::try_from(amount)
             .ok()
             .filter(|amount| (1..=Self::MAX_AMOUNT).contains(amount))
             .ok_or_else(|| invalid("amount", "must be a whole number from 1 to 99999999"))?;
-        let currency = Currency::parse(&body.currency)
+        let currency = Currency::parse(currency)
             .ok_or_else(|| invalid("currency", "must be an ISO 4217 currency code"))?;
-        if body.source.is_empty()
-            || body.source.len() > Self::MAX_SOURCE
-            || !body.source.bytes().all(|b| b.is_ascii_graphic())
+        if source.is_empty()
+            || source.len() > Self::MAX_SOURCE
+            || !source.bytes().all(|b| b.is_ascii_graphic())
         {
             return Err(invalid(
                 "source",
                 "must be a card token of 1 to 255 printable characters",
             ));
         }
-        if let Some(description) = &body.description
-            && description.chars().count() > Self::MAX_DESCRIPTION
+        if let Some(text) = &description
+            && text.chars().count() > Self::MAX_DESCRIPTION
         {
             return Err(invalid("description", "must be at most 1000 characters"));
         }
         Ok(Self {
             amount,
             currency,
-            source: body.source,
-            description: body.description,
+            source,
+            description,
         })
     }
 }
@@ -161,8 +149,8 @@ impl Serialize for PaymentId {
     }
 }
 
-/// Where a payment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+/// Where a payment stands. Its OpenAPI schema is the HTTP module's (`http/payments.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     /// Recorded; the provider has not answered yet.
@@ -213,18 +201,13 @@ pub struct ClientId(pub i64);
 mod tests {
     use super::*;
 
-    fn body(amount: i64, currency: &str, source: &str) -> CreatePayment {
-        CreatePayment {
-            amount,
-            currency: currency.into(),
-            source: source.into(),
-            description: None,
-        }
+    fn parse(amount: i64, currency: &str, source: &str) -> Result<PaymentRequest, Invalid> {
+        PaymentRequest::parse(amount, currency, source.to_owned(), None)
     }
 
     #[test]
     fn a_valid_request_is_kept_with_its_currency_upper_case() {
-        let request = PaymentRequest::parse(body(2000, "usd", "tok_visa")).unwrap();
+        let request = parse(2000, "usd", "tok_visa").unwrap();
         assert_eq!(request.amount, 2000);
         assert_eq!(request.currency.as_str(), "USD");
     }
@@ -232,7 +215,7 @@ mod tests {
     #[test]
     fn amounts_outside_1_to_99999999_name_the_amount() {
         for amount in [0, -5, 100_000_000] {
-            let err = PaymentRequest::parse(body(amount, "usd", "tok_visa")).unwrap_err();
+            let err = parse(amount, "usd", "tok_visa").unwrap_err();
             assert_eq!(err.field, "amount", "{amount}");
         }
     }
@@ -240,7 +223,7 @@ mod tests {
     #[test]
     fn unknown_currencies_name_the_currency() {
         for code in ["us", "usdd", "XXX", "ABC", ""] {
-            let err = PaymentRequest::parse(body(1, code, "tok_visa")).unwrap_err();
+            let err = parse(1, code, "tok_visa").unwrap_err();
             assert_eq!(err.field, "currency", "{code}");
         }
     }
@@ -248,7 +231,7 @@ mod tests {
     #[test]
     fn an_empty_or_spaced_source_names_the_source() {
         for source in ["", "tok visa"] {
-            let err = PaymentRequest::parse(body(1, "eur", source)).unwrap_err();
+            let err = parse(1, "eur", source).unwrap_err();
             assert_eq!(err.field, "source");
         }
     }

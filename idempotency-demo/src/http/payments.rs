@@ -2,22 +2,69 @@
 
 use axum::{
     extract::{FromRequestParts, Path, RawQuery, State},
-    http::{HeaderName, HeaderValue, Method, header, request::Parts},
+    http::{HeaderName, HeaderValue, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use platform::{
     extract::{BadParameter, Json, QueryParameters},
     problem::{CONTENT_TYPE as PROBLEM_JSON, Problem},
 };
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{ObjectBuilder, RefOr, Schema, Type},
+};
 
 use super::{AppState, Client};
 use crate::{
-    domain::{CreatePayment, IdempotencyKey, PaymentId, PaymentRequest},
+    domain::{IdempotencyKey, Invalid, PaymentId, PaymentRequest, PaymentStatus},
     error::PaymentError,
     service::PaymentView,
 };
+
+/// The body of `POST /v1/payments`, as sent.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePayment {
+    /// In the currency's minor unit (cents for USD), 1 to 99,999,999.
+    #[schema(example = 2000)]
+    pub amount: i64,
+    /// ISO 4217, either case: `usd`, `EUR`.
+    #[schema(example = "usd")]
+    pub currency: String,
+    /// A card token from the provider: `tok_visa` succeeds, `tok_chargeDeclined` and
+    /// `tok_chargeDeclinedInsufficientFunds` are declined.
+    #[schema(example = "tok_visa")]
+    pub source: String,
+    /// Up to 1,000 characters, for the client's own records.
+    pub description: Option<String>,
+}
+
+impl CreatePayment {
+    /// The payment this body asks for, checked by the domain's rules.
+    pub fn parse(self) -> Result<PaymentRequest, Invalid> {
+        PaymentRequest::parse(self.amount, &self.currency, self.source, self.description)
+    }
+}
+
+/// The domain's `PaymentStatus` in the OpenAPI document: the strings it serialises to. Written
+/// here rather than derived on the domain type, which knows nothing of HTTP.
+impl PartialSchema for PaymentStatus {
+    fn schema() -> RefOr<Schema> {
+        let statuses = [
+            PaymentStatus::Pending,
+            PaymentStatus::Succeeded,
+            PaymentStatus::Failed,
+        ];
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("Where a payment stands."))
+            .enum_values(Some(statuses.map(PaymentStatus::as_str)))
+            .into()
+    }
+}
+
+impl ToSchema for PaymentStatus {}
 
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
@@ -73,17 +120,12 @@ pub async fn create_payment(
     KeyHeader(key): KeyHeader,
     Json(body): Json<CreatePayment>,
 ) -> Result<Response, PaymentError> {
-    let request = PaymentRequest::parse(body).map_err(|invalid| PaymentError::Invalid {
+    let request = body.parse().map_err(|invalid| PaymentError::Invalid {
         field: invalid.field,
         reason: invalid.reason,
     })?;
     let answer = match key {
-        Some(key) => {
-            state
-                .payments
-                .create(client, &key, &Method::POST, request)
-                .await?
-        }
+        Some(key) => state.payments.create(client, &key, request).await?,
         None => state.payments.create_without_key(client, request).await?,
     };
     let content_type = if answer.status.is_success() {
@@ -186,4 +228,46 @@ pub async fn list_payments(
         data: payments.iter().map(PaymentView::from).collect(),
         next_cursor,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        domain::Fingerprint,
+        service::{PAYMENTS_METHOD, PAYMENTS_PATH},
+    };
+
+    /// The fingerprint a retry of `body` is compared by.
+    fn fingerprint(body: &str) -> Fingerprint {
+        let body: CreatePayment = serde_json::from_str(body).unwrap();
+        Fingerprint::of(PAYMENTS_METHOD, PAYMENTS_PATH, &body.parse().unwrap())
+    }
+
+    #[test]
+    fn key_order_whitespace_and_currency_case_do_not_change_the_fingerprint() {
+        let a = fingerprint(r#"{"amount":2000,"currency":"usd","source":"tok_visa"}"#);
+        let b =
+            fingerprint("{ \"source\" : \"tok_visa\",\n \"currency\": \"USD\", \"amount\": 2000 }");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_documented_statuses_are_the_strings_a_payment_view_carries() {
+        for status in [
+            PaymentStatus::Pending,
+            PaymentStatus::Succeeded,
+            PaymentStatus::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+    }
+
+    #[test]
+    fn a_missing_description_is_the_same_as_null() {
+        let a = fingerprint(r#"{"amount":1,"currency":"eur","source":"tok_visa"}"#);
+        let b =
+            fingerprint(r#"{"amount":1,"currency":"eur","source":"tok_visa","description":null}"#);
+        assert_eq!(a, b);
+    }
 }

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use idempotency_demo::{
-    domain::{CreatePayment, IdempotencyKey, PaymentRequest},
+    domain::{IdempotencyKey, PaymentRequest},
+    http::payments::CreatePayment,
     provider::Faults,
 };
 
@@ -13,9 +14,10 @@ use crate::helpers::{Phase, TestApp, visa};
 
 const PHASES: [Phase; 3] = [Phase::Begin, Phase::CreatePayment, Phase::Finish];
 
+/// The request `app.pay(_, visa(amount))` sends, as the service receives it.
 fn request(amount: u64) -> PaymentRequest {
     let body: CreatePayment = serde_json::from_value(visa(amount)).unwrap();
-    PaymentRequest::parse(body).unwrap()
+    body.parse().unwrap()
 }
 
 /// Runs the first attempt of `key` in a process that dies right after `phase` commits.
@@ -24,9 +26,7 @@ async fn crash_after(app: &TestApp, phase: Phase, key: &str) {
     let client = app.client_id().await;
     let key = IdempotencyKey::parse(key.as_bytes()).unwrap();
 
-    let attempt = crashing
-        .create(client, &key, &Method::POST, request(2000))
-        .await;
+    let attempt = crashing.create(client, &key, request(2000)).await;
 
     assert!(attempt.is_err(), "the process died after {phase:?}");
     assert_eq!(store.seen.lock().unwrap().last(), Some(&phase));
@@ -93,7 +93,7 @@ async fn our_own_failure_is_a_500_that_is_not_stored_and_the_retry_resumes_at_on
         let parsed = IdempotencyKey::parse(key.as_bytes()).unwrap();
 
         let failed = flaky
-            .create(client, &parsed, &Method::POST, request(2000))
+            .create(client, &parsed, request(2000))
             .await
             .unwrap_err();
         let retry = app.pay(&key, visa(2000)).await;
