@@ -16,11 +16,9 @@ use platform::{clock::SystemClock, health::Readiness, shutdown::CancellationToke
 use tokio::net::TcpListener;
 
 use crate::{
-    SYSTEM,
-    config::{self, DEFAULT_RULES},
-    gateway,
+    SYSTEM, gateway,
     limiter::Limiter,
-    rules::Rule,
+    rules::{self, DEFAULT_RULES, Rule},
     settings::{Settings, Upstream},
     store::{EvictionPolicy, MemoryStore, RedisStore, Store},
 };
@@ -43,9 +41,9 @@ struct Gateway {
 impl Application {
     /// Loads the rules, connects the store and binds the listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let rules = match &settings.config {
-            Some(path) => config::load(path)?,
-            None => config::parse(DEFAULT_RULES, config::Format::Toml, "rules.toml (built in)")?,
+        let rules = match &settings.rules_file {
+            Some(path) => rules::load(path)?,
+            None => rules::parse(DEFAULT_RULES, rules::Format::Toml, "rules.toml (built in)")?,
         };
         let (store, backend): (Arc<dyn Store>, String) = match &settings.redis_url {
             Some(url) => {

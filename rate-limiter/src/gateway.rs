@@ -57,7 +57,7 @@ use crate::{layer::RateLimitLayer, limiter::Limiter, settings::Upstream};
 /// How long the upstream has to send its response headers.
 ///
 /// Inside the 30 s every request gets from the shared middleware, with room for the longest
-/// hold a leaky bucket may impose on a gateway request ([`crate::config::MAX_GATEWAY_HOLD`]): so
+/// hold a leaky bucket may impose on a gateway request ([`crate::rules::MAX_GATEWAY_HOLD`]): so
 /// a slow upstream is a 504 from here, never the shared 503.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(20);
 

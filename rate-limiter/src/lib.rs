@@ -12,20 +12,20 @@
 //!   requests batched into one call.
 //! - [`limiter`]: rules over a store: all-or-nothing across rules, failure policies, the cache
 //!   of keys over their limit.
-//! - [`rules`], [`config`]: what a rule is, and the file it is read from.
+//! - [`rules`]: what a rule is, and the rules file (TOML or YAML) it is read from.
 //! - [`headers`]: `RateLimit-Policy`, `RateLimit`, `Retry-After`.
 //! - [`layer`]: the rules with a `match`, as a tower layer in front of any axum router: whom a
 //!   request is counted for, and the 429 it gets before the handler runs.
 //! - [`gateway`]: the reverse proxy to one upstream, behind that layer, on a listener of its own.
 //! - [`http`]: the decision API; [`error`]: its problem responses.
-//! - [`app`], [`settings`]: building and running the service.
+//! - [`app`], [`settings`]: building and running the service, with the settings it takes
+//!   from the environment.
 
 /// The name the limiter goes by: its Redis namespace, metrics, logs.
 pub const SYSTEM: &str = "rate-limiter";
 
 pub mod algorithm;
 pub mod app;
-pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod headers;

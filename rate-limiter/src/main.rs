@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" => {
-                settings.config = Some(args.next().context("--config needs a path")?.into())
+                settings.rules_file = Some(args.next().context("--config needs a path")?.into())
             }
             "--upstream" => {
                 let origin = args.next().context("--upstream needs an origin")?;

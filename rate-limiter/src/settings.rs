@@ -17,8 +17,8 @@ use platform::config::{ConfigError, env_opt, env_or};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub addr: SocketAddr,
-    /// `None`: the built-in rules.
-    pub config: Option<PathBuf>,
+    /// The rules file; `None`: the built-in `rules.toml`.
+    pub rules_file: Option<PathBuf>,
     pub upstream: Option<Upstream>,
     pub gateway_addr: SocketAddr,
     pub over_limit_entries: usize,
@@ -64,7 +64,7 @@ impl Settings {
                 "RATE_LIMITER_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8082)),
             )?,
-            config: env_opt("RATE_LIMITER_CONFIG")?,
+            rules_file: env_opt("RATE_LIMITER_CONFIG")?,
             upstream: env_opt("RATE_LIMITER_UPSTREAM")?,
             gateway_addr: env_or(
                 "RATE_LIMITER_GATEWAY_ADDR",
@@ -79,7 +79,7 @@ impl Settings {
     pub fn for_tests() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            config: None,
+            rules_file: None,
             upstream: None,
             gateway_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             over_limit_entries: 10_000,

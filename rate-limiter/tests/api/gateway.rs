@@ -28,10 +28,10 @@ use http_body_util::BodyExt;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use platform::testing::http::{TestResponse, send_to};
 use rate_limiter::{
-    Application, Settings, config, gateway,
+    Application, Settings, gateway,
     layer::{RateLimitLayer, client_key},
     limiter::Limiter,
-    rules::ClientSource,
+    rules::{self, ClientSource},
     store::MemoryStore,
 };
 use serde_json::{Value, json};
@@ -94,7 +94,7 @@ async fn echo(State(hits): State<Arc<AtomicUsize>>, request: Request) -> Respons
 }
 
 async fn limiter(rules: &str) -> Arc<Limiter> {
-    let rules = config::parse(rules, config::Format::Toml, "test.toml").unwrap();
+    let rules = rules::parse(rules, rules::Format::Toml, "test.toml").unwrap();
     let store = store_with_clock(&clock()).await;
     Arc::new(Limiter::new(rules, store, 1000))
 }
@@ -482,7 +482,7 @@ async fn a_shadow_rule_never_rejects_and_is_not_advertised() {
 async fn a_fail_closed_rule_whose_store_is_down_is_a_503_problem_and_nothing_is_forwarded() {
     let upstream = Echo::spawn().await;
     let backend = FaultyBackend::new().await;
-    let rules = config::parse(
+    let rules = rules::parse(
         r#"
         [rules.guarded]
         algorithm = "fixed_window"
@@ -492,7 +492,7 @@ async fn a_fail_closed_rule_whose_store_is_down_is_a_503_problem_and_nothing_is_
         timeout = "100ms"
         match = { path_prefix = "/", client = "ip" }
         "#,
-        config::Format::Toml,
+        rules::Format::Toml,
         "test.toml",
     )
     .unwrap();
@@ -556,7 +556,7 @@ async fn the_application_serves_the_gateway_on_its_own_port_when_an_upstream_is_
     let upstream = Echo::spawn().await;
     let mut settings = Settings::for_tests();
     settings.upstream = Some(upstream.upstream());
-    let rules = config::parse(PER_IP, config::Format::Toml, "test.toml").unwrap();
+    let rules = rules::parse(PER_IP, rules::Format::Toml, "test.toml").unwrap();
     let store = store_with_clock(&clock()).await;
     let app = Application::build_with(settings, rules, store, "test".into())
         .await
@@ -600,7 +600,7 @@ async fn the_application_serves_the_gateway_on_its_own_port_when_an_upstream_is_
 
 #[tokio::test]
 async fn without_an_upstream_there_is_no_gateway() {
-    let rules = config::parse(PER_IP, config::Format::Toml, "test.toml").unwrap();
+    let rules = rules::parse(PER_IP, rules::Format::Toml, "test.toml").unwrap();
     let store = store_with_clock(&clock()).await;
     let app = Application::build_with(Settings::for_tests(), rules, store, "test".into())
         .await
@@ -674,7 +674,7 @@ async fn a_head_request_is_counted_by_a_rule_on_get() {
 /// hold measurable without sleeping) would also fire the store's timeout while Redis answers.
 #[tokio::test]
 async fn the_leaky_bucket_holds_each_request_until_its_turn_to_leave() {
-    let rules = config::parse(
+    let rules = rules::parse(
         r#"
         [rules.steady]
         algorithm = "leaky_bucket"
@@ -683,7 +683,7 @@ async fn the_leaky_bucket_holds_each_request_until_its_turn_to_leave() {
         capacity = 3
         match = { path_prefix = "/", client = "ip" }
         "#,
-        config::Format::Toml,
+        rules::Format::Toml,
         "test.toml",
     )
     .unwrap();

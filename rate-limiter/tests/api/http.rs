@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use platform::testing::http::{TestResponse, json_request, send_to};
-use rate_limiter::{Application, Settings, config};
+use rate_limiter::{Application, Settings, rules};
 use serde_json::{Value, json};
 
 use crate::helpers::{clock, store_with_clock};
@@ -18,8 +18,7 @@ impl TestApi {
     async fn spawn() -> Self {
         let clock = clock();
         let store = store_with_clock(&clock).await;
-        let rules =
-            config::parse(config::DEFAULT_RULES, config::Format::Toml, "rules.toml").unwrap();
+        let rules = rules::parse(rules::DEFAULT_RULES, rules::Format::Toml, "rules.toml").unwrap();
         let app = Application::build_with(Settings::for_tests(), rules, store, "test".into())
             .await
             .unwrap();

@@ -1,8 +1,7 @@
-//! Rules: a name, an algorithm with its limit, shadow mode, a failure policy, and for the gateway
-//! and the tower layer, which requests the rule applies to and whom it counts.
+//! What a rule is: a name, an algorithm with its limit, shadow mode, a failure policy, and for
+//! the gateway and the tower layer, which requests the rule applies to and whom it counts.
 //!
-//! Built once from the configuration file (`config.rs`); everything downstream holds parsed,
-//! valid values.
+//! Built once from the rules file (`file.rs`); everything downstream holds parsed, valid values.
 
 use std::{fmt, time::Duration};
 
@@ -172,38 +171,4 @@ pub enum ClientSource {
     /// The value of a header (`x-user-id` set by an authenticating proxy); requests without it
     /// are counted by IP.
     Header(HeaderName),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn matcher(prefix: &str, methods: &[Method]) -> Matcher {
-        Matcher {
-            path_prefix: prefix.into(),
-            methods: methods.to_vec(),
-            client: ClientSource::Ip,
-        }
-    }
-
-    #[test]
-    fn a_prefix_matches_whole_segments() {
-        let login = matcher("/login", &[]);
-        assert!(login.matches(&Method::POST, "/login"));
-        assert!(login.matches(&Method::POST, "/login/2fa"));
-        assert!(!login.matches(&Method::POST, "/login-help"));
-        assert!(!login.matches(&Method::POST, "/"));
-
-        let api = matcher("/api/", &[]);
-        assert!(api.matches(&Method::GET, "/api/links"));
-        assert!(!api.matches(&Method::GET, "/api"));
-    }
-
-    #[test]
-    fn a_rule_on_get_also_covers_head() {
-        let reads = matcher("/", &[Method::GET]);
-        assert!(reads.matches(&Method::HEAD, "/x"));
-        assert!(!reads.matches(&Method::POST, "/x"));
-        assert!(!matcher("/", &[Method::POST]).matches(&Method::HEAD, "/x"));
-    }
 }

@@ -1,13 +1,46 @@
-use std::time::Duration;
+//! The rules: which requests a rule matches, and reading the rules file in either format.
+
+use std::{path::Path, time::Duration};
+
+use axum::http::Method;
 
 use super::*;
 
-fn toml(text: &str) -> Result<Vec<Rule>, ConfigError> {
+fn toml(text: &str) -> Result<Vec<Rule>, FileError> {
     parse(text, Format::Toml, "rules.toml")
 }
 
-fn yaml(text: &str) -> Result<Vec<Rule>, ConfigError> {
+fn yaml(text: &str) -> Result<Vec<Rule>, FileError> {
     parse(text, Format::Yaml, "rules.yaml")
+}
+
+fn matcher(prefix: &str, methods: &[Method]) -> Matcher {
+    Matcher {
+        path_prefix: prefix.into(),
+        methods: methods.to_vec(),
+        client: ClientSource::Ip,
+    }
+}
+
+#[test]
+fn a_prefix_matches_whole_segments() {
+    let login = matcher("/login", &[]);
+    assert!(login.matches(&Method::POST, "/login"));
+    assert!(login.matches(&Method::POST, "/login/2fa"));
+    assert!(!login.matches(&Method::POST, "/login-help"));
+    assert!(!login.matches(&Method::POST, "/"));
+
+    let api = matcher("/api/", &[]);
+    assert!(api.matches(&Method::GET, "/api/links"));
+    assert!(!api.matches(&Method::GET, "/api"));
+}
+
+#[test]
+fn a_rule_on_get_also_covers_head() {
+    let reads = matcher("/", &[Method::GET]);
+    assert!(reads.matches(&Method::HEAD, "/x"));
+    assert!(!reads.matches(&Method::POST, "/x"));
+    assert!(!matcher("/", &[Method::POST]).matches(&Method::HEAD, "/x"));
 }
 
 #[test]

@@ -31,10 +31,8 @@ use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
 use axum::http::{HeaderName, Method};
 use serde::{Deserialize, Deserializer};
 
-use crate::{
-    algorithm::Algorithm,
-    rules::{ClientSource, FailMode, FailurePolicy, Matcher, Rule, RuleName},
-};
+use super::rule::{ClientSource, FailMode, FailurePolicy, Matcher, Rule, RuleName};
+use crate::algorithm::Algorithm;
 
 /// The longest a leaky bucket with a `match` may hold a request (its capacity × interval): the
 /// gateway gives each request 30 s in all, and its upstream 20 of them.
@@ -45,11 +43,11 @@ pub const MAX_GATEWAY_HOLD: Duration = Duration::from_secs(10);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The rules the service starts with when no file is given: `rate-limiter/rules.toml`.
-pub const DEFAULT_RULES: &str = include_str!("../rules.toml");
+pub const DEFAULT_RULES: &str = include_str!("../../rules.toml");
 
-/// A configuration file that could not be used.
+/// A rules file that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
+pub struct FileError {
     pub file: String,
     /// One-based; absent when the error has no position (an unreadable file).
     pub line: Option<usize>,
@@ -57,7 +55,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.column) {
             (Some(line), Some(column)) => {
@@ -76,13 +74,13 @@ pub enum Format {
 }
 
 /// Reads the rules from `path`: TOML for `.toml`, YAML for `.yaml` and `.yml`.
-pub fn load(path: &Path) -> Result<Vec<Rule>, ConfigError> {
+pub fn load(path: &Path) -> Result<Vec<Rule>, FileError> {
     let file = path.display().to_string();
     let format = match path.extension().and_then(|e| e.to_str()) {
         Some("toml") => Format::Toml,
         Some("yaml" | "yml") => Format::Yaml,
         _ => {
-            return Err(ConfigError {
+            return Err(FileError {
                 file,
                 line: None,
                 column: None,
@@ -90,7 +88,7 @@ pub fn load(path: &Path) -> Result<Vec<Rule>, ConfigError> {
             });
         }
     };
-    let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+    let text = std::fs::read_to_string(path).map_err(|err| FileError {
         file: file.clone(),
         line: None,
         column: None,
@@ -100,14 +98,14 @@ pub fn load(path: &Path) -> Result<Vec<Rule>, ConfigError> {
 }
 
 /// Parses rules from `text`; `file` names it in errors.
-pub fn parse(text: &str, format: Format, file: &str) -> Result<Vec<Rule>, ConfigError> {
-    let error = |line, column, message: String| ConfigError {
+pub fn parse(text: &str, format: Format, file: &str) -> Result<Vec<Rule>, FileError> {
+    let error = |line, column, message: String| FileError {
         file: file.to_owned(),
         line,
         column,
         message,
     };
-    let raw: RawConfig = match format {
+    let raw: RawFile = match format {
         Format::Toml => toml::from_str(text).map_err(|err| {
             let (line, column) = err
                 .span()
@@ -164,7 +162,7 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+struct RawFile {
     #[serde(deserialize_with = "unique_names")]
     rules: BTreeMap<RuleName, Checked>,
 }
@@ -450,6 +448,3 @@ fn list(fields: &[&str]) -> String {
         _ => quoted.join(""),
     }
 }
-
-#[cfg(test)]
-mod tests;
