@@ -20,7 +20,8 @@
 //!   (`timeline::hydrate`).
 //! - [`fanout`]: post events, and the workers that fan them out into timelines.
 //! - [`service`]: the use cases and who may do each, as `Feed`.
-//! - [`http`]: the routes, the token extractor and the OpenAPI document.
+//! - [`http`]: the routes, the JSON of their requests and answers, the token extractor and the
+//!   OpenAPI document.
 //! - [`error`]: `FeedError` and the answer to each variant.
 //! - [`settings`]: environment variables and their defaults.
 //! - [`app`]: connects the backends, picks the store and the strategy, serves and runs the

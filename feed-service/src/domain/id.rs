@@ -1,16 +1,9 @@
 //! User and post ids: 53-bit integers made by the snowflake generator (`src/ids.rs`), one
-//! newtype each so that a user id is never passed where a post id is meant.
-//!
-//! In JSON an id is a string of digits (`"73014444264448"`), never a number. JavaScript parses
-//! every JSON number as a double, exact only up to 2^53. Our ids stay below that today (so that
-//! they are exact as Redis sorted-set scores too), but a string keeps clients safe if the layout
-//! ever widens, and spares every client the question. Twitter's API v1.1 sent each id twice,
-//! `id` and `id_str`, for this reason (developer.x.com, "X IDs"); sending only the string avoids
-//! the trap entirely. In a path, an id has one spelling: decimal digits, no sign, no leading zero.
+//! newtype each so that a user id is never passed where a post id is meant. An id has one
+//! spelling: decimal digits, no sign, no leading zero, in a path and in JSON alike (where it is a
+//! string, never a number: `src/http/mod.rs` says why).
 
 use std::fmt;
-
-use serde::{Serialize, Serializer};
 
 /// The largest id: 2^53 - 1, the last integer a double (a JavaScript number, a Redis sorted-set
 /// score) holds exactly.
@@ -60,12 +53,6 @@ macro_rules! snowflake_id {
                 fmt::Display::fmt(&self.0, f)
             }
         }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(&self.0)
-            }
-        }
     };
 }
 
@@ -98,14 +85,5 @@ mod tests {
         assert_eq!(UserId::parse(&(MAX_ID + 1).to_string()), None);
         assert_eq!(UserId::new(0), None);
         assert_eq!(UserId::from_db(-1), None);
-    }
-
-    #[test]
-    fn an_id_is_a_string_in_json() {
-        let id = PostId::new(MAX_ID).unwrap();
-
-        let json = serde_json::to_string(&id).unwrap();
-
-        assert_eq!(json, "\"9007199254740991\"");
     }
 }

@@ -1,8 +1,6 @@
 //! Posts: what an author may write, and a post as every reader sees it.
 
-use serde::Serialize;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use super::{Handle, Invalid, PostId, UserId};
 
@@ -56,20 +54,14 @@ impl PostText {
     }
 }
 
-/// A post as readers get it, in a feed or alone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+/// A live post as every reader sees it, in a feed or alone, with its author's handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Post {
     /// Time-ordered: a newer post has a greater id.
-    #[schema(value_type = String, example = "73014444264464")]
     pub id: PostId,
-    /// The author's user id.
-    #[schema(value_type = String, example = "73014444264448")]
     pub author: UserId,
     pub author_handle: Handle,
-    #[schema(example = "Hello, world")]
     pub text: String,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 

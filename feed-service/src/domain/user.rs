@@ -2,17 +2,14 @@
 
 use std::fmt;
 
-use serde::Serialize;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use super::{Invalid, UserId};
 
 /// A user's public name: 1 to 30 of `a-z 0-9 _`, unique. Lower case only, rather than case kept
 /// and compared without it: then the stored form, the unique index and what people type are the
 /// same string, and `Ada` and `ada` cannot be two people.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, ToSchema)]
-#[schema(value_type = String, example = "ada")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Handle(String);
 
 impl Handle {
@@ -31,6 +28,10 @@ impl Handle {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
 }
 
 impl fmt::Display for Handle {
@@ -46,18 +47,15 @@ pub struct Account {
     pub handle: Handle,
 }
 
-/// What `GET /v1/users/{id}` shows anyone with a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+/// A user's public profile: their handle, and how many follow them and how many they follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
-    #[schema(value_type = String, example = "73014444264448")]
     pub id: UserId,
     pub handle: Handle,
     /// How many users follow this one.
     pub followers: u64,
     /// How many users this one follows.
     pub following: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 

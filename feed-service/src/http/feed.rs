@@ -5,9 +5,9 @@ use platform::{extract::QueryParameters, problem::Problem};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{AppState, Caller, user_in_path};
+use super::{AppState, Caller, posts::Post, user_in_path};
 use crate::{
-    domain::{Cursor, Limit, Post},
+    domain::{Cursor, Limit},
     error::FeedError,
 };
 
@@ -54,7 +54,7 @@ pub async fn home_feed(
         .home(&caller, user_in_path(&id)?, cursor, limit)
         .await?;
     Ok(axum::Json(FeedPage {
-        data: page.posts,
+        data: page.posts.into_iter().map(Post::from).collect(),
         next_cursor: page.next.map(Cursor::encode),
     }))
 }

@@ -10,6 +10,15 @@
 //! Every route but `POST /v1/users` needs a token (`Authorization: Bearer sk_…`), and acts for
 //! the token's user ([`Caller`]). The shared endpoints (`/healthz`, `/readyz`, `/metrics`,
 //! `/openapi.json`, `/docs`) and the middleware come from `platform::http::service`.
+//!
+//! The JSON of each request and answer is a type of the feature's module ([`posts::Post`],
+//! [`users::Profile`], …), made from the domain's (`crate::domain`), which knows nothing of JSON
+//! or OpenAPI. **Ids are strings in JSON** (`"73014444264448"`), never numbers. JavaScript parses
+//! every JSON number as a double, exact only up to 2^53. Our ids stay below that today (so that
+//! they are exact as Redis sorted-set scores too), but a string keeps clients safe if the layout
+//! ever widens, and spares every client the question. Twitter's API v1.1 sent each id twice,
+//! `id` and `id_str`, for this reason (developer.x.com, "X IDs"); sending only the string avoids
+//! the trap entirely.
 
 pub mod feed;
 pub mod following;

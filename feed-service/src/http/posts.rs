@@ -6,11 +6,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use platform::{extract::Json, problem::Problem};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::{AppState, Caller, post_in_path};
-use crate::{domain::Post, error::FeedError};
+use super::{AppState, Caller, post_in_path, users::Handle};
+use crate::{domain, error::FeedError};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +24,35 @@ pub struct CreatePostRequest {
     /// is refused (403).
     #[schema(example = "73014444264448")]
     pub author: Option<String>,
+}
+
+/// A post as readers get it, in a feed or alone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Post {
+    /// Time-ordered: a newer post has a greater id.
+    #[schema(example = "73014444264464")]
+    pub id: String,
+    /// The author's user id.
+    #[schema(example = "73014444264448")]
+    pub author: String,
+    pub author_handle: Handle,
+    #[schema(example = "Hello, world")]
+    pub text: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<domain::Post> for Post {
+    fn from(post: domain::Post) -> Self {
+        Self {
+            id: post.id.to_string(),
+            author: post.author.to_string(),
+            author_handle: post.author_handle.into(),
+            text: post.text,
+            created_at: post.created_at,
+        }
+    }
 }
 
 /// Publish a post by the caller.
@@ -53,7 +83,7 @@ pub async fn create_post(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        axum::Json(post),
+        axum::Json(Post::from(post)),
     )
         .into_response())
 }
@@ -77,7 +107,8 @@ pub async fn get_post(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Post>, FeedError> {
-    Ok(axum::Json(state.feed.post(post_in_path(&id)?).await?))
+    let post = state.feed.post(post_in_path(&id)?).await?;
+    Ok(axum::Json(post.into()))
 }
 
 /// Delete one of the caller's posts, from every feed.
@@ -104,4 +135,26 @@ pub async fn delete_post(
 ) -> Result<StatusCode, FeedError> {
     state.feed.delete(&caller, post_in_path(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MAX_ID, PostId, UserId};
+
+    #[test]
+    fn ids_are_strings_in_json() {
+        let post = domain::Post {
+            id: PostId::new(MAX_ID).unwrap(),
+            author: UserId::new(42).unwrap(),
+            author_handle: domain::Handle::parse("ada").unwrap(),
+            text: "Hello, world".to_owned(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        };
+
+        let json = serde_json::to_value(Post::from(post)).unwrap();
+
+        assert_eq!(json["id"], "9007199254740991");
+        assert_eq!(json["author"], "42");
+    }
 }

@@ -7,13 +7,27 @@ use axum::{
 };
 use platform::{extract::Json, problem::Problem};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::{AppState, Caller, user_in_path};
-use crate::{
-    domain::{Handle, Profile, UserId},
-    error::FeedError,
-};
+use crate::{domain, error::FeedError};
+
+// A type of its own rather than a `String`, so that the OpenAPI document describes a handle once
+// (`#/components/schemas/Handle`) for every answer that holds one. The rule is
+// `domain::Handle::parse`; the doc comment below is what clients read.
+/// A user's public name: 1 to 30 of `a-z 0-9 _`, unique. Lower case only, rather than case kept
+/// and compared without it: then the stored form, the unique index and what people type are the
+/// same string, and `Ada` and `ada` cannot be two people.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(value_type = String, example = "ada")]
+pub struct Handle(String);
+
+impl From<domain::Handle> for Handle {
+    fn from(handle: domain::Handle) -> Self {
+        Self(handle.into_inner())
+    }
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -25,13 +39,40 @@ pub struct SignUpRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignUpResponse {
-    #[schema(value_type = String, example = "73014444264448")]
-    pub id: UserId,
+    #[schema(example = "73014444264448")]
+    pub id: String,
     pub handle: Handle,
     /// The token that acts as this user, for `Authorization: Bearer …`. Shown this once: only
     /// its hash is kept.
     #[schema(example = "sk_3f9c2a6e0b1d4c7a8e5f60718293a4b5c6d7e8f9")]
     pub token: String,
+}
+
+/// What `GET /v1/users/{id}` shows anyone with a token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Profile {
+    #[schema(example = "73014444264448")]
+    pub id: String,
+    pub handle: Handle,
+    /// How many users follow this one.
+    pub followers: u64,
+    /// How many users this one follows.
+    pub following: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<domain::Profile> for Profile {
+    fn from(profile: domain::Profile) -> Self {
+        Self {
+            id: profile.id.to_string(),
+            handle: profile.handle.into(),
+            followers: profile.followers,
+            following: profile.following,
+            created_at: profile.created_at,
+        }
+    }
 }
 
 /// Sign up: a new user, and the token that acts as them.
@@ -57,8 +98,8 @@ pub async fn sign_up(
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         axum::Json(SignUpResponse {
-            id: signed_up.account.id,
-            handle: signed_up.account.handle,
+            id: signed_up.account.id.to_string(),
+            handle: signed_up.account.handle.into(),
             token: signed_up.token.expose().to_owned(),
         }),
     )
@@ -84,5 +125,6 @@ pub async fn get_user(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Profile>, FeedError> {
-    Ok(axum::Json(state.feed.profile(user_in_path(&id)?).await?))
+    let profile = state.feed.profile(user_in_path(&id)?).await?;
+    Ok(axum::Json(profile.into()))
 }
