@@ -71,9 +71,11 @@ async fn main() -> anyhow::Result<()> {
     notifier
         .notifier()
         .put_user(
-            notifier::domain::UserId::parse(&format!("client:{}", payments_client.id.0))
-                .expect("a client id makes a user id"),
-            notifier::domain::UserBody {
+            notifier::domain::UserId::parse(&notifier::events::receipts::payer(
+                payments_client.id.0,
+            ))
+            .expect("a client id makes a user id"),
+            notifier::domain::UserDetails {
                 email: Some("payer@sdlab.local".into()),
                 ..Default::default()
             },

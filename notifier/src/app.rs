@@ -16,8 +16,10 @@ use platform::{
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 
 use crate::{
+    events::receipts,
     http::{self, AppState},
-    pipeline::{self, Context, Pipeline, Topology},
+    messages::Topology,
+    pipeline::{self, Context, Pipeline},
     providers::{
         Providers,
         email::EmailSender,
@@ -174,17 +176,26 @@ impl Application {
         &self.local
     }
 
-    /// Starts the delivery pipeline (relay, router, workers, receipts). `run_until_stopped` does
-    /// this; tests call it to control when the pipeline runs, and to stop or kill it.
+    /// Starts the delivery pipeline (relay, router, workers) and, beside it, the receipts
+    /// consumer. `run_until_stopped` does this; tests call it to control when the pipeline runs,
+    /// and to stop or kill it.
     pub async fn start_pipeline(&self) -> anyhow::Result<Pipeline> {
-        Pipeline::start(
-            self.context.clone(),
-            self.notifier.clone(),
-            &*self.topics,
-            self.database.clone(),
-        )
-        .await
-        .context("starting the pipeline")
+        let mut pipeline =
+            Pipeline::start(self.context.clone(), &*self.topics, self.database.clone())
+                .await
+                .context("starting the pipeline")?;
+        let settings = &self.settings.pipeline;
+        if let Some(payments) = &settings.payments_topic {
+            let consumer = self
+                .topics
+                .subscribe(&self.context.topology.group("receipts"), &[payments])
+                .await
+                .context("subscribing to the payments events")?;
+            let notifier = self.notifier.clone();
+            let batch_size = settings.batch_size;
+            pipeline.spawn(|stop| receipts::run(notifier, consumer, batch_size, stop));
+        }
+        Ok(pipeline)
     }
 
     /// What the service runs on, for banners.

@@ -12,8 +12,11 @@
 //! - [`store`]: the `NotificationStore` trait, with `postgres` and `sqlite` modules side by side.
 //! - [`providers`]: delivery per channel: SMTP email, SMS and push through an HTTP provider,
 //!   signed and SSRF-guarded webhooks; and the local stand-ins (a provider simulator, a mailbox).
-//! - [`pipeline`]: the router, the channel and retry workers, receipts, and the consumer loop
-//!   they share.
+//! - [`messages`]: the topics' names, the messages on them, and what becomes of one that does
+//!   not parse.
+//! - [`pipeline`]: the outbox relay, the router, and the channel and retry workers.
+//! - [`events`]: consumers of other systems' events (the payments service's, for receipts): an
+//!   inbound adapter, like `http`.
 //! - [`service`]: the use cases, as `Notifier`.
 //! - [`http`]: the routes and the OpenAPI document.
 //! - [`error`]: `NotifierError` and the answer to each variant.
@@ -26,7 +29,9 @@ pub const SYSTEM: &str = "notifier";
 pub mod app;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
+pub mod messages;
 pub mod pipeline;
 pub mod providers;
 pub mod service;

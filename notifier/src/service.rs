@@ -16,9 +16,9 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
-    domain::{Invalid, Notification, NotificationBody, User, UserBody, UserId},
+    domain::{Invalid, Notification, NotificationRequest, User, UserDetails, UserId},
     error::NotifierError,
-    pipeline::{Intake, Job, Topology, event_type, outbox_event},
+    messages::{Intake, Job, Topology, event_type, outbox_event},
     store::{DeadLetter, Inserted, NotificationRecord, NotificationStore},
 };
 
@@ -60,8 +60,8 @@ impl Notifier {
         }
     }
 
-    pub async fn put_user(&self, id: UserId, body: UserBody) -> Result<User, NotifierError> {
-        let user = User::parse(id, body)?;
+    pub async fn put_user(&self, id: UserId, details: UserDetails) -> Result<User, NotifierError> {
+        let user = User::parse(id, details)?;
         self.store.put_user(&user, self.clock.now()).await?;
         Ok(user)
     }
@@ -74,7 +74,7 @@ impl Notifier {
     }
 
     #[tracing::instrument(skip(self, body), fields(user = %body.user_id, template = %body.template))]
-    pub async fn accept(&self, body: NotificationBody) -> Result<Accepted, NotifierError> {
+    pub async fn accept(&self, body: NotificationRequest) -> Result<Accepted, NotifierError> {
         // An unknown user is invalid input (422 naming the field), not a missing resource: the
         // resource asked for is the notification.
         let unknown = || Invalid::new("user_id", "is not a known user");

@@ -75,8 +75,8 @@ use anyhow::bail;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use notifier::{
     Application, Settings,
-    domain::{Channel, NotificationBody, Priority, UserBody, UserId},
-    pipeline::{Job, Topology},
+    domain::{Channel, NotificationRequest, Priority, UserDetails, UserId},
+    messages::{Job, Topology},
     providers::phone::simulator::Simulator,
     service::Notifier,
 };
@@ -409,9 +409,9 @@ impl Bench {
 
     async fn create_users(&self) -> anyhow::Result<()> {
         for user in &self.users {
-            let body = UserBody {
+            let body = UserDetails {
                 phone: Some("+442071838750".to_owned()),
-                ..UserBody::default()
+                ..UserDetails::default()
             };
             let id = UserId::parse(user).expect("a valid user id");
             self.notifier.put_user(id, body).await?;
@@ -536,7 +536,7 @@ async fn accept_all(
                 let due = Duration::from_secs_f64((i - first) as f64 / rate as f64);
                 tokio::time::sleep_until(start + due).await;
             }
-            let body = NotificationBody {
+            let body = NotificationRequest {
                 user_id: users[i % users.len()].clone(),
                 template: "welcome".to_owned(),
                 data: json!({ "name": format!("User {i}") })

@@ -29,7 +29,8 @@ use anyhow::{Context as _, bail};
 use futures::{StreamExt as _, future::join_all, stream};
 use notifier::{
     domain::Channel,
-    pipeline::{Job, PipelineSettings},
+    messages::Job,
+    pipeline::PipelineSettings,
     providers::{
         DeliveryError,
         phone::{client::ProviderClient, simulator::Simulator},

@@ -128,7 +128,7 @@ pub fn route(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{UserBody, UserId};
+    use crate::domain::{UserDetails, UserId};
 
     const THROTTLE: Throttle = Throttle {
         limit: 2,
@@ -138,7 +138,7 @@ mod tests {
     fn ada_without_sms() -> User {
         User::parse(
             UserId::parse("ada").unwrap(),
-            UserBody {
+            UserDetails {
                 email: Some("ada@example.com".into()),
                 phone: Some("+442071838750".into()),
                 preferences: [("sms".to_owned(), false)].into(),

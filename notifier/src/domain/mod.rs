@@ -10,9 +10,9 @@ mod user;
 pub use self::{
     channel::{Channel, Priority},
     delivery::{DeliveryStatus, Route, Throttle, route},
-    notification::{Notification, NotificationBody},
+    notification::{Notification, NotificationRequest},
     template::{Rendered, Template},
-    user::{User, UserBody, UserId},
+    user::{User, UserDetails, UserId},
 };
 
 /// Why input is refused: the JSON pointer of the field (without `#/`) and the reason.

@@ -1,30 +1,23 @@
 //! A notification request, checked at intake, and what is kept of it.
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Channel, Invalid, Priority, Template, User, template};
 
-/// The body of `POST /v1/notifications`, as sent.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NotificationBody {
-    #[schema(example = "user:42")]
+/// A notification as asked for, not yet checked: [`Notification::parse`] checks it.
+#[derive(Debug, Clone)]
+pub struct NotificationRequest {
     pub user_id: String,
-    /// `welcome`, `payment_receipt` or `password_reset`.
-    #[schema(example = "welcome")]
+    /// A template's name: `welcome`, `payment_receipt` or `password_reset`.
     pub template: String,
     /// The template's fields.
-    #[schema(value_type = Object, example = json!({"name": "Ada"}))]
     pub data: Map<String, Value>,
-    /// The channels to use; by default every channel the user can be reached on.
+    /// The channels to use, by name; `None`: every channel the user can be reached on.
     pub channels: Option<Vec<String>>,
-    #[serde(default)]
     pub priority: Priority,
-    /// A repeat with the same key returns the first notification and sends nothing new.
+    /// A repeat with the same key is the first notification, and sends nothing new.
     pub idempotency_key: Option<String>,
 }
 
@@ -47,7 +40,7 @@ impl Notification {
 
     /// Checks `body` against its template and its user (already looked up).
     pub fn parse(
-        body: NotificationBody,
+        body: NotificationRequest,
         user: &User,
         now: OffsetDateTime,
     ) -> Result<Self, Invalid> {

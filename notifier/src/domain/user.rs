@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Serialize;
 
 use super::{Channel, Invalid};
 
@@ -26,24 +25,17 @@ impl UserId {
     }
 }
 
-/// The body of `PUT /v1/users/{id}`: the whole user, replaced.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UserBody {
-    #[schema(example = "ada@example.com")]
+/// A user's contacts and preferences as given, not yet checked: [`User::parse`] checks them.
+#[derive(Debug, Clone, Default)]
+pub struct UserDetails {
     pub email: Option<String>,
     /// E.164: `+` and 8 to 15 digits.
-    #[schema(example = "+442071838750")]
     pub phone: Option<String>,
     /// The push service's device tokens, one per device.
-    #[serde(default)]
     pub push_tokens: Vec<String>,
     /// Where webhooks are POSTed: `https://` (or `http://`), signed.
-    #[schema(example = "https://example.com/hooks/notifications")]
     pub webhook_url: Option<String>,
-    /// Opt-in (`true`) or opt-out (`false`) per channel; a channel not named is opted in.
-    #[serde(default)]
-    #[schema(value_type = BTreeMap<String, bool>, example = json!({"sms": false}))]
+    /// Opt-in (`true`) or opt-out (`false`) per channel name; a channel not named is opted in.
     pub preferences: BTreeMap<String, bool>,
 }
 
@@ -60,7 +52,7 @@ pub struct User {
 }
 
 impl User {
-    pub fn parse(id: UserId, body: UserBody) -> Result<Self, Invalid> {
+    pub fn parse(id: UserId, body: UserDetails) -> Result<Self, Invalid> {
         if let Some(email) = &body.email {
             let (local, domain) = email.split_once('@').unwrap_or(("", ""));
             if local.is_empty()
@@ -140,7 +132,7 @@ impl User {
 mod tests {
     use super::*;
 
-    fn user(body: UserBody) -> Result<User, Invalid> {
+    fn user(body: UserDetails) -> Result<User, Invalid> {
         User::parse(UserId::parse("u1").unwrap(), body)
     }
 
@@ -156,35 +148,35 @@ mod tests {
     fn each_bad_contact_names_its_field() {
         let cases = [
             (
-                UserBody {
+                UserDetails {
                     email: Some("nobody".into()),
                     ..Default::default()
                 },
                 "email",
             ),
             (
-                UserBody {
+                UserDetails {
                     phone: Some("0207 183 8750".into()),
                     ..Default::default()
                 },
                 "phone",
             ),
             (
-                UserBody {
+                UserDetails {
                     push_tokens: vec!["ok".into(), "".into()],
                     ..Default::default()
                 },
                 "push_tokens/1",
             ),
             (
-                UserBody {
+                UserDetails {
                     webhook_url: Some("ftp://x.example".into()),
                     ..Default::default()
                 },
                 "webhook_url",
             ),
             (
-                UserBody {
+                UserDetails {
                     preferences: [("fax".to_owned(), true)].into(),
                     ..Default::default()
                 },
@@ -198,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_channel_not_named_in_preferences_is_opted_in() {
-        let parsed = user(UserBody {
+        let parsed = user(UserDetails {
             email: Some("ada@example.com".into()),
             preferences: [("sms".to_owned(), false)].into(),
             ..Default::default()

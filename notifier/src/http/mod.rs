@@ -12,6 +12,7 @@
 
 pub mod dlq;
 pub mod notifications;
+mod schemas;
 pub mod users;
 
 use std::sync::Arc;

@@ -6,12 +6,50 @@ use axum::{
     http::StatusCode,
 };
 use platform::{extract::Json as JsonBody, problem::Problem};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use crate::{domain::NotificationBody, error::NotifierError, store::NotificationRecord};
+use crate::{
+    domain::{NotificationRequest, Priority},
+    error::NotifierError,
+    store::NotificationRecord,
+};
+
+/// The body of `POST /v1/notifications`, as sent.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationBody {
+    #[schema(example = "user:42")]
+    pub user_id: String,
+    /// `welcome`, `payment_receipt` or `password_reset`.
+    #[schema(example = "welcome")]
+    pub template: String,
+    /// The template's fields.
+    #[schema(value_type = Object, example = json!({"name": "Ada"}))]
+    pub data: Map<String, Value>,
+    /// The channels to use; by default every channel the user can be reached on.
+    pub channels: Option<Vec<String>>,
+    #[serde(default)]
+    pub priority: Priority,
+    /// A repeat with the same key returns the first notification and sends nothing new.
+    pub idempotency_key: Option<String>,
+}
+
+impl From<NotificationBody> for NotificationRequest {
+    fn from(body: NotificationBody) -> Self {
+        Self {
+            user_id: body.user_id,
+            template: body.template,
+            data: body.data,
+            channels: body.channels,
+            priority: body.priority,
+            idempotency_key: body.idempotency_key,
+        }
+    }
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AcceptedResponse {
@@ -40,7 +78,7 @@ pub async fn create_notification(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<NotificationBody>,
 ) -> Result<(StatusCode, Json<AcceptedResponse>), Problem> {
-    let accepted = state.notifier.accept(body).await?;
+    let accepted = state.notifier.accept(body.into()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(AcceptedResponse {

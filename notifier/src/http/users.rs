@@ -1,5 +1,7 @@
 //! `PUT /v1/users/{id}`, `GET /v1/users/{id}`: contacts and preferences.
 
+use std::collections::BTreeMap;
+
 use axum::{
     Json,
     extract::{Path, State},
@@ -8,12 +10,47 @@ use platform::{
     extract::Json as JsonBody,
     problem::{FieldError, Problem},
 };
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use crate::{
-    domain::{User, UserBody, UserId},
+    domain::{User, UserDetails, UserId},
     error::NotifierError,
 };
+
+/// The body of `PUT /v1/users/{id}`: the whole user, replaced.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    #[schema(example = "ada@example.com")]
+    pub email: Option<String>,
+    /// E.164: `+` and 8 to 15 digits.
+    #[schema(example = "+442071838750")]
+    pub phone: Option<String>,
+    /// The push service's device tokens, one per device.
+    #[serde(default)]
+    pub push_tokens: Vec<String>,
+    /// Where webhooks are POSTed: `https://` (or `http://`), signed.
+    #[schema(example = "https://example.com/hooks/notifications")]
+    pub webhook_url: Option<String>,
+    /// Opt-in (`true`) or opt-out (`false`) per channel; a channel not named is opted in.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, bool>, example = json!({"sms": false}))]
+    pub preferences: BTreeMap<String, bool>,
+}
+
+impl From<UserBody> for UserDetails {
+    fn from(body: UserBody) -> Self {
+        Self {
+            email: body.email,
+            phone: body.phone,
+            push_tokens: body.push_tokens,
+            webhook_url: body.webhook_url,
+            preferences: body.preferences,
+        }
+    }
+}
 
 fn user_id(id: &str) -> Result<UserId, Problem> {
     UserId::parse(id).ok_or_else(|| {
@@ -42,7 +79,7 @@ pub async fn put_user(
     JsonBody(body): JsonBody<UserBody>,
 ) -> Result<Json<User>, Problem> {
     let id = user_id(&id)?;
-    Ok(Json(state.notifier.put_user(id, body).await?))
+    Ok(Json(state.notifier.put_user(id, body.into()).await?))
 }
 
 /// A user's contacts and preferences.

@@ -52,9 +52,8 @@
 //!   handling, pause until due, back off on errors without skipping.
 //! - [`router`]: the intake topic's consumer.
 //! - [`worker`]: the channel and retry topics' consumers, and the retry and dead-letter decisions.
-//! - [`receipts`]: the `payments.events` consumer that sends payment receipts.
+//! - The messages on the topics, and their names, are in [`crate::messages`].
 
-pub mod receipts;
 pub mod router;
 pub mod worker;
 
@@ -64,62 +63,18 @@ use anyhow::Context as _;
 use platform::{
     clock::Clock,
     db::Database,
-    outbox::{OutboxEvent, Relay},
+    outbox::Relay,
     shutdown::CancellationToken,
     topic::{Producer, Topics},
 };
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use tokio::{sync::Notify, task::JoinSet};
-use uuid::Uuid;
 
 use crate::{
     domain::{Channel, Throttle},
+    messages::Topology,
     providers::Providers,
-    service::Notifier,
     store::NotificationStore,
 };
-
-/// The names of the pipeline's topics and consumer groups, all under one prefix (so that tests
-/// sharing a broker do not see each other's messages).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topology {
-    prefix: String,
-}
-
-impl Topology {
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: prefix.into(),
-        }
-    }
-
-    pub fn intake(&self) -> String {
-        format!("{}.intake", self.prefix)
-    }
-
-    pub fn channel(&self, channel: Channel) -> String {
-        format!("{}.{channel}", self.prefix)
-    }
-
-    /// The retry topic with `delay`, named after it (`notifications.sms.retry.30s`,
-    /// `….retry.1m30s`: no spaces, which topic names cannot have).
-    pub fn retry(&self, channel: Channel, delay: Duration) -> String {
-        let delay = humantime::format_duration(delay)
-            .to_string()
-            .replace(' ', "");
-        format!("{}.{channel}.retry.{delay}", self.prefix)
-    }
-
-    pub fn dead(&self) -> String {
-        format!("{}.dead", self.prefix)
-    }
-
-    /// A consumer group: `<prefix>.<role>`.
-    pub fn group(&self, role: &str) -> String {
-        format!("{}.{role}", self.prefix)
-    }
-}
 
 /// How the pipeline behaves; see `settings.rs` for the variables and their defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,70 +94,6 @@ pub struct PipelineSettings {
     pub payments_topic: Option<String>,
     /// How often the outbox relay looks for rows besides being woken.
     pub relay_interval: Duration,
-}
-
-/// The message on the intake topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Intake {
-    pub notification_id: Uuid,
-}
-
-/// The message on a channel or retry topic: deliver `notification_id` on `channel`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Job {
-    /// This job, as distinct from its duplicates' reruns: copies of one message share it, a
-    /// router replay or a retry makes a new one. The worker claims an attempt with it.
-    pub id: Uuid,
-    pub notification_id: Uuid,
-    pub channel: Channel,
-    /// The delivery's attempt this job makes, counted over the delivery's whole life (0 for the
-    /// first); a worker claims it only if the delivery has made exactly this many.
-    pub attempt: u32,
-    /// The attempt this chain of retries started at: 0, or the attempts made before a redrive.
-    /// The retry budget counts from here.
-    #[serde(default)]
-    pub first_attempt: u32,
-    /// Not to be tried before this instant (unix milliseconds); set on retry topics.
-    pub due_at_ms: Option<i64>,
-}
-
-impl Job {
-    /// The first attempt of a delivery's chain, starting after `attempts` already made.
-    pub fn first(notification_id: Uuid, channel: Channel, attempts: u32) -> Self {
-        Self {
-            id: Uuid::now_v7(),
-            notification_id,
-            channel,
-            attempt: attempts,
-            first_attempt: attempts,
-            due_at_ms: None,
-        }
-    }
-}
-
-/// The event types the pipeline writes to the outbox.
-pub mod event_type {
-    pub const ACCEPTED: &str = "notification.accepted";
-    pub const REDRIVEN: &str = "delivery.redriven";
-    pub const DEAD: &str = "delivery.dead";
-}
-
-/// An outbox event keyed by `user`.
-pub fn outbox_event(
-    topic: String,
-    user: &str,
-    event_type: &str,
-    payload: &impl Serialize,
-    now: OffsetDateTime,
-) -> OutboxEvent {
-    OutboxEvent {
-        event_id: Uuid::now_v7(),
-        topic,
-        key: user.to_owned(),
-        event_type: event_type.to_owned(),
-        payload: serde_json::to_vec(payload).expect("a pipeline message serialises"),
-        created_at: now,
-    }
 }
 
 /// What every stage shares.
@@ -250,11 +141,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Joins every consumer group and starts the relay, the router, the channel and retry workers
-    /// and, if configured, the receipts consumer.
+    /// Joins every consumer group and starts the relay, the router, and the channel and retry
+    /// workers.
     pub async fn start(
         context: Arc<Context>,
-        notifier: Arc<Notifier>,
         topics: &dyn Topics,
         database: Database,
     ) -> anyhow::Result<Self> {
@@ -318,19 +208,16 @@ impl Pipeline {
                 ));
             }
         }
-
-        if let Some(payments) = &settings.payments_topic {
-            let consumer = topics
-                .subscribe(&topology.group("receipts"), &[payments])
-                .await?;
-            tasks.spawn(receipts::run(
-                notifier,
-                consumer,
-                settings.batch_size,
-                stop.clone(),
-            ));
-        }
         Ok(Self { stop, tasks })
+    }
+
+    /// Runs `task` beside the stages, stopped and killed with them: a consumer outside the
+    /// pipeline (the receipts) that should start and stop when it does.
+    pub fn spawn<F>(&mut self, task: impl FnOnce(CancellationToken) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task(self.stop.clone()));
     }
 
     /// Stops every stage between records (a record being handled is finished and committed

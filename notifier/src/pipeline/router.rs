@@ -27,9 +27,10 @@ use platform::{
 };
 use uuid::Uuid;
 
-use super::{Context, Intake, Job};
+use super::Context;
 use crate::{
     domain::{Channel, DeliveryStatus, Priority, Route, route},
+    messages::{Intake, Job, poison},
     store::{Decision, Work},
 };
 
@@ -275,14 +276,4 @@ impl Throttling {
     fn queued(&mut self, user: &str, channel: Channel) {
         *self.counts.entry((user.to_owned(), channel)).or_default() += 1;
     }
-}
-
-/// A record no handler can ever understand: logged and counted, then committed past, since
-/// retrying cannot change it and leaving it would block its partition for ever.
-pub(super) fn poison(stage: &'static str, delivery: &Delivery) {
-    metrics::counter!("notifier_poison_messages_total", "stage" => stage).increment(1);
-    tracing::error!(
-        stage, topic = %delivery.topic, partition = delivery.partition, offset = delivery.offset,
-        "a message that does not parse; skipped"
-    );
 }

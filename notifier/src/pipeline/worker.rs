@@ -39,9 +39,10 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Context, Job, event_type, outbox_event, router::poison};
+use super::Context;
 use crate::{
     domain::Channel,
+    messages::{Job, event_type, outbox_event, poison},
     providers::DeliveryError,
     store::{Attempted, Claim, Claimed, DeadLetter, Outcome, Work},
 };

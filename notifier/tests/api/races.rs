@@ -14,10 +14,11 @@ use async_trait::async_trait;
 use notifier::{
     Settings,
     domain::{
-        Channel, DeliveryStatus, Notification, NotificationBody, Priority, Route, User, UserBody,
-        UserId,
+        Channel, DeliveryStatus, Notification, NotificationRequest, Priority, Route, User,
+        UserDetails, UserId,
     },
-    pipeline::{self, Context, Job, Topology, router},
+    messages::{Job, Topology},
+    pipeline::{self, Context, router},
     providers::{
         Providers,
         email::EmailSender,
@@ -258,7 +259,7 @@ async fn a_router_that_loses_the_routing_race_still_publishes_the_job() {
         topology.clone(),
         Arc::new(Notify::new()),
     );
-    let grace = UserBody {
+    let grace = UserDetails {
         phone: Some("+14155550100".into()),
         ..Default::default()
     };
@@ -266,7 +267,7 @@ async fn a_router_that_loses_the_routing_race_still_publishes_the_job() {
         .put_user(UserId::parse("grace").unwrap(), grace)
         .await
         .unwrap();
-    let body = NotificationBody {
+    let body = NotificationRequest {
         user_id: "grace".into(),
         template: "welcome".into(),
         data: json!({"name": "G"}).as_object().unwrap().clone(),

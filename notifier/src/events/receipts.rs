@@ -12,7 +12,7 @@
 //!   same unique key that deduplicates any client's retries at intake.
 //! - The amount arrives in minor units (cents) and is shown in major units (`12.50`).
 
-use std::sync::Arc;
+use std::{fmt::Display, sync::Arc};
 
 use platform::{
     shutdown::CancellationToken,
@@ -24,10 +24,10 @@ use platform::{
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::router::poison;
 use crate::{
-    domain::{NotificationBody, Priority},
+    domain::{NotificationRequest, Priority},
     error::NotifierError,
+    messages::poison,
     service::Notifier,
 };
 
@@ -47,6 +47,12 @@ struct Payment {
     id: String,
     amount: i64,
     currency: String,
+}
+
+/// The notifier user that a payments client's receipts go to: `client:<client id>`. Whoever
+/// wants a client's receipts delivered (the lab, for its demo client) creates this user.
+pub fn payer(client_id: impl Display) -> String {
+    format!("client:{client_id}")
 }
 
 /// Payment events are few (one receipt each, accepted like any notification), so a batch is
@@ -83,8 +89,8 @@ pub async fn handle(notifier: &Notifier, delivery: &Delivery) -> anyhow::Result<
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    let body = NotificationBody {
-        user_id: format!("client:{client}"),
+    let body = NotificationRequest {
+        user_id: payer(client),
         template: "payment_receipt".to_owned(),
         data: receipt_data(&event.payment),
         channels: None,
