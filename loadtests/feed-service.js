@@ -6,7 +6,7 @@
 //   k6 run -e SCENARIO=reads -e SEED_FILE=data/feed-seed.json loadtests/feed-service.js      # reads only, at RATE/s
 //   k6 run -e SCENARIO=posts -e SEED_FILE=data/feed-seed.json loadtests/feed-service.js      # posts only, closed loop
 //
-// The load scenarios run on a graph made by the seed tool (feed-service/src/bin/feed-seed.rs),
+// The load scenarios run on a graph made by the seed tool (feed-service/src/bin/feed-seed/),
 // acting as the users its manifest (SEED_FILE) lists with their tokens: its sample reads and
 // posts, its top user (followed by every other) posts in the celebrity scenario.
 //

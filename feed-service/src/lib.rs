@@ -26,8 +26,9 @@
 //! - [`settings`]: environment variables and their defaults.
 //! - [`app`]: connects the backends, picks the store and the strategy, serves and runs the
 //!   fan-out.
-//! - [`seed`]: the seed tool's graph (a power law of followers) and its bulk writers, one per
-//!   engine; `src/bin/feed-seed.rs` is the command.
+//!
+//! The seed tool, which writes a power-law graph for benchmarks, is a binary with its own modules
+//! (`src/bin/feed-seed/`), not part of this library.
 
 /// The name the feed service goes by: its SQLite file, metrics.
 pub const SYSTEM: &str = "feed-service";
@@ -38,7 +39,6 @@ pub mod error;
 pub mod fanout;
 pub mod http;
 pub mod ids;
-pub mod seed;
 pub mod service;
 pub mod settings;
 pub mod store;

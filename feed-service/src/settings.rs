@@ -14,7 +14,7 @@
 //! | `FEED_POST_CACHE_TTL` | `1d` | how long a hydrated post stays in the post cache |
 //! | `DATABASE_URL`, `REDIS_URL`, `KAFKA_BROKERS` | unset | the real backends (see `platform::config`); unset, SQLite, in-process caches and the embedded topics |
 //!
-//! The seed tool (`src/bin/feed-seed.rs`, `cargo run --release -p feed-service --bin feed-seed --
+//! The seed tool (`src/bin/feed-seed/`, `cargo run --release -p feed-service --bin feed-seed --
 //! --help`) reads the same variables, so it writes the graph where the service will read it, and
 //! takes `FEED_CELEBRITY_THRESHOLD` and `FEED_INSTANCE_ID` for its manifest and its ids.
 

@@ -1,20 +1,20 @@
-//! The seed tool's writers (`src/seed/`), on the test's database: the rows agree with the graph
-//! (counts, the counter column, tokens), and the service serves seeded users the feeds the graph
-//! says, under every strategy.
+//! The seed tool's writers (`src/bin/feed-seed/seed/`), on the test's database: the rows agree
+//! with the graph (counts, the counter column, tokens), and the service serves seeded users the
+//! feeds the graph says, under every strategy.
+
+/// The seed tool's graph and writers, compiled in as its binary compiles them: they are benchmark
+/// code, outside the service's library. Their own tests (`tool::tests`) run here too.
+#[path = "../../src/bin/feed-seed/seed/mod.rs"]
+mod tool;
 
 use axum::{
     body::Body,
     http::{Request, StatusCode, header},
 };
-use feed_service::{
-    Settings,
-    domain::UserId,
-    seed::{self, Graph, Manifest, Plan, SeedError, SeededUser},
-    store,
-    timeline::Strategy,
-};
+use feed_service::{Settings, domain::UserId, store, timeline::Strategy};
 use platform::{clock::Clock, db::Database};
 
+use self::tool::{Graph, Manifest, Plan, SeedError, SeededUser};
 use crate::helpers::{TestApp, User, send_to};
 
 /// Followers above which the small graph's authors are celebrities (in hybrid).
@@ -40,7 +40,7 @@ async fn seeded(strategy: Strategy) -> (TestApp, Plan, Graph, Manifest) {
     .await;
     let plan = small_plan(&app);
     let graph = Graph::generate(&plan);
-    let written = seed::write(&app.backends.database, &plan, &graph, false)
+    let written = tool::write(&app.backends.database, &plan, &graph, false)
         .await
         .expect("seeding");
     assert_eq!(
@@ -109,14 +109,14 @@ async fn seeding_a_database_that_holds_users_is_refused_unless_reset() {
     let reader = &manifest.sample[0];
     let before = app.feed_ids(&as_user(reader)).await;
 
-    let again = seed::write(&app.backends.database, &plan, &graph, false).await;
+    let again = tool::write(&app.backends.database, &plan, &graph, false).await;
     assert!(matches!(again, Err(SeedError::NotEmpty(300))), "{again:?}");
 
     let other = Plan {
         seed: 2,
         ..plan.clone()
     };
-    let reseeded = seed::write(
+    let reseeded = tool::write(
         &app.backends.database,
         &other,
         &Graph::generate(&other),
@@ -201,7 +201,7 @@ async fn a_reset_forgets_the_cached_timelines_and_posts_under_the_namespace_only
         .await
         .unwrap();
 
-    assert_eq!(seed::forget_cached(&url, &namespace).await.unwrap(), 3);
+    assert_eq!(tool::forget_cached(&url, &namespace).await.unwrap(), 3);
 
     let left: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{namespace}*"))
@@ -247,7 +247,7 @@ async fn the_seed_leaves_every_constraint_and_index_as_the_migrations_made_them(
     let before = schema(&app.backends.database).await;
     let plan = small_plan(&app);
 
-    seed::write(
+    tool::write(
         &app.backends.database,
         &plan,
         &Graph::generate(&plan),

@@ -1,6 +1,6 @@
 //! The seed tool: a power-law social graph and a stream of posts, written straight into the feed
 //! service's database, and a manifest of users with their tokens for load tests
-//! (`src/seed/mod.rs` says how the graph is drawn). Run it before starting the service:
+//! (`seed/mod.rs` says how the graph is drawn). Run it before starting the service:
 //!
 //! ```text
 //! cargo run --release -p feed-service --bin feed-seed -- --users 100001 --reset
@@ -12,17 +12,16 @@
 //! `REDIS_URL`, deletes the service's cached timelines and posts); without it a database that
 //! holds users is refused. The manifest goes to `--out` (`$SDLAB_DATA_DIR/feed-seed.json`).
 
+mod seed;
+
 use std::{path::PathBuf, time::Instant};
 
 use anyhow::{Context, bail};
-use feed_service::{
-    Settings,
-    app::SCHEMA,
-    seed::{self, Graph, Manifest, Plan},
-    store,
-};
+use feed_service::{Settings, app::SCHEMA, store};
 use platform::db::Database;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::seed::{Graph, Manifest, Plan};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

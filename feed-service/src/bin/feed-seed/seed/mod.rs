@@ -1,6 +1,10 @@
-//! The seed tool's library half (`src/bin/feed-seed.rs` is the command): a social graph whose
-//! follower counts follow a power law, and a stream of posts, written straight into the
-//! service's database, for benchmarks and load tests.
+//! The seed tool's graph and writers (`main.rs` beside this folder is the command): a social
+//! graph whose follower counts follow a power law, and a stream of posts, written straight into
+//! the service's database, for benchmarks and load tests.
+//!
+//! Benchmark code, so it lives with its binary and not in the service's library: the library's
+//! public API is the service's, and nothing the service runs needs a graph generator. The API
+//! tests compile this folder in as the binary does (`tests/api/seed.rs`), and run its tests.
 //!
 //! **The graph.** Who a user follows is drawn from a Zipf distribution over popularity ranks:
 //! the user with rank `r` (user number `r`, counting from 0) is picked with probability
@@ -47,7 +51,7 @@ use platform::{auth::ApiKey, clock::ManualClock, db::Database};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::{
+use feed_service::{
     domain::{Handle, PostId, UserId},
     ids::{InstanceId, Snowflake},
 };

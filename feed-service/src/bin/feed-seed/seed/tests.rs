@@ -119,8 +119,11 @@ fn posts_are_in_the_window_before_the_seed_oldest_first_with_ids_above_every_use
     assert!(posts.last().unwrap().created_at < plan.at);
     assert!(graph.created_at < posts[0].created_at);
     for post in &posts {
-        assert_eq!(crate::ids::Parts::of(post.id.get()).at, post.created_at);
-        assert!(crate::domain::PostText::parse(post.text.clone()).is_ok());
+        assert_eq!(
+            feed_service::ids::Parts::of(post.id.get()).at,
+            post.created_at
+        );
+        assert!(feed_service::domain::PostText::parse(post.text.clone()).is_ok());
     }
 }
 
