@@ -54,8 +54,8 @@ where
 /// Directives of targets and levels, the usual kind, make a static [`Targets`] filter, decided
 /// once per call site. Only directives that name spans or fields (`[request{method=POST}]=debug`)
 /// need an [`EnvFilter`], which keeps a table of live spans and takes its locks on every span's
-/// creation, enter, exit and close: replacing it moved the rate limiter's decision API from 0.67
-/// to 0.69-0.72 of a bare handler's throughput (`rate-limiter/DESIGN.md` §11).
+/// creation, enter, exit and close, a cost the rate limiter's decision API showed against a bare
+/// handler (`rate-limiter/DESIGN.md` §11).
 fn filter(directives: Option<String>) -> Box<dyn Layer<Registry> + Send + Sync> {
     let directives = directives
         .filter(|directives| !directives.trim().is_empty())
@@ -72,8 +72,9 @@ fn filter(directives: Option<String>) -> Box<dyn Layer<Registry> + Send + Sync> 
 
 /// Fields written as `DefaultFields` writes them without colours (`name=value`, strings quoted,
 /// the message bare, an error's sources listed), but written straight: `DefaultFields` paints each
-/// name through an ANSI style even when colours are off (0.7% of the rate limiter's samples under
-/// `perf`). Used when the output is not a terminal, which is where throughput matters.
+/// name through an ANSI style even when colours are off (seen in the rate limiter's profile,
+/// `rate-limiter/DESIGN.md` §11). Used when the output is not a terminal, which is where
+/// throughput matters.
 struct PlainFields;
 
 impl<'writer> FormatFields<'writer> for PlainFields {

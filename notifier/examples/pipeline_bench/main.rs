@@ -52,7 +52,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `BENCH_N` | `10000` | notifications measured (and records in each baseline) |
-//! | `BENCH_CONCURRENCY` | `64` | accepts in flight at once (enough that intake is ahead of the pipeline: at 16, the pipeline kept pace with 16 callers waiting for their answers, and that is what was measured) |
+//! | `BENCH_CONCURRENCY` | `64` | accepts in flight at once: enough that intake is ahead of the pipeline, so that the pipeline is what is measured (`DESIGN.md` §10) |
 //! | `BENCH_RATE` | `0` | accepts per second; 0: as fast as they are taken |
 //! | `BENCH_USERS` | `1000` | users the notifications are spread over |
 //! | `BENCH_GUARD_SECS` | `600` | how long to wait for the deliveries before counting the rest as lost |

@@ -4,10 +4,9 @@
 //! notification made intake the costliest step of the pipeline: on SQLite, concurrent requests
 //! queued for the one write lock (in SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between
 //! tries) and then each paid its own sync to disk; on PostgreSQL, each paid a statement and a
-//! commit, three in four of the statements the pipeline ran besides reading users (`DESIGN.md`
-//! §10). Once those were grouped, the read of the request's user was most of what was left: one
-//! statement per notification, for one row (1.00 of 1.35 statements per notification on
-//! PostgreSQL, of 1.73 on SQLite).
+//! commit, most of the statements the pipeline ran. Once those were grouped, the read of the
+//! request's user was most of what was left: one statement per notification, for one row
+//! (`DESIGN.md` §10 counts them).
 //!
 //! Both go through `platform::group`: one task per statement takes every request waiting (up to
 //! [`INTAKE_GROUP`], never waiting for more) and runs it once for all of them.

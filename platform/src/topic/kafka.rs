@@ -60,8 +60,8 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the producer holds a message back to batch it with later ones. librdkafka's default
 /// is 5 ms, for clients that fire messages and move on; ours wait for each acknowledgement
 /// (`publish` returns only then, and a consumer commits only after its publishes), so a linger
-/// is added to every stage's handling time: measured against tansu, 7.9 ms per single publish at
-/// the default and 1.0 ms without it. Batching does not need it here: a caller with several
+/// is added to every stage's handling time, several times the cost of a publish without it (the
+/// notifier's `DESIGN.md` §10). Batching does not need it here: a caller with several
 /// messages hands them over together (`publish_all`), and messages queued while a request is in
 /// flight still share the next one.
 const LINGER: Duration = Duration::ZERO;
@@ -69,11 +69,9 @@ const LINGER: Duration = Duration::ZERO;
 /// follows the protocol answers as soon as a record arrives (`fetch.min.bytes` is 1), so there
 /// this only sets how often an idle consumer asks again. tansu, the broker CI runs, holds an
 /// empty fetch for the whole wait even when a record arrives meanwhile, so every hop of a
-/// pipeline took about librdkafka's default of 500 ms there (DESIGN.md §10 of the notifier).
-/// Measured on the notifier's pipeline at 600 notifications/s against tansu: p50 from intake to
-/// provider 886 ms at 500 ms, 380 ms at 50 ms, 280 ms at 10 ms, with tansu using 17, 17 and 24
-/// CPU-seconds for the run: below 50 ms, every idle consumer's polling costs the broker more
-/// than the latency it saves.
+/// pipeline took about librdkafka's default of 500 ms there. 50 ms keeps most of the latency
+/// that a shorter wait would save, and below it every idle consumer's polling costs the broker
+/// more than the latency it saves (measured in the notifier's `DESIGN.md` §10).
 const FETCH_WAIT: Duration = Duration::from_millis(50);
 
 pub struct KafkaTopics {

@@ -30,20 +30,11 @@
 //! promise a Kafka broker's acknowledgement makes too: Kafka does not fsync each write either
 //! (`log.flush.interval.messages` is unlimited by default) and counts on replicas to survive a
 //! machine, which an embedded transport does not have. `synchronous=FULL`, which the systems'
-//! own databases use (`db.rs`), would fsync every publish and every commit, at five to seven
-//! times the cost of a single publish (below). The line is drawn there on purpose: a system's
+//! own databases use (`db.rs`), would fsync every publish and every commit, at several times the
+//! cost of a single publish (measured in the notifier's `DESIGN.md` §10, with `publish_cost`
+//! below). The line is drawn there on purpose: a system's
 //! database keeps what it *accepted*, and a topic holds what can be published again from there
 //! (an outbox row stays unpublished until the publish has returned).
-//!
-//! Measured with `cargo test -p platform --release --lib publish_cost -- --ignored --nocapture`
-//! (10,000 records of 100 bytes over 3 partitions; two runs each on a shared two-core virtual
-//! machine, hence the ranges), before and after a batch became one statement:
-//!
-//! | | one `publish` at a time | `publish_all` by 100 |
-//! |---|---|---|
-//! | `synchronous=NORMAL` (this) | 153–170 µs each (5,900–6,500 a second) | 91,000–99,000 a second |
-//! | `synchronous=FULL` | 0.36–0.52 ms each (1,900–2,800 a second) | 64,000–110,000 a second |
-//! | `NORMAL`, a statement per record (before) | 192–199 µs each | 17,000–22,000 a second |
 //!
 //! A publish is a task spawn, one `INSERT` and a write to the operating system. A `publish_all`
 //! is one `INSERT` for the whole batch, its rows bound as one JSON array (bytes as hex, turned
@@ -678,7 +669,7 @@ mod tests {
         file.close().await.unwrap();
     }
 
-    /// The cost of a publish, in the table of the module docs. Release build, on an idle machine:
+    /// The cost of a publish, in the notifier's `DESIGN.md` §10. Release build, on an idle machine:
     /// `cargo test -p platform --release --lib publish_cost -- --ignored --nocapture`.
     #[tokio::test(flavor = "multi_thread")]
     #[ignore = "a measurement, not a check"]
