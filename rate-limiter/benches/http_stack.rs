@@ -1,6 +1,6 @@
 //! What a decision-API request costs inside the server, layer by layer, with no network: the
 //! in-process counterpart of `loadtests/bench-rate-limiter.sh`, which measures the same thing
-//! through TCP and so mostly measures the kernel and the machine.
+//! through TCP and so mostly measures the kernel and the machine. Results: `DESIGN.md` §11.
 //!
 //! ```text
 //! cargo bench -p rate-limiter --bench http_stack

@@ -4,7 +4,7 @@
 //! the units spent in the last `window` by assuming the previous window's units were spread
 //! evenly across it: `previous × (time of the previous window still inside the sliding window) /
 //! window + current`. Cloudflare measured the estimate wrong on 0.003% of requests over 400
-//! million; our own measurement is in `DESIGN.md`. The error can go either way: bursty traffic
+//! million; our own measurement is in `DESIGN.md` §4. The error can go either way: bursty traffic
 //! at the end of the previous window is underestimated (a little over the limit gets through),
 //! at its start overestimated.
 //!

@@ -41,9 +41,11 @@ impl Log {
 
 impl SlidingLog {
     /// The largest limit a sliding log may have. On Redis the log is a sorted set with one
-    /// member per unit (~112 bytes each, measured), written inside the script: a limit of a
-    /// million makes one request hold Redis for seconds and leave a 100 MB key. Larger limits
-    /// belong to the sliding counter, which is two integers whatever the limit.
+    /// member per unit, written inside the script, so a key's memory and a request's time in
+    /// Redis grow with the limit (DESIGN.md §2 has the bytes per member, measured): a limit in
+    /// the millions would have one request hold Redis while it writes them all, and leave a key
+    /// of hundreds of megabytes. Larger limits belong to the sliding counter, which is two
+    /// integers whatever the limit.
     pub const MAX_LIMIT: u64 = 10_000;
 
     pub fn new(limit: u64, window: Duration) -> Result<Self, InvalidAlgorithm> {

@@ -6,7 +6,8 @@
 //! `db.rs`: the critical section is a map lookup and some integer arithmetic, never an `.await`,
 //! and sharding keeps two cores from queueing on the same lock. (governor's keyed limiter goes
 //! further, a lock-free `AtomicU64` per key on a `DashMap`; it cannot spend across several rules
-//! atomically, which we need. `benches/decisions.rs` measures both.)
+//! atomically, which we need. `benches/decisions.rs` measures both; DESIGN.md §11 reads the
+//! results.)
 //!
 //! Keys are forgotten once their state means the same as no state (see
 //! [`Algorithm::forget_after`]): a shard sweeps itself when it has doubled in size since the last

@@ -182,7 +182,7 @@ async fn clients_do_not_share_a_limit() {
 /// about 1.5 times the limit, starting 3 s into a 10 s window: the most units it admits in any
 /// sliding window (over the whole trace, and once the start-up is two windows behind), and how
 /// often it rejects a request that the exact count would have admitted. Printed for
-/// `DESIGN.md`; the assertions are the bounds the design doc states.
+/// `DESIGN.md` §4; the assertions are the bounds the design doc states.
 #[tokio::test]
 async fn the_sliding_counter_stays_within_its_measured_error() {
     // Evenly spread requests: the counter's assumption holds once traffic is under way.
