@@ -5,9 +5,10 @@
 #   loadtests/bench-idempotency.sh                                                  # SQLite
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres loadtests/bench-idempotency.sh
 #
-# Two servers from the same release binary: one as shipped, one with PAYMENTS_IDEMPOTENCY=off
-# (POST /v1/payments without the key: the same payment, provider call and outbox event, no key
-# row). Each has its own provider simulator. For each, alternately, ROUNDS times:
+# Two servers from the same release binary, built with the `bench` feature (the baseline is not in
+# a service's build): one as shipped, one with PAYMENTS_IDEMPOTENCY=off (POST /v1/payments without
+# the key: the same payment, provider call and outbox event, no key row). Each has its own provider
+# simulator. For each, alternately, ROUNDS times:
 #   - k6's closed-loop `bench` scenario (VUS virtual users, RUN_SECONDS each, unique keys):
 #     payments per second and latency (median, p99); medians of the rounds are compared;
 #   - with DATABASE_URL: PostgreSQL transactions per payment (pg_stat_database.xact_commit
@@ -32,7 +33,7 @@ OFF=127.0.0.1:18186
 for tool in k6 curl python3; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (see the header of this script)" >&2; exit 1; }
 done
-cargo build --release -q -p idempotency-demo
+cargo build --release -q -p idempotency-demo --features bench
 
 data=$(mktemp -d)
 cleanup() {

@@ -108,7 +108,8 @@ impl Application {
                 .context("registering the demo API key")?;
         }
         let readiness = Readiness::new().database(database.clone(), Need::Required);
-        if !settings.idempotency {
+        #[cfg(feature = "bench")]
+        if settings.idempotency == crate::settings::Idempotency::Off {
             tracing::warn!(
                 "PAYMENTS_IDEMPOTENCY=off: payments ignore Idempotency-Key and a retry charges \
                  again; this mode exists to measure what idempotency costs"

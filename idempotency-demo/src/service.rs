@@ -356,7 +356,8 @@ impl Payments {
     /// The same payment without an idempotency key: the benchmark's baseline
     /// (`PAYMENTS_IDEMPOTENCY=off`), which measures what the key costs. A retry is a second
     /// payment, and a crash between the steps leaves a payment pending for ever.
-    pub async fn create_without_key(
+    #[cfg(feature = "bench")]
+    pub(crate) async fn create_without_key(
         &self,
         client: ClientId,
         request: PaymentRequest,

@@ -13,7 +13,7 @@
 //! | `PAYMENTS_BACKGROUND_INTERVAL_MS` | `5000` | how often the completer and the reaper run |
 //! | `PAYMENTS_EVENTS_TOPIC` | `payments.events` | where finished payments are announced |
 //! | `PAYMENTS_RELAY_INTERVAL_MS` | `500` | how often the outbox relay looks for events besides being woken by each payment |
-//! | `PAYMENTS_IDEMPOTENCY` | `on` | `off` runs `POST /v1/payments` without the key check: the benchmark's baseline only, never a service |
+//! | `PAYMENTS_IDEMPOTENCY` | `on` | `off` runs `POST /v1/payments` without the key check: the benchmark's baseline, in a build with `--features bench` only (refused otherwise) |
 //! | `PAYMENTS_DEMO_KEY` | unset | an API key (`sk_` and 40 hex digits) to register at start, for demos and load tests |
 //! | `DATABASE_URL`, `KAFKA_BROKERS` | unset | the real backends (see `platform::config`) |
 
@@ -36,9 +36,20 @@ pub struct Settings {
     pub background_interval: Duration,
     pub events_topic: String,
     pub relay_interval: Duration,
-    /// `false` only for the benchmark's baseline.
-    pub idempotency: bool,
+    pub idempotency: Idempotency,
     pub demo_key: Option<ApiKey>,
+}
+
+/// Whether `POST /v1/payments` takes an `Idempotency-Key`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Idempotency {
+    #[default]
+    On,
+    /// The benchmark's baseline (`PAYMENTS_IDEMPOTENCY=off`): the same payment, provider call and
+    /// outbox event with no key row, so that the benchmark measures what the key costs. A retry
+    /// is a second payment.
+    #[cfg(feature = "bench")]
+    Off,
 }
 
 /// Where the payment provider is.
@@ -80,17 +91,7 @@ impl Settings {
             background_interval: millis("PAYMENTS_BACKGROUND_INTERVAL_MS", 5000)?,
             events_topic: env_or("PAYMENTS_EVENTS_TOPIC", crate::service::TOPIC.to_owned())?,
             relay_interval: millis("PAYMENTS_RELAY_INTERVAL_MS", 500)?,
-            idempotency: match env_or("PAYMENTS_IDEMPOTENCY", "on".to_owned())?.as_str() {
-                "on" => true,
-                "off" => false,
-                other => {
-                    return Err(ConfigError {
-                        name: "PAYMENTS_IDEMPOTENCY".into(),
-                        value: other.into(),
-                        reason: "expected on or off".into(),
-                    });
-                }
-            },
+            idempotency: idempotency()?,
             demo_key,
         })
     }
@@ -108,9 +109,30 @@ impl Settings {
             background_interval: Duration::from_secs(3600),
             events_topic: format!("test.payments.{}", uuid::Uuid::new_v4().simple()),
             relay_interval: Duration::from_secs(3600),
-            idempotency: true,
+            idempotency: Idempotency::On,
             demo_key: None,
         }
+    }
+}
+
+/// `PAYMENTS_IDEMPOTENCY`. A build without the baseline refuses `off` rather than ignoring it: a
+/// benchmark run on the wrong build fails instead of measuring the key check against itself.
+fn idempotency() -> Result<Idempotency, ConfigError> {
+    let value = env_or("PAYMENTS_IDEMPOTENCY", "on".to_owned())?;
+    let refused = |reason: &str| ConfigError {
+        name: "PAYMENTS_IDEMPOTENCY".into(),
+        value: value.clone(),
+        reason: reason.into(),
+    };
+    match value.as_str() {
+        "on" => Ok(Idempotency::On),
+        #[cfg(feature = "bench")]
+        "off" => Ok(Idempotency::Off),
+        #[cfg(not(feature = "bench"))]
+        "off" => Err(refused(
+            "off is the benchmark's baseline, only in a build with `--features bench`",
+        )),
+        _ => Err(refused("expected on or off")),
     }
 }
 

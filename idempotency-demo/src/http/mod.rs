@@ -17,13 +17,12 @@ use platform::{auth::BearerKey, health::Readiness, openapi::BearerApiKey, proble
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{SYSTEM, domain::ClientId, service::Payments};
+use crate::{SYSTEM, domain::ClientId, service::Payments, settings::Idempotency};
 
 #[derive(Clone)]
 pub struct AppState {
     pub payments: Arc<Payments>,
-    /// `false` only for the benchmark's baseline (`PAYMENTS_IDEMPOTENCY=off`).
-    pub idempotency: bool,
+    pub idempotency: Idempotency,
 }
 
 #[derive(OpenApi)]

@@ -20,6 +20,7 @@ use crate::{
     domain::{IdempotencyKey, Invalid, PaymentId, PaymentRequest, PaymentStatus},
     error::PaymentError,
     service::PaymentView,
+    settings::Idempotency,
 };
 
 /// The body of `POST /v1/payments`, as sent.
@@ -68,23 +69,29 @@ impl ToSchema for PaymentStatus {}
 
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// The `Idempotency-Key` header, parsed (see `domain/key.rs` for the accepted forms); `None`
-/// only when the service runs without idempotency (the benchmark's baseline).
-pub struct KeyHeader(pub Option<IdempotencyKey>);
+/// The `Idempotency-Key` header, parsed (see `domain/key.rs` for the accepted forms).
+pub enum KeyHeader {
+    Key(IdempotencyKey),
+    /// The benchmark's baseline (`Idempotency::Off`): the header is not read.
+    #[cfg(feature = "bench")]
+    Off,
+}
 
 impl FromRequestParts<AppState> for KeyHeader {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        if !state.idempotency {
-            return Ok(KeyHeader(None));
+        match state.idempotency {
+            Idempotency::On => {}
+            #[cfg(feature = "bench")]
+            Idempotency::Off => return Ok(KeyHeader::Off),
         }
         let value = parts
             .headers
             .get("idempotency-key")
             .ok_or(PaymentError::BadKey("is missing"))?;
         IdempotencyKey::parse(value.as_bytes())
-            .map(|key| KeyHeader(Some(key)))
+            .map(KeyHeader::Key)
             .map_err(|reason| PaymentError::BadKey(reason).into())
     }
 }
@@ -117,7 +124,7 @@ impl FromRequestParts<AppState> for KeyHeader {
 pub async fn create_payment(
     State(state): State<AppState>,
     Client(client): Client,
-    KeyHeader(key): KeyHeader,
+    key: KeyHeader,
     Json(body): Json<CreatePayment>,
 ) -> Result<Response, PaymentError> {
     let request = body.parse().map_err(|invalid| PaymentError::Invalid {
@@ -125,8 +132,9 @@ pub async fn create_payment(
         reason: invalid.reason,
     })?;
     let answer = match key {
-        Some(key) => state.payments.create(client, &key, request).await?,
-        None => state.payments.create_without_key(client, request).await?,
+        KeyHeader::Key(key) => state.payments.create(client, &key, request).await?,
+        #[cfg(feature = "bench")]
+        KeyHeader::Off => state.payments.create_without_key(client, request).await?,
     };
     let content_type = if answer.status.is_success() {
         "application/json"

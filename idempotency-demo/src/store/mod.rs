@@ -140,9 +140,11 @@ pub trait PaymentStore: Send + Sync + 'static {
 
     /// Without an idempotency key (the benchmark's baseline, `PAYMENTS_IDEMPOTENCY=off`): the
     /// payment alone.
+    #[cfg(feature = "bench")]
     async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError>;
 
     /// Without an idempotency key: the provider's answer and the outbox event.
+    #[cfg(feature = "bench")]
     async fn complete_payment(&self, finish: &Finish<'_>) -> Result<(), StoreError>;
 
     /// Gives the key up where it stands (a retryable failure): the next retry, or the completer

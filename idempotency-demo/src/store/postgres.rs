@@ -279,6 +279,7 @@ impl PaymentStore for PostgresStore {
         held(inserted)
     }
 
+    #[cfg(feature = "bench")]
     async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO payments \
@@ -298,6 +299,7 @@ impl PaymentStore for PostgresStore {
         Ok(())
     }
 
+    #[cfg(feature = "bench")]
     async fn complete_payment(&self, finish: &Finish<'_>) -> Result<(), StoreError> {
         let event = finish.event;
         sqlx::query(

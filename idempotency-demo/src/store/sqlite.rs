@@ -313,10 +313,12 @@ impl PaymentStore for SqliteStore {
         Ok(())
     }
 
+    #[cfg(feature = "bench")]
     async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
         insert_payment(&mut *self.pool.acquire().await?, payment).await
     }
 
+    #[cfg(feature = "bench")]
     async fn complete_payment(&self, finish: &Finish<'_>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         complete_payment(&mut tx, finish).await?;

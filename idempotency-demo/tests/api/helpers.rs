@@ -311,11 +311,13 @@ impl PaymentStore for CrashingStore {
         self.after(Phase::Finish, result)
     }
 
+    #[cfg(feature = "bench")]
     async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
         self.dead()?;
         self.inner.insert_payment(payment).await
     }
 
+    #[cfg(feature = "bench")]
     async fn complete_payment(&self, finish: &Finish<'_>) -> Result<(), StoreError> {
         self.dead()?;
         self.inner.complete_payment(finish).await

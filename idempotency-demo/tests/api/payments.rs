@@ -147,10 +147,14 @@ async fn invalid_fields_are_422_naming_the_field_and_charge_nothing() {
     assert!(app.charges().is_empty());
 }
 
+#[cfg(feature = "bench")]
 #[tokio::test]
 async fn without_the_key_check_every_request_is_a_new_payment() {
     // The benchmark's baseline (PAYMENTS_IDEMPOTENCY=off): what the key check saves a client from.
-    let app = TestApp::spawn_with(|settings| settings.idempotency = false).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.idempotency = idempotency_demo::settings::Idempotency::Off;
+    })
+    .await;
 
     let first = app.pay_as(&app.key, None, visa(100).to_string()).await;
     let retry = app
