@@ -354,7 +354,8 @@ impl FeedStore for PostgresStore {
         // kept; joined inside, PostgreSQL joins users once per author). The plainer
         // `WHERE author_id IN (…) ORDER BY id DESC LIMIT n` lets the planner walk the whole
         // table backwards by id, filtering by author: fast when the authors post a lot, and
-        // thousands of times slower when they are quiet (DESIGN.md §6 has both plans).
+        // slowest when they are quiet, since it reads every newer post by anyone (DESIGN.md §6
+        // measures both plans).
         let rows: Vec<PostRow> = sqlx::query_as(
             "SELECT p.id, p.author_id, u.handle, p.text, p.created_at \
              FROM (SELECT p.id, p.author_id, p.text, p.created_at \

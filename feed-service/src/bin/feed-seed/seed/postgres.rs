@@ -7,10 +7,10 @@
 //!   plans a statement per chunk and sends every value as a bind parameter.
 //! - **Constraints and indexes after the data**, the recipe of the PostgreSQL manual ("Populating
 //!   a Database": remove foreign keys, remove indexes). A foreign key is checked by a trigger
-//!   firing a lookup per row, and `follows_by_followee` takes its rows in random order; measured
-//!   on the 2-core development machine, 2 million follows went in in 35 s with both foreign keys,
-//!   10 s without them, and 3.6 s with the index built afterwards, in one sort. Re-adding a
-//!   foreign key validates the whole table in one join, so nothing goes unchecked. What is
+//!   firing a lookup per row, and `follows_by_followee` takes its rows in random order: loading
+//!   the follows bare and indexing them afterwards, in one sort, is far faster than checking and
+//!   indexing them row by row (DESIGN.md §10, "How long it takes"). Re-adding a foreign key
+//!   validates the whole table in one join, so nothing goes unchecked. What is
 //!   dropped is read from the catalog (`pg_get_constraintdef`, `pg_get_indexdef`) and made again
 //!   from its own definition: the migrations stay the only place the schema is written, and DDL
 //!   is transactional here, so a seed that fails leaves the schema as it was. Primary keys and
@@ -19,8 +19,7 @@
 //!   statistics, without which the planner would plan the home page's first queries for the
 //!   tables' old, empty sizes until autovacuum noticed, and the visibility map, without which an
 //!   index-only scan (the celebrities' merge reads `posts_by_author` only) still visits the
-//!   heap for every row it returns, until autovacuum gets there. Under a second for the default
-//!   graph.
+//!   heap for every row it returns, until autovacuum gets there.
 
 use std::fmt::Write as _;
 
