@@ -5,8 +5,9 @@
 //! by a move or a rename sends the reader nowhere, so this reads every such document and checks
 //! each path it names: markdown link targets, and code spans that look like a path (they hold a
 //! `/`, or end in a source or script extension). A path resolves against the document's folder,
-//! or the workspace root; a bare file name (`worker.rs`, named right after its folder) resolves if
-//! a file of that name is in the document's crate.
+//! or the workspace root; a bare name (`worker.rs` named right after its folder, or `domain/`)
+//! resolves if a file or folder of that name is in the document's crate. A link out of the
+//! repository (to the style guide beside the checkout) is not checked.
 
 use std::{
     collections::BTreeSet,
@@ -113,11 +114,39 @@ fn file_named(folder: &Path, name: &str) -> bool {
     })
 }
 
+/// Whether `pointer`, from `document`, leads out of the repository (the README's link to the
+/// style guide beside the checkout): not this repository's to check.
+fn leaves_the_repository(pointer: &str, document: &Path, root: &Path) -> bool {
+    let mut depth = document
+        .parent()
+        .unwrap()
+        .strip_prefix(root)
+        .unwrap()
+        .components()
+        .count();
+    for segment in pointer.split('/') {
+        match segment {
+            ".." if depth == 0 => return true,
+            ".." => depth -= 1,
+            "." | "" => {}
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
 fn resolves(pointer: &str, document: &Path, root: &Path) -> bool {
     let folder = document.parent().unwrap();
-    folder.join(pointer).exists()
+    leaves_the_repository(pointer, document, root)
+        || folder.join(pointer).exists()
         || root.join(pointer).exists()
-        || (!pointer.contains('/') && file_named(crate_of(document, root), pointer))
+        || bare_name(pointer).is_some_and(|name| file_named(crate_of(document, root), name))
+}
+
+/// `worker.rs` or `domain/`: a name without its folder.
+fn bare_name(pointer: &str) -> Option<&str> {
+    let name = pointer.strip_suffix('/').unwrap_or(pointer);
+    (!name.contains('/')).then_some(name)
 }
 
 #[test]
