@@ -15,7 +15,7 @@
 //! only the caches (DESIGN.md §3, §11). In process rather than in Redis, because there is nothing
 //! to invalidate across instances (no rotation, no deletion); if tokens could be revoked, the TTL
 //! would be how long a revoked one keeps working, and revocation would have to delete here too.
-//! Unknown tokens are not remembered: each one is a lookup, as before.
+//! Unknown tokens are not remembered: each one is a lookup.
 //!
 //! **Ids.** Every user and post id comes from the instance's [`Snowflake`]; if the database
 //! already holds an id (`StoreError::IdTaken`: two instances given one `FEED_INSTANCE_ID`, or a

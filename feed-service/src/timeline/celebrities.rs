@@ -17,7 +17,7 @@
 //!   meanwhile, so a post committed during the rebuild survives it; and a rebuild that found
 //!   fewer posts than the cap is whole (`cache/mod.rs`), so a read past its tail knows there is
 //!   nothing below. A read that runs past the tail of one that is not whole (someone scrolling
-//!   past a celebrity's 800th post) asks the database, as before.
+//!   past a celebrity's 800th post) asks the database ([`FeedStore::celebrity_page`]).
 //! - **Per reader, the celebrities they follow** (and themselves, if they are one), in the key/
 //!   value cache with the post cache. It changes in two ways, and each bumps a stamp it is
 //!   checked against: the reader following or unfollowing someone bumps the reader's own stamp;

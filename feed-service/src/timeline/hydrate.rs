@@ -3,12 +3,12 @@
 //! whatever the cache missed.
 //!
 //! A page of 20 ids is one cache read, `Cache::get_many` (Redis `MGET`): one command and one
-//! round trip, where 20 `GET`s, even multiplexed onto one connection, were 20 commands for Redis
-//! to parse and answer and 20 futures for the service to drive. The misses are one `WHERE id IN (…)`
-//! query, never one query per post, and are written back with `add`, which does not overwrite:
-//! a delete writes a tombstone under the post's key, and a read that began before the delete
-//! must not put the live post back over it. Posts the database no longer has alive, and
-//! tombstones, are dropped from the page: a timeline may still name a post whose removal the
+//! round trip, where 20 `GET`s, even multiplexed onto one connection, would be 20 commands for
+//! Redis to parse and answer and 20 futures for the service to drive. The misses are one
+//! `WHERE id IN (…)` query, never one query per post, and are written back with `add`, which does
+//! not overwrite: a delete writes a tombstone under the post's key, and a read that began before
+//! the delete must not put the live post back over it. Posts the database no longer has alive,
+//! and tombstones, are dropped from the page: a timeline may still name a post whose removal the
 //! fan-out workers have not reached, and the reader never sees it.
 //!
 //! A cache that fails is not fatal: its misses go to the database (cache-aside), and the failure

@@ -38,7 +38,7 @@
 //! the others never did. No outbox rows: the seeded posts are history, already in the database,
 //! from which a timeline is built on its reader's first read.
 //!
-//! **Writing** ([`write`]): everything in one transaction, PostgreSQL by `COPY` ([`postgres`]),
+//! **Writing** ([`write()`]): everything in one transaction, PostgreSQL by `COPY` ([`postgres`]),
 //! SQLite by prepared multi-row `INSERT`s ([`sqlite`]), then PostgreSQL's `VACUUM (ANALYZE)`, so
 //! the planner knows the tables' new sizes and index-only scans need not visit the heap.
 
@@ -56,7 +56,7 @@ use feed_service::{
     ids::{InstanceId, Snowflake},
 };
 
-/// What to generate. [`Plan::default`] is the benchmark's graph, at `at`.
+/// What to generate. [`Plan::new`] is the benchmark's graph, at `at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Where every random choice comes from.
