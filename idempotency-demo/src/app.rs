@@ -88,6 +88,7 @@ impl Application {
         let payments = Arc::new(
             Payments::new(
                 store,
+                store::clients(&database),
                 ProviderClient::new(&provider_url, settings.provider_timeout),
                 clock.clone(),
                 settings.timing,

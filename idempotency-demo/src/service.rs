@@ -19,7 +19,11 @@ use std::{sync::Arc, time::Duration};
 
 use axum::http::StatusCode;
 use platform::{
-    auth::ApiKey, clock::Clock, outbox::OutboxEvent, problem::Problem, shutdown::CancellationToken,
+    auth::{ApiKey, ApiKeys},
+    clock::Clock,
+    outbox::OutboxEvent,
+    problem::Problem,
+    shutdown::CancellationToken,
 };
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -34,10 +38,7 @@ use crate::{
     },
     error::PaymentError,
     provider::{ChargeOutcome, ProviderClient, ProviderError},
-    store::{
-        Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, PaymentStore, StoreError,
-        StoredResponse,
-    },
+    store::{Begin, BeginAt, Finish, KeyRecord, Lock, PaymentStore, StoreError, StoredResponse},
 };
 
 /// The topic finished payments are announced on, unless `PAYMENTS_EVENTS_TOPIC` says otherwise.
@@ -117,6 +118,13 @@ impl From<&Payment> for PaymentView {
     }
 }
 
+/// A client of the API: the owner of an API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub id: ClientId,
+    pub name: String,
+}
+
 /// The 402 body: a problem, with the failed payment.
 #[derive(Serialize)]
 struct Declined<'a> {
@@ -128,6 +136,7 @@ struct Declined<'a> {
 
 pub struct Payments {
     store: Arc<dyn PaymentStore>,
+    clients: ApiKeys,
     provider: ProviderClient,
     clock: Arc<dyn Clock>,
     timing: Timing,
@@ -139,12 +148,14 @@ pub struct Payments {
 impl Payments {
     pub fn new(
         store: Arc<dyn PaymentStore>,
+        clients: ApiKeys,
         provider: ProviderClient,
         clock: Arc<dyn Clock>,
         timing: Timing,
     ) -> Self {
         Self {
             store,
+            clients,
             provider,
             clock,
             timing,
@@ -170,36 +181,43 @@ impl Payments {
 
     /// A new client and its API key, shown this once.
     pub async fn create_client(&self, name: &str) -> Result<(ClientRecord, ApiKey), PaymentError> {
-        let key = ApiKey::generate();
-        let client = self
-            .store
-            .insert_client(name, &key.hash(), self.clock.now())
-            .await?;
+        let (key, record) = self
+            .clients
+            .issue(name, self.clock.now())
+            .await
+            .map_err(StoreError::Database)?;
+        let client = ClientRecord {
+            id: ClientId(record.id),
+            name: record.name,
+        };
         Ok((client, key))
     }
 
     /// Makes sure `key` belongs to a client (the lab's fixed demo key); idempotent.
     pub async fn ensure_client(&self, name: &str, key: &ApiKey) -> Result<(), PaymentError> {
-        if self.store.find_client(&key.hash()).await?.is_none() {
-            match self
-                .store
-                .insert_client(name, &key.hash(), self.clock.now())
-                .await
-            {
+        let found = self.clients.find(key).await.map_err(StoreError::Database)?;
+        if found.is_none() {
+            match self.clients.insert(key, name, self.clock.now()).await {
                 Ok(_) => {}
                 // Another instance created it meanwhile.
-                Err(StoreError::Database(err)) if platform::db::is_unique_violation(&err) => {}
-                Err(err) => return Err(err.into()),
+                Err(err) if platform::db::is_unique_violation(&err) => {}
+                Err(err) => return Err(StoreError::Database(err).into()),
             }
         }
         Ok(())
     }
 
     pub async fn authenticate(&self, key: &ApiKey) -> Result<ClientRecord, PaymentError> {
-        self.store
-            .find_client(&key.hash())
-            .await?
-            .ok_or(PaymentError::UnknownClient)
+        let record = self
+            .clients
+            .find(key)
+            .await
+            .map_err(StoreError::Database)?
+            .ok_or(PaymentError::UnknownClient)?;
+        Ok(ClientRecord {
+            id: ClientId(record.id),
+            name: record.name,
+        })
     }
 
     /// Takes a payment once per (client, key), whatever the number of retries.

@@ -8,7 +8,12 @@
 //!
 //! Clients send `Authorization: Bearer sk_…` (RFC 6750). The [`BearerKey`] extractor answers a
 //! missing or malformed header with a 401 problem and `WWW-Authenticate: Bearer`; whether the key
-//! belongs to anyone is the system's question, asked of its own store with [`ApiKey::hash`].
+//! belongs to anyone is the system's question, asked of its own table through [`ApiKeys`].
+//!
+//! [`ApiKeys`] is how every system stores its keys: one row a key, its hash, a name and the time
+//! it was created, on either engine. The table is the system's own (the shortener's `api_keys`,
+//! the payments service's `clients`), created by its own migrations and referenced by its own
+//! rows (links, payments); only the statements that write and read it are shared.
 
 use std::fmt;
 
@@ -17,8 +22,12 @@ use axum::{
     http::{HeaderValue, StatusCode, header, request::Parts},
 };
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
-use crate::problem::Problem;
+use crate::{
+    db::{Database, from_unix_millis, unix_millis},
+    problem::Problem,
+};
 
 const PREFIX: &str = "sk_";
 const RANDOM_BYTES: usize = 20;
@@ -58,6 +67,135 @@ impl ApiKey {
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ApiKey(sk_…)")
+    }
+}
+
+/// A system's table of API keys. It must have these columns, as the systems' migrations create
+/// them:
+///
+/// | column | PostgreSQL | SQLite |
+/// |---|---|---|
+/// | `id` | `BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY` | `INTEGER PRIMARY KEY` |
+/// | `name` | `TEXT NOT NULL` | `TEXT NOT NULL` |
+/// | `key_hash` | `TEXT NOT NULL UNIQUE` ([`ApiKey::hash`]) | `TEXT NOT NULL UNIQUE` |
+/// | `created_at` | `TIMESTAMPTZ NOT NULL` | `INTEGER NOT NULL` (milliseconds) |
+///
+/// A key is found by its hash through the unique index: one indexed read per authenticated
+/// request.
+#[derive(Debug, Clone)]
+pub struct ApiKeys {
+    database: Database,
+    table: &'static str,
+}
+
+/// A stored key: the row's id (what the system's other rows refer to), its name and when it was
+/// created. The key itself is not in it: it is never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: i64,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl ApiKeys {
+    /// The keys kept in `table`, in the schema `database` is connected to.
+    ///
+    /// # Panics
+    /// If `table` is not a plain lower-case identifier: it is written into the statements.
+    pub fn new(database: Database, table: &'static str) -> Self {
+        let identifier = table.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && table
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        assert!(identifier, "{table:?} is not a plain table name");
+        Self { database, table }
+    }
+
+    /// A new random key, stored under `name`. The key is returned this once.
+    pub async fn issue(
+        &self,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<(ApiKey, ApiKeyRecord), sqlx::Error> {
+        let key = ApiKey::generate();
+        let record = self.insert(&key, name, at).await?;
+        Ok((key, record))
+    }
+
+    /// Stores a key the caller already holds (a demo key from the environment). A key stored
+    /// before is a unique violation (`crate::db::is_unique_violation`).
+    ///
+    /// The record carries `at` as given; SQLite keeps it to the millisecond.
+    pub async fn insert(
+        &self,
+        key: &ApiKey,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<ApiKeyRecord, sqlx::Error> {
+        let table = self.table;
+        let id: i64 = match &self.database {
+            Database::Postgres(pool) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {table} (name, key_hash, created_at) VALUES ($1, $2, $3) \
+                     RETURNING id"
+                )))
+                .bind(name)
+                .bind(key.hash())
+                .bind(at)
+                .fetch_one(pool)
+                .await?
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {table} (name, key_hash, created_at) VALUES (?1, ?2, ?3) \
+                     RETURNING id"
+                )))
+                .bind(name)
+                .bind(key.hash())
+                .bind(unix_millis(at))
+                .fetch_one(pool)
+                .await?
+            }
+        };
+        Ok(ApiKeyRecord {
+            id,
+            name: name.to_owned(),
+            created_at: at,
+        })
+    }
+
+    /// The stored key, if `key` was ever issued or inserted here.
+    pub async fn find(&self, key: &ApiKey) -> Result<Option<ApiKeyRecord>, sqlx::Error> {
+        let table = self.table;
+        Ok(match &self.database {
+            Database::Postgres(pool) => {
+                let row: Option<(i64, String, OffsetDateTime)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT id, name, created_at FROM {table} WHERE key_hash = $1"
+                    )))
+                    .bind(key.hash())
+                    .fetch_optional(pool)
+                    .await?;
+                row.map(|(id, name, created_at)| ApiKeyRecord {
+                    id,
+                    name,
+                    created_at,
+                })
+            }
+            Database::Sqlite(pool) => {
+                let row: Option<(i64, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT id, name, created_at FROM {table} WHERE key_hash = ?1"
+                )))
+                .bind(key.hash())
+                .fetch_optional(pool)
+                .await?;
+                row.map(|(id, name, created_at)| ApiKeyRecord {
+                    id,
+                    name,
+                    created_at: from_unix_millis(created_at),
+                })
+            }
+        })
     }
 }
 
@@ -104,6 +242,7 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TestBackends;
     use axum::http::Request;
 
     async fn extract(authorization: Option<&str>) -> Result<BearerKey, Problem> {
@@ -144,6 +283,110 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(extracted.0, key);
+    }
+
+    /// A fresh database (`DATABASE_URL`'s engine) with an empty key table named `table`.
+    async fn key_table(backends: &TestBackends, table: &'static str) -> ApiKeys {
+        match &backends.database {
+            Database::Postgres(pool) => sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE {table} (
+                     id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                     name       TEXT        NOT NULL,
+                     key_hash   TEXT        NOT NULL UNIQUE,
+                     created_at TIMESTAMPTZ NOT NULL
+                 )"
+            )))
+            .execute(pool)
+            .await
+            .map(drop),
+            Database::Sqlite(pool) => sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE {table} (
+                     id         INTEGER PRIMARY KEY,
+                     name       TEXT    NOT NULL,
+                     key_hash   TEXT    NOT NULL UNIQUE,
+                     created_at INTEGER NOT NULL
+                 )"
+            )))
+            .execute(pool)
+            .await
+            .map(drop),
+        }
+        .expect("creating a key table");
+        ApiKeys::new(backends.database.clone(), table)
+    }
+
+    /// Now, to the millisecond: what both engines keep.
+    fn now() -> OffsetDateTime {
+        from_unix_millis(unix_millis(OffsetDateTime::now_utc()))
+    }
+
+    #[tokio::test]
+    async fn an_issued_key_is_found_with_its_name_and_creation_time() {
+        let backends = TestBackends::from_env().await;
+        let keys = key_table(&backends, "api_keys").await;
+
+        let (key, issued) = keys.issue("ci", now()).await.unwrap();
+        let found = keys.find(&key).await.unwrap();
+
+        assert_eq!(found, Some(issued.clone()), "{}", backends.describe());
+        assert_eq!(issued.name, "ci");
+    }
+
+    #[tokio::test]
+    async fn a_key_that_was_never_stored_is_not_found() {
+        let backends = TestBackends::from_env().await;
+        let keys = key_table(&backends, "api_keys").await;
+        keys.issue("someone", now()).await.unwrap();
+
+        assert_eq!(keys.find(&ApiKey::generate()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_table_holds_the_keys_hash_and_never_the_key() {
+        let backends = TestBackends::from_env().await;
+        let keys = key_table(&backends, "api_keys").await;
+
+        let (key, _) = keys.issue("ci", now()).await.unwrap();
+
+        let sql = "SELECT key_hash, name FROM api_keys";
+        let row: (String, String) = match &backends.database {
+            Database::Postgres(pool) => sqlx::query_as(sql).fetch_one(pool).await,
+            Database::Sqlite(pool) => sqlx::query_as(sql).fetch_one(pool).await,
+        }
+        .unwrap();
+        assert_eq!(row.0, key.hash());
+        assert!(!row.0.contains(&key.expose()[3..]) && !row.1.contains(&key.expose()[3..]));
+    }
+
+    #[tokio::test]
+    async fn a_key_inserted_twice_is_a_unique_violation() {
+        let backends = TestBackends::from_env().await;
+        let keys = key_table(&backends, "clients").await;
+        let key = ApiKey::generate();
+        keys.insert(&key, "demo", now()).await.unwrap();
+
+        let again = keys.insert(&key, "demo", now()).await.unwrap_err();
+
+        assert!(crate::db::is_unique_violation(&again), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn each_table_keeps_its_own_keys() {
+        let backends = TestBackends::from_env().await;
+        let links = key_table(&backends, "api_keys").await;
+        let payments = key_table(&backends, "clients").await;
+
+        let (key, _) = links.issue("ci", now()).await.unwrap();
+
+        assert!(links.find(&key).await.unwrap().is_some());
+        assert_eq!(payments.find(&key).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "is not a plain table name")]
+    async fn a_table_name_that_is_not_a_plain_identifier_is_refused() {
+        let backends = TestBackends::from_env().await;
+        ApiKeys::new(backends.database.clone(), "keys; DROP TABLE links");
     }
 
     #[tokio::test]

@@ -26,7 +26,8 @@
 //!   timeouts) and `serve` with graceful shutdown.
 //! - [`problem`] and [`extract`]: RFC 9457 `application/problem+json` errors, and a JSON body
 //!   extractor whose rejections are problems that name the offending field.
-//! - [`auth`]: bearer API keys: generation, hashing for storage, and the request extractor.
+//! - [`auth`]: bearer API keys: generation, the request extractor, and `ApiKeys`, which stores
+//!   a key's hash, name and creation time in a system's own table, on either engine.
 //! - [`health`]: `/healthz` (liveness) and `/readyz` (readiness, probing each backend, each
 //!   required or optional).
 //! - [`metrics`]: the process-wide Prometheus recorder and the `/metrics` route.

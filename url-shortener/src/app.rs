@@ -72,6 +72,7 @@ impl Application {
         let store = store::for_database(&database);
         let shortener = Arc::new(Shortener::new(
             store.clone(),
+            store::api_keys(&database),
             LinkCache::new(
                 cache.clone(),
                 settings.cache_ttl,

@@ -6,7 +6,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use platform::{auth::ApiKey, clock::Clock};
+use platform::{
+    auth::{ApiKey, ApiKeys},
+    clock::Clock,
+};
 use time::OffsetDateTime;
 use url::Url;
 
@@ -15,7 +18,7 @@ use crate::{
     domain::{Availability, Link, NewLink, OwnerId, ShortCode, TargetUrl, link},
     error::ShortenerError,
     ids::CodeGenerator,
-    store::{ApiKeyRecord, LinkStore, StoreError},
+    store::{LinkStore, StoreError},
     visits::VisitRecorder,
 };
 
@@ -33,6 +36,15 @@ pub struct CreateLink {
     pub max_visits: Option<u32>,
 }
 
+/// An API key as the shortener shows it: the owner its links belong to, a name and when it was
+/// created. The key itself is shown once, when issued, and never kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: OwnerId,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
 /// Where a redirect goes, and what the response may promise about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
@@ -46,6 +58,7 @@ pub struct Destination {
 
 pub struct Shortener {
     store: Arc<dyn LinkStore>,
+    keys: ApiKeys,
     cache: LinkCache,
     codes: CodeGenerator,
     visits: Arc<VisitRecorder>,
@@ -56,6 +69,7 @@ pub struct Shortener {
 impl Shortener {
     pub fn new(
         store: Arc<dyn LinkStore>,
+        keys: ApiKeys,
         cache: LinkCache,
         codes: CodeGenerator,
         clock: Arc<dyn Clock>,
@@ -64,6 +78,7 @@ impl Shortener {
         let visits = Arc::new(VisitRecorder::new(store.clone()));
         Self {
             store,
+            keys,
             cache,
             codes,
             visits,
@@ -99,20 +114,26 @@ impl Shortener {
                 "must be 1 to 100 characters",
             ));
         }
-        let key = ApiKey::generate();
-        let record = self
-            .store
-            .insert_api_key(name, &key.hash(), self.now())
-            .await?;
+        let (key, record) = self
+            .keys
+            .issue(name, self.now())
+            .await
+            .map_err(StoreError::Database)?;
+        let record = ApiKeyRecord {
+            id: OwnerId(record.id),
+            name: record.name,
+            created_at: record.created_at,
+        };
         Ok((key, record))
     }
 
     /// The owner of an API key, or [`ShortenerError::UnknownKey`].
     pub async fn authenticate(&self, key: &ApiKey) -> Result<OwnerId, ShortenerError> {
-        self.store
-            .find_api_key(&key.hash())
-            .await?
-            .map(|record| record.id)
+        self.keys
+            .find(key)
+            .await
+            .map_err(StoreError::Database)?
+            .map(|record| OwnerId(record.id))
             .ok_or(ShortenerError::UnknownKey)
     }
 

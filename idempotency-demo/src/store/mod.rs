@@ -1,6 +1,8 @@
-//! Where clients, idempotency keys and payments are kept, and where a finished payment's outbox
-//! event is written: one trait, one module per engine, the one place that picks between them
-//! ([`for_database`]). Reading the outbox back and publishing it is `platform::outbox::Relay`'s.
+//! Where idempotency keys and payments are kept, and where a finished payment's outbox event is
+//! written: one trait, one module per engine, the one place that picks between them
+//! ([`for_database`]). Reading the outbox back and publishing it is `platform::outbox::Relay`'s;
+//! the clients' API keys are kept in the `clients` table by `platform::auth::ApiKeys`, the one key
+//! store every system shares ([`clients`]).
 //!
 //! Each method that moves a key forward is atomic (one statement on PostgreSQL, one transaction on
 //! SQLite), and is guarded by the key's lock token: `UPDATE … WHERE id = $1 AND lock_token = $2`. A request that lost its lock (it was
@@ -15,7 +17,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use platform::{db::Database, outbox::OutboxEvent};
+use platform::{auth::ApiKeys, db::Database, outbox::OutboxEvent};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -98,24 +100,8 @@ pub struct Finish<'a> {
     pub event: &'a OutboxEvent,
 }
 
-/// A client of the API, found by its key's hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientRecord {
-    pub id: ClientId,
-    pub name: String,
-}
-
 #[async_trait]
 pub trait PaymentStore: Send + Sync + 'static {
-    async fn insert_client(
-        &self,
-        name: &str,
-        key_hash: &str,
-        at: OffsetDateTime,
-    ) -> Result<ClientRecord, StoreError>;
-
-    async fn find_client(&self, key_hash: &str) -> Result<Option<ClientRecord>, StoreError>;
-
     /// Phase 1: inserts the key at `started`, locked by this request; or, if the client
     /// already has it, replaces it when it is finished and expired, takes it over when it is
     /// unfinished, has this fingerprint and its lock is free or stale; or reports what is there.
@@ -185,6 +171,12 @@ pub fn for_database(database: &Database) -> Arc<dyn PaymentStore> {
         Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
         Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
     }
+}
+
+/// The clients' API keys, in the `clients` table: a key's id is its client's id, which keys and
+/// payments are scoped by.
+pub fn clients(database: &Database) -> ApiKeys {
+    ApiKeys::new(database.clone(), "clients")
 }
 
 /// The migrations for both engines, applied at start-up.

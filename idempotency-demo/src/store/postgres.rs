@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, PaymentStore, StoreError,
-    StoredResponse, corrupt, held, payment_status, recovery_point, request_json, stored_request,
+    Begin, BeginAt, Finish, KeyRecord, Lock, PaymentStore, StoreError, StoredResponse, corrupt,
+    held, payment_status, recovery_point, request_json, stored_request,
 };
 use crate::domain::{ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest};
 
@@ -108,38 +108,6 @@ impl TryFrom<PaymentRow> for Payment {
 
 #[async_trait]
 impl PaymentStore for PostgresStore {
-    async fn insert_client(
-        &self,
-        name: &str,
-        key_hash: &str,
-        at: OffsetDateTime,
-    ) -> Result<ClientRecord, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO clients (name, key_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
-        )
-        .bind(name)
-        .bind(key_hash)
-        .bind(at)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(ClientRecord {
-            id: ClientId(id),
-            name: name.to_owned(),
-        })
-    }
-
-    async fn find_client(&self, key_hash: &str) -> Result<Option<ClientRecord>, StoreError> {
-        let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT id, name FROM clients WHERE key_hash = $1")
-                .bind(key_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(id, name)| ClientRecord {
-            id: ClientId(id),
-            name,
-        }))
-    }
-
     async fn begin(
         &self,
         client: ClientId,

@@ -19,9 +19,7 @@ use idempotency_demo::{
     domain::{ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest},
     provider::{Faults, ProviderClient, Simulator, simulator::Charge},
     service::{Payments, Timing},
-    store::{
-        self, Begin, BeginAt, ClientRecord, Finish, KeyRecord, Lock, PaymentStore, StoreError,
-    },
+    store::{self, Begin, BeginAt, Finish, KeyRecord, Lock, PaymentStore, StoreError},
 };
 pub use platform::testing::http::{TestResponse, send_to};
 use platform::{
@@ -267,19 +265,6 @@ impl CrashingStore {
 
 #[async_trait]
 impl PaymentStore for CrashingStore {
-    async fn insert_client(
-        &self,
-        name: &str,
-        key_hash: &str,
-        at: OffsetDateTime,
-    ) -> Result<ClientRecord, StoreError> {
-        self.inner.insert_client(name, key_hash, at).await
-    }
-
-    async fn find_client(&self, key_hash: &str) -> Result<Option<ClientRecord>, StoreError> {
-        self.inner.find_client(key_hash).await
-    }
-
     async fn begin(
         &self,
         client: ClientId,
@@ -381,6 +366,7 @@ impl TestApp {
     fn payments_over(&self, store: Arc<CrashingStore>) -> Arc<Payments> {
         Arc::new(Payments::new(
             store,
+            store::clients(&self.backends.database),
             ProviderClient::new(&self.provider_url(), Duration::from_secs(5)),
             Arc::new(self.clock.clone()),
             Timing::default(),

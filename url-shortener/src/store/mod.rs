@@ -1,4 +1,6 @@
-//! Where links, API keys and ID blocks are kept: one trait, one module per engine.
+//! Where links and ID blocks are kept: one trait, one module per engine. API keys are kept in this
+//! crate's `api_keys` table by `platform::auth::ApiKeys`, the one key store every system shares
+//! ([`api_keys`]).
 //!
 //! The service only ever holds an `Arc<dyn LinkStore>`; [`for_database`] is the one place that
 //! picks the implementation. The two modules run the same operations in each engine's dialect and
@@ -11,11 +13,11 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use platform::db::Database;
+use platform::{auth::ApiKeys, db::Database};
 use time::OffsetDateTime;
 
 pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
-use crate::domain::{Link, NewLink, OwnerId, ShortCode};
+use crate::domain::{Link, NewLink, ShortCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,14 +26,6 @@ pub enum StoreError {
     CodeTaken,
     #[error("database error")]
     Database(#[from] sqlx::Error),
-}
-
-/// An API key as stored: the hash only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyRecord {
-    pub id: OwnerId,
-    pub name: String,
-    pub created_at: OffsetDateTime,
 }
 
 /// Visits to add to one link's counters.
@@ -46,15 +40,6 @@ pub struct VisitDelta {
 
 #[async_trait]
 pub trait LinkStore: Send + Sync + 'static {
-    async fn insert_api_key(
-        &self,
-        name: &str,
-        key_hash: &str,
-        created_at: OffsetDateTime,
-    ) -> Result<ApiKeyRecord, StoreError>;
-
-    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
-
     /// Reserves `count` consecutive IDs for this instance alone and returns the first. Atomic:
     /// two instances leasing at once get disjoint blocks.
     async fn lease_ids(&self, count: u64) -> Result<u64, StoreError>;
@@ -88,6 +73,11 @@ pub fn for_database(database: &Database) -> Arc<dyn LinkStore> {
         Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
         Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
     }
+}
+
+/// The API keys, in the `api_keys` table: a link's `owner_key_id` is a key's id.
+pub fn api_keys(database: &Database) -> ApiKeys {
+    ApiKeys::new(database.clone(), "api_keys")
 }
 
 /// The migrations for both engines, applied at start-up.

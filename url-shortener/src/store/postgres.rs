@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use super::{ApiKeyRecord, LinkStore, StoreError, VisitDelta, count, limit, map_insert_error};
+use super::{LinkStore, StoreError, VisitDelta, count, limit, map_insert_error};
 use crate::domain::{Link, NewLink, OwnerId, ShortCode};
 
 #[derive(Debug, Clone)]
@@ -47,40 +47,6 @@ impl From<LinkRow> for Link {
 
 #[async_trait]
 impl LinkStore for PostgresStore {
-    async fn insert_api_key(
-        &self,
-        name: &str,
-        key_hash: &str,
-        created_at: OffsetDateTime,
-    ) -> Result<ApiKeyRecord, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_keys (name, key_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
-        )
-        .bind(name)
-        .bind(key_hash)
-        .bind(created_at)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(ApiKeyRecord {
-            id: OwnerId(id),
-            name: name.to_owned(),
-            created_at,
-        })
-    }
-
-    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let row: Option<(i64, String, OffsetDateTime)> =
-            sqlx::query_as("SELECT id, name, created_at FROM api_keys WHERE key_hash = $1")
-                .bind(key_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(id, name, created_at)| ApiKeyRecord {
-            id: OwnerId(id),
-            name,
-            created_at,
-        }))
-    }
-
     async fn lease_ids(&self, count: u64) -> Result<u64, StoreError> {
         // The row lock serialises concurrent leases; each returns the start of its own block.
         let start: i64 = sqlx::query_scalar(

@@ -5,7 +5,7 @@ use platform::db::{from_unix_millis, unix_millis};
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
-use super::{ApiKeyRecord, LinkStore, StoreError, VisitDelta, count, limit, map_insert_error};
+use super::{LinkStore, StoreError, VisitDelta, count, limit, map_insert_error};
 use crate::domain::{Link, NewLink, OwnerId, ShortCode};
 
 #[derive(Debug, Clone)]
@@ -48,40 +48,6 @@ impl From<LinkRow> for Link {
 
 #[async_trait]
 impl LinkStore for SqliteStore {
-    async fn insert_api_key(
-        &self,
-        name: &str,
-        key_hash: &str,
-        created_at: OffsetDateTime,
-    ) -> Result<ApiKeyRecord, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_keys (name, key_hash, created_at) VALUES (?1, ?2, ?3) RETURNING id",
-        )
-        .bind(name)
-        .bind(key_hash)
-        .bind(unix_millis(created_at))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(ApiKeyRecord {
-            id: OwnerId(id),
-            name: name.to_owned(),
-            created_at,
-        })
-    }
-
-    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let row: Option<(i64, String, i64)> =
-            sqlx::query_as("SELECT id, name, created_at FROM api_keys WHERE key_hash = ?1")
-                .bind(key_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(id, name, created_at)| ApiKeyRecord {
-            id: OwnerId(id),
-            name,
-            created_at: from_unix_millis(created_at),
-        }))
-    }
-
     async fn lease_ids(&self, count: u64) -> Result<u64, StoreError> {
         // A single statement takes SQLite's write lock for its duration, so leases are atomic.
         let start: i64 = sqlx::query_scalar(
