@@ -1,0 +1,81 @@
+//! The five systems, each built by the same `Application::build` its own binary uses, and run
+//! together until a stop is asked for.
+
+use std::{future::Future, pin::Pin};
+
+use platform::shutdown::CancellationToken;
+use tokio::task::JoinSet;
+
+pub struct Systems {
+    pub shortener: url_shortener::Application,
+    pub limiter: rate_limiter::Application,
+    pub payments: idempotency_demo::Application,
+    pub notifier: notifier::Application,
+    pub feed: feed_service::Application,
+}
+
+type Running = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+impl Systems {
+    /// Builds every system from its environment variables. The rate limiter's gateway stands in
+    /// front of the shortener, unless `RATE_LIMITER_UPSTREAM` names another origin.
+    pub async fn build() -> anyhow::Result<Self> {
+        let shortener =
+            url_shortener::Application::build(url_shortener::Settings::from_env()?).await?;
+        let mut limiter_settings = rate_limiter::Settings::from_env()?;
+        if limiter_settings.upstream.is_none() {
+            let origin = format!("http://127.0.0.1:{}", shortener.port());
+            limiter_settings.upstream = Some(origin.parse().map_err(anyhow::Error::msg)?);
+        }
+        Ok(Self {
+            shortener,
+            limiter: rate_limiter::Application::build(limiter_settings).await?,
+            payments: idempotency_demo::Application::build(idempotency_demo::Settings::from_env()?)
+                .await?,
+            notifier: notifier::Application::build(notifier::Settings::from_env()?).await?,
+            feed: feed_service::Application::build(feed_service::Settings::from_env()?).await?,
+        })
+    }
+
+    /// Runs every system until `stop` is cancelled. If one fails, the others are stopped and the
+    /// first failure is returned.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let until = || stop.clone().cancelled_owned();
+        let systems: [(&str, Running); 5] = [
+            (
+                "url-shortener",
+                Box::pin(self.shortener.run_until_stopped(until())),
+            ),
+            (
+                "rate-limiter",
+                Box::pin(self.limiter.run_until_stopped(until())),
+            ),
+            (
+                "idempotency-demo",
+                Box::pin(self.payments.run_until_stopped(until())),
+            ),
+            (
+                "notifier",
+                Box::pin(self.notifier.run_until_stopped(until())),
+            ),
+            (
+                "feed-service",
+                Box::pin(self.feed.run_until_stopped(until())),
+            ),
+        ];
+        let mut running = JoinSet::new();
+        for (name, system) in systems {
+            running.spawn(async move { (name, system.await) });
+        }
+        let mut first_error = None;
+        while let Some(joined) = running.join_next().await {
+            let (name, result) = joined?;
+            if let Err(err) = result {
+                tracing::error!(system = name, error = ?err, "system stopped with an error");
+                stop.cancel();
+                first_error.get_or_insert(err.context(format!("{name} failed")));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
