@@ -1,20 +1,21 @@
 //! `POST /api/v1/links`, `GET /api/v1/links/{code}`, `DELETE /api/v1/links/{code}`.
 //!
-//! Every route needs an API key (`Authorization: Bearer sk_…`). Reading and deleting a link also
-//! need it to be the key that created the link: another key gets 403 (the code is public anyway,
-//! so hiding the link's existence behind a 404 would protect nothing).
+//! Every route needs an API key (`Authorization: Bearer sk_…`), which the [`Owner`] extractor
+//! checks before anything else is read. Reading and deleting a link also need it to be the key
+//! that created the link: another key gets 403 (the code is public anyway, so hiding the link's
+//! existence behind a 404 would protect nothing).
 
 use axum::{
     extract::{Path, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use platform::{auth::BearerKey, extract::Json, problem::Problem};
+use platform::{extract::Json, problem::Problem};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::{AppState, Owner};
 use crate::{domain::Link, error::ShortenerError, service::CreateLink};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -92,10 +93,9 @@ impl LinkResponse {
 )]
 pub async fn create_link(
     State(state): State<AppState>,
-    BearerKey(key): BearerKey,
+    Owner(owner): Owner,
     Json(request): Json<CreateLinkRequest>,
 ) -> Result<Response, ShortenerError> {
-    let owner = state.shortener.authenticate(&key).await?;
     let link = state
         .shortener
         .create(
@@ -133,10 +133,9 @@ pub async fn create_link(
 )]
 pub async fn get_link(
     State(state): State<AppState>,
-    BearerKey(key): BearerKey,
+    Owner(owner): Owner,
     Path(code): Path<String>,
 ) -> Result<axum::Json<LinkResponse>, ShortenerError> {
-    let owner = state.shortener.authenticate(&key).await?;
     let link = state.shortener.link(owner, &code).await?;
     Ok(axum::Json(LinkResponse::new(&state, link)))
 }
@@ -157,10 +156,9 @@ pub async fn get_link(
 )]
 pub async fn delete_link(
     State(state): State<AppState>,
-    BearerKey(key): BearerKey,
+    Owner(owner): Owner,
     Path(code): Path<String>,
 ) -> Result<StatusCode, ShortenerError> {
-    let owner = state.shortener.authenticate(&key).await?;
     state.shortener.delete(owner, &code).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,12 +15,12 @@ pub mod redirect;
 
 use std::sync::Arc;
 
-use axum::Router;
-use platform::{health::Readiness, openapi::BearerApiKey};
+use axum::{Router, extract::FromRequestParts, http::request::Parts};
+use platform::{auth::BearerKey, health::Readiness, openapi::BearerApiKey, problem::Problem};
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{service::Shortener, settings::RedirectPolicy};
+use crate::{domain::OwnerId, service::Shortener, settings::RedirectPolicy};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -62,4 +62,18 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 pub fn app(state: AppState, readiness: Readiness) -> Router {
     let (routes, api) = routes(state);
     platform::http::service(crate::SYSTEM, routes, readiness, api)
+}
+
+/// The API key a request acts as, checked against the stored keys. A `FromRequestParts`
+/// extractor, so it runs before the body is read: a missing, malformed or unknown key is a 401
+/// whatever the body holds.
+pub struct Owner(pub OwnerId);
+
+impl FromRequestParts<AppState> for Owner {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let BearerKey(key) = BearerKey::from_request_parts(parts, state).await?;
+        Ok(Owner(state.shortener.authenticate(&key).await?))
+    }
 }

@@ -7,7 +7,7 @@ use axum::{
 use platform::clock::Clock;
 use serde_json::json;
 
-use crate::helpers::{TestApp, json_request};
+use crate::helpers::{TestApp, authorized, json_request};
 
 #[tokio::test]
 async fn a_created_link_has_a_seven_character_code_and_every_documented_field() {
@@ -277,6 +277,49 @@ async fn creating_needs_a_known_api_key() {
     app.post_json("/api/v1/links", Some("not-a-key"), body)
         .await
         .problem(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn every_link_route_answers_an_unknown_key_with_one_401_whatever_the_body_holds() {
+    let app = TestApp::spawn().await;
+    let code = app
+        .create_code(json!({ "url": "https://example.com/" }))
+        .await;
+    let unknown_key = format!("sk_{}", "0".repeat(40));
+    let requests = [
+        json_request(
+            Method::POST,
+            "/api/v1/links",
+            Some(&unknown_key),
+            json!({ "url": "https://example.com/" }).to_string(),
+        ),
+        json_request(
+            Method::POST,
+            "/api/v1/links",
+            Some(&unknown_key),
+            "{not json".into(),
+        ),
+        authorized(Method::GET, &format!("/api/v1/links/{code}"), &unknown_key),
+        authorized(
+            Method::DELETE,
+            &format!("/api/v1/links/{code}"),
+            &unknown_key,
+        ),
+    ];
+
+    for request in requests {
+        let route = format!("{} {}", request.method(), request.uri());
+        let response = app.send(request).await;
+
+        let problem = response.problem(StatusCode::UNAUTHORIZED);
+        assert_eq!(problem["detail"], "The API key is not known.", "{route}");
+        assert_eq!(
+            response.headers[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="sdlab""#,
+            "{route}"
+        );
+    }
+    assert_eq!(app.visit(&code).await.status, StatusCode::FOUND);
 }
 
 #[tokio::test]
