@@ -18,8 +18,9 @@
 use url_shortener::{Application, Settings};
 
 /// mimalloc rather than the system allocator: a redirect makes a few dozen small, short-lived
-/// allocations (headers, the span, the cache entry), and glibc's malloc and free were 8% of its
-/// CPU time. The ceiling binary in the redirect benchmark uses it too, so the comparison is fair.
+/// allocations (headers, the span, the cache entry), and glibc's malloc and free were a visible
+/// share of its profile (DESIGN.md §8, with the command). The ceiling binary in the redirect
+/// benchmark uses it too, so the comparison is fair.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -212,7 +212,8 @@ impl PaymentStore for PostgresStore {
     async fn finish(&self, lock: Lock, finish: &Finish<'_>) -> Result<(), StoreError> {
         // The outbox row is the one `platform::outbox::insert_postgres` writes, inlined here and
         // in `complete_payment` so that each stays one statement, one round trip, rather than a
-        // transaction around two (the idempotency layer's cost is measured in round trips).
+        // transaction around two (the idempotency layer's cost is counted in round trips:
+        // DESIGN.md §8).
         let event = finish.event;
         let inserted = sqlx::query(
             "WITH moved AS ( \
