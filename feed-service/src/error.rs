@@ -4,10 +4,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use platform::{
-    extract::BadParameter,
-    problem::{FieldError, Problem},
-};
+use platform::problem::{BadParameter, FieldError, Problem};
 
 use crate::{domain::Invalid, store::StoreError};
 

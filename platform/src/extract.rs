@@ -17,7 +17,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::problem::{FieldError, Problem};
+use crate::problem::{BadParameter, FieldError, Problem};
 
 /// A JSON request body; use it in place of `axum::Json` in handlers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -153,31 +153,6 @@ impl QueryParameters {
     }
 }
 
-/// A query parameter that is not accepted: a 400 naming it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{name}` {reason}")]
-pub struct BadParameter {
-    pub name: String,
-    pub reason: String,
-}
-
-impl BadParameter {
-    pub fn new(name: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl From<BadParameter> for Problem {
-    fn from(bad: BadParameter) -> Self {
-        Problem::status(StatusCode::BAD_REQUEST)
-            .with_detail(format!("{bad}."))
-            .with_error(FieldError::parameter(&bad.name, bad.reason))
-    }
-}
-
 fn has_json_content_type(req: &Request) -> bool {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return false;
@@ -280,13 +255,6 @@ mod tests {
             refused("limit=5&%6Cimit=6").reason,
             "is given more than once"
         );
-    }
-
-    #[test]
-    fn a_bad_parameter_is_a_400_problem_naming_it() {
-        let problem = Problem::from(BadParameter::new("limit", "must be 1 to 100"));
-        assert_eq!(problem.status, 400);
-        assert_eq!(problem.errors[0].parameter.as_deref(), Some("limit"));
     }
 
     #[test]

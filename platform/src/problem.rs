@@ -176,6 +176,31 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     chain
 }
 
+/// A query parameter that is not accepted: a 400 naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{name}` {reason}")]
+pub struct BadParameter {
+    pub name: String,
+    pub reason: String,
+}
+
+impl BadParameter {
+    pub fn new(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<BadParameter> for Problem {
+    fn from(bad: BadParameter) -> Self {
+        Problem::status(StatusCode::BAD_REQUEST)
+            .with_detail(format!("{bad}."))
+            .with_error(FieldError::parameter(&bad.name, bad.reason))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +242,12 @@ mod tests {
 
         assert_eq!(json["status"], 500);
         assert!(!json.to_string().contains("password"));
+    }
+
+    #[test]
+    fn a_bad_parameter_is_a_400_problem_naming_it() {
+        let problem = Problem::from(BadParameter::new("limit", "must be 1 to 100"));
+        assert_eq!(problem.status, 400);
+        assert_eq!(problem.errors[0].parameter.as_deref(), Some("limit"));
     }
 }

@@ -42,7 +42,7 @@ use platform::{
 use time::OffsetDateTime;
 
 use super::{
-    Strategy, Timelines,
+    Strategy, TimelineSettings, Timelines,
     cache::{Slice, TimelineCache},
     celebrities::Celebrities,
     hydrate::PostCache,
@@ -58,35 +58,6 @@ const READ_PRECISION: time::Duration = time::Duration::hours(1);
 
 /// Readers whose last read is kept in process, the least recently used evicted first.
 const READS_HELD: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
-
-/// What push and hybrid are tuned by (`settings.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimelineSettings {
-    /// Post ids per timeline (`FEED_TIMELINE_CAP`).
-    pub cap: usize,
-    /// Authors with more followers than this are not fanned out, in hybrid
-    /// (`FEED_CELEBRITY_THRESHOLD`).
-    pub celebrity_threshold: u64,
-    /// Readers who have not read their feed for this long are skipped by fan-out
-    /// (`FEED_ACTIVE_WINDOW`).
-    pub active_window: Duration,
-}
-
-impl TimelineSettings {
-    /// Whether an author with `followers` is fanned out under `strategy`.
-    pub fn fans_out_to(&self, strategy: Strategy, followers: u64) -> bool {
-        match strategy {
-            Strategy::Pull => false,
-            Strategy::Push => true,
-            Strategy::Hybrid => followers <= self.celebrity_threshold,
-        }
-    }
-
-    /// Last reads before this are inactive.
-    pub fn active_since(&self, now: time::OffsetDateTime) -> time::OffsetDateTime {
-        now - self.active_window
-    }
-}
 
 pub struct Cached {
     strategy: Strategy,

@@ -22,16 +22,14 @@ pub mod celebrities;
 pub mod hydrate;
 mod pull;
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use platform::clock::Clock;
+use time::OffsetDateTime;
 
 use self::{cache::TimelineCache, celebrities::Celebrities, hydrate::PostCache};
-pub use self::{
-    cached::{Cached, TimelineSettings},
-    pull::Pull,
-};
+pub use self::{cached::Cached, pull::Pull};
 use crate::{
     domain::{Post, PostId, UserId},
     store::{FeedStore, StoreError},
@@ -72,6 +70,35 @@ impl fmt::Display for Strategy {
             Self::Push => "push (fan-out on write)",
             Self::Hybrid => "hybrid (fan-out on write, celebrities on read)",
         })
+    }
+}
+
+/// What push and hybrid are tuned by (`settings.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineSettings {
+    /// Post ids per timeline (`FEED_TIMELINE_CAP`).
+    pub cap: usize,
+    /// Authors with more followers than this are not fanned out, in hybrid
+    /// (`FEED_CELEBRITY_THRESHOLD`).
+    pub celebrity_threshold: u64,
+    /// Readers who have not read their feed for this long are skipped by fan-out
+    /// (`FEED_ACTIVE_WINDOW`).
+    pub active_window: Duration,
+}
+
+impl TimelineSettings {
+    /// Whether an author with `followers` is fanned out under `strategy`.
+    pub fn fans_out_to(&self, strategy: Strategy, followers: u64) -> bool {
+        match strategy {
+            Strategy::Pull => false,
+            Strategy::Push => true,
+            Strategy::Hybrid => followers <= self.celebrity_threshold,
+        }
+    }
+
+    /// Last reads before this are inactive.
+    pub fn active_since(&self, now: OffsetDateTime) -> OffsetDateTime {
+        now - self.active_window
     }
 }
 

@@ -6,8 +6,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use platform::{
-    extract::{BadParameter, Json, QueryParameters},
-    problem::{CONTENT_TYPE as PROBLEM_JSON, Problem},
+    extract::{Json, QueryParameters},
+    problem::{BadParameter, CONTENT_TYPE as PROBLEM_JSON, Problem},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{

@@ -84,24 +84,24 @@ struct PaymentRow {
     created_at: OffsetDateTime,
 }
 
-impl TryFrom<PaymentRow> for Payment {
-    type Error = StoreError;
-
-    fn try_from(row: PaymentRow) -> Result<Self, StoreError> {
+// A method of the row rather than `TryFrom` for the domain's `Payment`: the conversion belongs
+// to the store, which knows both, and the domain knows nothing of rows.
+impl PaymentRow {
+    fn into_payment(self) -> Result<Payment, StoreError> {
         Ok(Payment {
-            id: PaymentId(row.id),
-            client: ClientId(row.client_id),
+            id: PaymentId(self.id),
+            client: ClientId(self.client_id),
             request: PaymentRequest {
-                amount: u64::try_from(row.amount).map_err(|_| corrupt("amount"))?,
-                currency: crate::domain::Currency::parse(&row.currency)
+                amount: u64::try_from(self.amount).map_err(|_| corrupt("amount"))?,
+                currency: crate::domain::Currency::parse(&self.currency)
                     .ok_or_else(|| corrupt("currency"))?,
-                source: row.source,
-                description: row.description,
+                source: self.source,
+                description: self.description,
             },
-            status: payment_status(&row.status)?,
-            provider_charge: row.provider_charge,
-            failure_code: row.failure_code,
-            created_at: row.created_at,
+            status: payment_status(&self.status)?,
+            provider_charge: self.provider_charge,
+            failure_code: self.failure_code,
+            created_at: self.created_at,
         })
     }
 }
@@ -345,7 +345,7 @@ impl PaymentStore for PostgresStore {
         .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(Payment::try_from).transpose()
+        row.map(PaymentRow::into_payment).transpose()
     }
 
     async fn payments(
@@ -363,7 +363,7 @@ impl PaymentStore for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(Payment::try_from).collect()
+        rows.into_iter().map(PaymentRow::into_payment).collect()
     }
 
     async fn delete_expired_keys(

@@ -38,15 +38,15 @@ pub struct NotificationBody {
     pub idempotency_key: Option<String>,
 }
 
-impl From<NotificationBody> for NotificationRequest {
-    fn from(body: NotificationBody) -> Self {
-        Self {
-            user_id: body.user_id,
-            template: body.template,
-            data: body.data,
-            channels: body.channels,
-            priority: body.priority,
-            idempotency_key: body.idempotency_key,
+impl NotificationBody {
+    fn into_request(self) -> NotificationRequest {
+        NotificationRequest {
+            user_id: self.user_id,
+            template: self.template,
+            data: self.data,
+            channels: self.channels,
+            priority: self.priority,
+            idempotency_key: self.idempotency_key,
         }
     }
 }
@@ -78,7 +78,7 @@ pub async fn create_notification(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<NotificationBody>,
 ) -> Result<(StatusCode, Json<AcceptedResponse>), Problem> {
-    let accepted = state.notifier.accept(body.into()).await?;
+    let accepted = state.notifier.accept(body.into_request()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(AcceptedResponse {

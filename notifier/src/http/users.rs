@@ -40,14 +40,16 @@ pub struct UserBody {
     pub preferences: BTreeMap<String, bool>,
 }
 
-impl From<UserBody> for UserDetails {
-    fn from(body: UserBody) -> Self {
-        Self {
-            email: body.email,
-            phone: body.phone,
-            push_tokens: body.push_tokens,
-            webhook_url: body.webhook_url,
-            preferences: body.preferences,
+impl UserBody {
+    // A method of the wire type rather than `From` for the domain's: the conversion belongs to
+    // the layer that knows both, and the domain knows nothing of this one.
+    fn into_details(self) -> UserDetails {
+        UserDetails {
+            email: self.email,
+            phone: self.phone,
+            push_tokens: self.push_tokens,
+            webhook_url: self.webhook_url,
+            preferences: self.preferences,
         }
     }
 }
@@ -79,7 +81,9 @@ pub async fn put_user(
     JsonBody(body): JsonBody<UserBody>,
 ) -> Result<Json<User>, Problem> {
     let id = user_id(&id)?;
-    Ok(Json(state.notifier.put_user(id, body.into()).await?))
+    Ok(Json(
+        state.notifier.put_user(id, body.into_details()).await?,
+    ))
 }
 
 /// A user's contacts and preferences.

@@ -31,17 +31,19 @@ struct LinkRow {
     bot_visits: i64,
 }
 
-impl From<LinkRow> for Link {
-    fn from(row: LinkRow) -> Self {
+// A method of the row rather than `From` for the domain's `Link`: the conversion belongs to the
+// store, which knows both, and the domain knows nothing of rows.
+impl LinkRow {
+    fn into_link(self) -> Link {
         Link {
-            code: ShortCode::parse(&row.code).expect("stored codes are well-formed"),
-            url: row.url,
-            owner: OwnerId(row.owner_key_id),
-            created_at: from_unix_millis(row.created_at),
-            expires_at: row.expires_at.map(from_unix_millis),
-            max_visits: limit(row.max_visits),
-            visits: count(row.visits),
-            bot_visits: count(row.bot_visits),
+            code: ShortCode::parse(&self.code).expect("stored codes are well-formed"),
+            url: self.url,
+            owner: OwnerId(self.owner_key_id),
+            created_at: from_unix_millis(self.created_at),
+            expires_at: self.expires_at.map(from_unix_millis),
+            max_visits: limit(self.max_visits),
+            visits: count(self.visits),
+            bot_visits: count(self.bot_visits),
         }
     }
 }
@@ -85,7 +87,7 @@ impl LinkStore for SqliteStore {
         .bind(code.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(Link::from))
+        Ok(row.map(LinkRow::into_link))
     }
 
     async fn delete_link(&self, code: &ShortCode, at: OffsetDateTime) -> Result<bool, StoreError> {
