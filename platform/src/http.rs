@@ -7,8 +7,10 @@
 //!   is echoed on the response and recorded on the tracing span around the request, so every log
 //!   line a handler writes carries it; the response is logged at debug;
 //! - `http_requests_total` and `http_request_duration_seconds` are recorded per service, method,
-//!   route template (`/{code}`, never the raw path, which would make one series per code) and
-//!   status;
+//!   route template and status, each label from a fixed set: the route is the template the
+//!   router matched (`/{code}`, never the raw path, which would make one series per code) or
+//!   `unmatched`, a 405 keeps its route's template, and a method other than the standard ones
+//!   is `other` (see [`HttpMetrics`]);
 //! - a panicking handler becomes a 500 problem instead of a dropped connection;
 //! - bodies are limited to 64 KiB unless a route says otherwise, and a request that runs for
 //!   30 s is cut off with a 503 problem; both are counted in the metrics like any response.
@@ -57,6 +59,15 @@ pub fn service(
     readiness: Readiness,
     api: utoipa::openapi::OpenApi,
 ) -> Router {
+    service_observed(observe(name), routes, readiness, api)
+}
+
+fn service_observed(
+    observe: ObserveLayer,
+    routes: Router,
+    readiness: Readiness,
+    api: utoipa::openapi::OpenApi,
+) -> Router {
     let routes = routes
         .merge(readiness.router())
         .merge(metrics::router())
@@ -65,7 +76,7 @@ pub fn service(
         .method_not_allowed_fallback(method_not_allowed);
     // One `Router::layer` for both layers: each call wraps every route in one more boxed
     // service, which is cloned and whose future is boxed on every request.
-    routes.layer((observe(name), DefaultBodyLimit::max(DEFAULT_BODY_LIMIT)))
+    routes.layer((observe, DefaultBodyLimit::max(DEFAULT_BODY_LIMIT)))
 }
 
 /// The middleware alone, for a listener that must not have the shared endpoints (a proxy
@@ -390,6 +401,115 @@ mod tests {
             response.headers()["content-type"],
             crate::problem::CONTENT_TYPE
         );
+    }
+
+    /// The lines of the `/metrics` page that belong to `service`.
+    fn series_of(service: &str) -> Vec<String> {
+        let label = format!("service=\"{service}\"");
+        metrics::handle()
+            .render()
+            .lines()
+            .filter(|line| line.contains(&label))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A method token no standard method is: `X` and up to eight letters or digits.
+    fn made_up_method() -> Method {
+        const TOKEN: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut name = vec![b'X'];
+        name.extend(
+            (0..rand::random_range(0..9)).map(|_| TOKEN[rand::random_range(..TOKEN.len())]),
+        );
+        Method::from_bytes(&name).unwrap()
+    }
+
+    /// A path that may match a route (`/hello`, `/docs/…`) or nothing at all.
+    fn random_path() -> String {
+        let mut path = String::new();
+        for _ in 0..rand::random_range(1..4) {
+            path.push('/');
+            path.push_str(
+                match rand::random_range(0..5) {
+                    0 => "hello".into(),
+                    1 => "docs".into(),
+                    2 => "%FF%00".into(),
+                    _ => rand::random::<u32>().to_string(),
+                }
+                .as_str(),
+            );
+        }
+        path
+    }
+
+    #[tokio::test]
+    async fn requests_with_made_up_methods_and_paths_make_no_new_series() {
+        // Arrange: one request of every standard method on a route, a path no route matches and
+        // a path that matches a route with a tail (`/docs/…`), so that every series these
+        // requests can make exists.
+        let service = "bounded-series-test";
+        let observe = observe(service);
+        let kept = observe.metrics.clone();
+        let app = service_observed(
+            observe,
+            Router::new().route("/hello", get(|| async { "hello" })),
+            Readiness::new(),
+            utoipa::openapi::OpenApi::default(),
+        );
+        let send = |method: Method, path: String| {
+            let app = app.clone();
+            async move {
+                let request = Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap();
+                app.oneshot(request).await.unwrap()
+            }
+        };
+        let standard = [
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::CONNECT,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::PATCH,
+        ];
+        for method in standard.iter().cloned().chain([made_up_method()]) {
+            for path in ["/hello", "/docs", "/docs/hello", "/nothing/here"] {
+                send(method.clone(), path.into()).await;
+            }
+        }
+        let series = series_of(service).len();
+        let handles = kept.series_kept();
+
+        // Act: 1,000 requests with made-up methods and paths.
+        let mut raw = Vec::new();
+        for _ in 0..1_000 {
+            let method = made_up_method();
+            let response = send(method.clone(), random_path()).await;
+            assert!(
+                response.status().is_client_error(),
+                "{method} answered {}",
+                response.status()
+            );
+            raw.push(method);
+        }
+
+        // Assert: no new series, no new handles, and no method as the client spelt it.
+        let after = series_of(service);
+        assert_eq!(after.len(), series, "series made:\n{}", after.join("\n"));
+        assert_eq!(kept.series_kept(), handles);
+        for method in raw {
+            let label = format!("method=\"{method}\"");
+            assert!(
+                !after.iter().any(|line| line.contains(&label)),
+                "{label} is a label"
+            );
+        }
     }
 
     #[tokio::test]

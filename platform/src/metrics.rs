@@ -80,21 +80,44 @@ async fn render() -> impl IntoResponse {
 ///
 /// Going through the `counter!`/`histogram!` macros on every request means building a label set
 /// (four strings) and hashing it into the global registry, twice, which showed in the cost of a
-/// cached redirect (`url-shortener/DESIGN.md` §8). The handles are cheap to keep, since a
-/// service has a few dozen (route, method, status) combinations, so a request costs a
-/// read-locked lookup and two atomic updates instead.
+/// cached redirect (`url-shortener/DESIGN.md` §8). The handles are cheap to keep, so a request
+/// costs a read-locked lookup and two atomic updates instead.
+///
+/// Every label is drawn from a fixed set, so that no client can make series (or handles) without
+/// end: a series is never dropped once made, so one label taken from the request as sent (a made-up
+/// method, a raw path) is a memory leak a client controls. The route is a template of the router
+/// (`/{code}`) or `unmatched`; the method is one of the nine of RFC 9110 and PATCH, or `other`
+/// ([`method_label`]); the status is one the service answered. A service has a few dozen of these
+/// combinations.
 #[derive(Clone)]
 pub struct HttpMetrics {
     service: &'static str,
     series: Arc<RwLock<SeriesByRoute>>,
 }
 
-/// Route template → (method, status) → handles.
-type SeriesByRoute = HashMap<String, HashMap<(Method, u16), Series>>;
+/// Route template → (method label, status) → handles.
+type SeriesByRoute = HashMap<String, HashMap<(&'static str, u16), Series>>;
 
 struct Series {
     requests: Counter,
     duration: Histogram,
+}
+
+/// The `method` label of a request: the method's name if it is a standard one, `other` for any
+/// other token a client sends (HTTP lets a client send any token as a method).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 impl HttpMetrics {
@@ -110,9 +133,10 @@ impl HttpMetrics {
         self.service
     }
 
-    /// Records one request on a route template (`/{code}`, never the raw path).
+    /// Records one request on a route template (`/{code}`, never the raw path: the caller passes
+    /// what the router matched, or one fixed name for a request it did not match).
     pub fn record(&self, route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
-        let key = (method.clone(), status.as_u16());
+        let key = (method_label(method), status.as_u16());
         if let Some(series) = self
             .series
             .read()
@@ -124,18 +148,19 @@ impl HttpMetrics {
             series.duration.record(elapsed.as_secs_f64());
             return;
         }
+        let (method, status) = key;
         let series = Series {
             requests: metrics::counter!(
                 "http_requests_total",
                 "service" => self.service,
-                "method" => method.as_str().to_owned(),
+                "method" => method,
                 "route" => route.to_owned(),
-                "status" => status.as_str().to_owned()
+                "status" => status.to_string()
             ),
             duration: metrics::histogram!(
                 "http_request_duration_seconds",
                 "service" => self.service,
-                "method" => method.as_str().to_owned(),
+                "method" => method,
                 "route" => route.to_owned()
             ),
         };
@@ -147,5 +172,26 @@ impl HttpMetrics {
             .entry(route.to_owned())
             .or_default()
             .insert(key, series);
+    }
+
+    /// How many (route, method, status) handles are kept: bounded by the router's templates, ten
+    /// method labels and the statuses the service answers.
+    pub fn series_kept(&self) -> usize {
+        self.series.read().unwrap().values().map(HashMap::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_standard_method_is_its_own_label_and_any_other_is_other() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"PROPFIND").unwrap()),
+            "other"
+        );
     }
 }
