@@ -195,15 +195,10 @@ impl Payments {
 
     /// Makes sure `key` belongs to a client (the lab's fixed demo key); idempotent.
     pub async fn ensure_client(&self, name: &str, key: &ApiKey) -> Result<(), PaymentError> {
-        let found = self.clients.find(key).await.map_err(StoreError::Database)?;
-        if found.is_none() {
-            match self.clients.insert(key, name, self.clock.now()).await {
-                Ok(_) => {}
-                // Another instance created it meanwhile.
-                Err(err) if platform::db::is_unique_violation(&err) => {}
-                Err(err) => return Err(StoreError::Database(err).into()),
-            }
-        }
+        self.clients
+            .ensure(key, name, self.clock.now())
+            .await
+            .map_err(StoreError::Database)?;
         Ok(())
     }
 

@@ -70,14 +70,7 @@ impl Settings {
                 SocketAddr::from(([127, 0, 0, 1], 8095)),
             )?),
         };
-        let demo_key = match env_opt::<String>("PAYMENTS_DEMO_KEY")? {
-            Some(text) => Some(ApiKey::parse(&text).ok_or_else(|| ConfigError {
-                name: "PAYMENTS_DEMO_KEY".into(),
-                value: "(hidden)".into(),
-                reason: "expected sk_ followed by 40 lower-case hex digits".into(),
-            })?),
-            None => None,
-        };
+        let demo_key = platform::auth::env_key("PAYMENTS_DEMO_KEY")?;
         Ok(Self {
             addr: env_or("PAYMENTS_ADDR", SocketAddr::from(([127, 0, 0, 1], 8085)))?,
             backends: Backends::from_env(SYSTEM)?,

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::{
+    config::{ConfigError, env_opt},
     db::{Database, from_unix_millis, unix_millis},
     problem::Problem,
 };
@@ -62,6 +63,23 @@ impl ApiKey {
     pub fn hash(&self) -> String {
         hex::encode(Sha256::digest(self.0.as_bytes()))
     }
+}
+
+/// Reads the API key in the variable `name` (one the operator registers at start, such as
+/// `PAYMENTS_DEMO_KEY`); unset or empty means `None`. A malformed key is refused without being
+/// echoed: it is a secret even when it is wrong.
+pub fn env_key(name: &str) -> Result<Option<ApiKey>, ConfigError> {
+    let Some(text) = env_opt::<String>(name)? else {
+        return Ok(None);
+    };
+    ApiKey::parse(&text).map(Some).ok_or_else(|| ConfigError {
+        name: name.into(),
+        value: "(hidden)".into(),
+        reason: format!(
+            "expected {PREFIX} followed by {} lower-case hex digits",
+            RANDOM_BYTES * 2
+        ),
+    })
 }
 
 impl fmt::Debug for ApiKey {
@@ -162,6 +180,24 @@ impl ApiKeys {
             name: name.to_owned(),
             created_at: at,
         })
+    }
+
+    /// Stores `key` under `name` unless it is stored already (a key given by the operator, such as
+    /// a demo key from the environment, registered at every start). Two instances starting
+    /// together may both try: the second's insert is a unique violation, and is what it wanted.
+    pub async fn ensure(
+        &self,
+        key: &ApiKey,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<ApiKeyRecord, sqlx::Error> {
+        if let Some(found) = self.find(key).await? {
+            return Ok(found);
+        }
+        match self.insert(key, name, at).await {
+            Err(err) if crate::db::is_unique_violation(&err) => self.find(key).await?.ok_or(err),
+            stored => stored,
+        }
     }
 
     /// The stored key, if `key` was ever issued or inserted here.
@@ -368,6 +404,19 @@ mod tests {
         let again = keys.insert(&key, "demo", now()).await.unwrap_err();
 
         assert!(crate::db::is_unique_violation(&again), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn a_key_ensured_at_every_start_is_stored_once() {
+        let backends = TestBackends::from_env().await;
+        let keys = key_table(&backends, "callers").await;
+        let key = ApiKey::generate();
+
+        let first = keys.ensure(&key, "payments", now()).await.unwrap();
+        let again = keys.ensure(&key, "renamed", now()).await.unwrap();
+
+        assert_eq!(again, first, "{}", backends.describe());
+        assert_eq!(keys.find(&key).await.unwrap(), Some(first));
     }
 
     #[tokio::test]
