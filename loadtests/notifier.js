@@ -3,7 +3,8 @@
 //   k6 run loadtests/notifier.js                    # smoke: ~10 s, every rule once per iteration
 //   k6 run -e SCENARIO=load loadtests/notifier.js   # notifications at RATE/s for DURATION
 //
-// Environment: BASE_URL (default http://127.0.0.1:8083), PROVIDER_URL (the SMS/push simulator,
+// Environment: BASE_URL (default http://127.0.0.1:8083), API_KEY (a caller's key the service
+// knows: start it with NOTIFIER_CALLER_KEY set to the same value), PROVIDER_URL (the SMS/push simulator,
 // default http://127.0.0.1:8093), MAILBOX_URL (the mailbox's page, default http://127.0.0.1:8025),
 // WEBHOOK_URL (optional: users get it as their webhook, and its deliveries must succeed; the
 // service refuses private addresses unless started with NOTIFIER_WEBHOOK_ALLOW_PRIVATE=true),
@@ -29,6 +30,7 @@ import { Counter } from 'k6/metrics';
 import exec from 'k6/execution';
 
 const BASE = __ENV.BASE_URL || 'http://127.0.0.1:8083';
+const API_KEY = __ENV.API_KEY || 'sk_a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0';
 const PROVIDER = __ENV.PROVIDER_URL || 'http://127.0.0.1:8093';
 const MAILBOX = __ENV.MAILBOX_URL || 'http://127.0.0.1:8025';
 const WEBHOOK = __ENV.WEBHOOK_URL || '';
@@ -47,7 +49,7 @@ const SETTLE_SMOKE_SECONDS = 20;
 const serverErrors = new Counter('server_errors');
 const lostDeliveries = new Counter('lost_deliveries');
 const duplicateDeliveries = new Counter('duplicate_deliveries');
-const JSON_HEADERS = { headers: { 'content-type': 'application/json' } };
+const JSON_HEADERS = { headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` } };
 // 4xx answers are part of what the smoke scenario checks, not failures.
 http.setResponseCallback(http.expectedStatuses({ min: 200, max: 499 }));
 
@@ -124,6 +126,12 @@ function providerMessages() {
 
 export function setup() {
   if (http.get(`${BASE}/healthz`).status !== 200) fail(`the notifier does not answer at ${BASE}`);
+  const keyed = http.get(`${BASE}/v1/dlq`, JSON_HEADERS);
+  if (keyed.status !== 200) {
+    fail(`the API key is not accepted (${keyed.status}): start the service with NOTIFIER_CALLER_KEY=${API_KEY}`);
+  }
+  const anonymous = http.get(`${BASE}/v1/dlq`);
+  check(anonymous, { 'a request without a key is refused': (r) => r.status === 401 });
   providerMessages();
   const data = { run: `k6-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`, mailbox: mailboxCounts() };
   if (SCENARIO === 'load') {

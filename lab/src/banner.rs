@@ -43,6 +43,7 @@ pub fn print(systems: &Systems, demo: &Demo) {
         shortener_key: demo_key,
         link_code: demo_code,
         payments_key,
+        notifier_key,
         feed_token,
         feed_you,
         feed_author,
@@ -86,15 +87,17 @@ Try it (an API key and a link were made for this run):
   # each successful payment sends a receipt through the notifier: read it in the mailbox
   open {mailbox}
   # a user with contacts and an opt-out, a notification, and where each channel's delivery stands
-  curl -s -X PUT {n}/v1/users/ada -H 'content-type: application/json' \
+  # (the notifier's callers need a key: one was made for this run)
+  export NOTIFY_KEY={notifier_key}
+  curl -s -X PUT {n}/v1/users/ada -H "authorization: Bearer $NOTIFY_KEY" -H 'content-type: application/json' \
        -d '{{"email": "ada@example.com", "phone": "+442071838750", "push_tokens": ["device-1"], "preferences": {{"sms": false}}}}'
-  curl -s {n}/v1/notifications -H 'content-type: application/json' \
+  curl -s {n}/v1/notifications -H "authorization: Bearer $NOTIFY_KEY" -H 'content-type: application/json' \
        -d '{{"user_id": "ada", "template": "welcome", "data": {{"name": "Ada"}}}}'
-  curl -s {n}/v1/notifications/<id>
+  curl -s {n}/v1/notifications/<id> -H "authorization: Bearer $NOTIFY_KEY"
   # break the SMS/push provider, send, watch the retries (5 s, 30 s, 5 min) and the dead letters
   curl -s -X PUT {sms_push}/v1/faults -H 'content-type: application/json' -d '{{"error_rate": 1}}'
-  curl -s {n}/v1/dlq
-  curl -s -X POST {n}/v1/dlq/<dead letter id>/redrive
+  curl -s {n}/v1/dlq -H "authorization: Bearer $NOTIFY_KEY"
+  curl -s -X POST {n}/v1/dlq/<dead letter id>/redrive -H "authorization: Bearer $NOTIFY_KEY"
   # a home feed (a user and an author with a post were made for this run): empty, then follow
   # the author and their post is in it; post yourself, page with limit and next_cursor
   export FEED_TOKEN={feed_token} ME={feed_you}

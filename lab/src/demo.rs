@@ -12,6 +12,8 @@ pub struct Demo {
     /// A payments client's API key. The notifier knows the client as a user with an address at
     /// the mailbox, so its payments get receipts.
     pub payments_key: String,
+    /// A caller's key for the notifier's API.
+    pub notifier_key: String,
     /// A feed user (you: your token and id) and an author with a post, for you to follow.
     pub feed_token: String,
     pub feed_you: String,
@@ -22,11 +24,19 @@ impl Demo {
     pub async fn create(systems: &Systems) -> anyhow::Result<Self> {
         let (shortener_key, link_code) = shortener(&systems.shortener).await?;
         let payments_key = payments_client(&systems.payments, &systems.notifier).await?;
+        let notifier_key = systems
+            .notifier
+            .notifier()
+            .issue_caller_key("lab")
+            .await?
+            .expose()
+            .to_owned();
         let (feed_token, feed_you, feed_author) = feed(&systems.feed).await?;
         Ok(Self {
             shortener_key,
             link_code,
             payments_key,
+            notifier_key,
             feed_token,
             feed_you,
             feed_author,

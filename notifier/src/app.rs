@@ -118,6 +118,7 @@ impl Application {
         let store = store::for_database(&database);
         let notifier = Arc::new(Notifier::new(
             store.clone(),
+            store::callers(&database),
             clock.clone(),
             topology.clone(),
             wake.clone(),
@@ -131,6 +132,12 @@ impl Application {
             settings: settings.pipeline.clone(),
             wake,
         });
+        if let Some(key) = &settings.caller_key {
+            notifier
+                .ensure_caller_key("NOTIFIER_CALLER_KEY", key)
+                .await
+                .context("registering NOTIFIER_CALLER_KEY")?;
+        }
         let readiness = Readiness::new().database(database.clone(), Need::Required);
         let router = http::app(
             AppState {

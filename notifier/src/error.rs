@@ -10,6 +10,9 @@ use crate::{domain::Invalid, store::StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifierError {
+    /// The request's API key is not one of a caller's.
+    #[error("unknown API key")]
+    UnknownCaller,
     #[error("{}: {}", .0.field, .0.reason)]
     Invalid(Invalid),
     #[error("no such user")]
@@ -31,6 +34,9 @@ impl From<Invalid> for NotifierError {
 impl From<NotifierError> for Problem {
     fn from(err: NotifierError) -> Self {
         match &err {
+            NotifierError::UnknownCaller => {
+                platform::auth::unauthorized("The API key is not known.")
+            }
             NotifierError::Invalid(invalid) => {
                 Problem::invalid_field(FieldError::body(&invalid.field, invalid.reason.clone()))
             }

@@ -11,19 +11,24 @@
 
 use std::sync::Arc;
 
-use platform::clock::Clock;
+use platform::{
+    auth::{ApiKey, ApiKeys},
+    clock::Clock,
+};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
-    domain::{Invalid, Notification, NotificationRequest, User, UserDetails, UserId},
+    domain::{CallerId, Invalid, Notification, NotificationRequest, User, UserDetails, UserId},
     error::NotifierError,
     messages::{Intake, Job, Topology, event_type, outbox_event},
-    store::{DeadLetter, Inserted, NotificationRecord, NotificationStore},
+    store::{DeadLetter, Inserted, NotificationRecord, NotificationStore, StoreError},
 };
 
 pub struct Notifier {
     store: Arc<dyn NotificationStore>,
+    /// The API keys of the services and clients that may call the API.
+    callers: ApiKeys,
     clock: Arc<dyn Clock>,
     topology: Topology,
     /// Wakes the outbox relay after a write to the outbox, so the message goes out at once.
@@ -48,16 +53,47 @@ pub struct Accepted {
 impl Notifier {
     pub fn new(
         store: Arc<dyn NotificationStore>,
+        callers: ApiKeys,
         clock: Arc<dyn Clock>,
         topology: Topology,
         wake: Arc<Notify>,
     ) -> Self {
         Self {
             store,
+            callers,
             clock,
             topology,
             wake,
         }
+    }
+
+    /// A new API key for a caller named `name` (a service, a client), shown this once.
+    pub async fn issue_caller_key(&self, name: &str) -> Result<ApiKey, NotifierError> {
+        let (key, _) = self
+            .callers
+            .issue(name, self.clock.now())
+            .await
+            .map_err(StoreError::from)?;
+        Ok(key)
+    }
+
+    /// Registers a key the operator chose (`NOTIFIER_CALLER_KEY`), if it is not registered yet.
+    pub async fn ensure_caller_key(&self, name: &str, key: &ApiKey) -> Result<(), NotifierError> {
+        self.callers
+            .ensure(key, name, self.clock.now())
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// The caller a request's key belongs to.
+    pub async fn authenticate(&self, key: &ApiKey) -> Result<CallerId, NotifierError> {
+        self.callers
+            .find(key)
+            .await
+            .map_err(StoreError::from)?
+            .map(|record| CallerId(record.id))
+            .ok_or(NotifierError::UnknownCaller)
     }
 
     pub async fn put_user(&self, id: UserId, details: UserDetails) -> Result<User, NotifierError> {

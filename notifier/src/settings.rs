@@ -5,6 +5,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `NOTIFIER_ADDR` | `127.0.0.1:8083` | where the API listens |
+//! | `NOTIFIER_CALLER_KEY` | unset | an API key (`sk_` and 40 hex digits) registered at start as a caller, for demos, load tests and deployments whose callers the operator sets |
 //! | `NOTIFIER_PROVIDER_URL` | unset | a running SMS/push provider; unset: this process serves the simulator |
 //! | `NOTIFIER_SMTP_URL` | unset | an SMTP server (`smtp://host:port`); unset: this process serves the mailbox |
 //! | `NOTIFIER_PROVIDER_ADDR` | `127.0.0.1:8093` | without `NOTIFIER_PROVIDER_URL`: where the simulator listens |
@@ -26,7 +27,10 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use platform::config::{Backends, ConfigError, env_opt, env_or, env_positive};
+use platform::{
+    auth::{ApiKey, env_key},
+    config::{Backends, ConfigError, env_opt, env_or, env_positive},
+};
 
 use crate::{SYSTEM, domain::Throttle, pipeline::PipelineSettings};
 
@@ -38,6 +42,8 @@ pub const DEVELOPMENT_WEBHOOK_SECRET: &str = "whsec_sdlab_development_only";
 pub struct Settings {
     pub addr: SocketAddr,
     pub backends: Backends,
+    /// A caller's key to register at start (`NOTIFIER_CALLER_KEY`).
+    pub caller_key: Option<ApiKey>,
     /// The SMS/push provider; `None`: the simulator, served here.
     pub provider_url: Option<String>,
     /// The SMTP server; `None`: the mailbox, served here.
@@ -65,6 +71,7 @@ impl Settings {
         Ok(Self {
             addr: env_or("NOTIFIER_ADDR", SocketAddr::from(([127, 0, 0, 1], 8083)))?,
             backends: Backends::from_env(SYSTEM)?,
+            caller_key: env_key("NOTIFIER_CALLER_KEY")?,
             provider_url: env_opt("NOTIFIER_PROVIDER_URL")?,
             smtp_url: env_opt("NOTIFIER_SMTP_URL")?,
             provider_addr: env_or(
@@ -126,6 +133,7 @@ impl Settings {
         Self {
             addr: any_port,
             backends: Backends::for_tests(),
+            caller_key: None,
             provider_url: None,
             smtp_url: None,
             provider_addr: any_port,

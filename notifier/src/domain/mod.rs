@@ -15,6 +15,11 @@ pub use self::{
     user::{User, UserDetails, UserId},
 };
 
+/// A caller of the API: a service or a client holding one of the notifier's API keys, by the
+/// number the `callers` table gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerId(pub i64);
+
 /// Why input is refused: the JSON pointer of the field (without `#/`) and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {

@@ -8,10 +8,9 @@ use axum::{
 use platform::problem::Problem;
 use serde::Serialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
-use super::AppState;
-use crate::{error::NotifierError, store::DeadLetter};
+use super::{AppState, Caller, uuid_in_path};
+use crate::store::DeadLetter;
 
 /// How many dead letters the list shows, newest first.
 const LIST_LIMIT: u32 = 100;
@@ -27,10 +26,15 @@ pub struct DeadLetters {
     get,
     path = "/v1/dlq",
     tag = "dead letters",
-    responses((status = 200, description = "The newest 100 dead letters", body = DeadLetters))
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The newest 100 dead letters", body = DeadLetters),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub async fn list_dead_letters(
     State(state): State<AppState>,
+    _caller: Caller,
 ) -> Result<Json<DeadLetters>, Problem> {
     Ok(Json(DeadLetters {
         data: state.notifier.dead_letters(LIST_LIMIT).await?,
@@ -47,17 +51,21 @@ pub async fn list_dead_letters(
     path = "/v1/dlq/{id}/redrive",
     tag = "dead letters",
     params(("id" = String, Path, description = "The dead letter's id")),
+    security(("api_key" = [])),
     responses(
         (status = 202, description = "Redriven now", body = DeadLetter),
         (status = 200, description = "Redriven before; nothing done", body = DeadLetter),
+        (status = 400, description = "The id is not a UUID; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn redrive(
     State(state): State<AppState>,
+    _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<DeadLetter>), Problem> {
-    let id = Uuid::try_parse(&id).map_err(|_| NotifierError::DeadLetterNotFound)?;
+    let id = uuid_in_path(&id)?;
     let redrive = state.notifier.redrive(id).await?;
     let status = if redrive.now {
         StatusCode::ACCEPTED

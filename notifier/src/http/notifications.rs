@@ -11,10 +11,9 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::AppState;
+use super::{AppState, Caller, uuid_in_path};
 use crate::{
     domain::{NotificationRequest, Priority},
-    error::NotifierError,
     store::NotificationRecord,
 };
 
@@ -69,13 +68,16 @@ pub struct AcceptedResponse {
     path = "/v1/notifications",
     tag = "notifications",
     request_body = NotificationBody,
+    security(("api_key" = [])),
     responses(
         (status = 202, description = "Accepted", body = AcceptedResponse),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown template or user, a missing data field, a bad channel; the field is named", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_notification(
     State(state): State<AppState>,
+    _caller: Caller,
     JsonBody(body): JsonBody<NotificationBody>,
 ) -> Result<(StatusCode, Json<AcceptedResponse>), Problem> {
     let accepted = state.notifier.accept(body.into_request()).await?;
@@ -94,15 +96,19 @@ pub async fn create_notification(
     path = "/v1/notifications/{id}",
     tag = "notifications",
     params(("id" = String, Path, description = "The id `POST /v1/notifications` returned")),
+    security(("api_key" = [])),
     responses(
         (status = 200, description = "The notification", body = NotificationRecord),
+        (status = 400, description = "The id is not a UUID; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such notification", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_notification(
     State(state): State<AppState>,
+    _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<NotificationRecord>, Problem> {
-    let id = Uuid::try_parse(&id).map_err(|_| NotifierError::NotificationNotFound)?;
+    let id = uuid_in_path(&id)?;
     Ok(Json(state.notifier.notification(id).await?))
 }

@@ -13,11 +13,8 @@ use platform::{
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::AppState;
-use crate::{
-    domain::{User, UserDetails, UserId},
-    error::NotifierError,
-};
+use super::{AppState, Caller};
+use crate::domain::{User, UserDetails, UserId};
 
 /// The body of `PUT /v1/users/{id}`: the whole user, replaced.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -70,13 +67,17 @@ fn user_id(id: &str) -> Result<UserId, Problem> {
     tag = "users",
     params(("id" = String, Path, description = "1 to 64 of `A-Z a-z 0-9 _ - . :`")),
     request_body = UserBody,
+    security(("api_key" = [])),
     responses(
         (status = 200, description = "The user as stored"),
+        (status = 400, description = "The id is not a user id; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A contact or preference that is not valid, named", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_user(
     State(state): State<AppState>,
+    _caller: Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UserBody>,
 ) -> Result<Json<User>, Problem> {
@@ -92,15 +93,19 @@ pub async fn put_user(
     path = "/v1/users/{id}",
     tag = "users",
     params(("id" = String, Path, description = "The user's id")),
+    security(("api_key" = [])),
     responses(
         (status = 200, description = "The user"),
+        (status = 400, description = "The id is not a user id; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_user(
     State(state): State<AppState>,
+    _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<User>, Problem> {
-    let id = user_id(&id).map_err(|_| Problem::from(NotifierError::UserNotFound))?;
+    let id = user_id(&id)?;
     Ok(Json(state.notifier.user(&id).await?))
 }

@@ -15,7 +15,7 @@ mod sqlite;
 use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
-use platform::{db::Database, outbox::OutboxEvent};
+use platform::{auth::ApiKeys, db::Database, outbox::OutboxEvent};
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -274,6 +274,11 @@ pub fn for_database(database: &Database) -> Arc<dyn NotificationStore> {
         Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
         Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
     }
+}
+
+/// The API's callers: their keys, kept by `platform::auth::ApiKeys` in the `callers` table.
+pub fn callers(database: &Database) -> ApiKeys {
+    ApiKeys::new(database.clone(), "callers")
 }
 
 /// The migrations for both engines, applied at start-up.

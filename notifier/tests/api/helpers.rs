@@ -15,7 +15,7 @@ use axum::{
     Router,
     body::{Body, Bytes},
     extract::State,
-    http::{HeaderMap, Method, Request, StatusCode},
+    http::{HeaderMap, Method, Request, StatusCode, header},
     routing::post,
 };
 use notifier::{
@@ -37,6 +37,8 @@ pub const GUARD: Duration = Duration::from_secs(90);
 
 pub struct TestApp {
     pub router: Router,
+    /// A caller's API key, which [`send`](Self::send) puts on every request without one.
+    pub key: String,
     pub app: Application,
     pub topics: Arc<dyn Topics>,
     pub settings: Settings,
@@ -93,8 +95,14 @@ impl TestApp {
         )
         .await
         .unwrap_or_else(|err| panic!("building on {}: {err:?}", backends.describe()));
+        let key = app
+            .notifier()
+            .issue_caller_key("tests")
+            .await
+            .expect("issuing the tests' API key");
         Self {
             router: app.router(),
+            key: key.expose().to_owned(),
             app,
             topics,
             settings,
@@ -182,7 +190,19 @@ impl TestApp {
             .provider
     }
 
-    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+    /// Sends `request` as the tests' caller, unless it carries an `Authorization` of its own.
+    pub async fn send(&self, mut request: Request<Body>) -> TestResponse {
+        if !request.headers().contains_key(header::AUTHORIZATION) {
+            let bearer = format!("Bearer {}", self.key);
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, bearer.parse().unwrap());
+        }
+        send_to(&self.router, request).await
+    }
+
+    /// Sends `request` as it is: no key unless it has one.
+    pub async fn send_anonymous(&self, request: Request<Body>) -> TestResponse {
         send_to(&self.router, request).await
     }
 

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod auth;
 mod crashes;
 mod delivery;
 mod intake;

@@ -255,6 +255,7 @@ async fn a_router_that_loses_the_routing_race_still_publishes_the_job() {
     let topology = Topology::new(&settings.pipeline.topic_prefix);
     let service = Notifier::new(
         inner.clone(),
+        store::callers(&backends.database),
         Arc::new(SystemClock),
         topology.clone(),
         Arc::new(Notify::new()),
