@@ -1,15 +1,18 @@
-//! The notifier on its own. Run with
+//! The notifier on its own. Run with a caller's key of your choosing
 //!
 //! ```text
-//! cargo run --release -p notifier
+//! NOTIFIER_CALLER_KEY=sk_0000000000000000000000000000000000000001 cargo run --release -p notifier
 //! ```
 //!
 //! and try
 //!
 //! ```text
-//! curl -s -X PUT localhost:8083/v1/users/ada -H 'content-type: application/json' \
+//! export KEY=sk_0000000000000000000000000000000000000001
+//! curl -s -X PUT localhost:8083/v1/users/ada -H "authorization: Bearer $KEY" \
+//!      -H 'content-type: application/json' \
 //!      -d '{"email": "ada@example.com", "phone": "+442071838750", "preferences": {"sms": false}}'
-//! curl -s -X POST localhost:8083/v1/notifications -H 'content-type: application/json' \
+//! curl -s -X POST localhost:8083/v1/notifications -H "authorization: Bearer $KEY" \
+//!      -H 'content-type: application/json' \
 //!      -d '{"user_id": "ada", "template": "welcome", "data": {"name": "Ada"}}'
 //! ```
 
