@@ -26,6 +26,7 @@ use crate::{
     service::Shortener,
     settings::Settings,
     store,
+    targets::{Resolver, SystemResolver, Targets},
 };
 
 /// The PostgreSQL schema the shortener's tables live in.
@@ -49,15 +50,24 @@ impl Application {
         let cache = cache::connect(&settings.cache_config())
             .await
             .context("connecting to the cache")?;
-        Self::build_with(settings, database, cache, Arc::new(SystemClock)).await
+        Self::build_with(
+            settings,
+            database,
+            cache,
+            Arc::new(SystemClock),
+            Arc::new(SystemResolver),
+        )
+        .await
     }
 
-    /// Builds on backends the caller connected (tests pass their own, and a manual clock).
+    /// Builds on backends the caller connected (tests pass their own, a manual clock, and a
+    /// resolver that answers from a table).
     pub async fn build_with(
         settings: Settings,
         database: Database,
         cache: Arc<dyn Cache>,
         clock: Arc<dyn Clock>,
+        resolver: Arc<dyn Resolver>,
     ) -> anyhow::Result<Self> {
         database
             .migrate(store::MIGRATIONS)
@@ -69,6 +79,15 @@ impl Application {
             );
         }
 
+        // Bound before the service is built: the port it listens on is one a target URL must not
+        // lead back to, and with port 0 it is known only now.
+        let listener = TcpListener::bind(settings.addr)
+            .await
+            .with_context(|| format!("binding {}", settings.addr))?;
+        let targets = Targets::new(
+            settings.served_at(listener.local_addr().context("reading the bound address")?),
+            resolver,
+        );
         let store = store::for_database(&database);
         let shortener = Arc::new(Shortener::new(
             store.clone(),
@@ -85,6 +104,7 @@ impl Application {
             ),
             clock,
             settings.base_url.clone(),
+            targets,
         ));
         // Both optional: cached links keep redirecting while the database is down, and every
         // read falls back to the database while the cache is down. Failing readiness would take
@@ -100,9 +120,6 @@ impl Application {
             },
             readiness,
         );
-        let listener = TcpListener::bind(settings.addr)
-            .await
-            .with_context(|| format!("binding {}", settings.addr))?;
         Ok(Self {
             listener,
             router,

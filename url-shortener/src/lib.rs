@@ -16,6 +16,8 @@
 //! - [`cache`]: cache-aside over `platform::cache::Cache`, with negative entries.
 //! - [`visits`]: batched visit counting.
 //! - [`service`]: the use cases, as `Shortener`.
+//! - [`targets`]: target URLs as the service accepts them, with the DNS lookup that refuses names
+//!   leading back to the shortener.
 //! - [`http`]: one module per route group, and the OpenAPI document.
 //! - [`error`]: `ShortenerError` and the status of each variant.
 //! - [`settings`]: environment variables and their defaults.
@@ -33,6 +35,7 @@ pub mod ids;
 pub mod service;
 pub mod settings;
 pub mod store;
+pub mod targets;
 pub mod visits;
 
 pub use self::{app::Application, settings::Settings};

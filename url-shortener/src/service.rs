@@ -15,10 +15,11 @@ use url::Url;
 
 use crate::{
     cache::{CachedLink, LinkCache, Lookup},
-    domain::{Availability, Link, NewLink, OwnerId, ShortCode, TargetUrl, link},
+    domain::{Availability, Link, NewLink, OwnerId, ShortCode, link},
     error::ShortenerError,
     ids::CodeGenerator,
     store::{LinkStore, StoreError},
+    targets::Targets,
     visits::VisitRecorder,
 };
 
@@ -64,6 +65,8 @@ pub struct Shortener {
     visits: Arc<VisitRecorder>,
     clock: Arc<dyn Clock>,
     base_url: Url,
+    /// Checks target URLs, refusing those that lead back here.
+    targets: Targets,
 }
 
 impl Shortener {
@@ -74,6 +77,7 @@ impl Shortener {
         codes: CodeGenerator,
         clock: Arc<dyn Clock>,
         base_url: Url,
+        targets: Targets,
     ) -> Self {
         let visits = Arc::new(VisitRecorder::new(store.clone()));
         Self {
@@ -84,6 +88,7 @@ impl Shortener {
             visits,
             clock,
             base_url,
+            targets,
         }
     }
 
@@ -144,7 +149,10 @@ impl Shortener {
         request: CreateLink,
     ) -> Result<Link, ShortenerError> {
         let now = self.now();
-        let url = TargetUrl::parse(&request.url, &self.base_url)
+        let url = self
+            .targets
+            .parse(&request.url)
+            .await
             .map_err(|err| ShortenerError::invalid("url", err))?;
         let alias = request
             .alias

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `SHORTENER_ADDR` | `127.0.0.1:8081` | where to listen |
 //! | `SHORTENER_BASE_URL` | `http://localhost:<port>` | the public origin, used in `short_url` and to refuse self-links |
+//! | `SHORTENER_OTHER_ORIGINS` | the lab's gateway, `http://<RATE_LIMITER_GATEWAY_ADDR>` (`127.0.0.1:8092`) | comma-separated origins that also reach this shortener (a gateway, a CDN, an old domain): links to them are refused too |
 //! | `SHORTENER_ID_SECRET` | a development value | the key of the code permutation; set it in production and never change it |
 //! | `SHORTENER_ID_BLOCK_SIZE` | `1000` | IDs leased from the database at a time |
 //! | `SHORTENER_REDIRECT_STATUS` | `302` | `301`, `302`, `307` or `308` |
@@ -23,7 +24,7 @@ use axum::http::StatusCode;
 use platform::config::{Backends, ConfigError, env_opt, env_or, env_positive};
 use url::Url;
 
-use crate::SYSTEM;
+use crate::{SYSTEM, domain::ServedAt};
 
 const DEV_ID_SECRET: &str = "sdlab development secret: set SHORTENER_ID_SECRET in production";
 
@@ -31,6 +32,8 @@ const DEV_ID_SECRET: &str = "sdlab development secret: set SHORTENER_ID_SECRET i
 pub struct Settings {
     pub addr: SocketAddr,
     pub base_url: Url,
+    /// Origins besides `base_url` that reach this shortener, through a gateway or a proxy.
+    pub other_origins: Vec<Url>,
     pub backends: Backends,
     pub id_secret: String,
     pub id_block_size: u64,
@@ -76,6 +79,13 @@ impl Settings {
             Some(url) => url,
             None => default_base_url(addr),
         };
+        let other_origins = match env_opt::<String>("SHORTENER_OTHER_ORIGINS")? {
+            Some(list) => origins("SHORTENER_OTHER_ORIGINS", &list)?,
+            None => vec![lab_gateway(env_or(
+                "RATE_LIMITER_GATEWAY_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8092)),
+            )?)],
+        };
         let status: u16 = env_or("SHORTENER_REDIRECT_STATUS", 302)?;
         let status = match status {
             301 | 302 | 307 | 308 => StatusCode::from_u16(status).expect("a valid status"),
@@ -91,6 +101,7 @@ impl Settings {
         Ok(Self {
             addr,
             base_url,
+            other_origins,
             backends: Backends::from_env(SYSTEM)?,
             id_secret: env_or("SHORTENER_ID_SECRET", DEV_ID_SECRET.to_owned())?,
             id_block_size,
@@ -119,6 +130,7 @@ impl Settings {
         Self {
             addr,
             base_url: Url::parse("http://sho.test").expect("a valid URL"),
+            other_origins: Vec::new(),
             backends: Backends::for_tests(),
             id_secret: "test secret".into(),
             id_block_size: 10,
@@ -130,6 +142,14 @@ impl Settings {
             near_cache_ttl: Duration::ZERO,
             visit_flush_interval: Duration::from_secs(1),
         }
+    }
+
+    /// Everywhere this shortener answers, once its socket is bound to `listening`.
+    pub fn served_at(&self, listening: SocketAddr) -> ServedAt {
+        ServedAt::new(
+            std::iter::once(&self.base_url).chain(&self.other_origins),
+            listening,
+        )
     }
 
     pub fn uses_development_secret(&self) -> bool {
@@ -156,6 +176,59 @@ fn default_base_url(addr: SocketAddr) -> Url {
     Url::parse(&format!("http://{authority}")).expect("a valid URL")
 }
 
+/// The gateway the lab puts in front of the shortener. The lab runs every system in one process
+/// from one environment, so the rate limiter's own variable is where the gateway is named; a
+/// shortener deployed on its own sets `SHORTENER_OTHER_ORIGINS` instead.
+fn lab_gateway(addr: SocketAddr) -> Url {
+    Url::parse(&format!("http://{addr}")).expect("a socket address is a valid authority")
+}
+
+/// A comma-separated list of origins.
+fn origins(name: &str, list: &str) -> Result<Vec<Url>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            Url::parse(origin)
+                .ok()
+                .filter(|url| url.host().is_some())
+                .ok_or_else(|| ConfigError {
+                    name: name.into(),
+                    value: list.into(),
+                    reason: format!("`{origin}` is not an origin such as https://sho.rt"),
+                })
+        })
+        .collect()
+}
+
 fn secs(value: u64) -> Duration {
     Duration::from_secs(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_origins_are_a_comma_separated_list_of_urls() {
+        let parsed = origins("X", "https://sho.rt, http://127.0.0.1:8092,").unwrap();
+        assert_eq!(
+            parsed.iter().map(Url::as_str).collect::<Vec<_>>(),
+            ["https://sho.rt/", "http://127.0.0.1:8092/"]
+        );
+        assert!(origins("X", "").unwrap().is_empty());
+        assert!(origins("X", "sho.rt").is_err());
+    }
+
+    #[test]
+    fn the_lab_gateway_is_named_by_its_listening_address() {
+        assert_eq!(
+            lab_gateway("0.0.0.0:8092".parse().unwrap()).as_str(),
+            "http://0.0.0.0:8092/"
+        );
+        assert_eq!(
+            lab_gateway("[::1]:8092".parse().unwrap()).as_str(),
+            "http://[::1]:8092/"
+        );
+    }
 }

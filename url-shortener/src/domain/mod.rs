@@ -11,5 +11,5 @@ pub use self::{
     code::{AliasError, CODE_SPACE, ShortCode},
     link::{Availability, Link, NewLink, OwnerId},
     permutation::Permutation,
-    target::{TargetUrl, TargetUrlError},
+    target::{ServedAt, TargetUrl, TargetUrlError},
 };

@@ -1,7 +1,13 @@
 //! A fresh shortener per test, on its own backends, driven through its router.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
+use async_trait::async_trait;
 use axum::{
     Router,
     body::Body,
@@ -13,7 +19,7 @@ use platform::{
     testing::TestBackends,
 };
 use serde_json::{Value, json};
-use url_shortener::{Application, Settings, service::Shortener};
+use url_shortener::{Application, Settings, service::Shortener, targets::Resolver};
 
 pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
 
@@ -23,8 +29,34 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub backends: TestBackends,
     pub settings: Settings,
+    /// What host names resolve to for this app: no test asks the network.
+    pub hosts: Hosts,
+    /// The address the app's listener was bound to: a port target URLs must not lead back to
+    /// (tests drive the router without serving it).
+    pub addr: SocketAddr,
     /// An API key created for this test.
     pub key: String,
+}
+
+/// A resolver that answers from a table, as `/etc/hosts` would; any other name does not resolve.
+#[derive(Debug, Clone, Default)]
+pub struct Hosts(HashMap<String, Vec<IpAddr>>);
+
+impl Hosts {
+    pub fn with(mut self, name: &str, address: &str) -> Self {
+        self.0
+            .entry(name.to_owned())
+            .or_default()
+            .push(address.parse().unwrap());
+        self
+    }
+}
+
+#[async_trait]
+impl Resolver for Hosts {
+    async fn lookup(&self, host: &str) -> Vec<IpAddr> {
+        self.0.get(host).cloned().unwrap_or_default()
+    }
 }
 
 impl TestApp {
@@ -33,10 +65,14 @@ impl TestApp {
     }
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
-        let backends = TestBackends::from_env().await;
         let mut settings = Settings::for_tests();
         configure(&mut settings);
-        Self::on_backends(backends, settings).await
+        Self::on_backends(TestBackends::from_env().await, settings, Hosts::default()).await
+    }
+
+    /// An app for which the names in `hosts` resolve as given.
+    pub async fn spawn_resolving(hosts: Hosts) -> Self {
+        Self::on_backends(TestBackends::from_env().await, Settings::for_tests(), hosts).await
     }
 
     /// A second instance on the same database and (for Redis) the same cache.
@@ -47,19 +83,21 @@ impl TestApp {
             database,
             cache,
             Arc::new(self.clock.clone()),
+            Arc::new(self.hosts.clone()),
         )
         .await
         .unwrap();
         (app.shortener().clone(), app.router())
     }
 
-    async fn on_backends(backends: TestBackends, settings: Settings) -> Self {
+    async fn on_backends(backends: TestBackends, settings: Settings, hosts: Hosts) -> Self {
         let clock = ManualClock::starting_now();
         let app = Application::build_with(
             settings.clone(),
             backends.database.clone(),
             backends.cache.clone(),
             Arc::new(clock.clone()),
+            Arc::new(hosts.clone()),
         )
         .await
         .unwrap_or_else(|err| panic!("building on {}: {err:?}", backends.describe()));
@@ -69,6 +107,8 @@ impl TestApp {
             clock,
             backends,
             settings,
+            hosts,
+            addr: app.local_addr(),
             key: String::new(),
         };
         test_app.key = test_app.new_key().await;

@@ -8,3 +8,4 @@ mod keys;
 mod links;
 mod redirects;
 mod service;
+mod targets;

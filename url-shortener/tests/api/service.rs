@@ -66,11 +66,8 @@ async fn an_unknown_code_is_remembered_so_repeats_do_not_reach_the_database() {
     store
         .insert_link(&NewLink {
             code: ShortCode::parse("ghost12").unwrap(),
-            url: TargetUrl::parse(
-                "https://example.com/",
-                &url::Url::parse("http://sho.test").unwrap(),
-            )
-            .unwrap(),
+            url: TargetUrl::parse("https://example.com/", &app.settings.served_at(app.addr))
+                .unwrap(),
             owner,
             created_at: app.clock.now(),
             expires_at: None,
@@ -136,6 +133,7 @@ async fn with_the_cache_down_links_are_served_from_the_database_and_readiness_is
         database,
         Arc::new(DownCache),
         Arc::new(app.clock.clone()),
+        Arc::new(app.hosts.clone()),
     )
     .await
     .unwrap();
@@ -303,9 +301,15 @@ async fn a_graceful_stop_writes_the_visits_not_yet_flushed() {
     let (database, cache) = app.backends.another_instance().await;
     let mut settings = app.settings.clone();
     settings.visit_flush_interval = Duration::from_secs(3600);
-    let server = Application::build_with(settings, database, cache, Arc::new(app.clock.clone()))
-        .await
-        .unwrap();
+    let server = Application::build_with(
+        settings,
+        database,
+        cache,
+        Arc::new(app.clock.clone()),
+        Arc::new(app.hosts.clone()),
+    )
+    .await
+    .unwrap();
     let port = server.port();
     let code = app
         .create_code(json!({ "url": "https://example.com/" }))
