@@ -85,7 +85,11 @@ fn decisions(c: &mut Criterion) {
                                 units: 1,
                                 enforced: true,
                             };
-                            black_box(store.decide_now(&[check]));
+                            black_box(
+                                store
+                                    .decide_now(&[check])
+                                    .expect("10,000 keys fit the store"),
+                            );
                         })
                     })
                 });

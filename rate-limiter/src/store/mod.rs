@@ -59,6 +59,8 @@ pub enum StoreError {
     Protocol(String),
     #[error("too many decisions are waiting for Redis")]
     Overloaded,
+    #[error("the in-process store holds its maximum of {max_keys} live keys")]
+    Full { max_keys: usize },
 }
 
 #[async_trait]
