@@ -8,12 +8,16 @@
 //! - JSON of the wrong shape (a missing, unknown or mistyped member): 422, with a JSON pointer to
 //!   the member, found with `serde_path_to_error`.
 //!
-//! [`QueryParameters`] does the same for a query string: 400 naming the parameter.
+//! [`QueryParameters`] does the same for a query string, and [`Path`] for path parameters: 400
+//! naming the parameter.
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, Request},
-    http::{StatusCode, header},
+    extract::{
+        FromRequest, FromRequestParts, RawPathParams, Request, path::ErrorKind,
+        rejection::PathRejection,
+    },
+    http::{StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 
@@ -153,6 +157,90 @@ impl QueryParameters {
     }
 }
 
+/// The path parameters of the matched route; use it in place of `axum::extract::Path`, with the
+/// same targets: one value (`Path<String>`), a tuple in the route's order (`Path<(String, u64)>`)
+/// or a struct whose fields are the parameters' names.
+///
+/// A parameter the client got wrong is a 400 problem naming it (`errors[0].parameter`): percent
+/// escapes that do not decode to UTF-8 (`/%FF`), or a value that is not of the target type.
+/// axum's own `Path` answers those with a `text/plain` 400. A route and a handler that disagree
+/// (a handler asking for two parameters of a route with one) are the service's bug, not the
+/// client's: a 500, logged.
+///
+/// Prefer `String` targets and the domain's own `parse` in the handler where the domain has a
+/// rule for the value (a short code, a payment id), so that the rule and its message live in one
+/// place.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(path_rejection(rejection, parts, state).await),
+        }
+    }
+}
+
+async fn path_rejection<S: Send + Sync>(
+    rejection: PathRejection,
+    parts: &mut Parts,
+    state: &S,
+) -> Problem {
+    let PathRejection::FailedToDeserializePathParams(failed) = &rejection else {
+        // `MissingPathParams`: the extractor is on a route without parameters.
+        return Problem::internal(&rejection);
+    };
+    // The parameter's name: axum names it, or gives its position in the route (a tuple target),
+    // or, for a lone value, neither.
+    let (position, reason) = match failed.kind() {
+        ErrorKind::InvalidUtf8InPathParam { key } => (
+            Ok(key.clone()),
+            "is not valid UTF-8 once percent-decoded".to_owned(),
+        ),
+        ErrorKind::ParseErrorAtKey {
+            key, expected_type, ..
+        } => (Ok(key.clone()), format!("is not a valid {expected_type}")),
+        ErrorKind::DeserializeError { key, message, .. } => (Ok(key.clone()), message.clone()),
+        ErrorKind::ParseErrorAtIndex {
+            index,
+            expected_type,
+            ..
+        } => (Err(Some(*index)), format!("is not a valid {expected_type}")),
+        ErrorKind::ParseError { expected_type, .. } => {
+            (Err(None), format!("is not a valid {expected_type}"))
+        }
+        ErrorKind::Message(message) => (Err(None), message.clone()),
+        // `WrongNumberOfParameters`, `UnsupportedType`: the handler does not fit the route.
+        _ => return Problem::internal(&rejection),
+    };
+    let name = match position {
+        Ok(name) => Some(name),
+        Err(index) => RawPathParams::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|params| {
+                let names: Vec<String> = params.iter().map(|(name, _)| name.to_owned()).collect();
+                match index {
+                    Some(index) => names.get(index).cloned(),
+                    None if names.len() == 1 => names.into_iter().next(),
+                    None => None,
+                }
+            }),
+    };
+    match name {
+        Some(name) => BadParameter::new(name, reason).into(),
+        None => Problem::status(StatusCode::BAD_REQUEST)
+            .with_detail(format!("A path parameter {reason}.")),
+    }
+}
+
 fn has_json_content_type(req: &Request) -> bool {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return false;
@@ -255,6 +343,83 @@ mod tests {
             refused("limit=5&%6Cimit=6").reason,
             "is given more than once"
         );
+    }
+
+    mod path {
+        use axum::{Router, body::Body, http::Request, routing::get};
+        use tower::ServiceExt;
+
+        use super::super::Path;
+        use crate::problem::CONTENT_TYPE;
+
+        fn app() -> Router {
+            Router::new()
+                .route("/items/{id}", get(|Path(id): Path<String>| async { id }))
+                .route(
+                    "/pairs/{name}/{count}",
+                    get(|Path((name, count)): Path<(String, u32)>| async move {
+                        format!("{name} {count}")
+                    }),
+                )
+                .route(
+                    "/numbers/{n}",
+                    get(|Path(n): Path<u64>| async move { n.to_string() }),
+                )
+                .route(
+                    "/mismatch/{id}",
+                    get(|Path(pair): Path<(String, String)>| async move { pair.0 }),
+                )
+        }
+
+        async fn send(path: &str) -> (u16, Option<String>, serde_json::Value) {
+            let response = app()
+                .oneshot(Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .map(|value| value.to_str().unwrap().to_owned());
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            (status, content_type, json)
+        }
+
+        async fn assert_names(path: &str, parameter: &str) {
+            let (status, content_type, body) = send(path).await;
+            assert_eq!(status, 400, "{path}: {body}");
+            assert_eq!(content_type.as_deref(), Some(CONTENT_TYPE), "{path}");
+            assert_eq!(body["errors"][0]["parameter"], parameter, "{path}: {body}");
+        }
+
+        #[tokio::test]
+        async fn a_parameter_that_is_not_utf8_is_a_400_problem_naming_it() {
+            assert_names("/items/%FF", "id").await;
+            assert_names("/pairs/a%C3%28b/7", "name").await;
+        }
+
+        #[tokio::test]
+        async fn a_parameter_of_the_wrong_type_is_a_400_problem_naming_it() {
+            assert_names("/numbers/ten", "n").await;
+            assert_names("/pairs/a/-1", "count").await;
+        }
+
+        #[tokio::test]
+        async fn good_parameters_are_decoded() {
+            assert_eq!(send("/items/caf%C3%A9").await.0, 200);
+            assert_eq!(send("/pairs/a/7").await.0, 200);
+        }
+
+        #[tokio::test]
+        async fn a_handler_that_does_not_fit_its_route_is_a_500() {
+            let (status, content_type, _) = send("/mismatch/x").await;
+            assert_eq!(status, 500);
+            assert_eq!(content_type.as_deref(), Some(CONTENT_TYPE));
+        }
     }
 
     #[test]

@@ -24,8 +24,9 @@
 //!   and deletes them a day later.
 //! - [`http`]: the middleware stack every service gets (request ids, tracing, metrics, panics,
 //!   timeouts) and `serve` with graceful shutdown.
-//! - [`problem`] and [`extract`]: RFC 9457 `application/problem+json` errors, and a JSON body
-//!   extractor whose rejections are problems that name the offending field.
+//! - [`problem`] and [`extract`]: RFC 9457 `application/problem+json` errors, and extractors
+//!   (a JSON body, a query string, path parameters) whose rejections are problems that name the
+//!   offending field or parameter.
 //! - [`auth`]: bearer API keys: generation, the request extractor, and `ApiKeys`, which stores
 //!   a key's hash, name and creation time in a system's own table, on either engine.
 //! - [`health`]: `/healthz` (liveness) and `/readyz` (readiness, probing each backend, each
