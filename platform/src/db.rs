@@ -13,8 +13,19 @@
 //! SQLite runs in WAL mode with `synchronous=FULL`: a commit that returned is on disk, which is
 //! what "nothing accepted is ever lost" asks of the embedded default; readers never block the one
 //! writer, and `busy_timeout` makes concurrent writers queue rather than fail.
+//!
+//! A [`LockFile`] beside a SQLite file says which process holds it: the embedded topics take one
+//! for as long as they are open (one process per file), so that a second process is told who
+//! has the file, not only that it is busy.
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    fmt,
+    fs::{File, OpenOptions, TryLockError},
+    io::{self, Read, Seek, Write},
+    path::Path,
+    str::FromStr,
+    time::Duration,
+};
 
 use sqlx::{
     Connection, Executor, PgPool, SqlitePool,
@@ -152,6 +163,108 @@ impl Database {
     }
 }
 
+/// A lock file beside a SQLite file (`topics.sqlite.lock` beside `topics.sqlite`) that one
+/// process holds at a time, and that says which process that is.
+///
+/// The operating system holds the lock ([`File::try_lock`]: `flock` on Unix, `LockFileEx` on
+/// Windows) and lets go of it when its holder exits, however it exits, so a lock is never stale.
+/// The holder writes its process id and program name into the file, which is what lets the next
+/// process say *who* holds it. Either alone falls short: a pid file without a lock outlives a
+/// `kill -9` and names a dead process (or, once the id is reused, a stranger); SQLite's own lock
+/// says that the file is busy, not by whom ("database is locked"). Asking the operating system
+/// instead (`/proc/locks`, `fuser`) would name the holder of SQLite's lock too, but only on
+/// Linux, and by parsing text meant for people.
+///
+/// The file stays behind when its holder exits; what it says matters only while it is locked.
+#[derive(Debug)]
+pub struct LockFile {
+    /// Open, and so locked, for as long as this value lives.
+    _file: File,
+}
+
+/// Why a [`LockFile`] was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("the lock file is held by {0}")]
+    Held(Holder),
+    #[error("the lock file: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Who holds a [`LockFile`], as far as it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// The process whose id and program name the lock file holds.
+    Process { pid: u32, program: String },
+    /// A process that has not written its id yet, or that holds the SQLite file without a lock
+    /// file (a `sqlite3` shell).
+    Unknown,
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Process { pid, program } if program.is_empty() => write!(f, "process {pid}"),
+            Self::Process { pid, program } => write!(f, "process {pid} ({program})"),
+            Self::Unknown => f.write_str("another process"),
+        }
+    }
+}
+
+impl LockFile {
+    /// Takes the lock beside `of` if it is free, or says who holds it; never waits.
+    pub fn try_acquire(of: &Path) -> Result<Self, LockError> {
+        let mut file = open_lock_file(of)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self::holding(file)?),
+            Err(TryLockError::WouldBlock) => Err(LockError::Held(Holder::read(&mut file))),
+            Err(TryLockError::Error(err)) => Err(err.into()),
+        }
+    }
+
+    /// Writes this process into the lock file it has just locked.
+    fn holding(mut file: File) -> io::Result<Self> {
+        let program = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.file_name()?.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{} {program}", std::process::id())?;
+        Ok(Self { _file: file })
+    }
+}
+
+impl Holder {
+    /// What a held lock file says. On Windows the holder's lock keeps others from reading it,
+    /// and the holder is [`Holder::Unknown`].
+    fn read(file: &mut File) -> Self {
+        let mut text = String::new();
+        if file.read_to_string(&mut text).is_err() {
+            return Self::Unknown;
+        }
+        let (pid, program) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+        match pid.parse() {
+            Ok(pid) => Self::Process {
+                pid,
+                program: program.to_owned(),
+            },
+            Err(_) => Self::Unknown,
+        }
+    }
+}
+
+/// Opens (or creates) the lock file beside `of`, never truncating it: what it says belongs to
+/// its holder until the lock is taken.
+fn open_lock_file(of: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(of.with_added_extension("lock"))
+}
+
 /// A time as SQLite stores it in sdlab's tables: INTEGER milliseconds since the epoch (SQLite has
 /// no time type, and integers sort and compare as times should).
 pub fn unix_millis(at: time::OffsetDateTime) -> i64 {
@@ -237,6 +350,42 @@ mod tests {
         assert!(!is_valid_schema_name("Url"));
         assert!(!is_valid_schema_name(r#"x"; DROP TABLE links; --"#));
         assert!(!is_valid_schema_name(""));
+    }
+
+    #[test]
+    fn a_held_lock_file_names_the_process_that_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let of = dir.path().join("file.sqlite");
+        let _held = LockFile::try_acquire(&of).unwrap();
+
+        // A second open of the file, which the operating system locks out as it would another
+        // process's.
+        let second = LockFile::try_acquire(&of);
+
+        let Err(LockError::Held(Holder::Process { pid, .. })) = second else {
+            panic!("{second:?}");
+        };
+        assert_eq!(pid, std::process::id());
+    }
+
+    #[test]
+    fn a_lock_file_is_free_again_once_its_holder_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let of = dir.path().join("file.sqlite");
+        drop(LockFile::try_acquire(&of).unwrap());
+
+        LockFile::try_acquire(&of).unwrap();
+    }
+
+    #[test]
+    fn a_holder_is_shown_by_process_id_and_program() {
+        let holder = Holder::Process {
+            pid: 4242,
+            program: "sdlab".into(),
+        };
+
+        assert_eq!(holder.to_string(), "process 4242 (sdlab)");
+        assert_eq!(Holder::Unknown.to_string(), "another process");
     }
 
     #[tokio::test]

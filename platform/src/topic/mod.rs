@@ -59,13 +59,16 @@ mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 
-use std::sync::Arc;
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use futures::FutureExt as _;
 
 pub use self::{kafka::KafkaTopics, memory::MemoryTopics, sqlite::SqliteTopics};
-use crate::config::TopicsConfig;
+use crate::{config::TopicsConfig, db::Holder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
@@ -77,18 +80,27 @@ pub enum TopicError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("embedded topics file: {0}")]
     Io(#[from] std::io::Error),
+    /// The embedded topics file is another process's. What to do is in the message, since it is
+    /// what a user sees when a second `sdlab` (or a system started alone) meets the first.
     #[error(
-        "{0} is in use by another process: one process per topics file (the lab runs every \
-         system in one), a data directory each (SDLAB_DATA_DIR), or KAFKA_BROKERS for topics \
-         that several processes share"
+        "the data directory {} is in use: {holder} has its topics file {} open. Stop that \
+         process, or set SDLAB_DATA_DIR to another directory for this one (processes that share \
+         topics need Kafka: KAFKA_BROKERS)",
+        data_dir(file).display(),
+        file.display()
     )]
-    InUse(String),
+    InUse { file: PathBuf, holder: Holder },
     #[error("the embedded topics file is damaged: {0}")]
     Damaged(String),
     #[error("topic {0:?} does not exist (create it with ensure_topic)")]
     UnknownTopic(String),
     #[error("a topic needs at least one partition")]
     NoPartitions,
+}
+
+/// The folder a topics file is in: `SDLAB_DATA_DIR`, when the configuration chose the file.
+fn data_dir(file: &Path) -> &Path {
+    file.parent().unwrap_or(Path::new("."))
 }
 
 /// A record to publish.

@@ -47,9 +47,12 @@
 //! not been worth the extra machinery.
 //!
 //! # One process per file
-//! The file is opened with SQLite's exclusive locking mode, so a second process opening it fails
-//! at start-up with [`TopicError::InUse`], instead of appending at offsets the first process
-//! is also using and never seeing the first process's records. Within a process,
+//! A second process opening the file fails at start-up with [`TopicError::InUse`], instead of
+//! appending at offsets the first process is also using and never seeing the first process's
+//! records. Two locks say so. The [`LockFile`] beside it (`topics.sqlite.lock`) is taken first,
+//! without waiting, and holds the owner's process id, so that the error names the process to
+//! stop. SQLite's exclusive locking mode then keeps out whatever takes no lock file (a `sqlite3`
+//! shell), reported as "another process". Within a process,
 //! [`SqliteTopics::open`] returns the transport already open on that path, so systems that run
 //! in one process (the lab) share their topics, as they would share a Kafka cluster. Systems in
 //! separate processes share topics through Kafka.
@@ -72,6 +75,7 @@ use tokio::sync::Mutex;
 use super::{
     Consumer, Delivery, MemoryTopics, Message, Producer, TopicError, Topics, last_per_partition,
 };
+use crate::db::{Holder, LockError, LockFile};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/topics");
 
@@ -80,7 +84,8 @@ const SYNCHRONOUS: SqliteSynchronous = SqliteSynchronous::Normal;
 
 /// How long opening waits for another connection to let go of the file: long enough for a
 /// transport that was just dropped in this process to close it (a restart in a test), short
-/// enough to report a file held by another process promptly.
+/// enough to report a file held without a lock file promptly (another `sdlab` is reported at
+/// once, by its lock file).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The durable embedded transport. Clones, and every [`SqliteTopics::open`] of the same path in
@@ -96,6 +101,8 @@ struct Inner {
     memory: MemoryTopics,
     /// The one connection to the file, and the writers' lock (see the module docs).
     file: Mutex<SqliteConnection>,
+    /// Held while the file is open here; what tells a second process which one to stop.
+    _owner: LockFile,
 }
 
 /// The transports open in this process, by absolute path. Weak, so that dropping the last handle
@@ -234,6 +241,13 @@ impl Inner {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        let owner = LockFile::try_acquire(&path).map_err(|err| match err {
+            LockError::Held(holder) => TopicError::InUse {
+                file: path.clone(),
+                holder,
+            },
+            LockError::Io(err) => err.into(),
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
@@ -259,6 +273,7 @@ impl Inner {
             path,
             memory,
             file: Mutex::new(file),
+            _owner: owner,
         })
     }
 
@@ -299,7 +314,8 @@ impl Inner {
     }
 }
 
-/// `err`, or [`TopicError::InUse`] if it says another connection holds the file's lock.
+/// `err`, or [`TopicError::InUse`] if it says another connection holds the file's lock: a
+/// process without a lock file, since one with a lock file was stopped at that.
 fn in_use(err: sqlx::Error, path: &Path) -> TopicError {
     const SQLITE_BUSY: i64 = 5;
     let busy = err
@@ -309,7 +325,10 @@ fn in_use(err: sqlx::Error, path: &Path) -> TopicError {
         // Extended result codes keep the primary code in their low byte.
         .is_some_and(|code| code & 0xff == SQLITE_BUSY);
     if busy {
-        TopicError::InUse(path.display().to_string())
+        TopicError::InUse {
+            file: path.to_owned(),
+            holder: Holder::Unknown,
+        }
     } else {
         err.into()
     }
@@ -584,20 +603,92 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_file_that_another_process_holds_is_refused() {
+    async fn a_file_that_another_process_holds_is_refused_naming_the_process_and_what_to_do() {
         let (_dir, path) = new_file();
-        // Created, closed, and opened again: an open that creates nothing must take the lock too.
-        drop(SqliteTopics::open(&path).await.unwrap());
         let _held = SqliteTopics::open(&path).await.unwrap();
 
         // Past this process's table of open files, as another process would be.
         let opened = Inner::open(std::path::absolute(&path).unwrap(), SYNCHRONOUS).await;
 
+        let err = opened.err().expect("a second open is refused");
+        let TopicError::InUse { holder, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(
+            *holder,
+            Holder::Process {
+                pid: std::process::id(),
+                program: program_name(),
+            }
+        );
+        let message = err.to_string();
+        let dir = path.parent().unwrap().display().to_string();
         assert!(
-            matches!(opened, Err(TopicError::InUse(_))),
+            message.contains(&format!("data directory {dir}")),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("process {}", std::process::id())),
+            "{message}"
+        );
+        assert!(message.contains("Stop that process"), "{message}");
+        assert!(message.contains("SDLAB_DATA_DIR"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_open_file_keeps_out_a_process_that_takes_no_lock_file() {
+        let (_dir, path) = new_file();
+        // Created, closed, and opened again: an open that creates nothing must take the lock too.
+        drop(SqliteTopics::open(&path).await.unwrap());
+        wait_until_closed(&path).await;
+        let _held = SqliteTopics::open(&path).await.unwrap();
+
+        // A `sqlite3` shell, which knows nothing of the lock file (and does not wait for a lock).
+        let shell = SqliteConnectOptions::new()
+            .filename(&path)
+            .busy_timeout(Duration::ZERO);
+        let mut shell = SqliteConnection::connect_with(&shell).await.unwrap();
+        let read = sqlx::query("SELECT count(*) FROM records")
+            .execute(&mut shell)
+            .await;
+
+        assert!(read.is_err(), "the shell read the file while it was open");
+    }
+
+    #[tokio::test]
+    async fn a_file_held_without_a_lock_file_is_refused_as_another_process_s() {
+        let (_dir, path) = new_file();
+        drop(SqliteTopics::open(&path).await.unwrap());
+        wait_until_closed(&path).await;
+        // A `sqlite3` shell in the middle of a write: SQLite's lock, no lock file.
+        let mut shell =
+            SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path))
+                .await
+                .unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut shell)
+            .await
+            .unwrap();
+
+        let opened = SqliteTopics::open(&path).await;
+
+        assert!(
+            matches!(
+                opened,
+                Err(TopicError::InUse {
+                    holder: Holder::Unknown,
+                    ..
+                })
+            ),
             "{:?}",
             opened.err()
         );
+    }
+
+    /// The name a lock file gives this test binary.
+    fn program_name() -> String {
+        let exe = std::env::current_exe().unwrap();
+        exe.file_name().unwrap().to_string_lossy().into_owned()
     }
 
     #[tokio::test]
