@@ -6,11 +6,14 @@
 //! existence behind a 404 would protect nothing).
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use platform::{extract::Json, problem::Problem};
+use platform::{
+    extract::{Json, Path},
+    problem::Problem,
+};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -126,6 +129,7 @@ pub async fn create_link(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The link", body = LinkResponse),
+        (status = 400, description = "The code is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another API key created this link", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
@@ -149,6 +153,7 @@ pub async fn get_link(
     security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "The code is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another API key created this link", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),

@@ -354,6 +354,28 @@ async fn stats_of_an_unknown_code_are_404() {
 }
 
 #[tokio::test]
+async fn a_code_that_is_not_utf8_is_a_400_problem_naming_it_on_every_route() {
+    let app = TestApp::spawn().await;
+
+    // `%FF` and `%C3%28` are percent escapes of bytes that are not UTF-8.
+    for code in ["%FF", "ab%C3%28cd"] {
+        let responses = [
+            app.visit(code).await,
+            app.stats(code, &app.key).await,
+            app.delete(code, &app.key).await,
+        ];
+        for response in responses {
+            let problem = response.problem(StatusCode::BAD_REQUEST);
+            assert_eq!(problem["errors"][0]["parameter"], "code", "{problem}");
+        }
+        // A response to HEAD has no body, only the status and the headers of GET's.
+        let head = app.head(code).await;
+        assert_eq!(head.status, StatusCode::BAD_REQUEST);
+        assert_eq!(head.header("content-type"), "application/problem+json");
+    }
+}
+
+#[tokio::test]
 async fn only_the_creating_key_may_delete_a_link() {
     let app = TestApp::spawn().await;
     let code = app
