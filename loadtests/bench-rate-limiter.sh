@@ -27,6 +27,8 @@ RUN_SECONDS=${RUN_SECONDS:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 CEILING=127.0.0.1:18080
 LIMITER=127.0.0.1:18082
+# The caller's key every decision sends (loadtests/check.lua reads it), registered at start.
+export API_KEY=${API_KEY:-sk_b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0}
 
 for tool in wrk taskset curl python3; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (see the header of this script)" >&2; exit 1; }
@@ -49,7 +51,8 @@ wait_for() { for _ in $(seq 1 50); do curl -s -o /dev/null "$1" && return; sleep
 
 start_limiter() {
   # The default log level (info), so that the per-request span is paid for as in production.
-  TOKIO_WORKER_THREADS=1 RATE_LIMITER_ADDR="$LIMITER" "$@" taskset -c 0 target/release/rate-limiter >/dev/null &
+  TOKIO_WORKER_THREADS=1 RATE_LIMITER_ADDR="$LIMITER" RATE_LIMITER_CALLER_KEY="$API_KEY" "$@" \
+    taskset -c 0 target/release/rate-limiter >/dev/null &
   LIMITER_PID=$!
   wait_for "http://$LIMITER/healthz"
 }
@@ -84,6 +87,7 @@ before_eval=$(calls evalsha); before_get=$(calls get); before_set=$(calls set)
 decisions=500
 for i in $(seq 1 $decisions); do
   curl -s -o /dev/null "http://$LIMITER/api/v1/check" -H 'content-type: application/json' \
+    -H "authorization: Bearer $API_KEY" \
     -d "{\"rule\":\"per-user\",\"key\":\"commands:$i\"}"
 done
 per_decision() { python3 -c "print(f'{(${1:-0} - ${2:-0}) / $decisions:.2f}')"; }

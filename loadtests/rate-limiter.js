@@ -4,7 +4,8 @@
 //   k6 run -e SCENARIO=load loadtests/rate-limiter.js   # decisions at a fixed rate over many keys
 //   k6 run -e SCENARIO=gateway loadtests/rate-limiter.js   # requests through the gateway
 //
-// Environment: BASE_URL (the decision API, default http://127.0.0.1:8082), GATEWAY_URL (the
+// Environment: BASE_URL (the decision API, default http://127.0.0.1:8082), API_KEY (a caller's
+// key: start the limiter with RATE_LIMITER_CALLER_KEY set to the same value), GATEWAY_URL (the
 // gateway, default http://127.0.0.1:8092; the smoke skips it when it does not answer), RATE
 // (requests/s, default 3000), DURATION (default 30s), KEYS (distinct clients, default 10000).
 // The smoke scenario fails on any unexpected answer; the load scenarios on any 5xx or a p99
@@ -15,6 +16,7 @@ import { check, fail } from 'k6';
 import { Counter } from 'k6/metrics';
 
 const BASE = __ENV.BASE_URL || 'http://127.0.0.1:8082';
+const API_KEY = __ENV.API_KEY || 'sk_b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';
 const GATEWAY = __ENV.GATEWAY_URL || 'http://127.0.0.1:8092';
 const SCENARIO = __ENV.SCENARIO || 'smoke';
 const RATE = parseInt(__ENV.RATE || '3000', 10);
@@ -22,7 +24,7 @@ const DURATION = __ENV.DURATION || '30s';
 const KEYS = parseInt(__ENV.KEYS || '10000', 10);
 
 const serverErrors = new Counter('server_errors');
-const JSON_HEADERS = { headers: { 'content-type': 'application/json' } };
+const JSON_HEADERS = { headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` } };
 // 429 and 422 are answers the scenarios expect, not failures.
 http.setResponseCallback(http.expectedStatuses({ min: 200, max: 499 }));
 
@@ -61,8 +63,15 @@ function ask(rule, key, cost) {
 }
 
 export function smoke() {
-  const rules = http.get(`${BASE}/api/v1/rules`);
+  const rules = http.get(`${BASE}/api/v1/rules`, JSON_HEADERS);
+  if (rules.status === 401) fail(`the API key is not accepted: start the limiter with RATE_LIMITER_CALLER_KEY=${API_KEY}`);
   check(rules, { 'rules are listed': (r) => r.status === 200 && r.json().length > 0 });
+  check(http.post(`${BASE}/api/v1/check`, JSON.stringify({ rule: 'per-user', key: 'k6' }), { headers: { 'content-type': 'application/json' } }), {
+    'a check without a key is refused': (r) => r.status === 401,
+  });
+  check(ask('gateway-ip', 'ip:127.0.0.2', 39), {
+    "the gateway's rules are not the API's": (r) => r.status === 422,
+  });
 
   const key = `k6:${Date.now()}:${Math.random()}`;
   const first = ask('per-user', key);

@@ -10,7 +10,9 @@ pub fn print(systems: &Systems, demo: &Demo) {
         payments,
         notifier,
         feed,
+        limiter_key,
     } = systems;
+    let limiter_key = limiter_key.expose();
     let local = |port: u16| format!("http://localhost:{port}");
     let s = local(shortener.port());
     let shortener_backends = shortener.describe_backends();
@@ -73,8 +75,10 @@ Try it (an API key and a link were made for this run):
   curl -s {s}/api/v1/links -H "authorization: Bearer $KEY" -H 'content-type: application/json' \
        -d '{{"url": "https://www.rust-lang.org/learn", "alias": "learn-rust-{demo_code}"}}'
   # ask the rate limiter: 20 at once, then 10 a second (run it 21 times to see a 429)
-  curl -si {r}/api/v1/check -H 'content-type: application/json' -d '{{"rule": "per-user", "key": "user:42"}}'
-  curl -s {r}/api/v1/rules
+  export LIMIT_KEY={limiter_key}
+  curl -si {r}/api/v1/check -H "authorization: Bearer $LIMIT_KEY" -H 'content-type: application/json' \
+       -d '{{"rule": "per-user", "key": "user:42"}}'
+  curl -s {r}/api/v1/rules -H "authorization: Bearer $LIMIT_KEY"
   # the same shortener through the gateway: 40 at once per IP, then 20 a second
   curl -si {g}/{demo_code}
   # pay twice with one Idempotency-Key: one charge, and the second answer is a replay

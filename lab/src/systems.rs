@@ -3,7 +3,7 @@
 
 use std::{future::Future, pin::Pin};
 
-use platform::shutdown::CancellationToken;
+use platform::{auth::ApiKey, shutdown::CancellationToken};
 use tokio::task::JoinSet;
 
 pub struct Systems {
@@ -12,13 +12,17 @@ pub struct Systems {
     pub payments: idempotency_demo::Application,
     pub notifier: notifier::Application,
     pub feed: feed_service::Application,
+    /// The key the rate limiter's decision API takes from the lab (`RATE_LIMITER_CALLER_KEY` if
+    /// set, else one made for this run), for the banner's curl lines.
+    pub limiter_key: ApiKey,
 }
 
 type Running = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 impl Systems {
     /// Builds every system from its environment variables. The rate limiter's gateway stands in
-    /// front of the shortener, unless `RATE_LIMITER_UPSTREAM` names another origin.
+    /// front of the shortener, unless `RATE_LIMITER_UPSTREAM` names another origin, and its
+    /// decision API takes a key made for this run unless `RATE_LIMITER_CALLER_KEY` gives one.
     pub async fn build() -> anyhow::Result<Self> {
         let shortener =
             url_shortener::Application::build(url_shortener::Settings::from_env()?).await?;
@@ -27,6 +31,10 @@ impl Systems {
             let origin = format!("http://127.0.0.1:{}", shortener.port());
             limiter_settings.upstream = Some(origin.parse().map_err(anyhow::Error::msg)?);
         }
+        let limiter_key = limiter_settings
+            .caller_key
+            .get_or_insert_with(ApiKey::generate)
+            .clone();
         Ok(Self {
             shortener,
             limiter: rate_limiter::Application::build(limiter_settings).await?,
@@ -34,6 +42,7 @@ impl Systems {
                 .await?,
             notifier: notifier::Application::build(notifier::Settings::from_env()?).await?,
             feed: feed_service::Application::build(feed_service::Settings::from_env()?).await?,
+            limiter_key,
         })
     }
 

@@ -34,9 +34,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CLIENTS: u64 = 10_000;
 
+/// The operator's key the decision API is built with, which every request sends (the ceiling
+/// ignores it).
+const KEY: &str = "sk_b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+
 async fn check(app: &Router, client: u64) {
     let request = Request::post("/api/v1/check")
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {KEY}"))
         .body(Body::from(format!(
             r#"{{"rule":"per-user","key":"client:{client}"}}"#
         )))
@@ -87,6 +92,7 @@ fn layers(c: &mut Criterion) {
     let settings = Settings {
         addr: "127.0.0.1:0".parse().expect("an address"),
         redis_url: None,
+        caller_key: platform::auth::ApiKey::parse(KEY),
         ..Settings::from_env().expect("default settings")
     };
     let decision_api = runtime

@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let url = std::env::var("REDIS_URL")
         .map_err(|_| anyhow::anyhow!("set REDIS_URL to the Redis to measure"))?;
 
-    let rules = rules::parse(DEFAULT_RULES, Format::Toml, "rules.toml")?;
+    let rules = rules::parse(DEFAULT_RULES, Format::Toml, "rules.toml")?.rules;
     let namespace = format!("bench:{}:", std::process::id());
     let (store, _policy) = RedisStore::connect(&url, namespace).await?;
     let limiter = Arc::new(Limiter::new(rules, Arc::new(store), 0));

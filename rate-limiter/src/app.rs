@@ -17,8 +17,9 @@ use tokio::net::TcpListener;
 
 use crate::{
     SYSTEM, gateway,
+    http::AppState,
     limiter::Limiter,
-    rules::{self, DEFAULT_RULES, Rule},
+    rules::{self, Callers, DEFAULT_RULES, RulesFile},
     settings::{Settings, Upstream},
     store::{EvictionPolicy, MemoryStore, RedisStore, Store},
 };
@@ -77,10 +78,12 @@ impl Application {
     /// Builds on rules and a store the caller made (tests pass their own, with a manual clock).
     pub async fn build_with(
         settings: Settings,
-        rules: Vec<Rule>,
+        rules: impl Into<RulesFile>,
         store: Arc<dyn Store>,
         backend: String,
     ) -> anyhow::Result<Self> {
+        let RulesFile { rules, callers } = rules.into();
+        let callers = Arc::new(Callers::new(callers, settings.caller_key.as_ref(), &rules));
         let limiter = Arc::new(Limiter::new(
             rules,
             store.clone(),
@@ -93,7 +96,13 @@ impl Application {
             let store = store.clone();
             async move { store.ping().await.map_err(|err| err.to_string()) }
         });
-        let router = crate::http::app(limiter.clone(), readiness);
+        let router = crate::http::app(
+            AppState {
+                limiter: limiter.clone(),
+                callers,
+            },
+            readiness,
+        );
         let listener = TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("binding {}", settings.addr))?;

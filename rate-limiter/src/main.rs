@@ -1,12 +1,13 @@
 //! The rate limiter on its own. Run with
 //!
 //! ```text
+//! export RATE_LIMITER_CALLER_KEY=sk_0000000000000000000000000000000000000001
 //! cargo run -p rate-limiter                                   # decision API on :8082
 //! cargo run -p rate-limiter -- --upstream http://localhost:8081   # and a gateway on :8092
 //! cargo run -p rate-limiter -- --config my-rules.yaml
 //! cargo run -p rate-limiter -- --help
-//! curl -si localhost:8082/api/v1/check -H 'content-type: application/json' \
-//!      -d '{"rule": "per-user", "key": "user:42"}'
+//! curl -si localhost:8082/api/v1/check -H "authorization: Bearer $RATE_LIMITER_CALLER_KEY" \
+//!      -H 'content-type: application/json' -d '{"rule": "per-user", "key": "user:42"}'
 //! ```
 //!
 //! `--config` and `--upstream` override `RATE_LIMITER_CONFIG` and `RATE_LIMITER_UPSTREAM`

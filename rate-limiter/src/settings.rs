@@ -4,6 +4,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `RATE_LIMITER_ADDR` | `127.0.0.1:8082` | the decision API |
+//! | `RATE_LIMITER_CALLER_KEY` | unset | an API key (`sk_` and 40 hex digits) that may check every rule of the decision API, besides the callers of the rules file |
 //! | `RATE_LIMITER_CONFIG` | the built-in `rules.toml` | the rules file (`.toml`, `.yaml`, `.yml`) |
 //! | `RATE_LIMITER_UPSTREAM` | unset: no gateway | the origin the gateway forwards to, `http://host:port` |
 //! | `RATE_LIMITER_GATEWAY_ADDR` | `127.0.0.1:8092` | where the gateway listens |
@@ -12,11 +13,16 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use platform::config::{ConfigError, env_opt, env_or};
+use platform::{
+    auth::{ApiKey, env_key},
+    config::{ConfigError, env_opt, env_or},
+};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub addr: SocketAddr,
+    /// The operator's key, granted every rule of the decision API (`RATE_LIMITER_CALLER_KEY`).
+    pub caller_key: Option<ApiKey>,
     /// The rules file; `None`: the built-in `rules.toml`.
     pub rules_file: Option<PathBuf>,
     pub upstream: Option<Upstream>,
@@ -64,6 +70,7 @@ impl Settings {
                 "RATE_LIMITER_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8082)),
             )?,
+            caller_key: env_key("RATE_LIMITER_CALLER_KEY")?,
             rules_file: env_opt("RATE_LIMITER_CONFIG")?,
             upstream: env_opt("RATE_LIMITER_UPSTREAM")?,
             gateway_addr: env_or(
@@ -75,10 +82,12 @@ impl Settings {
         })
     }
 
-    /// Settings for tests: the built-in rules, no gateway, free ports, no Redis.
+    /// Settings for tests: the built-in rules, no gateway, free ports, no Redis, and an
+    /// operator's key of their own (`caller_key`) for the decision API.
     pub fn for_tests() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            caller_key: Some(ApiKey::generate()),
             rules_file: None,
             upstream: None,
             gateway_addr: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -12,8 +12,10 @@
 //! the metrics. Times are milliseconds rounded up, so a client that waits `retry_after_ms` is
 //! never early. If the store fails, the rule's failure policy answers: 200 with no counts
 //! (`failed_open: true`) or 503.
-
-use std::sync::Arc;
+//!
+//! Only a caller's key is answered (401 otherwise), and only about a rule it is granted (403
+//! otherwise). A gateway's rule is refused like an unknown one (422), whoever asks: the budgets
+//! the gateway counts are spent by its requests alone.
 
 use axum::{
     extract::State,
@@ -27,9 +29,10 @@ use platform::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::{AppState, Caller};
 use crate::{
     headers::{self, ceil_millis},
-    limiter::Limiter,
+    limiter::LimitError,
     rules::ClientKey,
 };
 
@@ -74,18 +77,33 @@ pub struct CheckResponse {
     path = "/api/v1/check",
     tag = "decisions",
     request_body = CheckRequest,
+    security(("api_key" = [])),
     responses(
         (status = 200, description = "Allowed", body = CheckResponse),
         (status = 429, description = "Rejected; `Retry-After` says for how long", body = CheckResponse),
-        (status = 422, description = "Unknown rule, invalid key, or a cost the rule can never admit", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key is not granted this rule", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown rule (or the gateway's), invalid key, or a cost the rule can never admit", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store failed and the rule fails closed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn check(
-    State(limiter): State<Arc<Limiter>>,
+    State(state): State<AppState>,
+    Caller(caller): Caller,
     Json(request): Json<CheckRequest>,
 ) -> Result<Response, Problem> {
+    let limiter = &state.limiter;
     let rule = limiter.rule(&request.rule)?.clone();
+    if rule.matcher.is_some() {
+        return Err(LimitError::UnknownRule(request.rule).into());
+    }
+    if !caller.may_check(&rule.name) {
+        return Err(Problem::status(StatusCode::FORBIDDEN).with_detail(format!(
+            "This API key may not check `{}`: the rules file grants it {}.",
+            rule.name,
+            granted(&caller)
+        )));
+    }
     let key = ClientKey::parse(&request.key)
         .map_err(|reason| Problem::invalid_field(FieldError::body("key", reason)))?;
     let verdict = limiter
@@ -145,16 +163,25 @@ pub struct RuleResponse {
     pub timeout_ms: u64,
 }
 
-/// The rules this limiter enforces.
+/// The rules the caller may check.
 #[utoipa::path(
     get,
     path = "/api/v1/rules",
     tag = "decisions",
-    responses((status = 200, description = "Every rule, by name", body = Vec<RuleResponse>))
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The rules this key may check, by name", body = Vec<RuleResponse>),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+    )
 )]
-pub async fn list_rules(State(limiter): State<Arc<Limiter>>) -> axum::Json<Vec<RuleResponse>> {
-    let mut rules: Vec<RuleResponse> = limiter
+pub async fn list_rules(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> axum::Json<Vec<RuleResponse>> {
+    let mut rules: Vec<RuleResponse> = state
+        .limiter
         .rules()
+        .filter(|rule| caller.may_check(&rule.name))
         .map(|rule| RuleResponse {
             name: rule.name.to_string(),
             algorithm: rule.algorithm.name().to_owned(),
@@ -171,4 +198,14 @@ pub async fn list_rules(State(limiter): State<Arc<Limiter>>) -> axum::Json<Vec<R
         .collect();
     rules.sort_by(|a, b| a.name.cmp(&b.name));
     axum::Json(rules)
+}
+
+/// The rules `caller` may check, for a 403's detail.
+fn granted(caller: &crate::rules::Caller) -> String {
+    let names: Vec<String> = caller.rules().map(|rule| format!("`{rule}`")).collect();
+    if names.is_empty() {
+        "no rule".to_owned()
+    } else {
+        names.join(", ")
+    }
 }

@@ -22,8 +22,9 @@
 //! match = { path_prefix = "/api/", methods = ["POST"], client = "ip" }  # for the gateway
 //! ```
 //!
-//! `client` is `ip`, `api_key` or `header:<name>`. Rules are a map, so a name given twice is a
-//! parse error in either format. Every mistake is reported with the file, a line and a column,
+//! `client` is `ip`, `api_key` or `header:<name>`. Who may check which rules through the decision
+//! API is a `[callers.<name>]` table each (`callers.rs`). Rules are a map, so a name given twice
+//! is a parse error in either format. Every mistake is reported with the file, a line and a column,
 //! and an unknown field is a mistake (a typo like `burts` must not silently mean the default).
 
 use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
@@ -31,7 +32,10 @@ use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
 use axum::http::{HeaderName, Method};
 use serde::{Deserialize, Deserializer};
 
-use super::rule::{ClientSource, FailMode, FailurePolicy, Matcher, Rule, RuleName};
+use super::{
+    callers::Grant,
+    rule::{ClientSource, FailMode, FailurePolicy, Matcher, Rule, RuleName},
+};
 use crate::algorithm::Algorithm;
 
 /// The longest a leaky bucket with a `match` may hold a request (its capacity × interval): the
@@ -66,6 +70,23 @@ impl fmt::Display for FileError {
     }
 }
 
+/// What a rules file holds: the rules, and the callers of the decision API with their grants.
+#[derive(Debug, Clone, Default)]
+pub struct RulesFile {
+    pub rules: Vec<Rule>,
+    pub callers: Vec<Grant>,
+}
+
+/// Rules alone, with no caller granted any (tests and benchmarks that build a limiter directly).
+impl From<Vec<Rule>> for RulesFile {
+    fn from(rules: Vec<Rule>) -> Self {
+        Self {
+            rules,
+            callers: Vec::new(),
+        }
+    }
+}
+
 /// The formats a rules file may be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -74,7 +95,7 @@ pub enum Format {
 }
 
 /// Reads the rules from `path`: TOML for `.toml`, YAML for `.yaml` and `.yml`.
-pub fn load(path: &Path) -> Result<Vec<Rule>, FileError> {
+pub fn load(path: &Path) -> Result<RulesFile, FileError> {
     let file = path.display().to_string();
     let format = match path.extension().and_then(|e| e.to_str()) {
         Some("toml") => Format::Toml,
@@ -98,7 +119,7 @@ pub fn load(path: &Path) -> Result<Vec<Rule>, FileError> {
 }
 
 /// Parses rules from `text`; `file` names it in errors.
-pub fn parse(text: &str, format: Format, file: &str) -> Result<Vec<Rule>, FileError> {
+pub fn parse(text: &str, format: Format, file: &str) -> Result<RulesFile, FileError> {
     let error = |line, column, message: String| FileError {
         file: file.to_owned(),
         line,
@@ -137,7 +158,7 @@ pub fn parse(text: &str, format: Format, file: &str) -> Result<Vec<Rule>, FileEr
             "define at least one rule under `rules`".into(),
         ));
     }
-    Ok(raw
+    let rules: Vec<Rule> = raw
         .rules
         .into_iter()
         .map(|(name, rule)| Rule {
@@ -147,7 +168,43 @@ pub fn parse(text: &str, format: Format, file: &str) -> Result<Vec<Rule>, FileEr
             failure: rule.0.failure,
             matcher: rule.0.matcher,
         })
-        .collect())
+        .collect();
+    let mut callers = Vec::with_capacity(raw.callers.len());
+    for (name, caller) in raw.callers {
+        let refuse = |message: String| error(None, None, format!("callers.{name}: {message}"));
+        let key_sha256 = caller.key_sha256.to_ascii_lowercase();
+        if key_sha256.len() != 64 || !key_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(refuse(
+                "`key_sha256` must be the SHA-256 of the caller's key: 64 hex digits".into(),
+            ));
+        }
+        if callers
+            .iter()
+            .any(|other: &Grant| other.key_sha256 == key_sha256)
+        {
+            return Err(refuse(
+                "`key_sha256` is another caller's: one key, one caller".into(),
+            ));
+        }
+        for granted in &caller.rules {
+            match rules.iter().find(|rule| &rule.name == granted) {
+                None => return Err(refuse(format!("no rule is named `{granted}`"))),
+                Some(rule) if rule.matcher.is_some() => {
+                    return Err(refuse(format!(
+                        "`{granted}` has a `match`: the gateway's rules are counted by the \
+                         gateway alone"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        callers.push(Grant {
+            name,
+            key_sha256,
+            rules: caller.rules,
+        });
+    }
+    Ok(RulesFile { rules, callers })
 }
 
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
@@ -165,6 +222,15 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 struct RawFile {
     #[serde(deserialize_with = "unique_names")]
     rules: BTreeMap<RuleName, Checked>,
+    #[serde(default)]
+    callers: BTreeMap<String, RawCaller>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCaller {
+    key_sha256: String,
+    rules: Vec<RuleName>,
 }
 
 /// A map of rules that refuses a name given twice. TOML's parser already does; a YAML mapping

@@ -7,11 +7,11 @@ use axum::http::Method;
 use super::*;
 
 fn toml(text: &str) -> Result<Vec<Rule>, FileError> {
-    parse(text, Format::Toml, "rules.toml")
+    parse(text, Format::Toml, "rules.toml").map(|file| file.rules)
 }
 
 fn yaml(text: &str) -> Result<Vec<Rule>, FileError> {
-    parse(text, Format::Yaml, "rules.yaml")
+    parse(text, Format::Yaml, "rules.yaml").map(|file| file.rules)
 }
 
 fn matcher(prefix: &str, methods: &[Method]) -> Matcher {
@@ -189,4 +189,58 @@ fn a_rule_defined_twice_is_an_error_in_either_format() {
 fn a_file_of_another_format_is_refused_before_reading() {
     let err = load(Path::new("rules.json")).unwrap_err();
     assert!(err.message.contains(".toml, .yaml or .yml"), "{err}");
+}
+
+fn callers(text: &str) -> Result<Vec<super::Grant>, FileError> {
+    parse(text, Format::Toml, "rules.toml").map(|file| file.callers)
+}
+
+const TWO_RULES: &str = r#"
+[rules.login]
+algorithm = "sliding_log"
+limit = 5
+window = "1m"
+
+[rules.gateway-ip]
+algorithm = "fixed_window"
+limit = 5
+window = "1s"
+match = { path_prefix = "/", client = "ip" }
+"#;
+
+#[test]
+fn a_caller_is_read_with_its_key_hash_and_its_rules() {
+    let hash = "ab".repeat(32);
+    let text =
+        format!("{TWO_RULES}\n[callers.checkout]\nkey_sha256 = \"{hash}\"\nrules = [\"login\"]\n");
+
+    let [grant] = callers(&text).unwrap().try_into().unwrap();
+
+    assert_eq!(grant.name, "checkout");
+    assert_eq!(grant.key_sha256, hash);
+    assert_eq!(grant.rules, [RuleName::parse("login").unwrap()]);
+}
+
+#[test]
+fn a_caller_may_not_be_granted_the_gateways_rules_an_unknown_rule_or_another_callers_key() {
+    let hash = "ab".repeat(32);
+    let grant = |name: &str, hash: &str, rules: &str| {
+        format!("[callers.{name}]\nkey_sha256 = \"{hash}\"\nrules = [{rules}]\n")
+    };
+    let cases = [
+        (grant("a", &hash, "\"gateway-ip\""), "gateway"),
+        (grant("a", &hash, "\"nope\""), "no rule is named `nope`"),
+        (grant("a", "sk_not_a_hash", "\"login\""), "64 hex digits"),
+        (
+            grant("a", &hash, "\"login\"") + &grant("b", &hash, "\"login\""),
+            "another caller's",
+        ),
+    ];
+    for (callers_text, expected) in cases {
+        let err = callers(&format!("{TWO_RULES}\n{callers_text}")).unwrap_err();
+        assert!(
+            err.message.contains(expected),
+            "{err} should say {expected:?}"
+        );
+    }
 }

@@ -96,7 +96,7 @@ async fn echo(State(hits): State<Arc<AtomicUsize>>, request: Request) -> Respons
 async fn limiter(rules: &str) -> Arc<Limiter> {
     let rules = rules::parse(rules, rules::Format::Toml, "test.toml").unwrap();
     let store = store_with_clock(&clock()).await;
-    Arc::new(Limiter::new(rules, store, 1000))
+    Arc::new(Limiter::new(rules.rules, store, 1000))
 }
 
 /// A gateway with `rules` in front of a fresh echo server.
@@ -496,7 +496,7 @@ async fn a_fail_closed_rule_whose_store_is_down_is_a_503_problem_and_nothing_is_
         "test.toml",
     )
     .unwrap();
-    let limiter = Arc::new(Limiter::new(rules, backend.store.clone(), 1000));
+    let limiter = Arc::new(Limiter::new(rules.rules, backend.store.clone(), 1000));
     let router = gateway::router(limiter, upstream.upstream());
     backend.set(Fault::Down);
 
@@ -690,7 +690,11 @@ async fn the_leaky_bucket_holds_each_request_until_its_turn_to_leave() {
     let store = Arc::new(MemoryStore::new(Arc::new(clock())));
     let app = Router::new()
         .route("/", get(|| async { "sent on" }))
-        .layer(RateLimitLayer::new(Arc::new(Limiter::new(rules, store, 0))));
+        .layer(RateLimitLayer::new(Arc::new(Limiter::new(
+            rules.rules,
+            store,
+            0,
+        ))));
     tokio::time::pause();
 
     let mut held = vec![];

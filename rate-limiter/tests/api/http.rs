@@ -12,26 +12,51 @@ use crate::helpers::{clock, store_with_clock};
 struct TestApi {
     router: axum::Router,
     clock: platform::clock::ManualClock,
+    /// The operator's key (`Settings::for_tests`), granted every rule of the decision API.
+    key: String,
 }
 
 impl TestApi {
     async fn spawn() -> Self {
+        Self::with_rules(rules::DEFAULT_RULES).await
+    }
+
+    async fn with_rules(text: &str) -> Self {
         let clock = clock();
         let store = store_with_clock(&clock).await;
-        let rules = rules::parse(rules::DEFAULT_RULES, rules::Format::Toml, "rules.toml").unwrap();
-        let app = Application::build_with(Settings::for_tests(), rules, store, "test".into())
+        let rules = rules::parse(text, rules::Format::Toml, "rules.toml").unwrap();
+        let settings = Settings::for_tests();
+        let key = settings.caller_key.as_ref().unwrap().expose().to_owned();
+        let app = Application::build_with(settings, rules, store, "test".into())
             .await
             .unwrap();
         Self {
             router: app.router(),
             clock,
+            key,
         }
     }
 
     async fn check(&self, body: Value) -> TestResponse {
+        self.check_as(Some(&self.key), body).await
+    }
+
+    async fn check_as(&self, key: Option<&str>, body: Value) -> TestResponse {
         send_to(
             &self.router,
-            json_request(Method::POST, "/api/v1/check", None, body.to_string()),
+            json_request(Method::POST, "/api/v1/check", key, body.to_string()),
+        )
+        .await
+    }
+
+    async fn rules_as(&self, key: Option<&str>) -> TestResponse {
+        let mut request = axum::http::Request::get("/api/v1/rules");
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        send_to(
+            &self.router,
+            request.body(axum::body::Body::empty()).unwrap(),
         )
         .await
     }
@@ -107,14 +132,12 @@ async fn the_leaky_bucket_tells_the_caller_how_long_to_hold_the_request() {
 
 #[tokio::test]
 async fn a_rule_in_shadow_mode_never_answers_429() {
-    let api = TestApi::spawn().await;
+    let candidate = "[rules.candidate]\nalgorithm = \"fixed_window\"\nlimit = 5\nwindow = \"10s\"\nshadow = true\n";
+    let api = TestApi::with_rules(&format!("{}\n{candidate}", rules::DEFAULT_RULES)).await;
     for _ in 0..5 {
-        api.check(json!({"rule": "gateway-shadow", "key": "k"}))
-            .await;
+        api.check(json!({"rule": "candidate", "key": "k"})).await;
     }
-    let response = api
-        .check(json!({"rule": "gateway-shadow", "key": "k"}))
-        .await;
+    let response = api.check(json!({"rule": "candidate", "key": "k"})).await;
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(response.json()["shadow_rejected"], true);
     assert!(
@@ -170,13 +193,7 @@ async fn a_cost_beyond_capacity_is_a_permanent_error_not_a_retry() {
 #[tokio::test]
 async fn the_rules_are_listed() {
     let api = TestApi::spawn().await;
-    let response = send_to(
-        &api.router,
-        axum::http::Request::get("/api/v1/rules")
-            .body(axum::body::Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let response = api.rules_as(Some(&api.key)).await;
     assert_eq!(response.status, StatusCode::OK);
     let rules = response.json();
     let login = rules
@@ -191,4 +208,83 @@ async fn the_rules_are_listed() {
                 "shadow": false, "on_failure": "closed", "timeout_ms": 100})
     );
     let _ = Arc::new(());
+}
+
+/// The rules file with a caller granted `login` alone, and the caller's key.
+fn with_a_login_caller() -> (String, String) {
+    let key = platform::auth::ApiKey::generate();
+    let text = format!(
+        "{}\n[callers.checkout]\nkey_sha256 = \"{}\"\nrules = [\"login\"]\n",
+        rules::DEFAULT_RULES,
+        key.hash()
+    );
+    (text, key.expose().to_owned())
+}
+
+#[tokio::test]
+async fn a_request_without_a_known_key_is_refused_and_spends_nothing() {
+    let api = TestApi::spawn().await;
+    let unknown = platform::auth::ApiKey::generate();
+    let spend = json!({"rule": "per-user", "key": "user:42", "cost": 20});
+
+    for key in [None, Some(unknown.expose()), Some("not-a-key")] {
+        let refused = api.check_as(key, spend.clone()).await;
+        refused.problem(StatusCode::UNAUTHORIZED);
+        assert!(refused.header("www-authenticate").starts_with("Bearer"));
+        api.rules_as(key).await.problem(StatusCode::UNAUTHORIZED);
+    }
+    let after = api
+        .check(json!({"rule": "per-user", "key": "user:42", "cost": 0}))
+        .await;
+    assert_eq!(after.json()["remaining"], 20, "nothing was spent");
+}
+
+#[tokio::test]
+async fn no_caller_may_spend_a_budget_the_gateway_counts() {
+    let api = TestApi::spawn().await;
+
+    let response = api
+        .check(json!({"rule": "gateway-ip", "key": "ip:127.0.0.2", "cost": 39}))
+        .await;
+
+    response.invalid_field("rule");
+    let listed = api.rules_as(Some(&api.key)).await.json();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|name| !name.starts_with("gateway-")),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_checks_and_sees_only_the_rules_it_is_granted() {
+    let (text, key) = with_a_login_caller();
+    let api = TestApi::with_rules(&text).await;
+
+    let granted = api
+        .check_as(Some(&key), json!({"rule": "login", "key": "user:1"}))
+        .await;
+    let other = api
+        .check_as(Some(&key), json!({"rule": "per-user", "key": "user:1"}))
+        .await;
+    let listed = api.rules_as(Some(&key)).await.json();
+
+    assert_eq!(granted.status, StatusCode::OK);
+    let problem = other.problem(StatusCode::FORBIDDEN);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("`login`"),
+        "{problem}"
+    );
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["login"]);
 }
