@@ -1,12 +1,12 @@
 //! `POST /v1/payments`, `GET /v1/payments/{id}`, `GET /v1/payments?limit=&cursor=`.
 
 use axum::{
-    extract::{FromRequestParts, Path, RawQuery, State},
+    extract::{FromRequestParts, RawQuery, State},
     http::{HeaderName, HeaderValue, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use platform::{
-    extract::{Json, QueryParameters},
+    extract::{Json, Path, QueryParameters},
     problem::{BadParameter, CONTENT_TYPE as PROBLEM_JSON, Problem},
 };
 use serde::{Deserialize, Serialize};
@@ -163,6 +163,7 @@ pub async fn create_payment(
     params(("id" = String, Path, description = "`pay_` and 32 hex digits")),
     responses(
         (status = 200, description = "The payment", body = PaymentView),
+        (status = 400, description = "The id is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No payment of this client has this id", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))

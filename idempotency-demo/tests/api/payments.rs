@@ -47,6 +47,19 @@ async fn a_payment_is_readable_by_its_client_and_not_found_for_another() {
 }
 
 #[tokio::test]
+async fn a_payment_id_that_is_not_utf8_is_a_400_problem_naming_it() {
+    let app = TestApp::spawn().await;
+
+    // `%FF` and `%C3%28` are percent escapes of bytes that are not UTF-8.
+    for path in ["/v1/payments/%FF", "/v1/payments/pay_%C3%28"] {
+        let problem = app.get(path).await.problem(StatusCode::BAD_REQUEST);
+        assert_eq!(problem["errors"][0]["parameter"], "id", "{problem}");
+    }
+    // A path no route matches is a 404 problem whatever its bytes.
+    app.get("/%FF").await.problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn pages_are_newest_first_and_a_cursor_is_stable_while_payments_arrive() {
     let app = TestApp::spawn().await;
     for i in 0..5 {
