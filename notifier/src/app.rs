@@ -16,6 +16,7 @@ use platform::{
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 
 use crate::{
+    domain::address::AddressPolicy,
     events::receipts,
     http::{self, AppState},
     messages::Topology,
@@ -102,14 +103,12 @@ impl Application {
                  anywhere a receiver must trust them"
             );
         }
+        let webhooks = AddressPolicy::allowing_private(settings.webhook_allow_private);
         let providers = Providers {
             email: EmailSender::new(&smtp_url, &settings.smtp_from, settings.provider_timeout)
                 .context("NOTIFIER_SMTP_URL")?,
             phone: ProviderClient::new(&provider_url, settings.provider_timeout),
-            webhook: WebhookSender::new(
-                settings.webhook_secret.as_bytes().to_vec(),
-                settings.webhook_allow_private,
-            ),
+            webhook: WebhookSender::new(settings.webhook_secret.as_bytes().to_vec(), webhooks),
         };
 
         pipeline::ensure_topics(&*topics, &settings.pipeline).await?;
@@ -248,7 +247,7 @@ impl LocalProviders {
         let simulator = match settings.provider_url {
             Some(_) => None,
             None => {
-                let simulator = Simulator::new();
+                let simulator = Simulator::with_admin(settings.admin_token.clone());
                 let addr = serve_http(
                     settings.provider_addr,
                     simulator.router(),
@@ -267,7 +266,7 @@ impl LocalProviders {
         let (mailbox, smtp_addr) = match settings.smtp_url {
             Some(_) => (None, None),
             None => {
-                let mailbox = Mailbox::new();
+                let mailbox = Mailbox::with_admin(settings.admin_token.clone());
                 let listener = TcpListener::bind(settings.smtp_sink_addr)
                     .await
                     .with_context(|| {

@@ -1,6 +1,7 @@
-//! The notifier's domain: channels, templates, users and their preferences, notifications. No
-//! HTTP, SQL or topic in here.
+//! The notifier's domain: channels, templates, users and their preferences, notifications, and
+//! the addresses a notification may be sent to. No HTTP, SQL or topic in here.
 
+pub mod address;
 mod channel;
 mod delivery;
 mod notification;

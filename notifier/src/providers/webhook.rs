@@ -14,12 +14,17 @@
 //! **SSRF.** A webhook URL is chosen by a user, and the POST comes from inside our network. Left
 //! alone, `http://169.254.169.254/latest/meta-data/` would read the cloud metadata service and
 //! `http://10.0.0.5:6379/` would talk to an internal Redis. So every address the host resolves
-//! to is checked, and loopback, private (RFC 1918), carrier-grade NAT, link-local, unique-local,
-//! unspecified, broadcast and multicast addresses are refused ([`is_forbidden`]). The check sits
-//! in the HTTP client's DNS resolver, so it applies to the address actually connected to (no
-//! window between checking and connecting for a DNS answer to change), and redirects are not
-//! followed. [`WebhookSender::new`]'s `allow_private` lifts it, for local development and tests
-//! only (the pipeline will expose it as a setting, off by default).
+//! to is checked, and anything that is not an ordinary public unicast address is refused
+//! ([`is_forbidden`], in the domain: every block of IANA's special-purpose address registries,
+//! and an IPv6 address that carries an IPv4 address judged by the IPv4 address).
+//!
+//! The check sits in the HTTP client's DNS resolver, so it applies to the address actually
+//! connected to (no window between checking and connecting for a DNS answer to change), and
+//! redirects are not followed. The client ignores proxy variables from the environment
+//! (`HTTP_PROXY`, `ALL_PROXY`): a proxy would resolve and connect for us, past the check. A
+//! refused address is a permanent failure: the message goes to dead letters, since no retry can
+//! make the address public. [`AddressPolicy::AllowPrivate`] lifts the check, for local
+//! development and tests only (`NOTIFIER_WEBHOOK_ALLOW_PRIVATE`, off by default).
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -31,10 +36,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::Value;
 use sha2::Sha256;
-use url::{Host, Url};
+use url::Url;
 use uuid::Uuid;
 
 use super::DeliveryError;
+use crate::domain::address::{AddressPolicy, is_forbidden, written_address};
 
 pub const SIGNATURE_HEADER: &str = "sdlab-signature";
 
@@ -105,38 +111,17 @@ pub fn verify(
     }
 }
 
-/// Whether a webhook may not be sent to `ip`: anything that is not a public unicast address.
-pub fn is_forbidden(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                // 100.64.0.0/10, carrier-grade NAT: private in practice.
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_forbidden(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // fc00::/7, unique local; fe80::/10, link-local.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
+/// A webhook address refused by [`is_forbidden`]: the reason a delivery goes to dead letters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{address} ({host}) is not a public address; webhooks go to public addresses only")]
+pub struct ForbiddenAddress {
+    pub host: String,
+    pub address: IpAddr,
 }
 
-/// The DNS resolver of the webhook client: resolves as usual, then refuses forbidden addresses.
+/// The DNS resolver of the webhook client: resolves as usual, then refuses the whole answer if
+/// any address in it is forbidden. Dropping only the bad ones would leave a name that mixes
+/// public and internal addresses half-working, which hides the problem rather than reporting it.
 struct GuardedResolver;
 
 impl Resolve for GuardedResolver {
@@ -145,12 +130,10 @@ impl Resolve for GuardedResolver {
             let host = format!("{}:0", name.as_str());
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host(host).await?.collect();
             if let Some(forbidden) = addrs.iter().find(|addr| is_forbidden(addr.ip())) {
-                let err: Box<dyn std::error::Error + Send + Sync> = format!(
-                    "{} resolves to {}, a private address",
-                    name.as_str(),
-                    forbidden.ip()
-                )
-                .into();
+                let err: Box<dyn std::error::Error + Send + Sync> = Box::new(ForbiddenAddress {
+                    host: name.as_str().to_owned(),
+                    address: forbidden.ip(),
+                });
                 return Err(err);
             }
             let addrs: Addrs = Box::new(addrs.into_iter());
@@ -163,21 +146,24 @@ impl Resolve for GuardedResolver {
 pub struct WebhookSender {
     http: reqwest::Client,
     secret: Arc<Vec<u8>>,
-    allow_private: bool,
+    addresses: AddressPolicy,
 }
 
 impl WebhookSender {
-    pub fn new(secret: impl Into<Vec<u8>>, allow_private: bool) -> Self {
+    pub fn new(secret: impl Into<Vec<u8>>, addresses: AddressPolicy) -> Self {
         let mut builder = reqwest::Client::builder()
             .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none());
-        if !allow_private {
+            .redirect(reqwest::redirect::Policy::none())
+            // Always: a proxy named by `HTTP_PROXY` or `ALL_PROXY` would resolve the name and
+            // connect on our behalf, and the guarded resolver would never see the address.
+            .no_proxy();
+        if addresses == AddressPolicy::PublicOnly {
             builder = builder.dns_resolver(Arc::new(GuardedResolver));
         }
         Self {
             http: builder.build().expect("a plain HTTP client builds"),
             secret: Arc::new(secret.into()),
-            allow_private,
+            addresses,
         }
     }
 
@@ -192,18 +178,13 @@ impl WebhookSender {
         let url =
             Url::parse(url).map_err(|err| DeliveryError::Permanent(format!("bad URL: {err}")))?;
         // An address written in the URL is never resolved, so the resolver cannot check it.
-        let literal = match url.host() {
-            Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = literal
-            && !self.allow_private
-            && is_forbidden(ip)
+        if let Some(address) = written_address(&url)
+            && self.addresses.refuses(address)
         {
-            return Err(DeliveryError::Permanent(format!(
-                "{ip} is a private address; webhooks go to public addresses only"
-            )));
+            let host = url.host_str().unwrap_or_default().to_owned();
+            return Err(DeliveryError::Permanent(
+                ForbiddenAddress { host, address }.to_string(),
+            ));
         }
         let body = serde_json::to_vec(payload).expect("a payload serialises");
         let response = self
@@ -216,9 +197,10 @@ impl WebhookSender {
             .send()
             .await
             .map_err(|err| {
-                // A refused address surfaces as a connection error from the resolver: permanent.
+                // A refused address surfaces as a connection error from the resolver, somewhere
+                // down the chain of causes: permanent. Anything else there is worth a retry.
                 let chain = platform::problem::error_chain(&err);
-                if chain.contains("private address") {
+                if refused_address(&err) {
                     DeliveryError::Permanent(chain)
                 } else {
                     DeliveryError::Retryable(chain)
@@ -226,6 +208,18 @@ impl WebhookSender {
             })?;
         super::classify(response.status(), response.headers())
     }
+}
+
+/// Whether [`GuardedResolver`] refused the address somewhere in `err`'s causes.
+fn refused_address(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if err.is::<ForbiddenAddress>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -283,38 +277,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn internal_addresses_are_forbidden_and_public_ones_are_not() {
-        for forbidden in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "255.255.255.255",
-            "224.0.0.1",
-            "::1",
-            "::",
-            "fc00::1",
-            "fd12::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(is_forbidden(forbidden.parse().unwrap()), "{forbidden}");
-        }
-        for public in [
-            "93.184.216.34",
-            "8.8.8.8",
-            "2606:4700::1111",
-            "::ffff:8.8.8.8",
-        ] {
-            assert!(!is_forbidden(public.parse().unwrap()), "{public}");
-        }
-    }
-
     type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
     /// A receiver on 127.0.0.1 that records what it gets and answers `status`.
@@ -342,7 +304,7 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_is_signed_so_that_the_receiver_can_verify_it() {
         let (url, received) = receiver(StatusCode::NO_CONTENT).await;
-        let sender = WebhookSender::new(SECRET, true);
+        let sender = WebhookSender::new(SECRET, AddressPolicy::AllowPrivate);
         let id = Uuid::now_v7();
 
         sender
@@ -362,14 +324,18 @@ mod tests {
     #[tokio::test]
     async fn loopback_and_names_that_resolve_to_it_are_refused_without_a_request() {
         let (url, received) = receiver(StatusCode::OK).await;
-        let sender = WebhookSender::new(SECRET, false);
+        let sender = WebhookSender::new(SECRET, AddressPolicy::PublicOnly);
         let by_name = url.replace("127.0.0.1", "localhost");
 
+        // Only forms of loopback: refused before any connection, whatever their spelling.
         for target in [
             url.as_str(),
             by_name.as_str(),
             "http://169.254.169.254/latest/meta-data/",
             "http://[::1]/hook",
+            "http://[::127.0.0.1]/hook",
+            "http://[64:ff9b::7f00:1]/hook",
+            "http://[2002:7f00:1::1]/hook",
         ] {
             let refused = sender.send(target, Uuid::now_v7(), &json!({}), 0).await;
             assert!(
@@ -382,7 +348,7 @@ mod tests {
 
     #[tokio::test]
     async fn server_errors_are_retryable_429_is_rate_limited_and_client_errors_permanent() {
-        let sender = WebhookSender::new(SECRET, true);
+        let sender = WebhookSender::new(SECRET, AddressPolicy::AllowPrivate);
         let (failing, _) = receiver(StatusCode::SERVICE_UNAVAILABLE).await;
         let (refusing, _) = receiver(StatusCode::GONE).await;
         let (limited, _) = receiver(StatusCode::TOO_MANY_REQUESTS).await;
@@ -403,5 +369,48 @@ mod tests {
             send(refusing).await,
             Err(DeliveryError::Permanent(_))
         ));
+    }
+
+    /// The variables a proxy is named by, in the spellings HTTP clients read.
+    const PROXY_VARIABLES: [&str; 4] = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+
+    #[test]
+    fn proxy_variables_in_the_environment_cannot_route_a_webhook_around_the_check() {
+        // A proxy that only counts connections. The client reads proxy variables when it is
+        // built, and a test may not set its own process's environment (that is `unsafe`), so the
+        // sender runs in a child process: this test binary, running the test below with the
+        // variables pointing here.
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child.args([
+            "--exact",
+            "--ignored",
+            "--quiet",
+            "providers::webhook::tests::a_webhook_to_a_name_is_sent_without_a_proxy",
+        ]);
+        for variable in PROXY_VARIABLES {
+            child.env(variable, &proxy_url);
+        }
+
+        let status = child.status().unwrap();
+
+        assert!(status.success());
+        proxy.set_nonblocking(true).unwrap();
+        assert!(
+            proxy.accept().is_err(),
+            "the webhook went to the proxy from the environment"
+        );
+    }
+
+    #[tokio::test]
+    #[ignore = "run in a child process by the test above, with proxy variables set"]
+    async fn a_webhook_to_a_name_is_sent_without_a_proxy() {
+        let sender = WebhookSender::new(SECRET, AddressPolicy::PublicOnly);
+        // A name the guarded resolver must look up itself; `.invalid` never resolves.
+        let sent = sender
+            .send("http://hooks.invalid/hook", Uuid::now_v7(), &json!({}), 0)
+            .await;
+        assert!(sent.is_err());
     }
 }

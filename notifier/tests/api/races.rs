@@ -15,7 +15,7 @@ use notifier::{
     Settings,
     domain::{
         Channel, DeliveryStatus, Notification, NotificationRequest, Priority, Route, User,
-        UserDetails, UserId,
+        UserDetails, UserId, address::AddressPolicy,
     },
     messages::{Job, Topology},
     pipeline::{self, Context, router},
@@ -283,7 +283,7 @@ async fn a_router_that_loses_the_routing_race_still_publishes_the_job() {
         providers: Providers {
             email: EmailSender::new("smtp://127.0.0.1:1", "n@example.com", nowhere).unwrap(),
             phone: ProviderClient::new("http://127.0.0.1:1", nowhere),
-            webhook: WebhookSender::new(b"s".to_vec(), true),
+            webhook: WebhookSender::new(b"s".to_vec(), AddressPolicy::AllowPrivate),
         },
         producer: topics.producer(),
         clock: Arc::new(SystemClock),
