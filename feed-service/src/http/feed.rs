@@ -1,7 +1,10 @@
 //! `GET /v1/users/{id}/feed?limit=&cursor=`: a home feed, a page at a time.
 
-use axum::extract::{Path, RawQuery, State};
-use platform::{extract::QueryParameters, problem::Problem};
+use axum::extract::{RawQuery, State};
+use platform::{
+    extract::{Path, QueryParameters},
+    problem::Problem,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -36,7 +39,7 @@ pub struct FeedPage {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "A page of the feed", body = FeedPage),
-        (status = 400, description = "A bad `limit` or `cursor`, or a parameter this endpoint does not take; `errors` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A bad `limit` or `cursor`, a parameter this endpoint does not take, or an `id` that is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Someone else's feed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),

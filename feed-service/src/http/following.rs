@@ -4,11 +4,8 @@
 //! caller. `PUT` and `DELETE` rather than `POST /follow`: both are idempotent by their HTTP
 //! definition, which is what a client retrying over a flaky network needs.
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-};
-use platform::problem::Problem;
+use axum::{extract::State, http::StatusCode};
+use platform::{extract::Path, problem::Problem};
 
 use super::{AppState, Caller, user_in_path};
 use crate::error::FeedError;
@@ -25,6 +22,7 @@ use crate::error::FeedError;
     security(("api_key" = [])),
     responses(
         (status = 204, description = "`id` follows `target`"),
+        (status = 400, description = "`id` or `target` is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`id` is someone else", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (`id` or `target`)", body = Problem, content_type = "application/problem+json"),
@@ -55,6 +53,7 @@ pub async fn follow(
     security(("api_key" = [])),
     responses(
         (status = 204, description = "`id` does not follow `target`"),
+        (status = 400, description = "`id` or `target` is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`id` is someone else", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (`id` or `target`)", body = Problem, content_type = "application/problem+json"),

@@ -1,11 +1,14 @@
 //! `POST /v1/posts`, `GET /v1/posts/{id}`, `DELETE /v1/posts/{id}`.
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use platform::{extract::Json, problem::Problem};
+use platform::{
+    extract::{Json, Path},
+    problem::Problem,
+};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -97,6 +100,7 @@ pub async fn create_post(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The post", body = Post),
+        (status = 400, description = "`id` is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post, or it was deleted", body = Problem, content_type = "application/problem+json"),
     )
@@ -123,6 +127,7 @@ pub async fn get_post(
     security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted (now or before)"),
+        (status = 400, description = "`id` is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Someone else's post", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),

@@ -1,11 +1,14 @@
 //! `POST /v1/users` (sign up), `GET /v1/users/{id}` (a public profile).
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use platform::{extract::Json, problem::Problem};
+use platform::{
+    extract::{Json, Path},
+    problem::Problem,
+};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -115,6 +118,7 @@ pub async fn sign_up(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The profile", body = Profile),
+        (status = 400, description = "`id` is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     )

@@ -4,7 +4,7 @@ use axum::http::{Method, StatusCode, header};
 use platform::auth::ApiKey;
 use serde_json::json;
 
-use crate::helpers::{TestApp, json_request};
+use crate::helpers::{TestApp, json_request, names_parameter};
 
 #[tokio::test]
 async fn a_new_user_gets_a_string_id_and_a_token_that_acts_as_them() {
@@ -128,5 +128,47 @@ async fn a_profile_is_public_with_its_counts_and_an_unknown_user_is_404() {
         app.get(&format!("/v1/users/{unknown}"), &ada)
             .await
             .problem(StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn a_path_parameter_that_is_not_utf8_is_a_400_problem_naming_it_on_every_route() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada").await;
+    let grace = app.user("grace").await;
+    let post = app.post(&grace, "hello").await;
+    let (me, them) = (ada.id.as_str(), grace.id.as_str());
+
+    // `%FF` is the percent escape of a byte that is not UTF-8.
+    let bad = "%FF";
+    let requests = [
+        (Method::GET, format!("/v1/users/{bad}"), "id"),
+        (Method::GET, format!("/v1/users/{bad}/feed"), "id"),
+        (
+            Method::PUT,
+            format!("/v1/users/{bad}/following/{them}"),
+            "id",
+        ),
+        (
+            Method::PUT,
+            format!("/v1/users/{me}/following/{bad}"),
+            "target",
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/users/{bad}/following/{them}"),
+            "id",
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/users/{me}/following/{bad}"),
+            "target",
+        ),
+        (Method::GET, format!("/v1/posts/{post}{bad}"), "id"),
+        (Method::DELETE, format!("/v1/posts/{bad}"), "id"),
+    ];
+    for (method, path, parameter) in requests {
+        let response = app.call(method.clone(), &path, Some(&ada.token)).await;
+        names_parameter(&response, StatusCode::BAD_REQUEST, parameter);
     }
 }
