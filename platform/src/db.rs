@@ -16,7 +16,9 @@
 //!
 //! A [`LockFile`] beside a SQLite file says which process holds it: the embedded topics take one
 //! for as long as they are open (one process per file), so that a second process is told who
-//! has the file, not only that it is busy.
+//! has the file, not only that it is busy. A system's database takes one only while it migrates
+//! (see [`Database::migrate`]): several processes may share it, as several instances share a
+//! PostgreSQL database.
 
 use std::{
     fmt,
@@ -68,6 +70,12 @@ pub enum DatabaseError {
     SchemaName(String),
     #[error("migrations failed")]
     Migrate(#[from] MigrateError),
+    #[error("cannot lock {path} to migrate it")]
+    MigrationLock {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error(transparent)]
     Query(#[from] sqlx::Error),
 }
@@ -129,12 +137,28 @@ impl Database {
         }
     }
 
-    /// Applies the migrations for this engine. Safe to run from several instances at once:
-    /// sqlx takes an advisory lock on PostgreSQL, and SQLite has a single writer.
+    /// Applies the migrations for this engine. Safe to run from several instances at once: they
+    /// take turns, and the ones after the first find nothing left to do.
+    ///
+    /// On PostgreSQL sqlx takes an advisory lock. On SQLite it takes none, and SQLite's single
+    /// writer is not enough: two processes starting together on one data directory both read
+    /// that a migration is missing, both apply it, and the second fails ("table api_keys already
+    /// exists"). The lock file beside the database (`<file>.lock`) makes them take turns. The
+    /// rejected alternative, one exclusive transaction around the whole run, is not possible:
+    /// sqlx's migrator opens a transaction of its own for each migration.
     pub async fn migrate(&self, migrations: Migrations) -> Result<(), DatabaseError> {
         match self {
             Self::Postgres(pool) => migrations.postgres.run(pool).await?,
-            Self::Sqlite(pool) => migrations.sqlite.run(pool).await?,
+            Self::Sqlite(pool) => {
+                let file = pool.connect_options().get_filename().to_owned();
+                let _turn = LockFile::acquire(&file).await.map_err(|source| {
+                    DatabaseError::MigrationLock {
+                        path: file.display().to_string(),
+                        source,
+                    }
+                })?;
+                migrations.sqlite.run(pool).await?
+            }
         }
         Ok(())
     }
@@ -220,6 +244,26 @@ impl LockFile {
             Err(TryLockError::WouldBlock) => Err(LockError::Held(Holder::read(&mut file))),
             Err(TryLockError::Error(err)) => Err(err.into()),
         }
+    }
+
+    /// Takes the lock beside `of`, waiting for its holder to let go.
+    pub async fn acquire(of: &Path) -> io::Result<Self> {
+        match Self::try_acquire(of) {
+            Ok(lock) => return Ok(lock),
+            Err(LockError::Io(err)) => return Err(err),
+            Err(LockError::Held(holder)) => {
+                tracing::info!(file = %of.display(), %holder, "waiting for the file's lock");
+            }
+        }
+        let of = of.to_owned();
+        // The operating system's wait blocks a thread: not one of the runtime's.
+        tokio::task::spawn_blocking(move || {
+            let file = open_lock_file(&of)?;
+            file.lock()?;
+            Self::holding(file)
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 
     /// Writes this process into the lock file it has just locked.
@@ -375,6 +419,30 @@ mod tests {
         drop(LockFile::try_acquire(&of).unwrap());
 
         LockFile::try_acquire(&of).unwrap();
+    }
+
+    /// Two processes starting together on one data directory, as two pools on one file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_migrating_one_embedded_database_at_once_all_succeed() {
+        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/topics");
+        let migrations = Migrations {
+            postgres: &MIGRATOR,
+            sqlite: &MIGRATOR,
+        };
+        // Without the lock, each round failed four times in five (one migration, two instances).
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let config = DatabaseConfig::Sqlite {
+                path: dir.path().join("system.sqlite"),
+            };
+            let one = Database::connect(&config, "system").await.unwrap();
+            let other = Database::connect(&config, "system").await.unwrap();
+
+            let (one, other) = tokio::join!(one.migrate(migrations), other.migrate(migrations));
+
+            one.unwrap();
+            other.unwrap();
+        }
     }
 
     #[test]
