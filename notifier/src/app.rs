@@ -121,6 +121,7 @@ impl Application {
             clock.clone(),
             topology.clone(),
             wake.clone(),
+            webhooks,
         ));
         let context = Arc::new(Context {
             store,

@@ -19,7 +19,10 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
-    domain::{CallerId, Invalid, Notification, NotificationRequest, User, UserDetails, UserId},
+    domain::{
+        CallerId, Invalid, Notification, NotificationRequest, User, UserDetails, UserId,
+        address::AddressPolicy,
+    },
     error::NotifierError,
     messages::{Intake, Job, Topology, event_type, outbox_event},
     store::{DeadLetter, Inserted, NotificationRecord, NotificationStore, StoreError},
@@ -33,6 +36,9 @@ pub struct Notifier {
     topology: Topology,
     /// Wakes the outbox relay after a write to the outbox, so the message goes out at once.
     wake: Arc<Notify>,
+    /// Which addresses a stored webhook URL may name: the webhook client's own rule, applied
+    /// early to an address written in the URL.
+    webhooks: AddressPolicy,
 }
 
 /// What a redrive did.
@@ -57,6 +63,7 @@ impl Notifier {
         clock: Arc<dyn Clock>,
         topology: Topology,
         wake: Arc<Notify>,
+        webhooks: AddressPolicy,
     ) -> Self {
         Self {
             store,
@@ -64,6 +71,7 @@ impl Notifier {
             clock,
             topology,
             wake,
+            webhooks,
         }
     }
 
@@ -97,7 +105,7 @@ impl Notifier {
     }
 
     pub async fn put_user(&self, id: UserId, details: UserDetails) -> Result<User, NotifierError> {
-        let user = User::parse(id, details)?;
+        let user = User::parse(id, details, self.webhooks)?;
         self.store.put_user(&user, self.clock.now()).await?;
         Ok(user)
     }

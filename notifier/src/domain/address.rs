@@ -3,8 +3,10 @@
 //! inside it (a private range, loopback, the cloud metadata service at 169.254.169.254) would let
 //! any user reach what only we should.
 //!
-//! A rule on values, with no I/O: the webhook client applies it to an address written in the URL
-//! and to every address a name resolves to (`providers/webhook.rs`).
+//! A rule on values, with no I/O, applied twice: when a webhook URL is stored, to an address
+//! written in it (`User::parse`: a mistake is a 422 at once, not a dead letter later), and when a
+//! webhook is sent, to every address its host resolves to (`providers/webhook.rs`: the check that
+//! holds, since what a name resolves to can change between the two).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -128,7 +128,7 @@ pub fn route(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{UserDetails, UserId};
+    use crate::domain::{UserDetails, UserId, address::AddressPolicy};
 
     const THROTTLE: Throttle = Throttle {
         limit: 2,
@@ -144,6 +144,7 @@ mod tests {
                 preferences: [("sms".to_owned(), false)].into(),
                 ..Default::default()
             },
+            AddressPolicy::PublicOnly,
         )
         .unwrap()
     }

@@ -3,8 +3,16 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use url::Url;
 
-use super::{Channel, Invalid};
+use super::{
+    Channel, Invalid,
+    address::{AddressPolicy, written_address},
+};
+
+/// The longest webhook URL stored: the practical limit browsers and proxies agree on, and a bound
+/// on what one row can cost.
+pub const MAX_WEBHOOK_URL_BYTES: usize = 2048;
 
 /// A user id, as the systems that send notifications name their users: 1 to 64 of
 /// `A-Z a-z 0-9 _ - . :`.
@@ -33,7 +41,8 @@ pub struct UserDetails {
     pub phone: Option<String>,
     /// The push service's device tokens, one per device.
     pub push_tokens: Vec<String>,
-    /// Where webhooks are POSTed: `https://` (or `http://`), signed.
+    /// Where webhooks are POSTed: `https://` (or `http://`), signed; at most 2,048 bytes, and not
+    /// an address inside our network.
     pub webhook_url: Option<String>,
     /// Opt-in (`true`) or opt-out (`false`) per channel name; a channel not named is opted in.
     pub preferences: BTreeMap<String, bool>,
@@ -52,7 +61,9 @@ pub struct User {
 }
 
 impl User {
-    pub fn parse(id: UserId, body: UserDetails) -> Result<Self, Invalid> {
+    /// Checks every contact and preference of `body`; `webhooks` says which addresses a webhook
+    /// URL may name.
+    pub fn parse(id: UserId, body: UserDetails, webhooks: AddressPolicy) -> Result<Self, Invalid> {
         if let Some(email) = &body.email {
             let (local, domain) = email.split_once('@').unwrap_or(("", ""));
             if local.is_empty()
@@ -81,15 +92,7 @@ impl User {
             }
         }
         if let Some(url) = &body.webhook_url {
-            let parsed = url::Url::parse(url)
-                .ok()
-                .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
-            if parsed.is_none() {
-                return Err(Invalid::new(
-                    "webhook_url",
-                    "must be an absolute http or https URL",
-                ));
-            }
+            check_webhook_url(url, webhooks)?;
         }
         let mut opted_out = Vec::new();
         for (name, opted_in) in &body.preferences {
@@ -128,12 +131,50 @@ impl User {
     }
 }
 
+/// A webhook URL as it may be stored: `http` or `https` with a host, at most 2,048 bytes, and,
+/// if its host is written as an address, one `webhooks` allows. A host *name* is not resolved
+/// here: what it resolves to can change before the webhook is sent, so the webhook client checks
+/// it then, on the addresses it connects to.
+fn check_webhook_url(text: &str, webhooks: AddressPolicy) -> Result<(), Invalid> {
+    let invalid = |reason: String| Invalid::new("webhook_url", reason);
+    if text.len() > MAX_WEBHOOK_URL_BYTES {
+        return Err(invalid(format!(
+            "must be at most {MAX_WEBHOOK_URL_BYTES} bytes"
+        )));
+    }
+    let url = Url::parse(text)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        .ok_or_else(|| invalid("must be an absolute http or https URL".to_owned()))?;
+    match written_address(&url) {
+        Some(address) if webhooks.refuses(address) => Err(invalid(format!(
+            "{address} is not a public address: webhooks go to public addresses only"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn user(body: UserDetails) -> Result<User, Invalid> {
-        User::parse(UserId::parse("u1").unwrap(), body)
+        User::parse(
+            UserId::parse("u1").unwrap(),
+            body,
+            AddressPolicy::PublicOnly,
+        )
+    }
+
+    fn webhook(url: &str, webhooks: AddressPolicy) -> Result<User, Invalid> {
+        User::parse(
+            UserId::parse("u1").unwrap(),
+            UserDetails {
+                webhook_url: Some(url.to_owned()),
+                ..Default::default()
+            },
+            webhooks,
+        )
     }
 
     #[test]
@@ -200,5 +241,64 @@ mod tests {
         assert!(!parsed.opted_in(Channel::Sms));
         assert!(parsed.reachable_on(Channel::Email));
         assert!(!parsed.reachable_on(Channel::Push));
+    }
+
+    #[test]
+    fn a_webhook_url_is_http_or_https_and_at_most_2048_bytes() {
+        let prefix = "https://hooks.example.com/";
+        let longest = format!(
+            "{prefix}{}",
+            "a".repeat(MAX_WEBHOOK_URL_BYTES - prefix.len())
+        );
+        assert!(webhook(&longest, AddressPolicy::PublicOnly).is_ok());
+
+        for refused in [
+            format!("{longest}a"),
+            "ftp://hooks.example.com/".to_owned(),
+            "javascript:alert(1)".to_owned(),
+            "hooks.example.com/in".to_owned(),
+        ] {
+            let err = webhook(&refused, AddressPolicy::PublicOnly).unwrap_err();
+            assert_eq!(err.field, "webhook_url", "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_webhook_url_naming_a_private_or_reserved_address_is_refused_unless_allowed() {
+        for internal in [
+            "http://127.0.0.1:8080/hook",
+            "http://0x7f000001/hook",
+            "http://10.0.0.5/hook",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://198.18.0.1/hook",
+            "http://240.0.0.1/hook",
+            "http://192.0.0.1/hook",
+            "http://[::1]/hook",
+            "http://[::ffff:127.0.0.1]/hook",
+            "http://[::127.0.0.1]/hook",
+            "http://[64:ff9b::a9fe:a9fe]/hook",
+            "http://[2002:a00:1::1]/hook",
+            "http://[fd00::1]/hook",
+        ] {
+            let err = webhook(internal, AddressPolicy::PublicOnly).unwrap_err();
+            assert_eq!(err.field, "webhook_url", "{internal}");
+            assert!(err.reason.contains("not a public address"), "{internal}");
+            assert!(
+                webhook(internal, AddressPolicy::AllowPrivate).is_ok(),
+                "{internal}"
+            );
+        }
+        for public in [
+            "https://hooks.example.com/in",
+            "http://93.184.216.34/hook",
+            "https://[2606:4700::1111]/hook",
+            // A name is judged when the webhook is sent, by the addresses it resolves to then.
+            "http://localhost:8080/hook",
+        ] {
+            assert!(
+                webhook(public, AddressPolicy::PublicOnly).is_ok(),
+                "{public}"
+            );
+        }
     }
 }

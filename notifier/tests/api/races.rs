@@ -259,6 +259,7 @@ async fn a_router_that_loses_the_routing_race_still_publishes_the_job() {
         Arc::new(SystemClock),
         topology.clone(),
         Arc::new(Notify::new()),
+        AddressPolicy::AllowPrivate,
     );
     let grace = UserDetails {
         phone: Some("+14155550100".into()),

@@ -59,3 +59,70 @@ async fn an_unknown_user_is_404_and_a_malformed_id_is_refused() {
         .await
         .problem(StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_webhook_url_naming_an_internal_or_reserved_address_is_422_and_changes_nothing() {
+    let app = TestApp::spawn_with(|settings| settings.webhook_allow_private = false).await;
+    app.ada().await;
+    let too_long = format!("https://hooks.example.com/{}", "a".repeat(2048));
+
+    for url in [
+        too_long.as_str(),
+        "gopher://hooks.example.com/",
+        "http://127.0.0.1:6379/",
+        "http://0x7f000001/hook",
+        "http://10.0.0.5/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://198.18.0.1/hook",
+        "http://240.0.0.1/hook",
+        "http://192.0.0.1/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::127.0.0.1]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/hook",
+        "http://[2002:a00:1::1]/hook",
+        "http://[fd00::1]/hook",
+    ] {
+        app.put_user("ada", json!({"webhook_url": url}))
+            .await
+            .invalid_field("webhook_url");
+    }
+
+    assert_eq!(
+        app.get("/v1/users/ada").await.json()["webhook_url"],
+        "https://example.com/hooks"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_url_on_a_public_address_or_a_name_is_stored() {
+    let app = TestApp::spawn_with(|settings| settings.webhook_allow_private = false).await;
+    let longest = format!("https://hooks.example.com/{}", "a".repeat(2048 - 26));
+
+    for url in [
+        longest.as_str(),
+        "http://93.184.216.34/hook",
+        "https://[2606:4700::1111]/hook",
+        // Judged when sent, on the addresses it resolves to then.
+        "http://localhost:8080/hook",
+    ] {
+        let response = app.put_user("ada", json!({"webhook_url": url})).await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "{url}: {:?}",
+            response.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_private_webhooks_allowed_a_loopback_receiver_can_be_stored() {
+    let app = TestApp::spawn_with(|settings| settings.webhook_allow_private = true).await;
+
+    let response = app
+        .put_user("grace", json!({"webhook_url": app.receiver.url()}))
+        .await;
+
+    assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
+}
