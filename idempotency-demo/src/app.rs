@@ -9,6 +9,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use anyhow::Context;
 use axum::Router;
 use platform::{
+    auth::AdminToken,
     clock::{Clock, SystemClock},
     db::Database,
     health::{Need, Readiness},
@@ -74,7 +75,7 @@ impl Application {
         let (provider_url, provider) = match &settings.provider {
             ProviderSetting::Url(url) => (url.clone(), None),
             ProviderSetting::Simulated(addr) => {
-                let running = RunningProvider::start(*addr).await?;
+                let running = RunningProvider::start(*addr, settings.admin_token.clone()).await?;
                 (format!("http://{}", running.addr), Some(running))
             }
         };
@@ -213,12 +214,12 @@ impl Application {
 }
 
 impl RunningProvider {
-    async fn start(addr: SocketAddr) -> anyhow::Result<Self> {
+    async fn start(addr: SocketAddr, admin: Option<AdminToken>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the provider simulator on {addr}"))?;
         let addr = listener.local_addr()?;
-        let simulator = Simulator::new();
+        let simulator = Simulator::with_admin(admin);
         let stop = CancellationToken::new();
         let task = tokio::spawn(platform::http::serve(
             listener,

@@ -1,7 +1,9 @@
 //! The payments service on its own, with its provider simulator. Run with
 //!
 //! ```text
-//! PAYMENTS_DEMO_KEY=sk_0000000000000000000000000000000000000001 cargo run --release -p idempotency-demo
+//! export PAYMENTS_DEMO_KEY=sk_0000000000000000000000000000000000000001
+//! export SDLAB_ADMIN_TOKEN=sk_0000000000000000000000000000000000000002   # opens the fault switches
+//! cargo run --release -p idempotency-demo
 //! ```
 //!
 //! and try
@@ -10,7 +12,8 @@
 //! curl -si -X POST localhost:8085/v1/payments -H "authorization: Bearer $PAYMENTS_DEMO_KEY" \
 //!      -H 'idempotency-key: order-1' -H 'content-type: application/json' \
 //!      -d '{"amount": 2000, "currency": "usd", "source": "tok_visa"}'
-//! curl -s -X PUT localhost:8095/v1/faults -H 'content-type: application/json' -d '{"crash_after_charge_rate": 1}'
+//! curl -s -X PUT localhost:8095/v1/faults -H "authorization: Bearer $SDLAB_ADMIN_TOKEN" \
+//!      -H 'content-type: application/json' -d '{"crash_after_charge_rate": 1}'
 //! ```
 //!
 //! `cargo run --release` at the workspace root starts it inside the lab, with the other systems.

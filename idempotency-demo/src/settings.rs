@@ -15,12 +15,13 @@
 //! | `PAYMENTS_RELAY_INTERVAL_MS` | `500` | how often the outbox relay looks for events besides being woken by each payment |
 //! | `PAYMENTS_IDEMPOTENCY` | `on` | `off` runs `POST /v1/payments` without the key check: the benchmark's baseline, in a build with `--features bench` only (refused otherwise) |
 //! | `PAYMENTS_DEMO_KEY` | unset | an API key (`sk_` and 40 hex digits) to register at start, for demos and load tests |
+//! | `SDLAB_ADMIN_TOKEN` | unset: the switches stay shut over HTTP | the token (`sk_` and 40 hex digits) that opens the provider simulator's fault switches, `PUT /v1/faults` |
 //! | `DATABASE_URL`, `KAFKA_BROKERS` | unset | the real backends (see `platform::config`) |
 
 use std::{net::SocketAddr, time::Duration};
 
 use platform::{
-    auth::ApiKey,
+    auth::{AdminToken, ApiKey},
     config::{Backends, ConfigError, env_opt, env_or, env_positive},
 };
 
@@ -38,6 +39,8 @@ pub struct Settings {
     pub relay_interval: Duration,
     pub idempotency: Idempotency,
     pub demo_key: Option<ApiKey>,
+    /// Opens the provider simulator's fault switches over HTTP (`SDLAB_ADMIN_TOKEN`).
+    pub admin_token: Option<AdminToken>,
 }
 
 /// Whether `POST /v1/payments` takes an `Idempotency-Key`.
@@ -86,6 +89,7 @@ impl Settings {
             relay_interval: millis("PAYMENTS_RELAY_INTERVAL_MS", 500)?,
             idempotency: idempotency()?,
             demo_key,
+            admin_token: AdminToken::from_env()?,
         })
     }
 
@@ -104,6 +108,7 @@ impl Settings {
             relay_interval: Duration::from_secs(3600),
             idempotency: Idempotency::On,
             demo_key: None,
+            admin_token: None,
         }
     }
 }

@@ -11,8 +11,10 @@ pub fn print(systems: &Systems, demo: &Demo) {
         notifier,
         feed,
         limiter_key,
+        admin_token,
     } = systems;
     let limiter_key = limiter_key.expose();
+    let admin_token = admin_token.expose();
     let local = |port: u16| format!("http://localhost:{port}");
     let s = local(shortener.port());
     let shortener_backends = shortener.describe_backends();
@@ -86,7 +88,10 @@ Try it (an API key and a link were made for this run):
   curl -si {p}/v1/payments -H "authorization: Bearer $PAY_KEY" -H 'idempotency-key: order-1' \
        -H 'content-type: application/json' -d '{{"amount": 2000, "currency": "usd", "source": "tok_visa"}}'
   # make the provider crash after charging, pay, see the 502, heal it, retry: still one charge
-  curl -s -X PUT {provider}/v1/faults -H 'content-type: application/json' -d '{{"crash_after_charge_rate": 1}}'
+  # (the fault switches open to the admin token made for this run)
+  export ADMIN_TOKEN={admin_token}
+  curl -s -X PUT {provider}/v1/faults -H "authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+       -d '{{"crash_after_charge_rate": 1}}'
   curl -s {provider}/v1/charges
   # each successful payment sends a receipt through the notifier: read it in the mailbox
   open {mailbox}
@@ -99,7 +104,8 @@ Try it (an API key and a link were made for this run):
        -d '{{"user_id": "ada", "template": "welcome", "data": {{"name": "Ada"}}}}'
   curl -s {n}/v1/notifications/<id> -H "authorization: Bearer $NOTIFY_KEY"
   # break the SMS/push provider, send, watch the retries (5 s, 30 s, 5 min) and the dead letters
-  curl -s -X PUT {sms_push}/v1/faults -H 'content-type: application/json' -d '{{"error_rate": 1}}'
+  curl -s -X PUT {sms_push}/v1/faults -H "authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+       -d '{{"error_rate": 1}}'
   curl -s {n}/v1/dlq -H "authorization: Bearer $NOTIFY_KEY"
   curl -s -X POST {n}/v1/dlq/<dead letter id>/redrive -H "authorization: Bearer $NOTIFY_KEY"
   # a home feed (a user and an author with a post were made for this run): empty, then follow

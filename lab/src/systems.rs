@@ -3,7 +3,10 @@
 
 use std::{future::Future, pin::Pin};
 
-use platform::{auth::ApiKey, shutdown::CancellationToken};
+use platform::{
+    auth::{AdminToken, ApiKey},
+    shutdown::CancellationToken,
+};
 use tokio::task::JoinSet;
 
 pub struct Systems {
@@ -15,6 +18,9 @@ pub struct Systems {
     /// The key the rate limiter's decision API takes from the lab (`RATE_LIMITER_CALLER_KEY` if
     /// set, else one made for this run), for the banner's curl lines.
     pub limiter_key: ApiKey,
+    /// The token that opens the simulators' and the mailbox's fault switches
+    /// (`SDLAB_ADMIN_TOKEN` if set, else one made for this run), for the banner.
+    pub admin_token: AdminToken,
 }
 
 type Running = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
@@ -22,7 +28,8 @@ type Running = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 impl Systems {
     /// Builds every system from its environment variables. The rate limiter's gateway stands in
     /// front of the shortener, unless `RATE_LIMITER_UPSTREAM` names another origin, and its
-    /// decision API takes a key made for this run unless `RATE_LIMITER_CALLER_KEY` gives one.
+    /// decision API takes a key made for this run unless `RATE_LIMITER_CALLER_KEY` gives one; the
+    /// fault switches open to one admin token, made for this run unless `SDLAB_ADMIN_TOKEN` is set.
     pub async fn build() -> anyhow::Result<Self> {
         let shortener =
             url_shortener::Application::build(url_shortener::Settings::from_env()?).await?;
@@ -35,14 +42,19 @@ impl Systems {
             .caller_key
             .get_or_insert_with(ApiKey::generate)
             .clone();
+        let admin_token = AdminToken::from_env()?.unwrap_or_else(AdminToken::generate);
+        let mut payments_settings = idempotency_demo::Settings::from_env()?;
+        payments_settings.admin_token = Some(admin_token.clone());
+        let mut notifier_settings = notifier::Settings::from_env()?;
+        notifier_settings.admin_token = Some(admin_token.clone());
         Ok(Self {
             shortener,
             limiter: rate_limiter::Application::build(limiter_settings).await?,
-            payments: idempotency_demo::Application::build(idempotency_demo::Settings::from_env()?)
-                .await?,
-            notifier: notifier::Application::build(notifier::Settings::from_env()?).await?,
+            payments: idempotency_demo::Application::build(payments_settings).await?,
+            notifier: notifier::Application::build(notifier_settings).await?,
             feed: feed_service::Application::build(feed_service::Settings::from_env()?).await?,
             limiter_key,
+            admin_token,
         })
     }
 

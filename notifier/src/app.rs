@@ -248,7 +248,7 @@ impl LocalProviders {
         let simulator = match settings.provider_url {
             Some(_) => None,
             None => {
-                let simulator = Simulator::new();
+                let simulator = Simulator::with_admin(settings.admin_token.clone());
                 let addr = serve_http(
                     settings.provider_addr,
                     simulator.router(),
@@ -267,7 +267,7 @@ impl LocalProviders {
         let (mailbox, smtp_addr) = match settings.smtp_url {
             Some(_) => (None, None),
             None => {
-                let mailbox = Mailbox::new();
+                let mailbox = Mailbox::with_admin(settings.admin_token.clone());
                 let listener = TcpListener::bind(settings.smtp_sink_addr)
                     .await
                     .with_context(|| {

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `NOTIFIER_ADDR` | `127.0.0.1:8083` | where the API listens |
 //! | `NOTIFIER_CALLER_KEY` | unset | an API key (`sk_` and 40 hex digits) registered at start as a caller, for demos, load tests and deployments whose callers the operator sets |
+//! | `SDLAB_ADMIN_TOKEN` | unset: the switches stay shut over HTTP | the token (`sk_` and 40 hex digits) that opens the fault switches of the simulator and the mailbox |
 //! | `NOTIFIER_PROVIDER_URL` | unset | a running SMS/push provider; unset: this process serves the simulator |
 //! | `NOTIFIER_SMTP_URL` | unset | an SMTP server (`smtp://host:port`); unset: this process serves the mailbox |
 //! | `NOTIFIER_PROVIDER_ADDR` | `127.0.0.1:8093` | without `NOTIFIER_PROVIDER_URL`: where the simulator listens |
@@ -28,7 +29,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use platform::{
-    auth::{ApiKey, env_key},
+    auth::{AdminToken, ApiKey, env_key},
     config::{Backends, ConfigError, env_opt, env_or, env_positive},
 };
 
@@ -44,6 +45,8 @@ pub struct Settings {
     pub backends: Backends,
     /// A caller's key to register at start (`NOTIFIER_CALLER_KEY`).
     pub caller_key: Option<ApiKey>,
+    /// Opens the local providers' fault switches over HTTP (`SDLAB_ADMIN_TOKEN`).
+    pub admin_token: Option<AdminToken>,
     /// The SMS/push provider; `None`: the simulator, served here.
     pub provider_url: Option<String>,
     /// The SMTP server; `None`: the mailbox, served here.
@@ -72,6 +75,7 @@ impl Settings {
             addr: env_or("NOTIFIER_ADDR", SocketAddr::from(([127, 0, 0, 1], 8083)))?,
             backends: Backends::from_env(SYSTEM)?,
             caller_key: env_key("NOTIFIER_CALLER_KEY")?,
+            admin_token: AdminToken::from_env()?,
             provider_url: env_opt("NOTIFIER_PROVIDER_URL")?,
             smtp_url: env_opt("NOTIFIER_SMTP_URL")?,
             provider_addr: env_or(
@@ -134,6 +138,7 @@ impl Settings {
             addr: any_port,
             backends: Backends::for_tests(),
             caller_key: None,
+            admin_token: None,
             provider_url: None,
             smtp_url: None,
             provider_addr: any_port,

@@ -18,8 +18,10 @@
 use std::fmt;
 
 use axum::{
-    extract::FromRequestParts,
+    extract::{FromRequestParts, Request, State},
     http::{HeaderValue, StatusCode, header, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Response},
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -235,6 +237,66 @@ impl ApiKeys {
     }
 }
 
+/// The token that opens the fault switches of the simulators and the mailbox, and whatever else
+/// lets an operator break a system on purpose: `SDLAB_ADMIN_TOKEN`, the same for every system of
+/// a deployment (the lab makes one per run and prints it). Shaped like an API key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(ApiKey);
+
+impl AdminToken {
+    pub fn generate() -> Self {
+        Self(ApiKey::generate())
+    }
+
+    /// `SDLAB_ADMIN_TOKEN`; unset means no admin endpoint opens.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        Ok(env_key(ADMIN_TOKEN_VARIABLE)?.map(Self))
+    }
+
+    /// The token itself, to print for its operator.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(sk_…)")
+    }
+}
+
+/// The variable every system reads its [`AdminToken`] from.
+pub const ADMIN_TOKEN_VARIABLE: &str = "SDLAB_ADMIN_TOKEN";
+
+/// Middleware for admin routes (`route_layer(from_fn_with_state(token, require_admin))`): the
+/// request goes on only with `Authorization: Bearer <the admin token>`. Without a token
+/// configured, every request is refused with a 403 that says how to configure one: a fault
+/// switch that anyone could flip would let anyone break the system, so closed is the default.
+pub async fn require_admin(
+    State(token): State<Option<AdminToken>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = token else {
+        return Problem::status(StatusCode::FORBIDDEN)
+            .with_detail(format!(
+                "Admin endpoints are closed: start the service with {ADMIN_TOKEN_VARIABLE} set, \
+                 and send it as `Authorization: Bearer …`."
+            ))
+            .into_response();
+    };
+    // Compared by hash, so the comparison's time says nothing about the token.
+    let given = bearer_token(request.headers()).and_then(ApiKey::parse);
+    match given {
+        Some(key) if key.hash() == token.0.hash() => next.run(request).await,
+        Some(_) => unauthorized("The admin token is not valid.").into_response(),
+        None => unauthorized(&format!(
+            "Send the admin token ({ADMIN_TOKEN_VARIABLE}) as `Authorization: Bearer …`."
+        ))
+        .into_response(),
+    }
+}
+
 /// The API key from `Authorization: Bearer …`, not yet checked against any store.
 #[derive(Debug, Clone)]
 pub struct BearerKey(pub ApiKey);
@@ -404,6 +466,45 @@ mod tests {
         let again = keys.insert(&key, "demo", now()).await.unwrap_err();
 
         assert!(crate::db::is_unique_violation(&again), "{again:?}");
+    }
+
+    async fn admin_answer(token: Option<AdminToken>, authorization: Option<&str>) -> StatusCode {
+        let router = axum::Router::new()
+            .route("/v1/faults", axum::routing::put(|| async { "switched" }))
+            .route_layer(axum::middleware::from_fn_with_state(token, require_admin));
+        let mut request = Request::put("/v1/faults");
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let request = request.body(axum::body::Body::empty()).unwrap();
+        tower::ServiceExt::oneshot(router, request)
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn an_admin_route_opens_to_its_token_alone_and_to_nobody_without_one() {
+        let token = AdminToken::generate();
+        let right = format!("Bearer {}", token.expose());
+        let wrong = format!("Bearer {}", ApiKey::generate().expose());
+
+        assert_eq!(
+            admin_answer(Some(token.clone()), Some(&right)).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            admin_answer(Some(token.clone()), Some(&wrong)).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            admin_answer(Some(token), None).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            admin_answer(None, Some(&right)).await,
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[tokio::test]

@@ -5,7 +5,8 @@
 //! POST /v1/charges   Idempotency-Key: <key>   {"amount": 2000, "currency": "USD", "source": "tok_visa"}
 //! 201 {"id": "ch_…", "status": "succeeded", …}          402 {"id": "ch_…", "status": "failed", "failure_code": "card_declined", …}
 //! GET  /v1/charges   every charge made, for tests and the benchmark to count
-//! GET  /v1/faults, PUT /v1/faults   {"latency_ms": 0, "error_rate": 0.0, "timeout_rate": 0.0, "crash_after_charge_rate": 0.0}
+//! GET  /v1/faults, PUT /v1/faults   (with the admin token, `SDLAB_ADMIN_TOKEN`)
+//!      {"latency_ms": 0, "error_rate": 0.0, "timeout_rate": 0.0, "crash_after_charge_rate": 0.0}
 //! ```
 //!
 //! Test cards, named as Stripe's: `tok_visa` and `tok_mastercard` succeed;
@@ -35,10 +36,14 @@ use axum::{
     body::Body,
     extract::State,
     http::{HeaderMap, StatusCode},
+    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use platform::problem::{FieldError, Problem};
+use platform::{
+    auth::{AdminToken, require_admin},
+    problem::{FieldError, Problem},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -97,6 +102,8 @@ struct ChargeRequest {
 pub struct Simulator {
     state: Mutex<Ledger>,
     faults: Mutex<Faults>,
+    /// What opens `/v1/faults` over HTTP; `None`: nothing does (`set_faults` still works).
+    admin: Option<AdminToken>,
 }
 
 #[derive(Default)]
@@ -115,8 +122,17 @@ enum KeyState {
 }
 
 impl Simulator {
+    /// A simulator whose fault switches are set in process only.
     pub fn new() -> Arc<Self> {
         Arc::default()
+    }
+
+    /// A simulator whose fault switches also open over HTTP, to `admin`.
+    pub fn with_admin(admin: Option<AdminToken>) -> Arc<Self> {
+        Arc::new(Self {
+            admin,
+            ..Self::default()
+        })
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -136,7 +152,12 @@ impl Simulator {
     pub fn router(self: &Arc<Self>) -> Router {
         let routes = Router::new()
             .route("/v1/charges", post(charge).get(list_charges))
-            .route("/v1/faults", get(get_faults).put(put_faults))
+            .route(
+                "/v1/faults",
+                get(get_faults)
+                    .put(put_faults)
+                    .route_layer(from_fn_with_state(self.admin.clone(), require_admin)),
+            )
             .with_state(self.clone());
         platform::http::service(
             "payment-provider",
@@ -311,4 +332,37 @@ async fn put_faults(
     faults.check()?;
     simulator.set_faults(faults);
     Ok(Json(faults))
+}
+
+#[cfg(test)]
+mod tests {
+    use platform::testing::http::send_to;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_fault_switches_open_to_the_admin_token_alone() {
+        let admin = AdminToken::generate();
+        let simulator = Simulator::with_admin(Some(admin.clone()));
+        let router = simulator.router();
+        let put = |key: Option<&str>| {
+            platform::testing::http::json_request(
+                axum::http::Method::PUT,
+                "/v1/faults",
+                key,
+                r#"{"error_rate": 1.0}"#.to_owned(),
+            )
+        };
+
+        let anonymous = send_to(&router, put(None)).await;
+        let stranger = send_to(&router, put(Some(AdminToken::generate().expose()))).await;
+        let untouched = simulator.faults();
+        let operator = send_to(&router, put(Some(admin.expose()))).await;
+
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(untouched, Faults::default());
+        assert_eq!(operator.status, StatusCode::OK);
+        assert_eq!(simulator.faults().error_rate, 1.0);
+    }
 }

@@ -53,17 +53,26 @@ pub(super) async fn put_faults(
 #[cfg(test)]
 mod tests {
     use axum::http::{Method, StatusCode};
-    use platform::testing::http::{json_request, send_to};
+    use platform::{
+        auth::AdminToken,
+        testing::http::{json_request, send_to},
+    };
     use serde_json::json;
 
     use super::*;
 
     #[tokio::test]
     async fn faults_are_set_over_http_and_a_rate_outside_zero_to_one_is_refused() {
-        let mailbox = Mailbox::new();
+        let admin = AdminToken::generate();
+        let mailbox = Mailbox::with_admin(Some(admin.clone()));
         let router = mailbox.router();
         let put = |body: serde_json::Value| {
-            json_request(Method::PUT, "/mailbox/faults", None, body.to_string())
+            json_request(
+                Method::PUT,
+                "/mailbox/faults",
+                Some(admin.expose()),
+                body.to_string(),
+            )
         };
 
         let refused = send_to(&router, put(json!({ "error_rate": 1.5 }))).await;
@@ -83,6 +92,31 @@ mod tests {
                 latency_ms: 5,
             }
         );
+    }
+
+    #[tokio::test]
+    async fn the_switches_open_to_the_admin_token_alone_and_stay_shut_without_one() {
+        let admin = AdminToken::generate();
+        let body = json!({ "error_rate": 1.0 }).to_string();
+        let put =
+            |key: Option<&str>| json_request(Method::PUT, "/mailbox/faults", key, body.clone());
+        let guarded = Mailbox::with_admin(Some(admin));
+        let closed = Mailbox::new();
+
+        let anonymous = send_to(&guarded.router(), put(None)).await;
+        let stranger = send_to(
+            &guarded.router(),
+            put(Some(AdminToken::generate().expose())),
+        )
+        .await;
+        let unconfigured =
+            send_to(&closed.router(), put(Some(AdminToken::generate().expose()))).await;
+
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(unconfigured.status, StatusCode::FORBIDDEN);
+        assert_eq!(guarded.faults(), Faults::default(), "nothing was switched");
+        assert_eq!(closed.faults(), Faults::default());
     }
 
     #[test]

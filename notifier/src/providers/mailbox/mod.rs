@@ -6,7 +6,7 @@
 //! SMTP   EHLO/HELO, MAIL FROM, RCPT TO, DATA, RSET, NOOP, QUIT   (what lettre and swaks use)
 //! GET  /mailbox            the messages as a page, newest first
 //! GET  /mailbox/messages   {"received", "duplicates", "rejected", "messages": [...]}, oldest first
-//! GET  /mailbox/faults, PUT /mailbox/faults
+//! GET  /mailbox/faults, PUT /mailbox/faults    (with the admin token, `SDLAB_ADMIN_TOKEN`)
 //!      {"error_rate": 0.0, "reject_recipients": ["nobody@example.com"], "latency_ms": 0}
 //! ```
 //!
@@ -38,7 +38,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, Router, extract::State, middleware::from_fn_with_state, routing::get};
+use platform::auth::{AdminToken, require_admin};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -79,6 +80,8 @@ pub struct Mailbox {
     // A std mutex, not tokio's: it is held for a few pushes and never across an `.await`.
     state: Mutex<Kept>,
     faults: Mutex<Faults>,
+    /// What opens `/mailbox/faults` over HTTP; `None`: nothing does (`set_faults` still works).
+    admin: Option<AdminToken>,
 }
 
 #[derive(Default)]
@@ -96,10 +99,20 @@ impl Mailbox {
 
     /// A mailbox that keeps the newest `capacity` messages.
     pub fn with_capacity(capacity: usize) -> Arc<Self> {
+        Self::build(capacity, None)
+    }
+
+    /// A mailbox whose fault switches also open over HTTP, to `admin`.
+    pub fn with_admin(admin: Option<AdminToken>) -> Arc<Self> {
+        Self::build(DEFAULT_CAPACITY, admin)
+    }
+
+    fn build(capacity: usize, admin: Option<AdminToken>) -> Arc<Self> {
         Arc::new(Self {
             capacity,
             state: Mutex::default(),
             faults: Mutex::default(),
+            admin,
         })
     }
 
@@ -161,7 +174,9 @@ impl Mailbox {
             .route("/mailbox/messages", get(list))
             .route(
                 "/mailbox/faults",
-                get(faults::get_faults).put(faults::put_faults),
+                get(faults::get_faults)
+                    .put(faults::put_faults)
+                    .route_layer(from_fn_with_state(self.admin.clone(), require_admin)),
             )
             .with_state(self.clone())
     }

@@ -8,7 +8,7 @@
 //! 201 {"id": "msg_…"}   (a repeat of a key: 200 and the same id, not delivered again)
 //! GET  /v1/messages        every message delivered, for tests and the benchmark to count:
 //!      [{"id", "channel", "idempotency_key", "content", "received_at", "repeats"}, …]
-//! GET  /v1/faults, PUT /v1/faults
+//! GET  /v1/faults, PUT /v1/faults    (with the admin token, `SDLAB_ADMIN_TOKEN`)
 //!      {"error_rate": 0.0, "rate_limit_rate": 0.0, "retry_after_secs": 1, "timeout_rate": 0.0, "latency_ms": 0}
 //! ```
 //!
@@ -33,10 +33,14 @@ use axum::{
     Json, Router,
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use platform::problem::{FieldError, Problem};
+use platform::{
+    auth::{AdminToken, require_admin},
+    problem::{FieldError, Problem},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -83,6 +87,8 @@ pub struct Message {
 pub struct Simulator {
     delivered: Mutex<Delivered>,
     faults: Mutex<Faults>,
+    /// What opens `/v1/faults` over HTTP; `None`: nothing does (`set_faults` still works).
+    admin: Option<AdminToken>,
 }
 
 #[derive(Default)]
@@ -93,8 +99,17 @@ struct Delivered {
 }
 
 impl Simulator {
+    /// A simulator whose fault switches are set in process only.
     pub fn new() -> Arc<Self> {
         Arc::default()
+    }
+
+    /// A simulator whose fault switches also open over HTTP, to `admin`.
+    pub fn with_admin(admin: Option<AdminToken>) -> Arc<Self> {
+        Arc::new(Self {
+            admin,
+            ..Self::default()
+        })
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -120,7 +135,12 @@ impl Simulator {
         let routes = Router::new()
             .route("/v1/{channel}/messages", post(deliver))
             .route("/v1/messages", get(list))
-            .route("/v1/faults", get(get_faults).put(put_faults))
+            .route(
+                "/v1/faults",
+                get(get_faults)
+                    .put(put_faults)
+                    .route_layer(from_fn_with_state(self.admin.clone(), require_admin)),
+            )
             .with_state(self.clone());
         platform::http::service(
             "notification-providers",
@@ -303,5 +323,31 @@ mod tests {
         let parsed =
             OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap();
         assert_eq!(parsed, received_at);
+    }
+
+    #[tokio::test]
+    async fn the_fault_switches_open_to_the_admin_token_alone() {
+        let admin = AdminToken::generate();
+        let simulator = Simulator::with_admin(Some(admin.clone()));
+        let router = simulator.router();
+        let put = |key: Option<&str>| {
+            platform::testing::http::json_request(
+                axum::http::Method::PUT,
+                "/v1/faults",
+                key,
+                r#"{"error_rate": 1.0}"#.to_owned(),
+            )
+        };
+
+        let anonymous = send_to(&router, put(None)).await;
+        let stranger = send_to(&router, put(Some(AdminToken::generate().expose()))).await;
+        let untouched = simulator.faults();
+        let operator = send_to(&router, put(Some(admin.expose()))).await;
+
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(untouched, Faults::default());
+        assert_eq!(operator.status, StatusCode::OK);
+        assert_eq!(simulator.faults().error_rate, 1.0);
     }
 }
