@@ -1,4 +1,5 @@
-//! The HTTP stack every sdlab service runs behind, and `serve` with graceful shutdown.
+//! The HTTP stack every sdlab service runs behind, and [`serve`], whose graceful shutdown
+//! answers every request it accepted (its module, `http/graceful.rs`, says how).
 //!
 //! [`service`] takes a system's routes and returns the router it actually serves:
 //! - `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and the `/docs` page are merged in;
@@ -15,11 +16,12 @@
 //! - bodies are limited to 64 KiB unless a route says otherwise, and a request that runs for
 //!   30 s is cut off with a 503 problem; both are counted in the metrics like any response.
 
+mod graceful;
+
 use std::{
     any::Any,
     convert::Infallible,
     future::Future,
-    net::SocketAddr,
     panic::AssertUnwindSafe,
     pin::Pin,
     task::{Context, Poll},
@@ -31,15 +33,13 @@ use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{HeaderName, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
-    serve::ListenerExt,
 };
 use pin_project_lite::pin_project;
-use tokio::{
-    net::TcpListener,
-    time::{Instant, Timeout},
-};
+use tokio::time::{Instant, Timeout};
 use tower::{Layer, Service};
 use tracing::Span;
+
+pub use self::graceful::{IDLE_GRACE, serve};
 
 use crate::{
     health::Readiness,
@@ -91,26 +91,6 @@ fn observe(name: &'static str) -> ObserveLayer {
     ObserveLayer {
         metrics: HttpMetrics::new(name),
     }
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        // Small request/response exchanges should not wait for Nagle's algorithm.
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(%err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }
 
 /// Everything the stack does around a request, in one layer: takes the client's `x-request-id`

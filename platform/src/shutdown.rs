@@ -5,6 +5,9 @@
 //! mini-redis does, so tests stop a server by completing a future of their own instead of sending
 //! signals. When several tasks must stop together (the lab runs every system in one process), a
 //! `CancellationToken` is cancelled by [`signal`] and each task waits on its own clone.
+//!
+//! What a server does once its future completes is [`crate::http::serve`]'s: it stops accepting
+//! and answers every request on the connections it accepted before it returns.
 
 pub use tokio_util::sync::CancellationToken;
 
