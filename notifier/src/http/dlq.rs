@@ -1,11 +1,7 @@
 //! `GET /v1/dlq`, `POST /v1/dlq/{id}/redrive`: the dead letters, and the way back.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
-};
-use platform::problem::Problem;
+use axum::{Json, extract::State, http::StatusCode};
+use platform::{extract::Path, problem::Problem};
 use serde::Serialize;
 use utoipa::ToSchema;
 

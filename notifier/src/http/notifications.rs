@@ -1,11 +1,10 @@
 //! `POST /v1/notifications`, `GET /v1/notifications/{id}`.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
+use axum::{Json, extract::State, http::StatusCode};
+use platform::{
+    extract::{Json as JsonBody, Path},
+    problem::Problem,
 };
-use platform::{extract::Json as JsonBody, problem::Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;

@@ -2,12 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::{
-    Json,
-    extract::{Path, State},
-};
+use axum::{Json, extract::State};
 use platform::{
-    extract::Json as JsonBody,
+    extract::{Json as JsonBody, Path},
     problem::{FieldError, Problem},
 };
 use serde::Deserialize;

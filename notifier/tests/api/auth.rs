@@ -77,6 +77,11 @@ async fn a_malformed_id_in_the_path_is_a_400_naming_the_parameter() {
         (Method::POST, "/v1/dlq/not-a-uuid/redrive"),
         (Method::GET, "/v1/users/a%20b"),
         (Method::PUT, "/v1/users/a%20b"),
+        // Percent escapes that are not UTF-8: refused before any rule of ours reads them.
+        (Method::GET, "/v1/notifications/%FF"),
+        (Method::POST, "/v1/dlq/%FF/redrive"),
+        (Method::GET, "/v1/users/%FF"),
+        (Method::PUT, "/v1/users/%FF"),
     ] {
         let body = json!({"email": "ada@example.com"}).to_string();
 
