@@ -37,10 +37,12 @@ pub struct Grant {
     pub rules: Vec<RuleName>,
 }
 
-/// Every caller, found by its key's hash: one hash and one map lookup per request.
+/// Every caller, found by its key's SHA-256: one digest and one map lookup per request. The
+/// digest is kept as bytes, not hex: the decision API's cost is measured per microsecond
+/// (`DESIGN.md` §11).
 #[derive(Debug, Default)]
 pub struct Callers {
-    by_hash: HashMap<String, Arc<Caller>>,
+    by_digest: HashMap<[u8; 32], Arc<Caller>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -61,17 +63,20 @@ impl Caller {
 }
 
 impl Callers {
-    /// The callers of `grants` (already checked against `rules` by the file's parser), and the
-    /// operator's `key` if given, granted every rule without a `match`.
+    /// The callers of `grants` (already checked against `rules` by the file's parser, hashes
+    /// included), and the operator's `key` if given, granted every rule without a `match`.
     pub fn new(grants: Vec<Grant>, operator: Option<&ApiKey>, rules: &[Rule]) -> Self {
-        let mut by_hash: HashMap<String, Arc<Caller>> = grants
+        let mut by_digest: HashMap<[u8; 32], Arc<Caller>> = grants
             .into_iter()
             .map(|grant| {
+                let mut digest = [0; 32];
+                hex::decode_to_slice(&grant.key_sha256, &mut digest)
+                    .expect("the rules file checks that a key hash is 64 hex digits");
                 let caller = Caller {
                     name: grant.name,
                     rules: grant.rules.into_iter().collect(),
                 };
-                (grant.key_sha256, Arc::new(caller))
+                (digest, Arc::new(caller))
             })
             .collect();
         if let Some(key) = operator {
@@ -84,14 +89,14 @@ impl Callers {
                 name: "operator".into(),
                 rules: decision_rules,
             };
-            by_hash.insert(key.hash(), Arc::new(caller));
+            by_digest.insert(key.digest(), Arc::new(caller));
         }
-        Self { by_hash }
+        Self { by_digest }
     }
 
     /// The caller holding `key`, if any.
     pub fn authenticate(&self, key: &ApiKey) -> Option<Arc<Caller>> {
-        self.by_hash.get(&key.hash()).cloned()
+        self.by_digest.get(&key.digest()).cloned()
     }
 }
 
