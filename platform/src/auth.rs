@@ -291,10 +291,10 @@ pub async fn require_admin(
             ))
             .into_response();
     };
-    // Compared by hash, so the comparison's time says nothing about the token.
+    // Compared by digest, so the comparison's time says nothing about the token.
     let given = bearer_token(request.headers()).and_then(ApiKey::parse);
     match given {
-        Some(key) if key.hash() == token.0.hash() => next.run(request).await,
+        Some(key) if key.digest() == token.0.digest() => next.run(request).await,
         Some(_) => unauthorized("The admin token is not valid.").into_response(),
         None => unauthorized(&format!(
             "Send the admin token ({ADMIN_TOKEN_VARIABLE}) as `Authorization: Bearer …`."

@@ -14,8 +14,8 @@
 //! decision API (the lab and the load tests use it).
 //!
 //! The gateway's rules (those with a `match`) belong to the gateway: no caller is granted one,
-//! so no request to the API can spend a budget the gateway counts. Before, anyone could ask for
-//! `gateway-ip` with another client's address as the key and lock that client out of the gateway.
+//! so no request to the API can spend a budget the gateway counts: otherwise a caller could ask
+//! for `gateway-ip` with another client's address as the key and lock that client out.
 //! A caller granted a rule can spend any key's budget under it: the key is the caller's own
 //! naming of its clients, and two instances of one service sharing a budget is the point.
 
