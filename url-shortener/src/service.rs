@@ -112,13 +112,13 @@ impl Shortener {
         &self,
         name: &str,
     ) -> Result<(ApiKey, ApiKeyRecord), ShortenerError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
+        if name.chars().count() > 100 || name.trim().is_empty() {
             return Err(ShortenerError::invalid(
                 "name",
-                "must be 1 to 100 characters",
+                "must be 1 to 100 characters, not all spaces",
             ));
         }
+        let name = name.trim();
         let (key, record) = self
             .keys
             .issue(name, self.now())

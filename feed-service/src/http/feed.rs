@@ -32,15 +32,13 @@ pub struct FeedPage {
     path = "/v1/users/{id}/feed",
     tag = "feed",
     params(
-        ("id" = String, Path, description = "The reader: the caller"),
-        ("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
+        ("id" = String, Path, description = "The reader: the caller", pattern = "^[1-9][0-9]{0,15}$"),
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 20", minimum = 1, maximum = 100),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "A page of the feed", body = FeedPage),
-        (status = 400, description = "A bad `limit` or `cursor`, a parameter this endpoint does not take, or an `id` that is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Someone else's feed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     )

@@ -16,14 +16,12 @@ use crate::error::FeedError;
     path = "/v1/users/{id}/following/{target}",
     tag = "users",
     params(
-        ("id" = String, Path, description = "The follower: the caller"),
-        ("target" = String, Path, description = "The user to follow"),
+        ("id" = String, Path, description = "The follower: the caller", pattern = "^[1-9][0-9]{0,15}$"),
+        ("target" = String, Path, description = "The user to follow", pattern = "^[1-9][0-9]{0,15}$"),
     ),
     security(("api_key" = [])),
     responses(
         (status = 204, description = "`id` follows `target`"),
-        (status = 400, description = "`id` or `target` is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`id` is someone else", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (`id` or `target`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`target` is the caller", body = Problem, content_type = "application/problem+json"),
@@ -47,14 +45,12 @@ pub async fn follow(
     path = "/v1/users/{id}/following/{target}",
     tag = "users",
     params(
-        ("id" = String, Path, description = "The follower: the caller"),
-        ("target" = String, Path, description = "The user to stop following"),
+        ("id" = String, Path, description = "The follower: the caller", pattern = "^[1-9][0-9]{0,15}$"),
+        ("target" = String, Path, description = "The user to stop following", pattern = "^[1-9][0-9]{0,15}$"),
     ),
     security(("api_key" = [])),
     responses(
         (status = 204, description = "`id` does not follow `target`"),
-        (status = 400, description = "`id` or `target` is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`id` is someone else", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (`id` or `target`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`target` is the caller", body = Problem, content_type = "application/problem+json"),

@@ -21,11 +21,16 @@ use crate::{domain, error::FeedError};
 pub struct CreatePostRequest {
     /// 1 to 280 characters (Unicode scalar values), as sent: nothing is trimmed. Line breaks and
     /// tabs are the only control characters allowed.
-    #[schema(example = "Hello, world")]
+    #[schema(
+        example = "Hello, world",
+        min_length = 1,
+        max_length = 280,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    )]
     pub text: String,
     /// The author's user id. Optional: the author is always the caller, and naming anyone else
     /// is refused (403).
-    #[schema(example = "73014444264448")]
+    #[schema(example = "73014444264448", pattern = "^[1-9][0-9]{0,15}$")]
     pub author: Option<String>,
 }
 
@@ -68,7 +73,6 @@ impl From<domain::Post> for Post {
     responses(
         (status = 201, description = "Published", body = Post,
             headers(("location" = String, description = "The post"))),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`author` is someone else", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`text` (or `author`) is not valid; `errors` names it", body = Problem, content_type = "application/problem+json"),
     )
@@ -96,12 +100,10 @@ pub async fn create_post(
     get,
     path = "/v1/posts/{id}",
     tag = "posts",
-    params(("id" = String, Path, description = "The post's id")),
+    params(("id" = String, Path, description = "The post's id", pattern = "^[1-9][0-9]{0,15}$")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The post", body = Post),
-        (status = 400, description = "`id` is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post, or it was deleted", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -123,12 +125,10 @@ pub async fn get_post(
     delete,
     path = "/v1/posts/{id}",
     tag = "posts",
-    params(("id" = String, Path, description = "The post's id")),
+    params(("id" = String, Path, description = "The post's id", pattern = "^[1-9][0-9]{0,15}$")),
     security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted (now or before)"),
-        (status = 400, description = "`id` is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Someone else's post", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),
     )

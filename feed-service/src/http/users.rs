@@ -23,7 +23,7 @@ use crate::{domain, error::FeedError};
 /// and compared without it: then the stored form, the unique index and what people type are the
 /// same string, and `Ada` and `ada` cannot be two people.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(value_type = String, example = "ada")]
+#[schema(value_type = String, example = "ada", pattern = "^[a-z0-9_]{1,30}$")]
 pub struct Handle(String);
 
 impl From<domain::Handle> for Handle {
@@ -36,7 +36,7 @@ impl From<domain::Handle> for Handle {
 #[serde(deny_unknown_fields)]
 pub struct SignUpRequest {
     /// 1 to 30 of `a-z 0-9 _`, unique.
-    #[schema(example = "ada")]
+    #[schema(example = "ada", pattern = "^[a-z0-9_]{1,30}$")]
     pub handle: String,
 }
 
@@ -114,12 +114,10 @@ pub async fn sign_up(
     get,
     path = "/v1/users/{id}",
     tag = "users",
-    params(("id" = String, Path, description = "The user's id")),
+    params(("id" = String, Path, description = "The user's id", pattern = "^[1-9][0-9]{0,15}$")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The profile", body = Profile),
-        (status = 400, description = "`id` is not valid UTF-8 once percent-decoded; `errors` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -28,16 +28,17 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub struct CreatePayment {
     /// In the currency's minor unit (cents for USD), 1 to 99,999,999.
-    #[schema(example = 2000)]
+    #[schema(example = 2000, minimum = 1, maximum = 99_999_999)]
     pub amount: i64,
     /// ISO 4217, either case: `usd`, `EUR`.
-    #[schema(example = "usd")]
+    #[schema(example = "usd", pattern = "^[A-Za-z]{3}$")]
     pub currency: String,
     /// A card token from the provider: `tok_visa` succeeds, `tok_chargeDeclined` and
     /// `tok_chargeDeclinedInsufficientFunds` are declined.
-    #[schema(example = "tok_visa")]
+    #[schema(example = "tok_visa", pattern = r"^[\x21-\x7E]{1,255}$")]
     pub source: String,
     /// Up to 1,000 characters, for the client's own records.
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
 }
 
@@ -108,13 +109,13 @@ impl FromRequestParts<AppState> for KeyHeader {
     tag = "payments",
     request_body = CreatePayment,
     params(
-        ("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters; the quoted structured-field form (`\"abc\"`) is the same key as the bare one (`abc`)"),
+        ("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters; the quoted structured-field form (`\"abc\"`) is the same key as the bare one (`abc`)",
+            pattern = r#"^("([\x20\x21\x23-\x5B\x5D-\x7E]|\\["\\]){1,255}"|[\x21\x23-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?)$"#),
     ),
     responses(
         (status = 201, description = "Charged", body = PaymentView),
         (status = 402, description = "Declined by the provider; stored and replayed like a success", content_type = "application/problem+json"),
         (status = 400, description = "Missing or invalid Idempotency-Key, or a body that is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A request with this key is in progress; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid field, or a key first used with a different request", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider did not answer; retry with the same key", body = Problem, content_type = "application/problem+json"),
@@ -160,10 +161,10 @@ pub async fn create_payment(
     get,
     path = "/v1/payments/{id}",
     tag = "payments",
-    params(("id" = String, Path, description = "`pay_` and 32 hex digits")),
+    params(("id" = String, Path, description = "`pay_` and 32 hex digits",
+        pattern = "^pay_[0-9A-Fa-f]{32}$")),
     responses(
         (status = 200, description = "The payment", body = PaymentView),
-        (status = 400, description = "The id is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No payment of this client has this id", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -198,8 +199,9 @@ const MAX_LIMIT: u32 = 100;
     path = "/v1/payments",
     tag = "payments",
     params(
-        ("limit" = Option<u32>, Query, description = "1 to 100, default 10"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page",
+            pattern = "^pay_[0-9A-Fa-f]{32}$"),
     ),
     responses(
         (status = 200, description = "A page of payments", body = PaymentPage),

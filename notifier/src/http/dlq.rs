@@ -25,7 +25,6 @@ pub struct DeadLetters {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The newest 100 dead letters", body = DeadLetters),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_dead_letters(
@@ -46,13 +45,12 @@ pub async fn list_dead_letters(
     post,
     path = "/v1/dlq/{id}/redrive",
     tag = "dead letters",
-    params(("id" = String, Path, description = "The dead letter's id")),
+    params(("id" = uuid::Uuid, Path, description = "The dead letter's id")),
     security(("api_key" = [])),
     responses(
         (status = 202, description = "Redriven now", body = DeadLetter),
         (status = 200, description = "Redriven before; nothing done", body = DeadLetter),
         (status = 400, description = "The id is not a UUID; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
     )
 )]

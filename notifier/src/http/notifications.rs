@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{AppState, Caller, uuid_in_path};
 use crate::{
-    domain::{NotificationRequest, Priority},
+    domain::{Channel, NotificationRequest, Priority},
     store::NotificationRecord,
 };
 
@@ -20,19 +20,21 @@ use crate::{
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationBody {
-    #[schema(example = "user:42")]
+    #[schema(example = "user:42", pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub user_id: String,
-    /// `welcome`, `payment_receipt` or `password_reset`.
-    #[schema(example = "welcome")]
+    #[schema(schema_with = super::schemas::template_names, example = "welcome")]
     pub template: String,
-    /// The template's fields.
+    /// The template's fields (`template` lists each template's).
     #[schema(value_type = Object, example = json!({"name": "Ada"}))]
     pub data: Map<String, Value>,
     /// The channels to use; by default every channel the user can be reached on.
+    #[schema(value_type = Option<Vec<Channel>>)]
     pub channels: Option<Vec<String>>,
     #[serde(default)]
     pub priority: Priority,
-    /// A repeat with the same key returns the first notification and sends nothing new.
+    /// A repeat with the same key returns the first notification and sends nothing new: 1 to 255
+    /// printable ASCII characters.
+    #[schema(pattern = r"^[\x20-\x7E]{1,255}$")]
     pub idempotency_key: Option<String>,
 }
 
@@ -70,7 +72,6 @@ pub struct AcceptedResponse {
     security(("api_key" = [])),
     responses(
         (status = 202, description = "Accepted", body = AcceptedResponse),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown template or user, a missing data field, a bad channel; the field is named", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -94,12 +95,11 @@ pub async fn create_notification(
     get,
     path = "/v1/notifications/{id}",
     tag = "notifications",
-    params(("id" = String, Path, description = "The id `POST /v1/notifications` returned")),
+    params(("id" = Uuid, Path, description = "The id `POST /v1/notifications` returned")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The notification", body = NotificationRecord),
         (status = 400, description = "The id is not a UUID; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such notification", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -11,26 +11,37 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{AppState, Caller};
-use crate::domain::{User, UserDetails, UserId};
+use crate::domain::{Channel, User, UserDetails, UserId};
 
 /// The body of `PUT /v1/users/{id}`: the whole user, replaced.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBody {
-    #[schema(example = "ada@example.com")]
+    /// An address with a `.` in its domain, at most 254 bytes.
+    #[schema(
+        example = "ada@example.com",
+        max_length = 254,
+        pattern = r"^[^@\s]+@\S*\.\S*$"
+    )]
     pub email: Option<String>,
     /// E.164: `+` and 8 to 15 digits.
-    #[schema(example = "+442071838750")]
+    #[schema(example = "+442071838750", pattern = r"^\+[0-9]{8,15}$")]
     pub phone: Option<String>,
-    /// The push service's device tokens, one per device.
+    /// The push service's device tokens, one per device: 1 to 4,096 printable ASCII characters.
     #[serde(default)]
+    #[schema(schema_with = super::schemas::push_tokens)]
     pub push_tokens: Vec<String>,
-    /// Where webhooks are POSTed: `https://` (or `http://`), signed.
-    #[schema(example = "https://example.com/hooks/notifications")]
+    /// Where webhooks are POSTed: `https://` (or `http://`), signed. At most 2,048 bytes, and a
+    /// host written as an address must be a public one.
+    #[schema(
+        example = "https://example.com/hooks/notifications",
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://"
+    )]
     pub webhook_url: Option<String>,
     /// Opt-in (`true`) or opt-out (`false`) per channel; a channel not named is opted in.
     #[serde(default)]
-    #[schema(value_type = BTreeMap<String, bool>, example = json!({"sms": false}))]
+    #[schema(value_type = BTreeMap<Channel, bool>, example = json!({"sms": false}))]
     pub preferences: BTreeMap<String, bool>,
 }
 
@@ -62,13 +73,13 @@ fn user_id(id: &str) -> Result<UserId, Problem> {
     put,
     path = "/v1/users/{id}",
     tag = "users",
-    params(("id" = String, Path, description = "1 to 64 of `A-Z a-z 0-9 _ - . :`")),
+    params(("id" = String, Path, description = "1 to 64 of `A-Z a-z 0-9 _ - . :`",
+        pattern = "^[A-Za-z0-9_.:-]{1,64}$")),
     request_body = UserBody,
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The user as stored"),
         (status = 400, description = "The id is not a user id; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A contact or preference that is not valid, named", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -89,12 +100,12 @@ pub async fn put_user(
     get,
     path = "/v1/users/{id}",
     tag = "users",
-    params(("id" = String, Path, description = "The user's id")),
+    params(("id" = String, Path, description = "The user's id",
+        pattern = "^[A-Za-z0-9_.:-]{1,64}$")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The user"),
         (status = 400, description = "The id is not a user id; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -39,11 +39,16 @@ use crate::{
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
-    /// The rule's name, as in the configuration file.
-    #[schema(example = "per-user")]
+    /// The rule's name, as in the configuration file (`GET /api/v1/rules` lists them).
+    #[schema(example = "per-user", pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub rule: String,
-    /// Whom the rule counts for: 1 to 256 bytes, no control characters.
-    #[schema(example = "user:42")]
+    /// Whom the rule counts for: 1 to 256 bytes (UTF-8), no control characters.
+    #[schema(
+        example = "user:42",
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub key: String,
     /// Units to spend, 1 by default; 0 asks without spending.
     #[schema(example = 1, minimum = 0)]
@@ -81,7 +86,6 @@ pub struct CheckResponse {
     responses(
         (status = 200, description = "Allowed", body = CheckResponse),
         (status = 429, description = "Rejected; `Retry-After` says for how long", body = CheckResponse),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key is not granted this rule", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown rule (or the gateway's), invalid key, or a cost the rule can never admit", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store failed and the rule fails closed", body = Problem, content_type = "application/problem+json"),
@@ -171,7 +175,6 @@ pub struct RuleResponse {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The rules this key may check, by name", body = Vec<RuleResponse>),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_rules(

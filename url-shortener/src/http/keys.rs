@@ -16,8 +16,13 @@ use crate::error::ShortenerError;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    /// A label for the key, 1 to 100 characters.
-    #[schema(example = "my laptop")]
+    /// A label for the key, 1 to 100 characters, not all spaces (they are trimmed).
+    #[schema(
+        example = "my laptop",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"\S"
+    )]
     pub name: String,
 }
 
@@ -41,7 +46,6 @@ pub struct CreatedKey {
     request_body = CreateKeyRequest,
     responses(
         (status = 201, description = "The new key, shown once", body = CreatedKey),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -26,17 +26,21 @@ use crate::{domain::Link, error::ShortenerError, service::CreateLink};
 pub struct CreateLinkRequest {
     /// The URL to redirect to: absolute `http` or `https`, at most 2,048 bytes, not on this
     /// shortener.
-    #[schema(example = "https://www.rust-lang.org/learn")]
+    #[schema(
+        example = "https://www.rust-lang.org/learn",
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://"
+    )]
     pub url: String,
     /// A custom code instead of a generated one: 3 to 64 of `A-Z a-z 0-9 _ -`.
-    #[schema(example = "rust-learn")]
+    #[schema(example = "rust-learn", pattern = "^[A-Za-z0-9_-]{3,64}$")]
     pub alias: Option<String>,
     /// When the link stops redirecting (RFC 3339); must be in the future.
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime, example = "2030-01-01T00:00:00Z")]
     pub expires_at: Option<OffsetDateTime>,
     /// How many redirects the link serves in total, at least 1.
-    #[schema(example = 100)]
+    #[schema(example = 100, minimum = 1)]
     pub max_visits: Option<u32>,
 }
 
@@ -86,11 +90,7 @@ impl LinkResponse {
     responses(
         (status = 201, description = "The link was created", body = LinkResponse,
             headers(("location" = String, description = "The link's API URL"))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The alias is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid; `errors` names it", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -129,8 +129,6 @@ pub async fn create_link(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The link", body = LinkResponse),
-        (status = 400, description = "The code is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another API key created this link", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
     )
@@ -153,8 +151,6 @@ pub async fn get_link(
     security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "The code is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another API key created this link", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
     )

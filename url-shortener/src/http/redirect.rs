@@ -32,7 +32,6 @@ use crate::{domain::bot, error::ShortenerError, service::Destination, settings::
     responses(
         (status = 302, description = "Redirect to the link's URL (301/307/308 when so configured)",
             headers(("location" = String))),
-        (status = 400, description = "The code is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown, expired, deleted or used up", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -61,7 +60,6 @@ pub async fn follow(
     params(("code" = String, Path, description = "The short code or alias")),
     responses(
         (status = 302, description = "The link redirects", headers(("location" = String))),
-        (status = 400, description = "The code is not valid UTF-8 once percent-decoded"),
         (status = 404, description = "Unknown, expired, deleted or used up"),
     )
 )]

@@ -30,6 +30,27 @@ async fn a_key_needs_a_name() {
         .invalid_field("name");
 }
 
+/// The 100 characters are counted as sent, spaces included, as the OpenAPI document's
+/// `maxLength` says; the spaces around a name are then trimmed.
+#[tokio::test]
+async fn a_key_name_is_at_most_100_characters_as_sent() {
+    let app = TestApp::spawn().await;
+
+    let padded = format!(" {} ", "n".repeat(99));
+    app.post_json("/api/v1/keys", None, json!({ "name": padded }))
+        .await
+        .invalid_field("name");
+    let created = app
+        .post_json(
+            "/api/v1/keys",
+            None,
+            json!({ "name": format!(" {}", "n".repeat(99)) }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.json()["name"], "n".repeat(99));
+}
+
 #[tokio::test]
 async fn a_key_request_that_is_not_json_is_refused() {
     let app = TestApp::spawn().await;
