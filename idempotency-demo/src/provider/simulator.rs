@@ -4,7 +4,8 @@
 //! ```text
 //! POST /v1/charges   Idempotency-Key: <key>   {"amount": 2000, "currency": "USD", "source": "tok_visa"}
 //! 201 {"id": "ch_…", "status": "succeeded", …}          402 {"id": "ch_…", "status": "failed", "failure_code": "card_declined", …}
-//! GET  /v1/charges   every charge made, for tests and the benchmark to count
+//! GET  /v1/charges   {"made": 3, "replayed": 1, "charges": [...]}   the charges kept, oldest first,
+//!                    and counts of every charge made and every replay, for tests and k6 to count
 //! GET  /v1/faults, PUT /v1/faults   (with the admin token, `SDLAB_ADMIN_TOKEN`)
 //!      {"latency_ms": 0, "error_rate": 0.0, "timeout_rate": 0.0, "crash_after_charge_rate": 0.0}
 //! ```
@@ -24,9 +25,16 @@
 //! `latency_ms` delays every answer, after the charge is made: a caller whose timeout is shorter
 //! has been charged without knowing it. State is in memory: the simulator stands for a
 //! remote service, whose storage is not ours to design.
+//!
+//! **The retention window.** The simulator keeps the newest [`DEFAULT_CAPACITY`] charges and
+//! forgets a charge's idempotency key when the charge goes: a retry after that is charged again.
+//! A real provider keeps keys for a limited time too (Stripe: at least 24 hours); counting
+//! charges instead of hours keeps the memory bounded under any load and needs no clock. The
+//! counts stay exact past the window, so a long load test still proves "one charge per payment"
+//! by `made`, not by the listing.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -49,6 +57,10 @@ use serde_json::json;
 
 /// How long a "timeout" holds a request: longer than any caller waits.
 const HOLD: Duration = Duration::from_secs(120);
+
+/// How many charges, and so idempotency keys, the simulator keeps: more than one k6 run of
+/// `loadtests/bench-idempotency.sh` makes, so that its count finds each charge of the run listed.
+pub const DEFAULT_CAPACITY: usize = 100_000;
 
 /// The fault switches; all off by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -98,8 +110,18 @@ struct ChargeRequest {
     source: String,
 }
 
-#[derive(Default)]
+/// Counts over every request since the start, kept or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Charges made, declines included.
+    pub made: u64,
+    /// Requests answered with the charge of a key already held: what a provider without
+    /// idempotency keys would have charged again.
+    pub replayed: u64,
+}
+
 pub struct Simulator {
+    capacity: usize,
     state: Mutex<Ledger>,
     faults: Mutex<Faults>,
     /// What opens `/v1/faults` over HTTP; `None`: nothing does (`set_faults` still works).
@@ -108,8 +130,11 @@ pub struct Simulator {
 
 #[derive(Default)]
 struct Ledger {
+    /// The keys of the charges kept, and of the requests in flight.
     keys: HashMap<String, KeyState>,
-    charges: Vec<Charge>,
+    /// Oldest first.
+    charges: VecDeque<Charge>,
+    counts: Counts,
 }
 
 enum KeyState {
@@ -124,14 +149,25 @@ enum KeyState {
 impl Simulator {
     /// A simulator whose fault switches are set in process only.
     pub fn new() -> Arc<Self> {
-        Arc::default()
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+
+    /// A simulator that keeps the newest `capacity` charges and their keys.
+    pub fn with_capacity(capacity: usize) -> Arc<Self> {
+        Self::build(capacity, None)
     }
 
     /// A simulator whose fault switches also open over HTTP, to `admin`.
     pub fn with_admin(admin: Option<AdminToken>) -> Arc<Self> {
+        Self::build(DEFAULT_CAPACITY, admin)
+    }
+
+    fn build(capacity: usize, admin: Option<AdminToken>) -> Arc<Self> {
         Arc::new(Self {
+            capacity,
+            state: Mutex::default(),
+            faults: Mutex::default(),
             admin,
-            ..Self::default()
         })
     }
 
@@ -143,9 +179,28 @@ impl Simulator {
         *self.faults.lock().unwrap()
     }
 
-    /// Every charge made so far, in order.
+    /// The charges kept, oldest first.
     pub fn charges(&self) -> Vec<Charge> {
-        self.state.lock().unwrap().charges.clone()
+        self.state.lock().unwrap().charges.iter().cloned().collect()
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.state.lock().unwrap().counts
+    }
+
+    /// Records `charge` as the answer to `key`, and forgets the oldest charge and its key past
+    /// the capacity.
+    fn keep(&self, key: String, request: ChargeRequest, charge: Charge) {
+        let mut state = self.state.lock().unwrap();
+        state.counts.made += 1;
+        state.charges.push_back(charge.clone());
+        state.keys.insert(key, KeyState::Done { request, charge });
+        if state.charges.len() > self.capacity
+            && let Some(oldest) = state.charges.pop_front()
+        {
+            // A key has one charge kept at most: while it is kept, the key is answered with it.
+            state.keys.remove(&oldest.idempotency_key);
+        }
     }
 
     /// The provider's routes, with the shared middleware and `/healthz`.
@@ -213,7 +268,9 @@ async fn charge(
                 charge,
             }) => {
                 return if *first == request {
-                    Ok(answer(charge))
+                    let replay = answer(charge);
+                    state.counts.replayed += 1;
+                    Ok(replay)
                 } else {
                     Err(Problem::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -265,17 +322,7 @@ async fn charge(
         },
         failure_code,
     };
-    {
-        let mut state = simulator.state.lock().unwrap();
-        state.charges.push(charge.clone());
-        state.keys.insert(
-            key,
-            KeyState::Done {
-                request,
-                charge: charge.clone(),
-            },
-        );
-    }
+    simulator.keep(key, request, charge.clone());
     in_flight.completed();
 
     // After the charge: a caller that gives up before this answer has been charged all the same.
@@ -317,8 +364,19 @@ fn answer(charge: &Charge) -> Response {
         .into_response()
 }
 
-async fn list_charges(State(simulator): State<Arc<Simulator>>) -> Json<Vec<Charge>> {
-    Json(simulator.charges())
+#[derive(Serialize)]
+struct Listing {
+    #[serde(flatten)]
+    counts: Counts,
+    charges: Vec<Charge>,
+}
+
+async fn list_charges(State(simulator): State<Arc<Simulator>>) -> Json<Listing> {
+    let state = simulator.state.lock().unwrap();
+    Json(Listing {
+        counts: state.counts,
+        charges: state.charges.iter().cloned().collect(),
+    })
 }
 
 async fn get_faults(State(simulator): State<Arc<Simulator>>) -> Json<Faults> {
@@ -336,9 +394,75 @@ async fn put_faults(
 
 #[cfg(test)]
 mod tests {
-    use platform::testing::http::send_to;
+    use axum::{body::Body, http::Request};
+    use platform::testing::http::{TestResponse, send_to};
 
     use super::*;
+
+    async fn charge(router: &Router, key: &str) -> TestResponse {
+        let request = Request::post("/v1/charges")
+            .header(axum::http::header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", key)
+            .body(Body::from(
+                r#"{"amount": 2000, "currency": "usd", "source": "tok_visa"}"#,
+            ))
+            .unwrap();
+        send_to(router, request).await
+    }
+
+    async fn listing(router: &Router) -> serde_json::Value {
+        let request = Request::get("/v1/charges").body(Body::empty()).unwrap();
+        send_to(router, request).await.json()
+    }
+
+    #[tokio::test]
+    async fn only_the_newest_charges_and_their_keys_are_kept_but_every_one_is_counted() {
+        let simulator = Simulator::with_capacity(2);
+        let router = simulator.router();
+
+        for key in ["k1", "k2", "k3"] {
+            charge(&router, key).await;
+        }
+        let repeat = charge(&router, "k3").await;
+        let listed = listing(&router).await;
+
+        let kept = simulator.charges();
+        let keys: Vec<_> = kept.iter().map(|c| c.idempotency_key.as_str()).collect();
+        assert_eq!(keys, ["k2", "k3"]);
+        assert_eq!(simulator.state.lock().unwrap().keys.len(), 2);
+        assert_eq!(repeat.status, StatusCode::CREATED);
+        assert_eq!(repeat.json()["id"], kept[1].id);
+        assert_eq!(
+            simulator.counts(),
+            Counts {
+                made: 3,
+                replayed: 1
+            }
+        );
+        assert_eq!(listed["made"], 3);
+        assert_eq!(listed["replayed"], 1);
+        let listed_keys: Vec<_> = listed["charges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["idempotency_key"].clone())
+            .collect();
+        assert_eq!(listed_keys, [json!("k2"), json!("k3")]);
+    }
+
+    #[tokio::test]
+    async fn a_key_is_charged_again_once_its_charge_has_left_the_window() {
+        let simulator = Simulator::with_capacity(1);
+        let router = simulator.router();
+
+        let first = charge(&router, "k1").await;
+        charge(&router, "k2").await;
+        let again = charge(&router, "k1").await;
+
+        assert_eq!(again.status, StatusCode::CREATED);
+        assert_ne!(again.json()["id"], first.json()["id"]);
+        assert_eq!(simulator.counts().made, 3);
+    }
 
     #[tokio::test]
     async fn the_fault_switches_open_to_the_admin_token_alone() {
