@@ -77,7 +77,7 @@ use notifier::{
     Application, Settings,
     domain::{Channel, NotificationRequest, Priority, UserDetails, UserId},
     messages::{Job, Topology},
-    providers::phone::simulator::Simulator,
+    providers::phone::simulator::{DEFAULT_CAPACITY, Simulator},
     service::Notifier,
 };
 use platform::{
@@ -175,6 +175,13 @@ async fn main() -> anyhow::Result<()> {
     bench.create_users().await?;
     let pipeline = bench.app.start_pipeline().await?;
     let warmed = bench.warm_up().await?;
+    // Every message of the run is timed from the simulator's list, which keeps the newest only.
+    anyhow::ensure!(
+        warmed + options.n <= DEFAULT_CAPACITY,
+        "BENCH_N={} and {warmed} warm-up messages are more than the {DEFAULT_CAPACITY} the \
+         simulator keeps",
+        options.n
+    );
     bench.timed.reset();
     let statements_before = statements.snapshot();
     let accepting = Instant::now();
@@ -556,14 +563,14 @@ async fn accept_all(
         .await
 }
 
-/// Waits until the simulator holds `count` messages, or fails after `guard`.
+/// Waits until the simulator has delivered `count` messages, or fails after `guard`.
 async fn wait_for(simulator: &Simulator, count: usize, guard: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
-    while simulator.count() < count {
+    while simulator.counts().delivered < count as u64 {
         if started.elapsed() > guard {
             bail!(
                 "after {guard:?} the provider has {} of {count} messages",
-                simulator.count()
+                simulator.counts().delivered
             );
         }
         tokio::time::sleep(POLL).await;

@@ -221,9 +221,9 @@ pub async fn provider_calls(
     }
     let elapsed = started.elapsed();
     anyhow::ensure!(
-        provider.simulator.count() == jobs.len(),
+        provider.simulator.counts().delivered == jobs.len() as u64,
         "the provider has {} of {} messages",
-        provider.simulator.count(),
+        provider.simulator.counts().delivered,
         jobs.len()
     );
     Ok(elapsed)
