@@ -1,0 +1,51 @@
+//! The console's pages and the JSON they refresh from.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /` | the overview: every system's health, throughput, latency, errors and headline |
+//! | `GET /api/overview` | the same, as JSON, refreshed by the page every scrape |
+//! | `GET /api/systems/{name}/points?since=` | a system's history, summed and per replica |
+//! | `GET /assets/{file}` | the stylesheet, the scripts and the vendored chart library |
+//!
+//! The shared endpoints (`/healthz`, `/readyz`, `/metrics`) come from `platform::http::service`.
+
+mod api;
+mod assets;
+mod pages;
+
+use std::sync::{Arc, Mutex};
+
+use axum::{Router, routing::get};
+use platform::health::Readiness;
+
+use crate::{settings::Settings, window::Window};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub window: Arc<Mutex<Window>>,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window
+            .lock()
+            .expect("the window's lock is never held across a panic")
+    }
+}
+
+/// The complete service: the routes above inside the shared stack.
+pub fn app(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/", get(pages::overview))
+        .route("/api/overview", get(api::overview))
+        .route("/api/systems/{name}/points", get(api::points))
+        .route("/assets/{*file}", get(assets::serve))
+        .with_state(state);
+    platform::http::service(
+        crate::SYSTEM,
+        routes,
+        Readiness::new(),
+        utoipa::openapi::OpenApi::default(),
+    )
+}

@@ -1,0 +1,20 @@
+//! The console alone, watching the systems `CONSOLE_TARGETS` names (the lab's by default):
+//!
+//! ```text
+//! cargo run --release -p console
+//! ```
+
+use console::{Application, Settings};
+
+/// The allocator every sdlab binary uses (see `url-shortener/src/main.rs` for why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    platform::telemetry::init();
+    let stop = platform::shutdown::on_signal();
+    let app = Application::build(Settings::from_env()?).await?;
+    tracing::info!(address = %app.local_addr(), "the console is up");
+    app.run_until_stopped(stop.cancelled_owned()).await
+}

@@ -1,0 +1,210 @@
+//! The console's configuration, from the environment:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `CONSOLE_ADDR` | `127.0.0.1:8080` | where the console listens; loopback, since it will hold the fault switches |
+//! | `CONSOLE_TARGETS` | the lab's ports on `127.0.0.1` | the systems to watch: `name=url[,url…]`, separated by `;` |
+//! | `CONSOLE_SCRAPE_EVERY` | `1s` | how often each target's `/metrics` and `/readyz` are read |
+//! | `CONSOLE_WINDOW` | `15m` | how much history is kept in memory, and served to a page on load |
+//!
+//! A system with more than one URL is a set of replicas: the console sums them and also shows
+//! each one.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use platform::config::{ConfigError, env_opt, env_or};
+use url::Url;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub targets: Targets,
+    pub scrape_every: Duration,
+    pub window: Duration,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            addr: env_or("CONSOLE_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            targets: env_opt("CONSOLE_TARGETS")?.unwrap_or_else(Targets::lab),
+            scrape_every: duration("CONSOLE_SCRAPE_EVERY", Duration::from_secs(1))?,
+            window: duration("CONSOLE_WINDOW", Duration::from_secs(15 * 60))?,
+        })
+    }
+
+    /// How many scrapes the window holds.
+    pub fn window_len(&self) -> usize {
+        let every = self.scrape_every.as_millis().max(1);
+        usize::try_from(self.window.as_millis() / every)
+            .unwrap_or(usize::MAX)
+            .max(2)
+    }
+}
+
+/// A duration like `1s` or `15m`, not zero.
+fn duration(name: &str, default: Duration) -> Result<Duration, ConfigError> {
+    let duration: Duration = env_or::<humantime::Duration>(name, default.into())?.into();
+    if duration.is_zero() {
+        return Err(ConfigError {
+            name: name.to_owned(),
+            value: "0".to_owned(),
+            reason: "must be longer than zero".to_owned(),
+        });
+    }
+    Ok(duration)
+}
+
+/// The systems the console watches, each by one or more base URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets(Vec<Target>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The system's name, as its metrics' `service` label says it (`url-shortener`).
+    pub system: String,
+    /// One base URL per replica.
+    pub instances: Vec<Url>,
+}
+
+impl Targets {
+    /// The five systems where the lab starts them.
+    pub fn lab() -> Self {
+        let at = |system: &str, port: u16| Target {
+            system: system.to_owned(),
+            instances: vec![Url::parse(&format!("http://127.0.0.1:{port}/")).expect("a valid URL")],
+        };
+        Self(vec![
+            at("url-shortener", 8081),
+            at("rate-limiter", 8082),
+            at("idempotency-demo", 8085),
+            at("notifier", 8083),
+            at("feed-service", 8084),
+        ])
+    }
+
+    pub fn new(targets: Vec<Target>) -> Self {
+        Self(targets)
+    }
+
+    /// `url-shortener=http://a:8081,http://b:8081;rate-limiter=http://c:8082`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut targets: Vec<Target> = Vec::new();
+        for entry in text
+            .split(';')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+        {
+            let (system, urls) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("`{entry}` is not `name=url[,url…]`"))?;
+            let system = system.trim();
+            let valid_name = !system.is_empty()
+                && system
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+            if !valid_name {
+                return Err(format!(
+                    "`{system}` is not a system name (letters, digits, - and _)"
+                ));
+            }
+            if targets.iter().any(|target| target.system == system) {
+                return Err(format!("`{system}` is named twice"));
+            }
+            let mut instances = Vec::new();
+            for url in urls.split(',').map(str::trim) {
+                let parsed = Url::parse(url)
+                    .ok()
+                    .filter(|parsed| matches!(parsed.scheme(), "http" | "https"))
+                    .ok_or_else(|| format!("`{url}` (for {system}) is not an http or https URL"))?;
+                instances.push(parsed);
+            }
+            targets.push(Target {
+                system: system.to_owned(),
+                instances,
+            });
+        }
+        if targets.is_empty() {
+            return Err("names no system".to_owned());
+        }
+        Ok(Self(targets))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Target> {
+        self.0.iter()
+    }
+
+    pub fn get(&self, system: &str) -> Option<&Target> {
+        self.0.iter().find(|target| target.system == system)
+    }
+}
+
+impl FromStr for Targets {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::parse(text)
+    }
+}
+
+impl fmt::Display for Targets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries: Vec<String> = self
+            .0
+            .iter()
+            .map(|target| {
+                let urls: Vec<&str> = target.instances.iter().map(Url::as_str).collect();
+                format!("{}={}", target.system, urls.join(","))
+            })
+            .collect();
+        f.write_str(&entries.join(";"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_each_system_and_its_replicas() {
+        let targets = Targets::parse(
+            "url-shortener=http://a:8081, http://b:8081 ; feed-service=http://c:8084",
+        )
+        .unwrap();
+        let shortener = targets.get("url-shortener").unwrap();
+        assert_eq!(shortener.instances.len(), 2);
+        assert_eq!(shortener.instances[1].as_str(), "http://b:8081/");
+        assert_eq!(targets.get("feed-service").unwrap().instances.len(), 1);
+        assert_eq!(Targets::parse(&targets.to_string()).unwrap(), targets);
+    }
+
+    #[test]
+    fn a_bad_target_list_says_what_is_wrong() {
+        for (text, says) in [
+            ("", "names no system"),
+            ("url-shortener", "is not `name=url"),
+            ("a=http://x;a=http://y", "named twice"),
+            ("a=ftp://x", "not an http or https URL"),
+            ("a b=http://x", "not a system name"),
+        ] {
+            let err = Targets::parse(text).unwrap_err();
+            assert!(err.contains(says), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_window_holds_at_least_two_scrapes() {
+        let settings = Settings {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            targets: Targets::lab(),
+            scrape_every: Duration::from_secs(1),
+            window: Duration::from_secs(900),
+        };
+        assert_eq!(settings.window_len(), 900);
+        let tiny = Settings {
+            window: Duration::from_millis(10),
+            ..settings
+        };
+        assert_eq!(tiny.window_len(), 2);
+    }
+}

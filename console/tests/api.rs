@@ -1,0 +1,184 @@
+//! The console against targets it scrapes over real sockets: a stand-in system that serves
+//! `/metrics` and `/readyz` as every sdlab system does, and an address where nothing listens.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::State,
+    http::{Method, Request, StatusCode},
+    routing::get,
+};
+use console::{Application, Settings, settings::Targets};
+use platform::testing::http::{TestResponse, send_to};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// A system whose redirect counter goes up by 10 between scrapes, 2 of them 404s.
+async fn stand_in() -> SocketAddr {
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let metrics = |State(scrapes): State<Arc<AtomicU64>>| async move {
+        let n = scrapes.fetch_add(1, Ordering::SeqCst);
+        format!(
+            "# TYPE http_requests_total counter\n\
+             http_requests_total{{service=\"url-shortener\",method=\"GET\",route=\"/{{code}}\",status=\"302\"}} {ok}\n\
+             http_requests_total{{service=\"url-shortener\",method=\"GET\",route=\"/{{code}}\",status=\"404\"}} {missing}\n\
+             # TYPE shortener_cache_lookups_total counter\n\
+             shortener_cache_lookups_total{{result=\"hit\"}} {ok}\n\
+             shortener_cache_lookups_total{{result=\"miss\"}} {missing}\n",
+            ok = n * 8,
+            missing = n * 2,
+        )
+    };
+    let readyz = || async { Json(json!({"status": "ready", "checks": {"database": "ok"}})) };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
+        .with_state(scrapes);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// An address nothing listens on: bound, then let go.
+async fn nowhere() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn console(targets: &str) -> Application {
+    Application::build(Settings {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        targets: Targets::parse(targets).unwrap(),
+        scrape_every: Duration::from_secs(1),
+        window: Duration::from_secs(60),
+    })
+    .await
+    .unwrap()
+}
+
+async fn fetch(app: &Application, path: &str) -> TestResponse {
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .body(Body::empty())
+        .unwrap();
+    send_to(&app.router(), request).await
+}
+
+#[tokio::test]
+async fn the_overview_shows_each_systems_rates_health_and_headline() {
+    let target = stand_in().await;
+    let app = console(&format!(
+        "url-shortener=http://{target};feed-service=http://{}",
+        nowhere().await
+    ))
+    .await;
+    app.scraper().scrape_all().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.scraper().scrape_all().await;
+
+    let response = fetch(&app, "/api/overview").await;
+    assert_eq!(response.status, StatusCode::OK);
+    let overview = response.json();
+    let shortener = &overview["systems"][0];
+    assert_eq!(shortener["name"], "url-shortener");
+    assert_eq!(shortener["instances"][0]["up"], true);
+    assert_eq!(shortener["instances"][0]["ready"], true);
+    assert_eq!(shortener["instances"][0]["checks"]["database"], "ok");
+    let latest = &shortener["latest"];
+    let per_second = latest["requests_per_s"].as_f64().unwrap();
+    let client_errors = latest["client_errors_per_s"].as_f64().unwrap();
+    // 10 requests, 2 of them 404s, in the time between the two scrapes.
+    assert!(per_second > 0.0, "{latest}");
+    assert!((client_errors / per_second - 0.2).abs() < 1e-9, "{latest}");
+    assert_eq!(shortener["headline"]["label"], "cache hit ratio");
+    assert_eq!(shortener["headline"]["value"], 80.0);
+
+    let feed = &overview["systems"][1];
+    assert_eq!(feed["instances"][0]["up"], false);
+    assert!(
+        feed["instances"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect"),
+        "{feed}"
+    );
+    assert_eq!(feed["latest"]["up"], false);
+}
+
+#[tokio::test]
+async fn a_page_gets_the_history_then_only_what_is_newer() {
+    let target = stand_in().await;
+    let app = console(&format!("url-shortener=http://{target},http://{target}")).await;
+    for _ in 0..3 {
+        app.scraper().scrape_all().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let all = fetch(&app, "/api/systems/url-shortener/points")
+        .await
+        .json();
+    let points = all["system"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "three scrapes make two points");
+    assert_eq!(
+        all["instances"].as_array().unwrap().len(),
+        2,
+        "one per replica"
+    );
+    let first = points[0]["at"].as_i64().unwrap();
+    let newer = fetch(
+        &app,
+        &format!("/api/systems/url-shortener/points?since={first}"),
+    )
+    .await
+    .json();
+    assert_eq!(newer["system"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_bad_question_gets_a_problem_naming_it() {
+    let app = console(&format!("url-shortener=http://{}", nowhere().await)).await;
+
+    fetch(&app, "/api/systems/url-shortener/points?since=yesterday")
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    let unknown = fetch(&app, "/api/systems/nope/points").await;
+    let body: Value = unknown.problem(StatusCode::NOT_FOUND);
+    assert!(body["detail"].as_str().unwrap().contains("nope"), "{body}");
+}
+
+#[tokio::test]
+async fn the_overview_page_lists_every_system_before_any_script_runs() {
+    let app = console(&format!(
+        "url-shortener=http://{};feed-service=http://{}",
+        nowhere().await,
+        nowhere().await
+    ))
+    .await;
+
+    let page = fetch(&app, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.header("content-type").starts_with("text/html"));
+    let html = String::from_utf8(page.body.to_vec()).unwrap();
+    assert!(html.contains(r#"data-system="url-shortener""#), "{html}");
+    assert!(html.contains(r#"data-system="feed-service""#));
+    let chart_library = fetch(&app, "/assets/vendor/uplot/uPlot.iife.min.js").await;
+    assert_eq!(chart_library.status, StatusCode::OK);
+    assert!(chart_library.body.len() > 40_000);
+    fetch(&app, "/assets/nothing.js")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
