@@ -10,6 +10,7 @@ pub fn print(systems: &Systems, demo: &Demo) {
         payments,
         notifier,
         feed,
+        console,
         limiter_key,
         admin_token,
     } = systems;
@@ -41,6 +42,7 @@ pub fn print(systems: &Systems, demo: &Demo) {
         .simulator
         .as_ref()
         .map(|served| local(served.addr.port()));
+    let c = local(console.port());
     let f = local(feed.port());
     let feed_backends = feed.describe_backends();
     let Demo {
@@ -59,6 +61,8 @@ pub fn print(systems: &Systems, demo: &Demo) {
     println!(
         r#"
 sdlab is running. Ctrl-C stops it.
+
+  console        {c}   every system live, on one page
 
   url-shortener  {s}   API docs {s}/docs   metrics {s}/metrics   ({shortener_backends})
   rate-limiter   {r}   API docs {r}/docs   metrics {r}/metrics   ({limiter_backends})

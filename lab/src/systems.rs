@@ -1,5 +1,5 @@
-//! The five systems, each built by the same `Application::build` its own binary uses, and run
-//! together until a stop is asked for.
+//! The five systems, each built by the same `Application::build` its own binary uses, and the
+//! console watching them, run together until a stop is asked for.
 
 use std::{future::Future, pin::Pin};
 
@@ -15,6 +15,9 @@ pub struct Systems {
     pub payments: idempotency_demo::Application,
     pub notifier: notifier::Application,
     pub feed: feed_service::Application,
+    /// The web console, watching the five where they listen (unless `CONSOLE_TARGETS` says
+    /// otherwise).
+    pub console: console::Application,
     /// The key the rate limiter's decision API takes from the lab (`RATE_LIMITER_CALLER_KEY` if
     /// set, else one made for this run), for the banner's curl lines.
     pub limiter_key: ApiKey,
@@ -47,12 +50,31 @@ impl Systems {
         payments_settings.admin_token = Some(admin_token.clone());
         let mut notifier_settings = notifier::Settings::from_env()?;
         notifier_settings.admin_token = Some(admin_token.clone());
+        let limiter = rate_limiter::Application::build(limiter_settings).await?;
+        let payments = idempotency_demo::Application::build(payments_settings).await?;
+        let notifier = notifier::Application::build(notifier_settings).await?;
+        let feed = feed_service::Application::build(feed_service::Settings::from_env()?).await?;
+        let mut console_settings = console::Settings::from_env()?;
+        if std::env::var_os("CONSOLE_TARGETS").is_none() {
+            let at = |port: u16| format!("http://127.0.0.1:{port}");
+            console_settings.targets = format!(
+                "url-shortener={};rate-limiter={};idempotency-demo={};notifier={};feed-service={}",
+                at(shortener.port()),
+                at(limiter.port()),
+                at(payments.port()),
+                at(notifier.port()),
+                at(feed.port()),
+            )
+            .parse()
+            .map_err(anyhow::Error::msg)?;
+        }
         Ok(Self {
             shortener,
-            limiter: rate_limiter::Application::build(limiter_settings).await?,
-            payments: idempotency_demo::Application::build(payments_settings).await?,
-            notifier: notifier::Application::build(notifier_settings).await?,
-            feed: feed_service::Application::build(feed_service::Settings::from_env()?).await?,
+            limiter,
+            payments,
+            notifier,
+            feed,
+            console: console::Application::build(console_settings).await?,
             limiter_key,
             admin_token,
         })
@@ -62,7 +84,7 @@ impl Systems {
     /// first failure is returned.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         let until = || stop.clone().cancelled_owned();
-        let systems: [(&str, Running); 5] = [
+        let systems: [(&str, Running); 6] = [
             (
                 "url-shortener",
                 Box::pin(self.shortener.run_until_stopped(until())),
@@ -83,6 +105,7 @@ impl Systems {
                 "feed-service",
                 Box::pin(self.feed.run_until_stopped(until())),
             ),
+            ("console", Box::pin(self.console.run_until_stopped(until()))),
         ];
         let mut running = JoinSet::new();
         for (name, system) in systems {
