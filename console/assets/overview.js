@@ -61,7 +61,7 @@
     cell("server_errors_per_s").textContent = fixed(point && point.server_errors_per_s, 1);
     const headline = system.headline;
     cell("headline").textContent = headline
-      ? `${headline.label}: ${fixed(headline.value, 1)}${headline.unit}`
+      ? `${headline.label}: ${headline.value == null ? "–" : fixed(headline.value, 1) + headline.unit}`
       : "–";
     if (point) remember(system.name, point);
   }
