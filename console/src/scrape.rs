@@ -33,8 +33,8 @@ pub struct Scraper {
 
 impl Scraper {
     pub fn new(targets: Targets, window: Arc<Mutex<Window>>, every: Duration) -> Self {
-        // A scrape that is slower than the interval is a failed one: the next is already due.
-        let timeout = every.min(Duration::from_secs(2)).mul_f32(0.8);
+        // A scrape slower than the interval is a failed one: the next is already due.
+        let timeout = every.min(Duration::from_secs(2));
         let client = Client::builder()
             .timeout(timeout)
             .no_proxy()

@@ -62,8 +62,10 @@ async fn console(targets: &str) -> Application {
     Application::build(Settings {
         addr: "127.0.0.1:0".parse().unwrap(),
         targets: Targets::parse(targets).unwrap(),
-        scrape_every: Duration::from_secs(1),
-        window: Duration::from_secs(60),
+        // The tests scrape when they choose; a long interval gives each read the longest timeout
+        // (2 s), so a slow, loaded machine does not make a target look down.
+        scrape_every: Duration::from_secs(10),
+        window: Duration::from_secs(600),
     })
     .await
     .unwrap()
@@ -179,6 +181,36 @@ async fn the_overview_page_lists_every_system_before_any_script_runs() {
     assert_eq!(chart_library.status, StatusCode::OK);
     assert!(chart_library.body.len() > 40_000);
     fetch(&app, "/assets/nothing.js")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_system_page_holds_its_charts_and_its_design_doc() {
+    let app = console(&format!(
+        "url-shortener=http://{};someone-elses=http://{}",
+        nowhere().await,
+        nowhere().await
+    ))
+    .await;
+
+    let page = fetch(&app, "/systems/url-shortener").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = String::from_utf8(page.body.to_vec()).unwrap();
+    assert!(html.contains(r#"data-system="url-shortener""#));
+    assert!(html.contains("Read url-shortener's DESIGN.md"));
+    assert!(html.contains("<h1>URL shortener"), "the doc is rendered");
+
+    let other = fetch(&app, "/systems/someone-elses").await;
+    assert_eq!(
+        other.status,
+        StatusCode::OK,
+        "a system without a doc still has its charts"
+    );
+    let html = String::from_utf8(other.body.to_vec()).unwrap();
+    assert!(!html.contains("DESIGN.md"));
+
+    fetch(&app, "/systems/nope")
         .await
         .problem(StatusCode::NOT_FOUND);
 }

@@ -20,6 +20,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/overview.js"),
     ),
     (
+        "system.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/system.js"),
+    ),
+    (
         "charts.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/charts.js"),

@@ -3,6 +3,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /` | the overview: every system's health, throughput, latency, errors and headline |
+//! | `GET /systems/{name}` | one system: its charts (its own signals too), replicas and design doc |
 //! | `GET /api/overview` | the same, as JSON, refreshed by the page every scrape |
 //! | `GET /api/systems/{name}/points?since=` | a system's history, summed and per replica |
 //! | `GET /assets/{file}` | the stylesheet, the scripts and the vendored chart library |
@@ -11,6 +12,7 @@
 
 mod api;
 mod assets;
+mod design;
 mod pages;
 
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .route("/", get(pages::overview))
+        .route("/systems/{name}", get(pages::system))
         .route("/api/overview", get(api::overview))
         .route("/api/systems/{name}/points", get(api::points))
         .route("/assets/{*file}", get(assets::serve))

@@ -3,11 +3,11 @@
 
 use std::sync::LazyLock;
 
-use axum::{extract::State, response::Html};
+use axum::{extract::State, http::StatusCode, response::Html};
 use minijinja::{Environment, context};
-use platform::problem::Problem;
+use platform::{extract::Path, problem::Problem};
 
-use super::{AppState, api::build_overview};
+use super::{AppState, api::build_overview, design::design};
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut templates = Environment::new();
@@ -17,6 +17,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "overview.html",
             include_str!("../../templates/overview.html"),
         ),
+        ("system.html", include_str!("../../templates/system.html")),
     ] {
         templates
             .add_template(name, source)
@@ -29,9 +30,35 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
 pub async fn overview(State(state): State<AppState>) -> Result<Html<String>, Problem> {
     let overview = build_overview(&state);
     let window_minutes = state.settings.window.as_secs() / 60;
+    render("overview.html", context! { overview, window_minutes })
+}
+
+/// `GET /systems/{name}`: one system's charts, its replicas, and its design doc.
+pub async fn system(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Html<String>, Problem> {
+    let overview = build_overview(&state);
+    let system = overview
+        .systems
+        .iter()
+        .find(|system| system.now.name == name)
+        .ok_or_else(|| {
+            Problem::status(StatusCode::NOT_FOUND).with_detail(format!(
+                "The console does not watch a system named `{name}`."
+            ))
+        })?;
+    let window_minutes = state.settings.window.as_secs() / 60;
+    render(
+        "system.html",
+        context! { overview, system, design => design(&name), window_minutes },
+    )
+}
+
+fn render(template: &str, context: minijinja::Value) -> Result<Html<String>, Problem> {
     TEMPLATES
-        .get_template("overview.html")
-        .and_then(|template| template.render(context! { overview, window_minutes }))
+        .get_template(template)
+        .and_then(|template| template.render(context))
         .map(Html)
         .map_err(|err| Problem::internal(&err))
 }

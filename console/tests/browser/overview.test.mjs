@@ -97,6 +97,22 @@ try {
     if (screenshots) await page.screenshot({ path: `${screenshots}/overview-dark.png`, fullPage: true });
   });
 
+  await step("a system page charts its own signals", async () => {
+    await page.emulateMedia({ colorScheme: "light" });
+    await page.getByRole("link", { name: "url-shortener" }).first().click();
+    await page.waitForURL(/\/systems\/url-shortener$/);
+    const sent = traffic(3);
+    // The shortener's cache lookups: a chart of their own, made when the first one shows up.
+    await page.locator("#signal-shortener_cache_lookups_total canvas").waitFor({ timeout: 15_000 });
+    await sent;
+    for (const id of ["throughput", "latency", "statuses"]) {
+      assert.equal(await page.locator(`#${id} canvas`).count(), 1, `${id} is drawn`);
+    }
+    if (screenshots) await page.screenshot({ path: `${screenshots}/url-shortener.png`, fullPage: true });
+    await page.getByText("Read url-shortener's DESIGN.md").click();
+    await page.locator("article.design h1").waitFor();
+  });
+
   assert.deepEqual(problems, [], "no script error on the page");
 } finally {
   await browser.close();
