@@ -39,9 +39,15 @@ impl Application {
             window.clone(),
             settings.scrape_every,
         );
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .context("building the HTTP client")?;
         let router = http::app(AppState {
             window,
             settings: Arc::new(settings),
+            client,
         });
         Ok(Self {
             listener,

@@ -214,3 +214,59 @@ async fn a_system_page_holds_its_charts_and_its_design_doc() {
         .await
         .problem(StatusCode::NOT_FOUND);
 }
+
+async fn send(app: &Application, system: &str, body: Value) -> TestResponse {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/api/systems/{system}/send"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send_to(&app.router(), request).await
+}
+
+#[tokio::test]
+async fn a_page_sends_a_request_to_the_system_and_sees_both_sides_raw() {
+    let target = stand_in().await;
+    let app = console(&format!("url-shortener=http://{target}")).await;
+
+    let exchange = send(
+        &app,
+        "url-shortener",
+        json!({"method": "GET", "path": "/readyz", "headers": [["x-request-id", "abc"]]}),
+    )
+    .await;
+    assert_eq!(exchange.status, StatusCode::OK);
+    let exchange = exchange.json();
+    assert_eq!(exchange["request"]["line"], "GET /readyz HTTP/1.1");
+    assert_eq!(
+        exchange["request"]["headers"][1],
+        json!(["x-request-id", "abc"])
+    );
+    assert_eq!(exchange["response"]["line"], "HTTP/1.1 200 OK");
+    let body: Value = serde_json::from_str(exchange["response"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["status"], "ready");
+}
+
+#[tokio::test]
+async fn a_page_cannot_send_anywhere_but_to_the_system() {
+    let target = stand_in().await;
+    let app = console(&format!("url-shortener=http://{target}")).await;
+
+    for (body, field) in [
+        (
+            json!({"method": "GET", "path": "//elsewhere.example/x"}),
+            "path",
+        ),
+        (
+            json!({"method": "GET", "path": "http://elsewhere.example/x"}),
+            "path",
+        ),
+        (json!({"method": "TRACE", "path": "/"}), "method"),
+    ] {
+        send(&app, "url-shortener", body).await.invalid_field(field);
+    }
+    send(&app, "nope", json!({"method": "GET", "path": "/"}))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}

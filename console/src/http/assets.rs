@@ -25,6 +25,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/system.js"),
     ),
     (
+        "send.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/send.js"),
+    ),
+    (
         "charts.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/charts.js"),

@@ -6,6 +6,7 @@
 //! | `GET /systems/{name}` | one system: its charts (its own signals too), replicas and design doc |
 //! | `GET /api/overview` | the same, as JSON, refreshed by the page every scrape |
 //! | `GET /api/systems/{name}/points?since=` | a system's history, summed and per replica |
+//! | `POST /api/systems/{name}/send` | a request a page sends to the system, and its answer, raw |
 //! | `GET /assets/{file}` | the stylesheet, the scripts and the vendored chart library |
 //!
 //! The shared endpoints (`/healthz`, `/readyz`, `/metrics`) come from `platform::http::service`.
@@ -14,10 +15,14 @@ mod api;
 mod assets;
 mod design;
 mod pages;
+mod send;
 
 use std::sync::{Arc, Mutex};
 
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    routing::{get, post},
+};
 use platform::health::Readiness;
 
 use crate::{settings::Settings, window::Window};
@@ -26,6 +31,8 @@ use crate::{settings::Settings, window::Window};
 pub struct AppState {
     pub window: Arc<Mutex<Window>>,
     pub settings: Arc<Settings>,
+    /// For the requests pages send: redirects are shown, not followed.
+    pub client: reqwest::Client,
 }
 
 impl AppState {
@@ -43,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .route("/systems/{name}", get(pages::system))
         .route("/api/overview", get(api::overview))
         .route("/api/systems/{name}/points", get(api::points))
+        .route("/api/systems/{name}/send", post(send::send))
         .route("/assets/{*file}", get(assets::serve))
         .with_state(state);
     platform::http::service(

@@ -113,6 +113,21 @@ try {
     await page.locator("article.design h1").waitFor();
   });
 
+  await step("a request sent from the page comes back raw", async () => {
+    const select = page.locator("#operation");
+    await select.locator("option", { hasText: "POST /api/v1/keys" }).waitFor({ state: "attached" });
+    const value = await select.locator("option", { hasText: "POST /api/v1/keys" }).getAttribute("value");
+    await select.selectOption(value);
+    assert.match(await page.locator("#body").inputValue(), /"name"/, "the body is ready-made");
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.locator("#response", { hasText: "HTTP/1.1 201 Created" }).waitFor();
+    assert.match(await page.locator("#request").textContent(), /^POST \/api\/v1\/keys HTTP\/1.1/);
+    assert.match(await page.locator("#response").textContent(), /"key":"sk_[0-9a-f]{40}"/);
+    if (screenshots) {
+      await page.locator("#try-it").screenshot({ path: `${screenshots}/url-shortener-try-it.png` });
+    }
+  });
+
   assert.deepEqual(problems, [], "no script error on the page");
 } finally {
   await browser.close();
