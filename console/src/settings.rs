@@ -6,13 +6,18 @@
 //! | `CONSOLE_TARGETS` | the lab's ports on `127.0.0.1` | the systems to watch: `name=url[,url…]`, separated by `;` |
 //! | `CONSOLE_SCRAPE_EVERY` | `1s` | how often each target's `/metrics` and `/readyz` are read |
 //! | `CONSOLE_WINDOW` | `15m` | how much history is kept in memory, and served to a page on load |
+//! | `CONSOLE_SWITCHES` | none | fault switches a system's page can flip: `system/name=url`, separated by `;` |
+//! | `SDLAB_ADMIN_TOKEN` | none | what opens the switches, to the console and, forwarded, to each switch |
 //!
 //! A system with more than one URL is a set of replicas: the console sums them and also shows
 //! each one.
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
-use platform::config::{ConfigError, env_opt, env_or};
+use platform::{
+    auth::AdminToken,
+    config::{ConfigError, env_opt, env_or},
+};
 use url::Url;
 
 #[derive(Debug, Clone)]
@@ -21,6 +26,9 @@ pub struct Settings {
     pub targets: Targets,
     pub scrape_every: Duration,
     pub window: Duration,
+    pub switches: Switches,
+    /// `None`: no switch opens (403), as on every sdlab admin endpoint.
+    pub admin_token: Option<AdminToken>,
 }
 
 impl Settings {
@@ -30,6 +38,8 @@ impl Settings {
             targets: env_opt("CONSOLE_TARGETS")?.unwrap_or_else(Targets::lab),
             scrape_every: duration("CONSOLE_SCRAPE_EVERY", Duration::from_secs(1))?,
             window: duration("CONSOLE_WINDOW", Duration::from_secs(15 * 60))?,
+            switches: env_opt("CONSOLE_SWITCHES")?.unwrap_or_default(),
+            admin_token: AdminToken::from_env()?,
         })
     }
 
@@ -99,11 +109,7 @@ impl Targets {
                 .split_once('=')
                 .ok_or_else(|| format!("`{entry}` is not `name=url[,url…]`"))?;
             let system = system.trim();
-            let valid_name = !system.is_empty()
-                && system
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
-            if !valid_name {
+            if !valid_name(system) {
                 return Err(format!(
                     "`{system}` is not a system name (letters, digits, - and _)"
                 ));
@@ -137,6 +143,89 @@ impl Targets {
     pub fn get(&self, system: &str) -> Option<&Target> {
         self.0.iter().find(|target| target.system == system)
     }
+}
+
+/// The fault switches the console can flip for its pages: each an HTTP endpoint that answers
+/// `GET` with its settings as a JSON object and takes new ones with `PUT` (the payment provider
+/// simulator's and the SMS/push simulator's `/v1/faults`, the mailbox's `/mailbox/faults`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Switches(Vec<Switch>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switch {
+    pub system: String,
+    /// What the page calls it: `provider`, `sms-push`, `mailbox`.
+    pub name: String,
+    pub url: Url,
+}
+
+impl Switches {
+    pub fn new(switches: Vec<Switch>) -> Self {
+        Self(switches)
+    }
+
+    /// `idempotency-demo/provider=http://127.0.0.1:8095/v1/faults;notifier/mailbox=…`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut switches: Vec<Switch> = Vec::new();
+        for entry in text
+            .split(';')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+        {
+            let (key, url) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("`{entry}` is not `system/name=url`"))?;
+            let (system, name) = key
+                .trim()
+                .split_once('/')
+                .filter(|(system, name)| valid_name(system) && valid_name(name))
+                .ok_or_else(|| {
+                    format!("`{key}` is not `system/name` (letters, digits, - and _)")
+                })?;
+            let url = Url::parse(url.trim())
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https"))
+                .ok_or_else(|| format!("`{url}` (for {key}) is not an http or https URL"))?;
+            if switches
+                .iter()
+                .any(|s| s.system == system && s.name == name)
+            {
+                return Err(format!("`{key}` is named twice"));
+            }
+            switches.push(Switch {
+                system: system.to_owned(),
+                name: name.to_owned(),
+                url,
+            });
+        }
+        Ok(Self(switches))
+    }
+
+    /// `system`'s switches, in the order they were given.
+    pub fn of<'a>(&'a self, system: &'a str) -> impl Iterator<Item = &'a Switch> + 'a {
+        self.0.iter().filter(move |switch| switch.system == system)
+    }
+
+    pub fn get(&self, system: &str, name: &str) -> Option<&Switch> {
+        self.0
+            .iter()
+            .find(|switch| switch.system == system && switch.name == name)
+    }
+}
+
+impl FromStr for Switches {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::parse(text)
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 impl FromStr for Targets {
@@ -193,12 +282,37 @@ mod tests {
     }
 
     #[test]
+    fn switches_belong_to_a_system_and_have_a_name() {
+        let switches = Switches::parse(
+            "idempotency-demo/provider=http://127.0.0.1:8095/v1/faults;\
+             notifier/mailbox=http://127.0.0.1:8025/mailbox/faults",
+        )
+        .unwrap();
+        assert_eq!(switches.of("idempotency-demo").count(), 1);
+        assert_eq!(
+            switches.get("notifier", "mailbox").unwrap().url.path(),
+            "/mailbox/faults"
+        );
+        assert!(switches.get("notifier", "provider").is_none());
+        for (text, says) in [
+            ("provider=http://x", "is not `system/name`"),
+            ("a/b=ftp://x", "not an http or https URL"),
+            ("a/b=http://x;a/b=http://y", "named twice"),
+        ] {
+            let err = Switches::parse(text).unwrap_err();
+            assert!(err.contains(says), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
     fn the_window_holds_at_least_two_scrapes() {
         let settings = Settings {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             targets: Targets::lab(),
             scrape_every: Duration::from_secs(1),
             window: Duration::from_secs(900),
+            switches: Switches::default(),
+            admin_token: None,
         };
         assert_eq!(settings.window_len(), 900);
         let tiny = Settings {

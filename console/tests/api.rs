@@ -17,7 +17,11 @@ use axum::{
     http::{Method, Request, StatusCode},
     routing::get,
 };
-use console::{Application, Settings, settings::Targets};
+use console::{
+    Application, Settings,
+    settings::{Switches, Targets},
+};
+use platform::auth::{AdminToken, require_admin};
 use platform::testing::http::{TestResponse, send_to};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -59,9 +63,15 @@ async fn nowhere() -> SocketAddr {
 }
 
 async fn console(targets: &str) -> Application {
+    console_with(targets, "", None).await
+}
+
+async fn console_with(targets: &str, switches: &str, admin: Option<AdminToken>) -> Application {
     Application::build(Settings {
         addr: "127.0.0.1:0".parse().unwrap(),
         targets: Targets::parse(targets).unwrap(),
+        switches: Switches::parse(switches).unwrap(),
+        admin_token: admin,
         // The tests scrape when they choose; a long interval gives each read the longest timeout
         // (2 s), so a slow, loaded machine does not make a target look down.
         scrape_every: Duration::from_secs(10),
@@ -269,4 +279,138 @@ async fn a_page_cannot_send_anywhere_but_to_the_system() {
     send(&app, "nope", json!({"method": "GET", "path": "/"}))
         .await
         .problem(StatusCode::NOT_FOUND);
+}
+
+/// A fault switch like the simulators': `GET`/`PUT /v1/faults` behind the admin token.
+async fn switch(admin: AdminToken) -> SocketAddr {
+    let settings = Arc::new(std::sync::Mutex::new(
+        json!({"error_rate": 0.0, "latency_ms": 0}),
+    ));
+    let app =
+        Router::new()
+            .route(
+                "/v1/faults",
+                get(
+                    |State(settings): State<Arc<std::sync::Mutex<Value>>>| async move {
+                        Json(settings.lock().unwrap().clone())
+                    },
+                )
+                .put(
+                    |State(settings): State<Arc<std::sync::Mutex<Value>>>,
+                     Json(new): Json<Value>| async move {
+                        *settings.lock().unwrap() = new.clone();
+                        Json(new)
+                    },
+                )
+                .route_layer(axum::middleware::from_fn_with_state(
+                    Some(admin),
+                    require_admin,
+                )),
+            )
+            .with_state(settings);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn as_admin(
+    app: &Application,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> TestResponse {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = match body {
+        Some(body) => request
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    };
+    send_to(&app.router(), request.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_switch_is_read_and_set_through_the_console_with_the_admin_token() {
+    let token = AdminToken::generate();
+    let faults = switch(token.clone()).await;
+    let app = console_with(
+        &format!("idempotency-demo=http://{}", nowhere().await),
+        &format!("idempotency-demo/provider=http://{faults}/v1/faults"),
+        Some(token.clone()),
+    )
+    .await;
+    let list = "/api/systems/idempotency-demo/switches";
+    let provider = "/api/systems/idempotency-demo/switches/provider";
+
+    let listed = as_admin(&app, Method::GET, list, Some(token.expose()), None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.json()[0]["settings"]["error_rate"], 0.0);
+
+    let set = as_admin(
+        &app,
+        Method::PUT,
+        provider,
+        Some(token.expose()),
+        Some(json!({"error_rate": 1.0, "latency_ms": 0})),
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK);
+    let listed = as_admin(&app, Method::GET, list, Some(token.expose()), None).await;
+    assert_eq!(
+        listed.json()[0]["settings"]["error_rate"],
+        1.0,
+        "the switch itself changed"
+    );
+
+    as_admin(
+        &app,
+        Method::PUT,
+        "/api/systems/idempotency-demo/switches/nope",
+        Some(token.expose()),
+        Some(json!({})),
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_switches_stay_shut_without_the_admin_token() {
+    let token = AdminToken::generate();
+    let faults = switch(token.clone()).await;
+    let switches = format!("idempotency-demo/provider=http://{faults}/v1/faults");
+    let target = format!("idempotency-demo=http://{}", nowhere().await);
+    let app = console_with(&target, &switches, Some(token.clone())).await;
+    let list = "/api/systems/idempotency-demo/switches";
+    let provider = "/api/systems/idempotency-demo/switches/provider";
+
+    as_admin(&app, Method::GET, list, None, None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    let wrong = AdminToken::generate();
+    as_admin(
+        &app,
+        Method::PUT,
+        provider,
+        Some(wrong.expose()),
+        Some(json!({"error_rate": 1.0})),
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+
+    let unconfigured = console_with(&target, &switches, None).await;
+    as_admin(&unconfigured, Method::GET, list, Some(token.expose()), None)
+        .await
+        .problem(StatusCode::FORBIDDEN);
+
+    let listed = as_admin(&app, Method::GET, list, Some(token.expose()), None).await;
+    assert_eq!(
+        listed.json()[0]["settings"]["error_rate"],
+        0.0,
+        "nothing was changed"
+    );
 }

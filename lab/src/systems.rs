@@ -68,6 +68,32 @@ impl Systems {
             .parse()
             .map_err(anyhow::Error::msg)?;
         }
+        // The simulators' fault switches, where this run serves them, open to the same token.
+        console_settings.admin_token = Some(admin_token.clone());
+        if std::env::var_os("CONSOLE_SWITCHES").is_none() {
+            let mut switches = Vec::new();
+            let at = |addr: std::net::SocketAddr, path: &str| format!("http://{addr}{path}");
+            if let Some(provider) = payments.provider() {
+                switches.push(format!(
+                    "idempotency-demo/provider={}",
+                    at(provider.addr, "/v1/faults")
+                ));
+            }
+            let local = notifier.local_providers();
+            if let Some(simulator) = &local.simulator {
+                switches.push(format!(
+                    "notifier/sms-push={}",
+                    at(simulator.addr, "/v1/faults")
+                ));
+            }
+            if let Some(mailbox) = &local.mailbox {
+                switches.push(format!(
+                    "notifier/mailbox={}",
+                    at(mailbox.addr, "/mailbox/faults")
+                ));
+            }
+            console_settings.switches = switches.join(";").parse().map_err(anyhow::Error::msg)?;
+        }
         Ok(Self {
             shortener,
             limiter,

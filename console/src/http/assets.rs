@@ -30,6 +30,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/send.js"),
     ),
     (
+        "break.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/break.js"),
+    ),
+    (
         "charts.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/charts.js"),

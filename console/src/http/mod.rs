@@ -7,6 +7,7 @@
 //! | `GET /api/overview` | the same, as JSON, refreshed by the page every scrape |
 //! | `GET /api/systems/{name}/points?since=` | a system's history, summed and per replica |
 //! | `POST /api/systems/{name}/send` | a request a page sends to the system, and its answer, raw |
+//! | `GET /api/systems/{name}/switches`, `PUT …/switches/{switch}` | its fault switches (admin token) |
 //! | `GET /assets/{file}` | the stylesheet, the scripts and the vendored chart library |
 //!
 //! The shared endpoints (`/healthz`, `/readyz`, `/metrics`) come from `platform::http::service`.
@@ -16,14 +17,15 @@ mod assets;
 mod design;
 mod pages;
 mod send;
+mod switches;
 
 use std::sync::{Arc, Mutex};
 
 use axum::{
-    Router,
-    routing::{get, post},
+    Router, middleware,
+    routing::{get, post, put},
 };
-use platform::health::Readiness;
+use platform::{auth::require_admin, health::Readiness};
 
 use crate::{settings::Settings, window::Window};
 
@@ -45,6 +47,13 @@ impl AppState {
 
 /// The complete service: the routes above inside the shared stack.
 pub fn app(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/api/systems/{name}/switches", get(switches::list))
+        .route("/api/systems/{name}/switches/{switch}", put(switches::set))
+        .route_layer(middleware::from_fn_with_state(
+            state.settings.admin_token.clone(),
+            require_admin,
+        ));
     let routes = Router::new()
         .route("/", get(pages::overview))
         .route("/systems/{name}", get(pages::system))
@@ -52,6 +61,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/systems/{name}/points", get(api::points))
         .route("/api/systems/{name}/send", post(send::send))
         .route("/assets/{*file}", get(assets::serve))
+        .merge(admin)
         .with_state(state);
     platform::http::service(
         crate::SYSTEM,

@@ -51,7 +51,13 @@ pub async fn system(
     let window_minutes = state.settings.window.as_secs() / 60;
     render(
         "system.html",
-        context! { overview, system, design => design(&name), window_minutes },
+        context! {
+            overview,
+            system,
+            design => design(&name),
+            window_minutes,
+            switches => state.settings.switches.of(&name).map(|switch| &switch.name).collect::<Vec<_>>(),
+        },
     )
 }
 

@@ -11,6 +11,10 @@ import { chromium } from "playwright-core";
 const consoleUrl = process.env.CONSOLE_URL ?? "http://127.0.0.1:8080";
 const shortenerUrl = process.env.SHORTENER_URL ?? "http://127.0.0.1:8081";
 const screenshots = process.env.SCREENSHOT_DIR;
+// The lab's admin token and payments key, as it was started with them (SDLAB_ADMIN_TOKEN,
+// PAYMENTS_DEMO_KEY).
+const adminToken = process.env.ADMIN_TOKEN;
+const paymentsKey = process.env.PAYMENTS_KEY;
 const systems = ["url-shortener", "rate-limiter", "idempotency-demo", "notifier", "feed-service"];
 
 // The flags this machine's chromium needs headless: no sandbox as root, and nothing that reaches
@@ -126,6 +130,35 @@ try {
     if (screenshots) {
       await page.locator("#try-it").screenshot({ path: `${screenshots}/url-shortener-try-it.png` });
     }
+  });
+
+  await step("a provider broken from the page fails a payment; undone, the same key succeeds", async () => {
+    await page.goto(`${consoleUrl}/systems/idempotency-demo`);
+    await page.locator("#admin-token").fill(adminToken);
+    await page.getByRole("button", { name: "Open the switches" }).click();
+    const provider = page.locator('form.switch[data-switch="provider"]');
+    await provider.locator('input[name="error_rate"]').fill("1");
+    await provider.getByRole("button", { name: "Apply" }).click();
+    await page.locator('form.switch.on[data-switch="provider"]').waitFor();
+
+    const pay = async () => {
+      await page.locator("#method").fill("POST");
+      await page.locator("#path").fill("/v1/payments");
+      await page.locator("#headers").fill(
+        `authorization: Bearer ${paymentsKey}\nidempotency-key: console-test-1\ncontent-type: application/json`,
+      );
+      await page.locator("#body").fill('{"amount": 2000, "currency": "usd", "source": "tok_visa"}');
+      await page.locator("#response").evaluate((pre) => { pre.textContent = ""; });
+      await page.getByRole("button", { name: "Send" }).click();
+      await page.locator("#response", { hasText: "HTTP/1.1" }).waitFor();
+      return page.locator("#response").textContent();
+    };
+    assert.match(await pay(), /^HTTP\/1.1 502/, "the provider's failure is a 502");
+    if (screenshots) await page.locator("#break-it").screenshot({ path: `${screenshots}/idempotency-demo-break-it.png` });
+
+    await provider.getByRole("button", { name: "Undo" }).click();
+    await page.locator('form.switch:not(.on)[data-switch="provider"]').waitFor();
+    assert.match(await pay(), /^HTTP\/1.1 201/, "the same key, retried, is charged");
   });
 
   assert.deepEqual(problems, [], "no script error on the page");
