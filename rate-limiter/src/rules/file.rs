@@ -23,11 +23,12 @@
 //! ```
 //!
 //! `client` is `ip`, `api_key` or `header:<name>`. Who may check which rules through the decision
-//! API is a `[callers.<name>]` table each (`callers.rs`). Rules are a map, so a name given twice
-//! is a parse error in either format. Every mistake is reported with the file, a line and a column,
-//! and an unknown field is a mistake (a typo like `burts` must not silently mean the default).
+//! API is a `[callers.<name>]` table each (`callers.rs`). Rules and callers are maps, so a name
+//! given twice is a parse error in either format. Every mistake is reported with the file, a line
+//! and a column, and an unknown field is a mistake (a typo like `burts` must not silently mean the
+//! default).
 
-use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
+use std::{collections::BTreeMap, fmt, marker::PhantomData, path::Path, time::Duration};
 
 use axum::http::{HeaderName, Method};
 use serde::{Deserialize, Deserializer};
@@ -220,9 +221,9 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
-    #[serde(deserialize_with = "unique_names")]
+    #[serde(deserialize_with = "unique_rules")]
     rules: BTreeMap<RuleName, Checked>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_callers")]
     callers: BTreeMap<String, RawCaller>,
 }
 
@@ -233,39 +234,69 @@ struct RawCaller {
     rules: Vec<RuleName>,
 }
 
-/// A map of rules that refuses a name given twice. TOML's parser already does; a YAML mapping
-/// would otherwise keep the last one silently.
-fn unique_names<'de, D: Deserializer<'de>>(
+fn unique_rules<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<BTreeMap<RuleName, Checked>, D::Error> {
-    struct Unique;
+    unique_names("rule", deserializer)
+}
 
-    impl<'de> serde::de::Visitor<'de> for Unique {
-        type Value = BTreeMap<RuleName, Checked>;
+fn unique_callers<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, RawCaller>, D::Error> {
+    unique_names("caller", deserializer)
+}
+
+/// A map of rules or callers that refuses a name given twice. TOML's parser already does; a YAML
+/// mapping would otherwise keep the last one silently, and a caller written twice would lose its
+/// first key without a word.
+fn unique_names<'de, K, V, D>(
+    what: &'static str,
+    deserializer: D,
+) -> Result<BTreeMap<K, V>, D::Error>
+where
+    K: Deserialize<'de> + Ord + fmt::Display,
+    V: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    struct Unique<K, V> {
+        what: &'static str,
+        entries: PhantomData<(K, V)>,
+    }
+
+    impl<'de, K, V> serde::de::Visitor<'de> for Unique<K, V>
+    where
+        K: Deserialize<'de> + Ord + fmt::Display,
+        V: Deserialize<'de>,
+    {
+        type Value = BTreeMap<K, V>;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a map of rule names to rules")
+            write!(f, "a map of {0} names to {0}s", self.what)
         }
 
         fn visit_map<A: serde::de::MapAccess<'de>>(
             self,
             mut map: A,
         ) -> Result<Self::Value, A::Error> {
-            let mut rules = BTreeMap::new();
-            while let Some(name) = map.next_key::<RuleName>()? {
-                if rules.contains_key(&name) {
+            let mut entries = BTreeMap::new();
+            while let Some(name) = map.next_key::<K>()? {
+                if entries.contains_key(&name) {
                     return Err(serde::de::Error::custom(format!(
-                        "the rule `{name}` is defined twice"
+                        "the {} `{name}` is defined twice",
+                        self.what
                     )));
                 }
-                let rule = map.next_value()?;
-                rules.insert(name, rule);
+                let value = map.next_value()?;
+                entries.insert(name, value);
             }
-            Ok(rules)
+            Ok(entries)
         }
     }
 
-    deserializer.deserialize_map(Unique)
+    deserializer.deserialize_map(Unique {
+        what,
+        entries: PhantomData,
+    })
 }
 
 impl<'de> Deserialize<'de> for RuleName {

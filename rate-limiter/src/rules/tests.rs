@@ -244,3 +244,25 @@ fn a_caller_may_not_be_granted_the_gateways_rules_an_unknown_rule_or_another_cal
         );
     }
 }
+
+#[test]
+fn a_caller_defined_twice_is_an_error_in_either_format() {
+    let (first, second) = ("ab".repeat(32), "cd".repeat(32));
+    let grant = |key: &str| format!("[callers.checkout]\nkey_sha256 = \"{key}\"\nrules = []\n");
+    let err = callers(&format!("{TWO_RULES}\n{}{}", grant(&first), grant(&second))).unwrap_err();
+    assert_eq!(err.line, Some(16), "{err}");
+
+    // A YAML mapping keeps the last of two equal keys unless told otherwise: the first key
+    // would be dropped without a word.
+    let yaml = format!(
+        "rules:\n  login: {{algorithm: fixed_window, limit: 1, window: 1s}}\ncallers:\n  \
+         checkout: {{key_sha256: \"{first}\", rules: []}}\n  \
+         checkout: {{key_sha256: \"{second}\", rules: []}}\n"
+    );
+    let err = parse(&yaml, Format::Yaml, "rules.yaml").unwrap_err();
+    assert!(
+        err.message
+            .contains("the caller `checkout` is defined twice"),
+        "{err}"
+    );
+}
