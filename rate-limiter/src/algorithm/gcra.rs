@@ -36,16 +36,19 @@ impl TokenBucket {
         if burst == 0 {
             return Err(InvalidAlgorithm("the burst must be at least 1"));
         }
+        let too_long = InvalidAlgorithm("burst × interval must be at most one year");
+        // Checked: rounding a period within a microsecond of u64::MAX nanoseconds (584 years)
+        // up to whole microseconds would wrap to a few hundred nanoseconds, and a limit of one a
+        // lifetime would admit millions a second.
         let interval = positive_nanos(per, "the period must be longer than zero")?
             .div_ceil(rate)
             .div_ceil(1000)
-            * 1000;
+            .checked_mul(1000)
+            .ok_or(too_long.clone())?;
         interval
             .checked_mul(burst)
             .filter(|tolerance| *tolerance <= super::MAX_WINDOW)
-            .ok_or(InvalidAlgorithm(
-                "burst × interval must be at most one year",
-            ))?;
+            .ok_or(too_long)?;
         Ok(Self { interval, burst })
     }
 

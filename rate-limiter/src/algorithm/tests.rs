@@ -184,3 +184,11 @@ fn a_clock_that_steps_back_never_hands_out_capacity_early() {
         assert_eq!(algorithm.status(state.as_ref(), spent_at).remaining, 0);
     }
 }
+
+#[test]
+fn a_period_too_long_to_round_to_whole_microseconds_is_refused_not_wrapped() {
+    // u64::MAX nanoseconds rounded up to a microsecond is past u64::MAX.
+    let longest = Duration::from_nanos(u64::MAX);
+    assert!(TokenBucket::new(1, longest, 1).is_err());
+    assert!(LeakyBucket::new(1, longest, 1).is_err());
+}
