@@ -48,6 +48,7 @@ impl Application {
             window,
             settings: Arc::new(settings),
             client,
+            load: crate::load::LoadRunner::default(),
         });
         Ok(Self {
             listener,

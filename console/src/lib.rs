@@ -10,6 +10,7 @@
 //! - [`signals`]: turns two scrapes into rates, error rates, latency percentiles and each
 //!   system's headline number.
 //! - [`window`]: the last 15 minutes of those, per system and per replica, in memory.
+//! - [`load`]: runs a system's k6 scenario from its page, one run at a time.
 //! - [`http`]: the pages (server-rendered, `templates/`), the JSON they refresh from, and the
 //!   assets (`assets/`, with uPlot vendored).
 //! - [`app`]: binds, scrapes and serves.
@@ -19,6 +20,7 @@ pub const SYSTEM: &str = "console";
 
 pub mod app;
 pub mod http;
+pub mod load;
 pub mod scrape;
 pub mod settings;
 pub mod signals;

@@ -7,6 +7,7 @@
 //! | `CONSOLE_SCRAPE_EVERY` | `1s` | how often each target's `/metrics` and `/readyz` are read |
 //! | `CONSOLE_WINDOW` | `15m` | how much history is kept in memory, and served to a page on load |
 //! | `CONSOLE_SWITCHES` | none | fault switches a system's page can flip: `system/name=url`, separated by `;` |
+//! | `CONSOLE_LOAD_ENV` | none | what a system's k6 scenario needs: `system:NAME=value,NAME=value`, separated by `;` |
 //! | `SDLAB_ADMIN_TOKEN` | none | what opens the switches, to the console and, forwarded, to each switch |
 //!
 //! A system with more than one URL is a set of replicas: the console sums them and also shows
@@ -29,6 +30,8 @@ pub struct Settings {
     pub switches: Switches,
     /// `None`: no switch opens (403), as on every sdlab admin endpoint.
     pub admin_token: Option<AdminToken>,
+    /// Variables each system's k6 scenario needs (the rate limiter's caller key, say).
+    pub load_env: LoadEnv,
 }
 
 impl Settings {
@@ -40,6 +43,7 @@ impl Settings {
             window: duration("CONSOLE_WINDOW", Duration::from_secs(15 * 60))?,
             switches: env_opt("CONSOLE_SWITCHES")?.unwrap_or_default(),
             admin_token: AdminToken::from_env()?,
+            load_env: env_opt("CONSOLE_LOAD_ENV")?.unwrap_or_default(),
         })
     }
 
@@ -142,6 +146,57 @@ impl Targets {
 
     pub fn get(&self, system: &str) -> Option<&Target> {
         self.0.iter().find(|target| target.system == system)
+    }
+}
+
+/// The variables a system's k6 scenario is run with, by system.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadEnv(Vec<(String, Vec<(String, String)>)>);
+
+impl LoadEnv {
+    pub fn new(entries: Vec<(String, Vec<(String, String)>)>) -> Self {
+        Self(entries)
+    }
+
+    pub fn of(&self, system: &str) -> &[(String, String)] {
+        self.0
+            .iter()
+            .find(|(name, _)| name == system)
+            .map(|(_, env)| env.as_slice())
+            .unwrap_or_default()
+    }
+}
+
+impl FromStr for LoadEnv {
+    type Err = String;
+
+    /// `rate-limiter:API_KEY=sk_…,GATEWAY_URL=http://127.0.0.1:8092;…`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut entries = Vec::new();
+        for entry in text
+            .split(';')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+        {
+            let (system, pairs) = entry
+                .split_once(':')
+                .filter(|(system, _)| valid_name(system.trim()))
+                .ok_or_else(|| format!("`{entry}` is not `system:NAME=value,…`"))?;
+            let mut env = Vec::new();
+            for pair in pairs
+                .split(',')
+                .map(str::trim)
+                .filter(|pair| !pair.is_empty())
+            {
+                let (name, value) = pair
+                    .split_once('=')
+                    .filter(|(name, _)| valid_name(name))
+                    .ok_or_else(|| format!("`{pair}` (for {system}) is not `NAME=value`"))?;
+                env.push((name.to_owned(), value.to_owned()));
+            }
+            entries.push((system.trim().to_owned(), env));
+        }
+        Ok(Self(entries))
     }
 }
 
@@ -305,6 +360,19 @@ mod tests {
     }
 
     #[test]
+    fn a_scenarios_variables_are_given_per_system() {
+        let env: LoadEnv = "rate-limiter:API_KEY=sk_1,GATEWAY_URL=http://x:8092"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            env.of("rate-limiter")[1],
+            ("GATEWAY_URL".to_owned(), "http://x:8092".to_owned())
+        );
+        assert!(env.of("url-shortener").is_empty());
+        assert!("rate-limiter".parse::<LoadEnv>().is_err());
+    }
+
+    #[test]
     fn the_window_holds_at_least_two_scrapes() {
         let settings = Settings {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -313,6 +381,7 @@ mod tests {
             window: Duration::from_secs(900),
             switches: Switches::default(),
             admin_token: None,
+            load_env: LoadEnv::default(),
         };
         assert_eq!(settings.window_len(), 900);
         let tiny = Settings {

@@ -331,6 +331,16 @@ pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     Some(lower.0)
 }
 
+/// The `q` quantile of `sorted` samples, interpolated between the two nearest ranks (what
+/// numpy's default does): `None` for no samples.
+pub fn quantile_of(q: f64, sorted: &[f64]) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let rank = q * last as f64;
+    let below = rank.floor() as usize;
+    let above = rank.ceil() as usize;
+    Some(sorted[below] + (sorted[above] - sorted[below]) * (rank - below as f64))
+}
+
 /// A system's one number on the overview, beside its throughput and latency.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Headline {

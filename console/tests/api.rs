@@ -19,7 +19,7 @@ use axum::{
 };
 use console::{
     Application, Settings,
-    settings::{Switches, Targets},
+    settings::{LoadEnv, Switches, Targets},
 };
 use platform::auth::{AdminToken, require_admin};
 use platform::testing::http::{TestResponse, send_to};
@@ -72,6 +72,7 @@ async fn console_with(targets: &str, switches: &str, admin: Option<AdminToken>) 
         targets: Targets::parse(targets).unwrap(),
         switches: Switches::parse(switches).unwrap(),
         admin_token: admin,
+        load_env: LoadEnv::default(),
         // The tests scrape when they choose; a long interval gives each read the longest timeout
         // (2 s), so a slow, loaded machine does not make a target look down.
         scrape_every: Duration::from_secs(10),
@@ -412,5 +413,48 @@ async fn the_switches_stay_shut_without_the_admin_token() {
         listed.json()[0]["settings"]["error_rate"],
         0.0,
         "nothing was changed"
+    );
+}
+
+#[tokio::test]
+async fn a_load_is_asked_for_within_bounds_and_only_where_there_is_a_scenario() {
+    let app = console(&format!(
+        "url-shortener=http://{};notifier=http://{}",
+        nowhere().await,
+        nowhere().await
+    ))
+    .await;
+    let router = app.router();
+    let start = |system: &'static str, body: Value| {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/api/systems/{system}/load"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        send_to(&router, request)
+    };
+
+    start("url-shortener", json!({"rate": 0, "duration_s": 5}))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    start("url-shortener", json!({"rate": 10, "duration_s": 601}))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    start("notifier", json!({"rate": 10, "duration_s": 5}))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let stop = Request::builder()
+        .method(Method::DELETE)
+        .uri("/api/load")
+        .body(Body::empty())
+        .unwrap();
+    send_to(&app.router(), stop)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    assert_eq!(
+        fetch(&app, "/api/load").await.json(),
+        Value::Null,
+        "no run yet"
     );
 }

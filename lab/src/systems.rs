@@ -68,6 +68,15 @@ impl Systems {
             .parse()
             .map_err(anyhow::Error::msg)?;
         }
+        // What the rate limiter's k6 scenario needs to be run from its page: its caller key.
+        if std::env::var_os("CONSOLE_LOAD_ENV").is_none() {
+            let mut env = vec![("API_KEY".to_owned(), limiter_key.expose().to_owned())];
+            if let Some(port) = limiter.gateway_port() {
+                env.push(("GATEWAY_URL".to_owned(), format!("http://127.0.0.1:{port}")));
+            }
+            console_settings.load_env =
+                console::settings::LoadEnv::new(vec![("rate-limiter".to_owned(), env)]);
+        }
         // The simulators' fault switches, where this run serves them, open to the same token.
         console_settings.admin_token = Some(admin_token.clone());
         if std::env::var_os("CONSOLE_SWITCHES").is_none() {

@@ -35,6 +35,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/break.js"),
     ),
     (
+        "load.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/load.js"),
+    ),
+    (
         "charts.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/charts.js"),

@@ -8,6 +8,7 @@
 //! | `GET /api/systems/{name}/points?since=` | a system's history, summed and per replica |
 //! | `POST /api/systems/{name}/send` | a request a page sends to the system, and its answer, raw |
 //! | `GET /api/systems/{name}/switches`, `PUT …/switches/{switch}` | its fault switches (admin token) |
+//! | `POST /api/systems/{name}/load`, `GET`/`DELETE /api/load` | its k6 scenario: start, watch, stop |
 //! | `GET /assets/{file}` | the stylesheet, the scripts and the vendored chart library |
 //!
 //! The shared endpoints (`/healthz`, `/readyz`, `/metrics`) come from `platform::http::service`.
@@ -15,6 +16,7 @@
 mod api;
 mod assets;
 mod design;
+mod load;
 mod pages;
 mod send;
 mod switches;
@@ -35,6 +37,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// For the requests pages send: redirects are shown, not followed.
     pub client: reqwest::Client,
+    pub load: crate::load::LoadRunner,
 }
 
 impl AppState {
@@ -60,6 +63,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/overview", get(api::overview))
         .route("/api/systems/{name}/points", get(api::points))
         .route("/api/systems/{name}/send", post(send::send))
+        .route("/api/systems/{name}/load", post(load::start))
+        .route("/api/load", get(load::current).delete(load::stop))
         .route("/assets/{*file}", get(assets::serve))
         .merge(admin)
         .with_state(state);

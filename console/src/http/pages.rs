@@ -56,6 +56,7 @@ pub async fn system(
             system,
             design => design(&name),
             window_minutes,
+            loadable => crate::load::LoadRunner::has_scenario(&name),
             switches => state.settings.switches.of(&name).map(|switch| &switch.name).collect::<Vec<_>>(),
         },
     )

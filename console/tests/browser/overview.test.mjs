@@ -132,6 +132,23 @@ try {
     }
   });
 
+  await step("a 5-second load from the page moves the server's own throughput", async () => {
+    await page.goto(`${consoleUrl}/systems/url-shortener`);
+    await page.locator("#load-rate").fill("50");
+    await page.locator("#load-duration").fill("5");
+    const started = Date.now();
+    await page.getByRole("button", { name: "Start" }).click();
+    await page.locator('#load-status[data-state="finished"]').waitFor({ timeout: 60_000 });
+    assert.match(await page.locator("#load-status").textContent(), /thresholds met/);
+    assert.equal(await page.locator("#load-chart canvas").count(), 1);
+    // The server's side of the same seconds, as its throughput chart draws them.
+    await page.waitForTimeout(2_000);
+    const points = await (await fetch(`${consoleUrl}/api/systems/url-shortener/points?since=${started}`)).json();
+    const busiest = Math.max(...points.system.map((point) => point.requests_per_s));
+    assert.ok(busiest >= 30, `the shortener served ${busiest} requests/s at most`);
+    if (screenshots) await page.locator("#load-it").screenshot({ path: `${screenshots}/url-shortener-load-it.png` });
+  });
+
   await step("a provider broken from the page fails a payment; undone, the same key succeeds", async () => {
     await page.goto(`${consoleUrl}/systems/idempotency-demo`);
     await page.locator("#admin-token").fill(adminToken);
