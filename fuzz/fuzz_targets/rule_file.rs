@@ -13,7 +13,7 @@
 //! The file's limits, checked on everything accepted: rule names of 1 to 64 of
 //! `A-Z a-z 0-9 - _ .`; every algorithm at least one unit and its window or refill time at most
 //! a year, in whole microseconds; a sliding log at most 10,000; a sliding counter's
-//! limit × window (µs) below 2^52; timeouts above zero and at most 1 s; a leaky bucket with a
+//! limit × window (µs) below 2^52; timeouts of 1 ms to 1 s; a leaky bucket with a
 //! `match` holding a request at most 10 s; callers with distinct lower-case SHA-256 digests,
 //! granted only rules that exist and have no `match`.
 
@@ -110,7 +110,7 @@ fn keeps_the_limits(file: &RulesFile) {
 
         let timeout = rule.failure.timeout;
         assert!(
-            timeout > Duration::ZERO && timeout <= MAX_TIMEOUT,
+            timeout >= Duration::from_millis(1) && timeout <= MAX_TIMEOUT,
             "{rule:?}"
         );
         if let Some(matcher) = &rule.matcher {

@@ -47,6 +47,10 @@ pub const MAX_GATEWAY_HOLD: Duration = Duration::from_secs(10);
 /// whatever the rule says, and a limiter that waits longer has failed its caller already.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The shortest: below a millisecond no store answers, in process or over loopback, so every
+/// decision would fail open or closed.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
 /// The rules the service starts with when no file is given: `rate-limiter/rules.toml`.
 pub const DEFAULT_RULES: &str = include_str!("../../rules.toml");
 
@@ -457,7 +461,7 @@ impl TryFrom<RawRule> for Checked {
             };
         }
         if let Some(Span(timeout)) = raw.timeout {
-            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+            if !(MIN_TIMEOUT..=MAX_TIMEOUT).contains(&timeout) {
                 return Err("`timeout` must be between 1ms and 1s".into());
             }
             failure.timeout = timeout;

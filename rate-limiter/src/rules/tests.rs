@@ -157,6 +157,10 @@ fn bad_values_are_refused_with_a_reason() {
             "`timeout` must be between 1ms and 1s",
         ),
         (
+            "[rules.a]\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1s\"\ntimeout = \"1us\"\n",
+            "`timeout` must be between 1ms and 1s",
+        ),
+        (
             "[rules.a]\nalgorithm = \"leaky_bucket\"\nrate = 1\nper = \"1s\"\ncapacity = 60\nmatch = { client = \"ip\" }\n",
             "capacity × interval must be at most 10s",
         ),
