@@ -1,9 +1,6 @@
 //! The JSON the pages refresh from.
 
-use axum::{
-    extract::{RawQuery, State},
-    http::StatusCode,
-};
+use axum::extract::{RawQuery, State};
 use platform::{
     extract::{Path, QueryParameters},
     problem::{BadParameter, Problem},
@@ -72,9 +69,5 @@ pub async fn points(
         .window()
         .points(&name, since)
         .map(axum::Json)
-        .ok_or_else(|| {
-            Problem::status(StatusCode::NOT_FOUND).with_detail(format!(
-                "The console does not watch a system named `{name}`."
-            ))
-        })
+        .ok_or_else(|| super::not_watched(&name))
 }

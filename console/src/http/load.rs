@@ -25,16 +25,7 @@ pub async fn start(
     Path(name): Path<String>,
     Json(ask): Json<Ask>,
 ) -> Result<Response, Problem> {
-    let base = state
-        .settings
-        .targets
-        .get(&name)
-        .and_then(|target| target.instances.first())
-        .ok_or_else(|| {
-            Problem::status(StatusCode::NOT_FOUND).with_detail(format!(
-                "The console does not watch a system named `{name}`."
-            ))
-        })?;
+    let base = state.first_replica(&name)?;
     let run = state
         .load
         .start(&name, base.as_str(), state.settings.load_env.of(&name), ask)

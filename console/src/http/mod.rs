@@ -27,7 +27,7 @@ use axum::{
     Router, middleware,
     routing::{get, post, put},
 };
-use platform::{auth::require_admin, health::Readiness};
+use platform::{auth::require_admin, health::Readiness, problem::Problem};
 
 use crate::{settings::Settings, window::Window};
 
@@ -41,11 +41,27 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Where a page's requests and loads go: the first replica of `name`, or 404 naming it.
+    fn first_replica(&self, name: &str) -> Result<&url::Url, Problem> {
+        self.settings
+            .targets
+            .get(name)
+            .and_then(|target| target.instances.first())
+            .ok_or_else(|| not_watched(name))
+    }
+
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
         self.window
             .lock()
             .expect("the window's lock is never held across a panic")
     }
+}
+
+/// The 404 for a system the console does not watch.
+fn not_watched(name: &str) -> Problem {
+    Problem::status(axum::http::StatusCode::NOT_FOUND).with_detail(format!(
+        "The console does not watch a system named `{name}`."
+    ))
 }
 
 /// The complete service: the routes above inside the shared stack.

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use axum::{extract::State, http::StatusCode, response::Html};
+use axum::{extract::State, response::Html};
 use minijinja::{Environment, context};
 use platform::{extract::Path, problem::Problem};
 
@@ -43,11 +43,7 @@ pub async fn system(
         .systems
         .iter()
         .find(|system| system.now.name == name)
-        .ok_or_else(|| {
-            Problem::status(StatusCode::NOT_FOUND).with_detail(format!(
-                "The console does not watch a system named `{name}`."
-            ))
-        })?;
+        .ok_or_else(|| super::not_watched(&name))?;
     let window_minutes = state.settings.window.as_secs() / 60;
     render(
         "system.html",

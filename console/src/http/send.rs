@@ -61,16 +61,7 @@ pub async fn send(
     Path(name): Path<String>,
     Json(outgoing): Json<Outgoing>,
 ) -> Result<axum::Json<Exchange>, Problem> {
-    let base = state
-        .settings
-        .targets
-        .get(&name)
-        .and_then(|target| target.instances.first())
-        .ok_or_else(|| {
-            Problem::status(StatusCode::NOT_FOUND).with_detail(format!(
-                "The console does not watch a system named `{name}`."
-            ))
-        })?;
+    let base = state.first_replica(&name)?;
     let method = match outgoing.method.to_ascii_uppercase().as_str() {
         "GET" => Method::GET,
         "POST" => Method::POST,
