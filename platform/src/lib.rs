@@ -29,6 +29,8 @@
 //!   offending field or parameter.
 //! - [`auth`]: bearer API keys: generation, the request extractor, and `ApiKeys`, which stores
 //!   a key's hash, name and creation time in a system's own table, on either engine.
+//! - [`fault`]: fault switches for a system's own dependencies (latency, unreachable), set over
+//!   HTTP with the admin token, passed through by the code that calls the dependency.
 //! - [`health`]: `/healthz` (liveness) and `/readyz` (readiness, probing each backend, each
 //!   required or optional).
 //! - [`metrics`]: the process-wide Prometheus recorder and the `/metrics` route.
@@ -45,6 +47,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod extract;
+pub mod fault;
 pub mod group;
 pub mod health;
 pub mod http;
