@@ -18,6 +18,7 @@
   });
   const healthy = (key, value) => {
     if (Array.isArray(value)) return [];
+    if (typeof value === "boolean") return false;
     if (typeof value === "number" && (/_rate$/.test(key) || /_ms$/.test(key))) return 0;
     return value;
   };
@@ -41,6 +42,12 @@
     const title = document.createElement("h3");
     title.textContent = state.name;
     card.append(title);
+    if (state.endpoints > 1) {
+      const note = document.createElement("p");
+      note.className = "lede";
+      note.textContent = `set on all ${state.endpoints} replicas`;
+      card.append(note);
+    }
     if (!state.settings) {
       card.append(document.createTextNode(state.error || "no answer"));
       return card;
@@ -51,13 +58,16 @@
       label.textContent = key;
       const input = document.createElement("input");
       input.name = key;
+      if (typeof value === "boolean") {
+        input.type = "checkbox";
+        label.className = "check";
+      }
       if (typeof value === "number") {
         input.type = "number";
         input.step = "any";
         input.min = "0";
         if (/_rate$/.test(key)) input.max = "1";
       }
-      input.value = Array.isArray(value) ? value.join(", ") : String(value);
       label.append(input);
       card.append(label);
       fields.set(key, { input, kind: Array.isArray(value) ? "list" : typeof value });
@@ -67,14 +77,16 @@
       for (const [key, { input, kind }] of fields) {
         settings[key] = kind === "list"
           ? input.value.split(",").map((item) => item.trim()).filter(Boolean)
-          : kind === "number" ? Number(input.value) : input.value;
+          : kind === "number" ? Number(input.value)
+          : kind === "boolean" ? input.checked : input.value;
       }
       return settings;
     };
     const show = (settings) => {
       for (const [key, { input }] of fields) {
         const value = settings[key];
-        input.value = Array.isArray(value) ? value.join(", ") : String(value);
+        if (typeof value === "boolean") input.checked = value;
+        else input.value = Array.isArray(value) ? value.join(", ") : String(value);
       }
       card.classList.toggle("on", isOn(settings));
     };
@@ -119,7 +131,7 @@
       list.replaceChildren();
       return;
     }
-    status.textContent = "";
+    status.textContent = body.length ? "" : "This system has no fault switches.";
     list.replaceChildren(...body.map(render));
   }
 

@@ -22,6 +22,7 @@ use console::{
     settings::{LoadEnv, Switches, Targets},
 };
 use platform::auth::{AdminToken, require_admin};
+use platform::fault::{FaultSwitch, FaultSwitches};
 use platform::testing::http::{TestResponse, send_to};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -414,6 +415,73 @@ async fn the_switches_stay_shut_without_the_admin_token() {
         0.0,
         "nothing was changed"
     );
+}
+
+/// A replica of a system with switches of its own, as `platform::fault` serves them.
+async fn replica_with_switches(token: AdminToken) -> (SocketAddr, FaultSwitch) {
+    let switches = FaultSwitches::new("rate-limiter");
+    let redis = switches.add("redis");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = switches.router(Some(token));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, redis)
+}
+
+#[tokio::test]
+async fn a_dependencys_switch_is_found_on_the_system_and_set_on_every_replica() {
+    let token = AdminToken::generate();
+    let (first, first_redis) = replica_with_switches(token.clone()).await;
+    let (second, second_redis) = replica_with_switches(token.clone()).await;
+    let app = console_with(
+        &format!("rate-limiter=http://{first},http://{second}"),
+        "",
+        Some(token.clone()),
+    )
+    .await;
+    let list = "/api/systems/rate-limiter/switches";
+
+    let listed = as_admin(&app, Method::GET, list, Some(token.expose()), None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let listed = listed.json();
+    assert_eq!(listed[0]["name"], "redis");
+    assert_eq!(listed[0]["endpoints"], 2);
+    assert_eq!(listed[0]["settings"]["unreachable"], false);
+
+    let set = as_admin(
+        &app,
+        Method::PUT,
+        "/api/systems/rate-limiter/switches/redis",
+        Some(token.expose()),
+        Some(json!({"unreachable": true, "latency_ms": 0})),
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.json());
+    assert!(first_redis.get().unreachable && second_redis.get().unreachable);
+
+    let refused = as_admin(
+        &app,
+        Method::PUT,
+        "/api/systems/rate-limiter/switches/redis",
+        Some(token.expose()),
+        Some(json!({"latency_ms": 1_000_000})),
+    )
+    .await;
+    refused.invalid_field("latency_ms");
+    assert!(
+        first_redis.get().unreachable,
+        "a refused setting changed nothing"
+    );
+
+    as_admin(
+        &app,
+        Method::PUT,
+        "/api/systems/rate-limiter/switches/database",
+        Some(token.expose()),
+        Some(json!({"unreachable": true})),
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -53,7 +53,6 @@ pub async fn system(
             design => design(&name),
             window_minutes,
             loadable => crate::load::LoadRunner::has_scenario(&name),
-            switches => state.settings.switches.of(&name).map(|switch| &switch.name).collect::<Vec<_>>(),
         },
     )
 }
