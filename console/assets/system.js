@@ -1,6 +1,7 @@
 // A system's page: loads its history (/api/systems/{name}/points), draws its charts, then asks
-// every scrape for what is newer. Its own signals are every counter it exports, one chart per
-// metric with a series per label set, found in the data as they appear.
+// every scrape for what is newer. Its own signals are every counter it exports (as a rate) and
+// every gauge (as it is: a backlog, a lag, a fault switch), one chart per metric with a series
+// per label set, found in the data as they appear.
 "use strict";
 
 (() => {
@@ -48,36 +49,44 @@
       made.plot.setData([times].concat(spec.series.map(([, value]) =>
         points.map((p) => (p.up ? value(p) : null)))));
     }
-    // Statuses and the system's own metrics, grouped from the rates' series names.
+    // Statuses and the system's own metrics, grouped from the series' names: counters as rates,
+    // gauges as their values.
     const groups = new Map();
+    const group = (key, label, series, kind) => {
+      if (!groups.has(key)) groups.set(key, { kind, members: new Map() });
+      groups.get(key).members.set(label, series);
+    };
     for (const point of points) {
       for (const series of Object.keys(point.rates)) {
         const [metric, labels] = split(series);
-        const key = metric === "http_requests_total" ? "statuses" : metric;
-        const label = metric === "http_requests_total" ? labels.replace(/^route=/, "") : labels;
-        if (!groups.has(key)) groups.set(key, new Map());
-        groups.get(key).set(label, series);
+        if (metric === "http_requests_total") group("statuses", labels.replace(/^route=/, ""), series, "rates");
+        else group(metric, labels, series, "rates");
+      }
+      for (const series of Object.keys(point.gauges)) {
+        const [metric, labels] = split(series);
+        group(metric, labels, series, "gauges");
       }
     }
     const signals = document.getElementById("signals");
-    for (const [key, members] of [...groups].sort()) {
+    for (const [key, { kind, members }] of [...groups].sort((a, b) => a[0].localeCompare(b[0]))) {
       const labels = [...members.keys()].sort();
+      const perSecond = kind === "rates";
       let element = document.getElementById(key === "statuses" ? "statuses" : `signal-${key}`);
       if (!element) {
         const figure = document.createElement("figure");
         const caption = document.createElement("figcaption");
-        caption.textContent = `${key}, per second`;
+        caption.textContent = perSecond ? `${key}, per second` : key;
         element = document.createElement("div");
         element.className = "chart";
         element.id = `signal-${key}`;
         element.setAttribute("role", "img");
-        element.setAttribute("aria-label", `${key} per second, by label`);
+        element.setAttribute("aria-label", perSecond ? `${key} per second, by label` : `${key}, by label`);
         figure.append(caption, element);
         signals.append(figure);
       }
-      const made = chart(key, element, labels, "/s");
+      const made = chart(key, element, labels, perSecond ? "/s" : "");
       made.plot.setData([times].concat(labels.map((label) =>
-        points.map((p) => (p.up ? p.rates[members.get(label)] ?? 0 : null)))));
+        points.map((p) => (p.up ? p[kind][members.get(label)] ?? (perSecond ? 0 : null) : null)))));
     }
   }
 

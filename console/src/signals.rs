@@ -116,12 +116,12 @@ fn belongs(metric: &str, owner: Option<&str>, system: &str) -> bool {
     }
 }
 
-/// `name{a="1",b="2"}`: the labels sorted, without `service` and `method` (every system is its
-/// own service, and the method adds nothing a route does not say).
+/// `name{a="1",b="2"}`: the labels sorted, without `service`, `system` and `method` (a reading
+/// is of one system already, and the method adds nothing a route does not say).
 fn series(metric: &str, labels: &[Label]) -> String {
     let mut kept: Vec<&Label> = labels
         .iter()
-        .filter(|label| !matches!(label.key.as_str(), "service" | "method"))
+        .filter(|label| !matches!(label.key.as_str(), "service" | "system" | "method"))
         .collect();
     if kept.is_empty() {
         return metric.to_owned();
@@ -439,6 +439,18 @@ http_request_duration_seconds_count{service="url-shortener",method="GET",route="
 
         let feed = Reading::parse(SCRAPE, "feed-service").unwrap();
         assert_eq!(feed.counters.len(), 2, "{:?}", feed.counters);
+    }
+
+    #[test]
+    fn a_gauge_belongs_to_the_system_its_label_names_and_keeps_its_other_labels() {
+        let text = "# TYPE fault_unreachable gauge\n\
+            fault_unreachable{system=\"rate-limiter\",dependency=\"redis\"} 1\n\
+            fault_unreachable{system=\"url-shortener\",dependency=\"redis\"} 0\n";
+        let limiter = Reading::parse(text, "rate-limiter").unwrap();
+        assert_eq!(
+            limiter.gauges.into_iter().collect::<Vec<_>>(),
+            [(r#"fault_unreachable{dependency="redis"}"#.to_owned(), 1.0)]
+        );
     }
 
     #[test]
