@@ -3,7 +3,8 @@
 //!
 //! The trait is deliberately small (get, set with a TTL, add-if-absent, delete): it is what
 //! cache-aside needs, and the backends implement it with the same behaviour, which the tests below
-//! check on each. [`TieredCache`] puts a short-lived in-process copy in front of Redis.
+//! check on each. [`TieredCache`] puts a short-lived in-process copy in front of Redis, and
+//! [`FaultyCache`] puts a fault switch in front of any cache, to make it slow or unreachable.
 //! Systems that need richer structures (sorted sets for timelines, Lua scripts for rate limits)
 //! define their own trait next to their domain rather than growing this one.
 //!
@@ -14,6 +15,7 @@
 //! whether to fall back to the database is the caller's decision (cache-aside does; a limiter
 //! that fails closed does not).
 
+mod faulty;
 mod memory;
 mod redis;
 mod tiered;
@@ -22,12 +24,18 @@ use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
-pub use self::{memory::MemoryCache, redis::RedisCache, tiered::TieredCache};
+pub use self::{faulty::FaultyCache, memory::MemoryCache, redis::RedisCache, tiered::TieredCache};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// Its fault switch is on (see [`FaultyCache`]).
+    #[error(transparent)]
+    Fault(#[from] crate::fault::Unreachable),
+    /// Its fault switch delays it past the system's Redis timeout (see [`FaultyCache`]).
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
 }
 
 #[async_trait]
