@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `CONSOLE_ADDR` | `127.0.0.1:8080` | where the console listens; loopback, since it will hold the fault switches |
 //! | `CONSOLE_TARGETS` | the lab's ports on `127.0.0.1` | the systems to watch: `name=url[,url…]`, separated by `;` |
+//! | `CONSOLE_TARGETS_FILE` | none | the same in a TOML file, one `[[target]]` table each with `system` and `urls` (see [`Targets::from_toml`]); not with `CONSOLE_TARGETS` |
 //! | `CONSOLE_SCRAPE_EVERY` | `1s` | how often each target's `/metrics` and `/readyz` are read |
 //! | `CONSOLE_WINDOW` | `15m` | how much history is kept in memory, and served to a page on load |
 //! | `CONSOLE_SWITCHES` | none | fault switches a system's page can flip: `system/name=url`, separated by `;` |
@@ -38,7 +39,7 @@ impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             addr: env_or("CONSOLE_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            targets: env_opt("CONSOLE_TARGETS")?.unwrap_or_else(Targets::lab),
+            targets: targets()?,
             scrape_every: duration("CONSOLE_SCRAPE_EVERY", Duration::from_secs(1))?,
             window: duration("CONSOLE_WINDOW", Duration::from_secs(15 * 60))?,
             switches: env_opt("CONSOLE_SWITCHES")?.unwrap_or_default(),
@@ -54,6 +55,26 @@ impl Settings {
             .unwrap_or(usize::MAX)
             .max(2)
     }
+}
+
+/// `CONSOLE_TARGETS`, or the file `CONSOLE_TARGETS_FILE` names, or the lab's.
+fn targets() -> Result<Targets, ConfigError> {
+    let inline: Option<Targets> = env_opt("CONSOLE_TARGETS")?;
+    let Some(path) = env_opt::<String>("CONSOLE_TARGETS_FILE")? else {
+        return Ok(inline.unwrap_or_else(Targets::lab));
+    };
+    let refuse = |reason: String| ConfigError {
+        name: "CONSOLE_TARGETS_FILE".to_owned(),
+        value: path.clone(),
+        reason,
+    };
+    if inline.is_some() {
+        return Err(refuse(
+            "CONSOLE_TARGETS is set too: give the targets one way".to_owned(),
+        ));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|err| refuse(err.to_string()))?;
+    Targets::from_toml(&text).map_err(refuse)
 }
 
 /// A duration like `1s` or `15m`, not zero.
@@ -103,7 +124,7 @@ impl Targets {
 
     /// `url-shortener=http://a:8081,http://b:8081;rate-limiter=http://c:8082`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut targets: Vec<Target> = Vec::new();
+        let mut entries = Vec::new();
         for entry in text
             .split(';')
             .map(str::trim)
@@ -112,8 +133,50 @@ impl Targets {
             let (system, urls) = entry
                 .split_once('=')
                 .ok_or_else(|| format!("`{entry}` is not `name=url[,url…]`"))?;
-            let system = system.trim();
-            if !valid_name(system) {
+            entries.push((
+                system.trim().to_owned(),
+                urls.split(',').map(|url| url.trim().to_owned()).collect(),
+            ));
+        }
+        Self::from_entries(entries)
+    }
+
+    /// The same from a TOML file, in the order the systems are shown:
+    ///
+    /// ```toml
+    /// [[target]]
+    /// system = "url-shortener"
+    /// urls = ["http://shortener-1:8081", "http://shortener-2:8081"]
+    ///
+    /// [[target]]
+    /// system = "rate-limiter"
+    /// urls = ["http://limiter:8082"]
+    /// ```
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            target: Vec<Entry>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Entry {
+            system: String,
+            urls: Vec<String>,
+        }
+        let file: File = toml::from_str(text).map_err(|err| err.to_string())?;
+        Self::from_entries(
+            file.target
+                .into_iter()
+                .map(|entry| (entry.system, entry.urls))
+                .collect(),
+        )
+    }
+
+    fn from_entries(entries: Vec<(String, Vec<String>)>) -> Result<Self, String> {
+        let mut targets: Vec<Target> = Vec::new();
+        for (system, urls) in entries {
+            if !valid_name(&system) {
                 return Err(format!(
                     "`{system}` is not a system name (letters, digits, - and _)"
                 ));
@@ -121,18 +184,18 @@ impl Targets {
             if targets.iter().any(|target| target.system == system) {
                 return Err(format!("`{system}` is named twice"));
             }
+            if urls.is_empty() {
+                return Err(format!("`{system}` has no URL"));
+            }
             let mut instances = Vec::new();
-            for url in urls.split(',').map(str::trim) {
+            for url in &urls {
                 let parsed = Url::parse(url)
                     .ok()
                     .filter(|parsed| matches!(parsed.scheme(), "http" | "https"))
                     .ok_or_else(|| format!("`{url}` (for {system}) is not an http or https URL"))?;
                 instances.push(parsed);
             }
-            targets.push(Target {
-                system: system.to_owned(),
-                instances,
-            });
+            targets.push(Target { system, instances });
         }
         if targets.is_empty() {
             return Err("names no system".to_owned());
@@ -332,6 +395,42 @@ mod tests {
             ("a b=http://x", "not a system name"),
         ] {
             let err = Targets::parse(text).unwrap_err();
+            assert!(err.contains(says), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_targets_file_names_the_same_as_the_variable_in_its_order() {
+        let file = Targets::from_toml(
+            r#"
+            [[target]]
+            system = "url-shortener"
+            urls = ["http://a:8081", "http://b:8081"]
+
+            [[target]]
+            system = "feed-service"
+            urls = ["http://c:8084"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            file,
+            Targets::parse("url-shortener=http://a:8081,http://b:8081;feed-service=http://c:8084")
+                .unwrap()
+        );
+        for (text, says) in [
+            ("", "missing field `target`"),
+            ("[[target]]\nsystem = \"a\"\nurls = []", "has no URL"),
+            (
+                "[[target]]\nsystem = \"a\"\nurl = [\"http://x\"]",
+                "unknown field `url`",
+            ),
+            (
+                "[[target]]\nsystem = \"a\"\nurls = [\"ftp://x\"]",
+                "not an http or https URL",
+            ),
+        ] {
+            let err = Targets::from_toml(text).unwrap_err();
             assert!(err.contains(says), "{text:?}: {err}");
         }
     }
