@@ -4,28 +4,34 @@
 //! PostgreSQL or SQLite from `DATABASE_URL`, `platform::cache::connect` picks Redis or the
 //! in-process cache from `REDIS_URL`, and [`store::for_database`] picks the matching store.
 //! Everything past this file sees only `Arc<dyn LinkStore>` and `Arc<dyn Cache>`.
+//!
+//! It is also where each is put behind its fault switch: `database` in front of the store and the
+//! API keys, `redis` in front of the cache (whichever backend it is), so a switch acts the same
+//! on the embedded backends and the real engines.
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use axum::Router;
 use platform::{
-    cache::{self, Cache},
+    cache::{self, Cache, FaultyCache},
     clock::{Clock, SystemClock},
     db::Database,
+    fault::FaultSwitches,
     health::{Need, Readiness},
     shutdown::CancellationToken,
 };
 use tokio::net::TcpListener;
 
 use crate::{
+    SYSTEM,
     cache::LinkCache,
     domain::Permutation,
     http::{self, AppState},
     ids::CodeGenerator,
     service::Shortener,
     settings::Settings,
-    store,
+    store::{self, FaultyKeys, FaultyStore, LinkStore},
     targets::{Resolver, SystemResolver, Targets},
 };
 
@@ -88,10 +94,20 @@ impl Application {
             settings.served_at(listener.local_addr().context("reading the bound address")?),
             resolver,
         );
-        let store = store::for_database(&database);
+        let faults = FaultSwitches::new(SYSTEM);
+        let database_switch = faults.add("database");
+        let store: Arc<dyn LinkStore> = Arc::new(FaultyStore::new(
+            store::for_database(&database),
+            database_switch.clone(),
+        ));
+        let cache: Arc<dyn Cache> = Arc::new(FaultyCache::new(
+            cache,
+            faults.add("redis"),
+            settings.redis_timeout,
+        ));
         let shortener = Arc::new(Shortener::new(
             store.clone(),
-            store::api_keys(&database),
+            FaultyKeys::new(store::api_keys(&database), database_switch.clone()),
             LinkCache::new(
                 cache.clone(),
                 settings.cache_ttl,
@@ -110,8 +126,16 @@ impl Application {
         // read falls back to the database while the cache is down. Failing readiness would take
         // every instance out of the load balancer at once and turn either into a full outage;
         // `/readyz` reports "degraded" instead.
+        // Both probes pass their switch, so a switched-off dependency is reported like a real one.
+        let probed = database.clone();
         let readiness = Readiness::new()
-            .database(database.clone(), Need::Optional)
+            .optional_probe("database", move || {
+                let (database, switch) = (probed.clone(), database_switch.clone());
+                async move {
+                    switch.pass().await.map_err(|err| err.to_string())?;
+                    database.ping().await.map_err(|err| err.to_string())
+                }
+            })
             .cache(cache.clone(), Need::Optional);
         let router = http::app(
             AppState {
@@ -119,6 +143,7 @@ impl Application {
                 redirect: settings.redirect,
             },
             readiness,
+            faults.router(settings.admin_token.clone()),
         );
         Ok(Self {
             listener,

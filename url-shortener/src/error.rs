@@ -1,7 +1,7 @@
 //! The shortener's one error type, and the HTTP status each variant means.
 
 use axum::{
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header::RETRY_AFTER},
     response::{IntoResponse, Response},
 };
 use platform::problem::{FieldError, Problem};
@@ -46,8 +46,12 @@ impl ShortenerError {
             Self::UnknownKey => StatusCode::UNAUTHORIZED,
             Self::NotOwner => StatusCode::FORBIDDEN,
             Self::Generate(GenerateError::Exhausted) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Generate(GenerateError::Store(_)) | Self::Store(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
+            Self::Generate(GenerateError::Store(err)) | Self::Store(err) => {
+                if err.is_unavailable() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             }
         }
     }
@@ -75,6 +79,23 @@ impl From<ShortenerError> for Problem {
                 ),
             ShortenerError::Generate(GenerateError::Exhausted) => {
                 Problem::status(status).with_detail(err.to_string())
+            }
+            ShortenerError::Generate(GenerateError::Store(source))
+            | ShortenerError::Store(source)
+                if source.is_unavailable() =>
+            {
+                // Logged here, as a 500 is: the client learns only that it may retry.
+                tracing::warn!(error = %source, "the database is unavailable");
+                Problem::new(
+                    status,
+                    "database-unavailable",
+                    "The database is unavailable",
+                )
+                .with_detail(
+                    "The shortener cannot reach its database just now, and nothing was changed. \
+                     Links already cached still redirect; try again shortly.",
+                )
+                .with_header(RETRY_AFTER, HeaderValue::from_static("1"))
             }
             ShortenerError::Generate(GenerateError::Store(source))
             | ShortenerError::Store(source) => Problem::internal(source),

@@ -12,7 +12,8 @@
 //! - [`domain`]: codes, the ID permutation, target-URL rules, link availability, bot detection.
 //!   No HTTP, SQL or cache in here.
 //! - [`ids`]: the code generator: ID blocks leased from the database, permuted, encoded.
-//! - [`store`]: the `LinkStore` trait, with `postgres` and `sqlite` modules side by side.
+//! - [`store`]: the `LinkStore` trait, with `postgres` and `sqlite` modules side by side, and
+//!   `faulty`: the store and the API keys behind the `database` fault switch.
 //! - [`cache`]: cache-aside over `platform::cache::Cache`, with negative entries.
 //! - [`visits`]: batched visit counting.
 //! - [`service`]: the use cases, as `Shortener`.
@@ -21,7 +22,8 @@
 //! - [`http`]: one module per route group, and the OpenAPI document.
 //! - [`error`]: `ShortenerError` and the status of each variant.
 //! - [`settings`]: environment variables and their defaults.
-//! - [`app`]: connects the backends (the one place they are chosen) and serves.
+//! - [`app`]: connects the backends (the one place they are chosen), puts each behind its fault
+//!   switch (`/admin/faults/{database,redis}`), and serves.
 
 /// The name the shortener goes by: its PostgreSQL schema, SQLite file, Redis namespace, metrics.
 pub const SYSTEM: &str = "url-shortener";

@@ -6,10 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use platform::{
-    auth::{ApiKey, ApiKeys},
-    clock::Clock,
-};
+use platform::{auth::ApiKey, clock::Clock};
 use time::OffsetDateTime;
 use url::Url;
 
@@ -18,7 +15,7 @@ use crate::{
     domain::{Availability, Link, NewLink, OwnerId, ShortCode, link},
     error::ShortenerError,
     ids::CodeGenerator,
-    store::{LinkStore, StoreError},
+    store::{FaultyKeys, LinkStore, StoreError},
     targets::Targets,
     visits::VisitRecorder,
 };
@@ -59,7 +56,7 @@ pub struct Destination {
 
 pub struct Shortener {
     store: Arc<dyn LinkStore>,
-    keys: ApiKeys,
+    keys: FaultyKeys,
     cache: LinkCache,
     codes: CodeGenerator,
     visits: Arc<VisitRecorder>,
@@ -72,7 +69,7 @@ pub struct Shortener {
 impl Shortener {
     pub fn new(
         store: Arc<dyn LinkStore>,
-        keys: ApiKeys,
+        keys: FaultyKeys,
         cache: LinkCache,
         codes: CodeGenerator,
         clock: Arc<dyn Clock>,
@@ -119,11 +116,7 @@ impl Shortener {
             ));
         }
         let name = name.trim();
-        let (key, record) = self
-            .keys
-            .issue(name, self.now())
-            .await
-            .map_err(StoreError::Database)?;
+        let (key, record) = self.keys.issue(name, self.now()).await?;
         let record = ApiKeyRecord {
             id: OwnerId(record.id),
             name: record.name,
@@ -136,8 +129,7 @@ impl Shortener {
     pub async fn authenticate(&self, key: &ApiKey) -> Result<OwnerId, ShortenerError> {
         self.keys
             .find(key)
-            .await
-            .map_err(StoreError::Database)?
+            .await?
             .map(|record| OwnerId(record.id))
             .ok_or(ShortenerError::UnknownKey)
     }

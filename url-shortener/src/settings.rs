@@ -16,12 +16,16 @@
 //! | `SHORTENER_REDIS_TIMEOUT_MS` | `250` | a Redis command that takes longer fails, and the database answers |
 //! | `SHORTENER_NEAR_CACHE_MS` | `1000` | with Redis, how long a value read from it is also kept in process (0: never) |
 //! | `SHORTENER_VISIT_FLUSH_MS` | `1000` | how often visit tallies are written |
+//! | `SDLAB_ADMIN_TOKEN` | unset: the switches stay shut over HTTP | the token (`sk_` and 40 hex digits) that opens the fault switches, `PUT /admin/faults/{database,redis}` (callers on this machine only) |
 //! | `DATABASE_URL`, `REDIS_URL` | unset | the real backends (see `platform::config`) |
 
 use std::{net::SocketAddr, num::NonZeroUsize, time::Duration};
 
 use axum::http::StatusCode;
-use platform::config::{Backends, ConfigError, env_opt, env_or, env_positive};
+use platform::{
+    auth::AdminToken,
+    config::{Backends, ConfigError, env_opt, env_or, env_positive},
+};
 use url::Url;
 
 use crate::{SYSTEM, domain::ServedAt};
@@ -44,6 +48,8 @@ pub struct Settings {
     pub redis_timeout: Duration,
     pub near_cache_ttl: Duration,
     pub visit_flush_interval: Duration,
+    /// Opens the fault switches over HTTP (`SDLAB_ADMIN_TOKEN`).
+    pub admin_token: Option<AdminToken>,
 }
 
 /// How redirects answer.
@@ -121,10 +127,11 @@ impl Settings {
                 "SHORTENER_VISIT_FLUSH_MS",
                 1000,
             )?),
+            admin_token: AdminToken::from_env()?,
         })
     }
 
-    /// Settings for tests: every default, listening on a free port.
+    /// Settings for tests: every default, listening on a free port, the fault switches shut.
     pub fn for_tests() -> Self {
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
         Self {
@@ -141,6 +148,7 @@ impl Settings {
             redis_timeout: Duration::from_millis(250),
             near_cache_ttl: Duration::ZERO,
             visit_flush_interval: Duration::from_secs(1),
+            admin_token: None,
         }
     }
 

@@ -57,6 +57,11 @@ impl VisitRecorder {
 
     /// Writes every tally to the database. On failure the tallies are merged back for the next
     /// flush, so nothing is lost while the database is away.
+    ///
+    /// Metrics: `shortener_visit_flushes_total{outcome}`, `shortener_visits_flushed_total` (the
+    /// visits a flush wrote: `visits`, of which bots are a part, not counted twice) and
+    /// `shortener_visits_pending` (the visits waiting for the next flush once this one is done: it
+    /// climbs while the database is away and drops on the flush that reaches it).
     pub async fn flush(&self) -> Result<usize, StoreError> {
         let batch: Vec<(ShortCode, VisitDelta)> = {
             let mut pending = self.pending.lock().unwrap();
@@ -67,9 +72,11 @@ impl VisitRecorder {
         }
         match self.store.add_visits(&batch).await {
             Ok(()) => {
-                let visits: u64 = batch.iter().map(|(_, d)| d.visits + d.bot_visits).sum();
+                let visits: u64 = batch.iter().map(|(_, delta)| delta.visits).sum();
                 metrics::counter!("shortener_visit_flushes_total", "outcome" => "ok").increment(1);
                 metrics::counter!("shortener_visits_flushed_total").increment(visits);
+                let left = waiting(&self.pending.lock().unwrap());
+                metrics::gauge!("shortener_visits_pending").set(left as f64);
                 Ok(batch.len())
             }
             Err(err) => {
@@ -81,6 +88,7 @@ impl VisitRecorder {
                     merged.visits += delta.visits;
                     merged.bot_visits += delta.bot_visits;
                 }
+                metrics::gauge!("shortener_visits_pending").set(waiting(&pending) as f64);
                 Err(err)
             }
         }
@@ -105,4 +113,9 @@ impl VisitRecorder {
             Err(err) => tracing::error!(error = %err, "final visit flush failed; visits lost"),
         }
     }
+}
+
+/// The visits tallied and not yet written (bots are a part of `visits`, not added to them).
+fn waiting(pending: &HashMap<ShortCode, VisitDelta>) -> u64 {
+    pending.values().map(|delta| delta.visits).sum()
 }

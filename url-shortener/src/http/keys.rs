@@ -47,6 +47,7 @@ pub struct CreatedKey {
     responses(
         (status = 201, description = "The new key, shown once", body = CreatedKey),
         (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable and nothing was changed; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_key(

@@ -92,6 +92,7 @@ impl LinkResponse {
             headers(("location" = String, description = "The link's API URL"))),
         (status = 409, description = "The alias is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid; `errors` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable and nothing was changed; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_link(
@@ -131,6 +132,7 @@ pub async fn create_link(
         (status = 200, description = "The link", body = LinkResponse),
         (status = 403, description = "Another API key created this link", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_link(
@@ -153,6 +155,7 @@ pub async fn get_link(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Another API key created this link", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable and nothing was changed; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_link(

@@ -7,7 +7,9 @@
 //! | `GET`/`HEAD /{code}` | [`redirect`] |
 //!
 //! The shared endpoints (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`) and the
-//! middleware come from `platform::http::service`.
+//! middleware come from `platform::http::service`. The fault switches (`/admin/faults`, from
+//! `platform::fault`) are merged in beside the API, outside its OpenAPI document: they are for
+//! the operator on this machine, not for clients.
 
 pub mod keys;
 pub mod links;
@@ -58,10 +60,11 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The complete service: the routes above inside the shared stack.
-pub fn app(state: AppState, readiness: Readiness) -> Router {
+/// The complete service: the routes above and `admin` (the fault switches) inside the shared
+/// stack.
+pub fn app(state: AppState, readiness: Readiness, admin: Router) -> Router {
     let (routes, api) = routes(state);
-    platform::http::service(crate::SYSTEM, routes, readiness, api)
+    platform::http::service(crate::SYSTEM, routes.merge(admin), readiness, api)
 }
 
 /// The API key a request acts as, checked against the stored keys. A `FromRequestParts`

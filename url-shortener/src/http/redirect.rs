@@ -33,6 +33,7 @@ use crate::{domain::bot, error::ShortenerError, service::Destination, settings::
         (status = 302, description = "Redirect to the link's URL (301/307/308 when so configured)",
             headers(("location" = String))),
         (status = 404, description = "Unknown, expired, deleted or used up", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not in the cache (or limited), and the database is unavailable; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn follow(
@@ -61,6 +62,7 @@ pub async fn follow(
     responses(
         (status = 302, description = "The link redirects", headers(("location" = String))),
         (status = 404, description = "Unknown, expired, deleted or used up"),
+        (status = 503, description = "Not in the cache (or limited), and the database is unavailable"),
     )
 )]
 pub async fn peek(

@@ -3,10 +3,12 @@
 //! ([`api_keys`]).
 //!
 //! The service only ever holds an `Arc<dyn LinkStore>`; [`for_database`] is the one place that
-//! picks the implementation. The two modules run the same operations in each engine's dialect and
+//! picks the implementation, and `app.rs` puts it behind the `database` fault switch
+//! ([`FaultyStore`], with the API keys in [`FaultyKeys`]). The two modules run the same operations in each engine's dialect and
 //! are held to the same behaviour by the integration tests, which run against whichever engine
 //! `DATABASE_URL` selects.
 
+mod faulty;
 mod postgres;
 mod sqlite;
 
@@ -16,7 +18,11 @@ use async_trait::async_trait;
 use platform::{auth::ApiKeys, db::Database};
 use time::OffsetDateTime;
 
-pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
+pub use self::{
+    faulty::{FaultyKeys, FaultyStore},
+    postgres::PostgresStore,
+    sqlite::SqliteStore,
+};
 use crate::domain::{Link, NewLink, ShortCode};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +30,28 @@ pub enum StoreError {
     /// The code is held by a live or deleted link.
     #[error("the code is taken")]
     CodeTaken,
+    /// The `database` fault switch is on (see [`FaultyStore`]).
+    #[error(transparent)]
+    Fault(#[from] platform::fault::Unreachable),
     #[error("database error")]
     Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached, so that no statement was sent: a 503 that a
+    /// retry may cure and that changed nothing, where any other failure is a 500. A database
+    /// behind its switch and a real one that is down (no connection within the pool's acquire
+    /// timeout, or the pool closed) answer alike. A connection cut mid-statement is not one of
+    /// these: the statement may have committed, so that stays a 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Fault(_) => true,
+            Self::Database(err) => {
+                matches!(err, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+            }
+            Self::CodeTaken => false,
+        }
+    }
 }
 
 /// Visits to add to one link's counters.

@@ -15,6 +15,7 @@ use axum::{
 };
 pub use platform::testing::http::{TestResponse, json_request, send_to};
 use platform::{
+    auth::AdminToken,
     clock::{Clock, ManualClock},
     testing::TestBackends,
 };
@@ -90,7 +91,10 @@ impl TestApp {
         (app.shortener().clone(), app.router())
     }
 
-    async fn on_backends(backends: TestBackends, settings: Settings, hosts: Hosts) -> Self {
+    async fn on_backends(backends: TestBackends, mut settings: Settings, hosts: Hosts) -> Self {
+        settings
+            .admin_token
+            .get_or_insert_with(AdminToken::generate);
         let clock = ManualClock::starting_now();
         let app = Application::build_with(
             settings.clone(),
@@ -149,6 +153,21 @@ impl TestApp {
         response.json()["code"].as_str().unwrap().to_owned()
     }
 
+    /// Creates a link and follows it once: it is in the cache and has a visit tallied.
+    pub async fn code_visited_once(&self) -> String {
+        let code = self
+            .create_code(json!({ "url": "https://example.com/" }))
+            .await;
+        assert_eq!(self.visit(&code).await.status, StatusCode::FOUND);
+        code
+    }
+
+    /// `GET /readyz`.
+    pub async fn readiness(&self) -> TestResponse {
+        self.send(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+    }
+
     /// `GET /{code}` as a browser would.
     pub async fn visit(&self, code: &str) -> TestResponse {
         self.visit_as(code, Some(BROWSER)).await
@@ -189,6 +208,38 @@ impl TestApp {
             key,
         ))
         .await
+    }
+
+    /// `PUT /admin/faults/{name}` with the admin token: `{"unreachable": true}`,
+    /// `{"latency_ms": 1000}`, or `{}` to undo.
+    pub async fn set_fault(&self, name: &str, fault: Value) -> TestResponse {
+        let token = self
+            .settings
+            .admin_token
+            .as_ref()
+            .expect("set by on_backends");
+        let response = self
+            .send(json_request(
+                Method::PUT,
+                &format!("/admin/faults/{name}"),
+                Some(token.expose()),
+                fault.to_string(),
+            ))
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
+        response
+    }
+
+    /// One line of `/metrics`: the value of the series that starts with `series`, 0 if absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let page = self
+            .send(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await;
+        String::from_utf8_lossy(&page.body)
+            .lines()
+            .filter(|line| line.starts_with(series))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     pub fn in_an_hour(&self) -> String {

@@ -3,6 +3,7 @@
 //! and `REDIS_URL` are set (CI runs both). One test binary, so the suite links once.
 
 mod concurrency;
+mod faults;
 mod helpers;
 mod keys;
 mod links;

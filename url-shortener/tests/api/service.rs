@@ -353,7 +353,7 @@ async fn with_the_database_down_cached_links_still_redirect_and_readiness_is_deg
     let create = app
         .create(json!({ "url": "https://example.com/other" }))
         .await;
-    let problem = create.problem(StatusCode::INTERNAL_SERVER_ERROR);
+    let problem = create.problem(StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         !problem.to_string().contains("pool"),
         "no internals: {problem}"
