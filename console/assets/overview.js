@@ -36,13 +36,26 @@
     return span;
   }
 
+  // Each backend /readyz checks, its state, and what it is (embedded, or the engine and where).
   function checks(instance) {
     const spans = [];
-    for (const [name, state] of Object.entries(instance.checks || {})) {
+    const backends = instance.backends || {};
+    const names = new Set([...Object.keys(instance.checks || {}), ...Object.keys(backends)]);
+    for (const name of names) {
+      const state = (instance.checks || {})[name];
       const span = document.createElement("span");
-      span.className = "check " + state;
-      span.textContent = name + ": " + state;
-      spans.push(span, document.createTextNode(" "));
+      span.className = "check " + (typeof state === "string" ? state : state ? "error" : "");
+      span.textContent = name + (typeof state === "string" ? ": " + state : state ? ": down" : "");
+      if (state && state.error) span.title = state.error;
+      const line = document.createElement("div");
+      line.append(span);
+      if (backends[name]) {
+        const what = document.createElement("small");
+        what.className = "backend";
+        what.textContent = backends[name];
+        line.append(" ", what);
+      }
+      spans.push(line);
     }
     return spans;
   }

@@ -82,12 +82,14 @@ impl Scraper {
     }
 
     async fn scrape_instance(&self, base: &Url, system: &str) -> Scrape {
-        let (reading, (ready, checks)) =
+        let (reading, (ready, readyz)) =
             tokio::join!(self.metrics(base, system), self.readiness(base));
+        let field = |name: &str| readyz.get(name).cloned().unwrap_or(Value::Null);
         Scrape {
-            reading,
             ready,
-            checks,
+            checks: field("checks"),
+            backends: field("backends"),
+            reading,
         }
     }
 
@@ -107,7 +109,7 @@ impl Scraper {
             .map_err(|err| format!("/metrics is not Prometheus text: {err}"))
     }
 
-    /// Whether `/readyz` answers 200, and the checks it reports.
+    /// Whether `/readyz` answers 200, and what it says (its checks, its backends).
     async fn readiness(&self, base: &Url) -> (Option<bool>, Value) {
         let Ok(url) = base.join("readyz") else {
             return (None, Value::Null);
@@ -115,13 +117,8 @@ impl Scraper {
         match self.client.get(url).send().await {
             Ok(response) => {
                 let ready = response.status() == StatusCode::OK;
-                let checks = response
-                    .json::<Value>()
-                    .await
-                    .ok()
-                    .and_then(|body| body.get("checks").cloned())
-                    .unwrap_or(Value::Null);
-                (Some(ready), checks)
+                let body = response.json::<Value>().await.unwrap_or(Value::Null);
+                (Some(ready), body)
             }
             Err(_) => (Some(false), Value::Null),
         }

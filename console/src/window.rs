@@ -41,6 +41,8 @@ pub struct Health {
     pub ready: Option<bool>,
     /// `/readyz`'s `checks` (each backend and its state), as the system reports them.
     pub checks: Value,
+    /// `/readyz`'s `backends`: what each backend is (embedded, or which engine where).
+    pub backends: Value,
     /// Why the last scrape failed, for the page.
     pub error: Option<String>,
 }
@@ -50,6 +52,7 @@ pub struct Scrape {
     pub reading: Result<Reading, String>,
     pub ready: Option<bool>,
     pub checks: Value,
+    pub backends: Value,
 }
 
 impl Window {
@@ -91,6 +94,7 @@ impl Window {
         for (instance, scrape) in history.instances.iter_mut().zip(scrapes) {
             instance.health.ready = scrape.ready;
             instance.health.checks = scrape.checks;
+            instance.health.backends = scrape.backends;
             match scrape.reading {
                 Ok(reading) => {
                     instance.health.up = true;
@@ -218,6 +222,7 @@ mod tests {
             reading: Ok(reading(requests)),
             ready: Some(true),
             checks: Value::Null,
+            backends: Value::Null,
         }
     }
 
@@ -226,6 +231,7 @@ mod tests {
             reading: Err("connection refused".to_owned()),
             ready: None,
             checks: Value::Null,
+            backends: Value::Null,
         }
     }
 

@@ -10,6 +10,10 @@
 //! cache is down, only slower. Failing readiness then would take every instance out of the load
 //! balancer at once and turn a slowdown into an outage, so such a backend is an *optional* probe:
 //! reported (`"status": "degraded"`), never a 503.
+//!
+//! `/readyz` also says what each backend is (`"backends": {"database": "SQLite at …"}`), with
+//! any password left out, so that a console or an operator sees whether a system runs on the
+//! embedded backends or on which engine, without access to its configuration.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -36,6 +40,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone, Default)]
 pub struct Readiness {
     probes: Vec<(&'static str, Need, Probe)>,
+    backends: Vec<(&'static str, String)>,
 }
 
 impl Readiness {
@@ -75,6 +80,14 @@ impl Readiness {
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         self.add(name, Need::Optional, probe)
+    }
+
+    /// What the backend `name` is, for `/readyz`'s `backends`: `SQLite at data/x.sqlite`,
+    /// `Redis at redis://127.0.0.1:6379`. The description must hold no secret (a database
+    /// configuration's `Display` redacts its password).
+    pub fn backend(mut self, name: &'static str, description: impl std::fmt::Display) -> Self {
+        self.backends.push((name, description.to_string()));
+        self
     }
 
     fn add<F, Fut>(mut self, name: &'static str, need: Need, probe: F) -> Self
@@ -151,7 +164,15 @@ async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, Json<Value>)
         Status::Degraded => (StatusCode::OK, "degraded"),
         Status::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     };
-    (code, Json(json!({ "status": word, "checks": checks })))
+    let backends: Map<String, Value> = readiness
+        .backends
+        .iter()
+        .map(|(name, description)| ((*name).to_owned(), json!(description)))
+        .collect();
+    (
+        code,
+        Json(json!({ "status": word, "checks": checks, "backends": backends })),
+    )
 }
 
 #[cfg(test)]
@@ -182,6 +203,20 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["checks"]["database"], "ok");
         assert_eq!(body["checks"]["broker"]["error"], "connection refused");
+    }
+
+    #[tokio::test]
+    async fn readiness_says_what_each_backend_is() {
+        let readiness = Readiness::new()
+            .probe("database", || async { Ok(()) })
+            .backend("database", "SQLite at data/x.sqlite")
+            .backend("cache", "in-process");
+
+        let (status, body) = get_json(readiness.router(), "/readyz").await;
+
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["backends"]["database"], "SQLite at data/x.sqlite");
+        assert_eq!(body["backends"]["cache"], "in-process");
     }
 
     #[tokio::test]
