@@ -487,7 +487,7 @@ async fn a_dependencys_switch_is_found_on_the_system_and_set_on_every_replica() 
 #[tokio::test]
 async fn a_load_is_asked_for_within_bounds_and_only_where_there_is_a_scenario() {
     let app = console(&format!(
-        "url-shortener=http://{};notifier=http://{}",
+        "url-shortener=http://{};inventory=http://{}",
         nowhere().await,
         nowhere().await
     ))
@@ -509,7 +509,8 @@ async fn a_load_is_asked_for_within_bounds_and_only_where_there_is_a_scenario() 
     start("url-shortener", json!({"rate": 10, "duration_s": 601}))
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY);
-    start("notifier", json!({"rate": 10, "duration_s": 5}))
+    // A system the console watches but has no scenario for (not one of the lab's).
+    start("inventory", json!({"rate": 10, "duration_s": 5}))
         .await
         .problem(StatusCode::NOT_FOUND);
     let stop = Request::builder()
