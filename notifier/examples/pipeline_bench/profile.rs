@@ -27,7 +27,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use platform::topic::{Consumer, Delivery, Message, Producer, TopicError, Topics};
+use platform::topic::{Consumer, Delivery, Lag, Message, Producer, TopicError, Topics};
 use time::OffsetDateTime;
 use tracing::{
     Event, Subscriber,
@@ -324,6 +324,10 @@ impl Consumer for TimedConsumer {
 
     async fn resume(&self, topic: &str, partition: i32) -> Result<(), TopicError> {
         self.inner.resume(topic, partition).await
+    }
+
+    async fn lag(&self) -> Result<Vec<Lag>, TopicError> {
+        self.inner.lag().await
     }
 }
 

@@ -463,6 +463,54 @@ pub async fn a_rebalance_ends_a_pause(topics: &dyn Topics) {
     first.resume(&topic, 1).await.unwrap();
 }
 
+/// The records `consumer`'s group, `group`, has not committed on `topic`, its only topic.
+async fn lag(consumer: &dyn Consumer, group: &str, topic: &str) -> u64 {
+    let lags = consumer.lag().await.expect("measuring the lag");
+    assert_eq!(lags.len(), 1, "{lags:?}");
+    assert_eq!(
+        (lags[0].group.as_str(), lags[0].topic.as_str()),
+        (group, topic)
+    );
+    lags[0].records
+}
+
+/// A group's lag is what it has not committed, on every partition, whichever member asks; a
+/// group that has committed nothing is behind by the whole topic.
+pub async fn the_lag_is_what_the_group_has_not_committed_on_every_partition(topics: &dyn Topics) {
+    let topic = new_topic(topics, 2).await;
+    let group = new_group();
+    let consumer = topics.subscribe(&group, &[&topic]).await.unwrap();
+    let (key_a, key_b) = keys_in_different_partitions(topics, &*consumer, &topic).await;
+    let probes = 16;
+    let caught_up = lag(&*consumer, &group, &topic).await;
+    publish_each(topics, &topic, &key_a, &["a-1", "a-2", "a-3"]).await;
+    publish_each(topics, &topic, &key_b, &["b-1", "b-2"]).await;
+    let behind = lag(&*consumer, &group, &topic).await;
+    let received = recv_n(&*consumer, 5).await;
+    let by_payload = |payload: &str| {
+        received
+            .iter()
+            .find(|delivery| delivery.payload == payload.as_bytes())
+            .unwrap()
+            .clone()
+    };
+    consumer
+        .commit_batch(&[by_payload("a-2"), by_payload("b-2")])
+        .await
+        .unwrap();
+    let one_left = lag(&*consumer, &group, &topic).await;
+    let other = new_group();
+    let another_group = topics.subscribe(&other, &[&topic]).await.unwrap();
+    let from_the_start = lag(&*another_group, &other, &topic).await;
+    consumer.commit(&by_payload("a-3")).await.unwrap();
+
+    assert_eq!(caught_up, 0, "the probes were committed");
+    assert_eq!(behind, 5, "received or not, nothing was committed");
+    assert_eq!(one_left, 1, "a-3");
+    assert_eq!(from_the_start, probes + 5);
+    assert_eq!(lag(&*consumer, &group, &topic).await, 0);
+}
+
 /// Every check in turn, for a backend that is cheap to set up (the in-process one).
 pub async fn all(topics: &dyn Topics) {
     a_record_arrives_with_its_key_payload_and_headers(topics).await;
@@ -482,4 +530,5 @@ pub async fn all(topics: &dyn Topics) {
     a_rebalance_ends_a_pause(topics).await;
     a_batch_holds_what_has_arrived_up_to_its_size_in_order(topics).await;
     a_batch_commit_covers_each_partition_up_to_its_last_record(topics).await;
+    the_lag_is_what_the_group_has_not_committed_on_every_partition(topics).await;
 }

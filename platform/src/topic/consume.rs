@@ -30,12 +30,23 @@
 //! - **A failed pause is retried before anything else is received**: carrying on would receive
 //!   the records behind the unpaused one and could commit past it. A failed resume is retried
 //!   a second later.
+//! - **A failed receive backs off**, from 100 ms doubling to 5 s, and starts again from 100 ms
+//!   once a receive succeeds. A broker that is down fails every receive at once (the embedded
+//!   transport's fault switch, `faulty.rs`) or after a while (Kafka): trying again at once would
+//!   spin a core and write a warning per try, and a fixed short pause still writes ten a second
+//!   for as long as the outage lasts.
+//! - **The lag is reported** beside the loop: every [`LAG_INTERVAL`], the gauge
+//!   `topic_consumer_lag{group, topic}` is set to the records the consumer's group has not
+//!   committed ([`Consumer::lag`]), on every partition of each topic it reads. Every member of a
+//!   group sets the same value (each measures the whole group), so a chart takes the series as
+//!   it is, or the maximum over instances, never the sum. A measurement that fails (the broker is
+//!   down) leaves the gauge where it was.
 
 use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, time::Duration};
 
 use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 
-use super::{Consumer, Delivery};
+use super::{Consumer, Delivery, Lag};
 use crate::{problem::error_chain, shutdown::CancellationToken};
 
 /// What a handler did with a record.
@@ -52,10 +63,14 @@ type Resume = Pin<Box<dyn Future<Output = (String, i32)> + Send>>;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const RESUME_RETRY: Duration = Duration::from_secs(1);
+/// How often the loop measures its group's lag. With Kafka a measurement is a few small requests
+/// (metadata, committed offsets, a watermark per partition); a chart refreshed every few seconds
+/// needs no more.
+pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs `handle` on every batch of at most `batch_size` records `consumer` receives, until
-/// `stop`. The handler answers for each record of the batch, in the batch's order. `name` labels
-/// the consumer in logs and metrics.
+/// `stop`, and reports the group's lag beside it. The handler answers for each record of the
+/// batch, in the batch's order. `name` labels the consumer in logs and metrics.
 pub async fn run<F, Fut>(
     name: &str,
     consumer: Box<dyn Consumer>,
@@ -66,7 +81,24 @@ pub async fn run<F, Fut>(
     F: Fn(Vec<Delivery>) -> Fut,
     Fut: Future<Output = anyhow::Result<Vec<Handled>>>,
 {
+    tokio::join!(
+        receive(name, &*consumer, batch_size, &stop, handle),
+        report_lag(name, &*consumer, &stop),
+    );
+}
+
+async fn receive<F, Fut>(
+    name: &str,
+    consumer: &dyn Consumer,
+    batch_size: usize,
+    stop: &CancellationToken,
+    handle: F,
+) where
+    F: Fn(Vec<Delivery>) -> Fut,
+    Fut: Future<Output = anyhow::Result<Vec<Handled>>>,
+{
     let mut resumes: FuturesUnordered<Resume> = FuturesUnordered::new();
+    let mut receive_backoff = FIRST_BACKOFF;
     loop {
         let batch = tokio::select! {
             _ = stop.cancelled() => return,
@@ -78,13 +110,17 @@ pub async fn run<F, Fut>(
                 continue;
             }
             received = consumer.recv_batch(batch_size.max(1)) => match received {
-                Ok(batch) => batch,
+                Ok(batch) => {
+                    receive_backoff = FIRST_BACKOFF;
+                    batch
+                }
                 Err(err) => {
                     // Kafka reports a lost broker connection here and reconnects by itself.
-                    tracing::warn!(consumer = name, error = %error_chain(&err), "receiving failed");
-                    if pause(&stop, FIRST_BACKOFF).await.is_err() {
+                    tracing::warn!(consumer = name, error = %error_chain(&err), retry_in = ?receive_backoff, "receiving failed");
+                    if pause(stop, receive_backoff).await.is_err() {
                         return;
                     }
+                    receive_backoff = (receive_backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             },
@@ -117,7 +153,7 @@ pub async fn run<F, Fut>(
                         error = %error_chain(&*err),
                         "handling a batch failed; trying it again"
                     );
-                    if pause(&stop, backoff).await.is_err() {
+                    if pause(stop, backoff).await.is_err() {
                         return;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -135,7 +171,7 @@ pub async fn run<F, Fut>(
             let mut backoff = FIRST_BACKOFF;
             while let Err(err) = consumer.pause(delivery).await {
                 tracing::warn!(consumer = name, error = %error_chain(&err), "pausing a partition failed; trying again");
-                if pause(&stop, backoff).await.is_err() {
+                if pause(stop, backoff).await.is_err() {
                     return;
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -145,6 +181,38 @@ pub async fn run<F, Fut>(
                 delivery.topic.clone(),
                 delivery.partition,
             ));
+        }
+    }
+}
+
+/// Sets `topic_consumer_lag{group, topic}` every [`LAG_INTERVAL`] until `stop`.
+async fn report_lag(name: &str, consumer: &dyn Consumer, stop: &CancellationToken) {
+    let mut ticks = tokio::time::interval(LAG_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let measured = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => tokio::select! {
+                _ = stop.cancelled() => return,
+                measured = consumer.lag() => measured,
+            },
+        };
+        match measured {
+            Ok(lags) => {
+                for Lag {
+                    group,
+                    topic,
+                    records,
+                } in lags
+                {
+                    metrics::gauge!("topic_consumer_lag", "group" => group, "topic" => topic)
+                        .set(records as f64);
+                }
+            }
+            // The receive loop warns about a broker that is down; once is enough.
+            Err(err) => {
+                tracing::debug!(consumer = name, error = %error_chain(&err), "measuring the lag failed");
+            }
         }
     }
 }
@@ -195,7 +263,16 @@ async fn pause(stop: &CancellationToken, duration: Duration) -> Result<(), ()> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use async_trait::async_trait;
+    use tokio::sync::watch;
+
     use super::*;
+    use crate::topic::{MemoryTopics, Message, Producer as _, TopicError, Topics as _};
 
     fn record(partition: i32, offset: i64) -> Delivery {
         Delivery {
@@ -245,5 +322,115 @@ mod tests {
             .map(|(delivery, wait)| (delivery.partition, delivery.offset, *wait))
             .collect();
         assert_eq!(paused, [(0, 5, wait)]);
+    }
+
+    /// A consumer whose broker is gone: every receive fails at once.
+    #[derive(Default)]
+    struct Unreachable {
+        receives: AtomicUsize,
+    }
+
+    fn gone() -> TopicError {
+        crate::fault::Unreachable {
+            dependency: "broker",
+        }
+        .into()
+    }
+
+    #[async_trait]
+    impl Consumer for Arc<Unreachable> {
+        async fn recv(&self) -> Result<Delivery, TopicError> {
+            self.receives.fetch_add(1, Ordering::SeqCst);
+            Err(gone())
+        }
+
+        async fn commit(&self, _: &Delivery) -> Result<(), TopicError> {
+            Err(gone())
+        }
+
+        async fn pause(&self, _: &Delivery) -> Result<(), TopicError> {
+            Ok(())
+        }
+
+        async fn resume(&self, _: &str, _: i32) -> Result<(), TopicError> {
+            Ok(())
+        }
+
+        async fn lag(&self) -> Result<Vec<Lag>, TopicError> {
+            Err(gone())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_consumer_whose_broker_is_down_backs_off_instead_of_spinning() {
+        let consumer = Arc::new(Unreachable::default());
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(run(
+            "test",
+            Box::new(consumer.clone()),
+            10,
+            stop.clone(),
+            |_| async { Ok(Vec::new()) },
+        ));
+
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        stop.cancel();
+        running.await.unwrap();
+
+        // Backing off from 100 ms to 5 s, a minute holds 7 tries to reach 5 s and 11 more at
+        // it; a fixed 100 ms would have made 600.
+        let receives = consumer.receives.load(Ordering::SeqCst);
+        assert!(
+            (10..=20).contains(&receives),
+            "{receives} tries in a minute"
+        );
+    }
+
+    /// `topic_consumer_lag{group, topic}` as the recorder renders it now.
+    fn reported_lag(group: &str, topic: &str) -> Option<f64> {
+        let series = format!(r#"topic_consumer_lag{{group="{group}",topic="{topic}"}} "#);
+        crate::metrics::handle()
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix(&series)?.parse().ok())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lag_is_reported_until_the_records_are_handled_and_committed() {
+        crate::metrics::install();
+        let topics = MemoryTopics::new();
+        topics.ensure_topic("t", 2).await.unwrap();
+        let group = format!("lag-test-{}", uuid::Uuid::new_v4().simple());
+        let consumer = topics.subscribe(&group, &["t"]).await.unwrap();
+        let messages = (0..3)
+            .map(|i| Message::new("t", format!("key-{i}"), "x"))
+            .collect();
+        topics.publish_all(messages).await.unwrap();
+        let (release, released) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let running = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                run("test", consumer, 10, stop, |batch| {
+                    let mut released = released.clone();
+                    async move {
+                        released.wait_for(|&released| released).await?;
+                        Ok(vec![Handled::Done; batch.len()])
+                    }
+                })
+                .await;
+            }
+        });
+
+        tokio::time::sleep(LAG_INTERVAL / 2).await;
+        let while_handling = reported_lag(&group, "t");
+        release.send_replace(true);
+        tokio::time::sleep(LAG_INTERVAL * 2).await;
+        let after_the_commit = reported_lag(&group, "t");
+        stop.cancel();
+        running.await.unwrap();
+
+        assert_eq!(while_handling, Some(3.0));
+        assert_eq!(after_the_commit, Some(0.0));
     }
 }

@@ -47,7 +47,7 @@ use rdkafka::{
     producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _},
 };
 
-use super::{Consumer, Delivery, Message, Producer, TopicError, Topics, last_per_partition};
+use super::{Consumer, Delivery, Lag, Message, Producer, TopicError, Topics, last_per_partition};
 
 /// How long a request to a broker (metadata, topic creation, a commit) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -196,6 +196,8 @@ impl Topics for KafkaTopics {
         consumer.subscribe(topics)?;
         Ok(Box::new(KafkaConsumer {
             consumer: Arc::new(consumer),
+            group: group.to_owned(),
+            topics: topics.iter().map(|&topic| topic.to_owned()).collect(),
         }))
     }
 
@@ -246,15 +248,29 @@ impl Producer for KafkaProducer {
 
     /// Enqueues every message before awaiting any acknowledgement, so the batch costs about one
     /// round trip rather than one per message; the idempotent producer keeps them in order.
+    ///
+    /// After an error it still waits for every message it enqueued to be acknowledged or given
+    /// up, so that what it returns is the batch's last word (the trait's promise): returning at
+    /// the first error would leave the rest in librdkafka's queue, still to be written while the
+    /// caller, told the batch failed, hands it to someone else.
     async fn publish_all(&self, messages: Vec<Message>) -> Result<(), TopicError> {
-        let deliveries = messages
-            .iter()
-            .map(|message| self.enqueue(message))
-            .collect::<Result<Vec<_>, _>>()?;
-        for delivery in deliveries {
-            acknowledged(delivery).await?;
+        let mut enqueued = Vec::with_capacity(messages.len());
+        let mut first_error = None;
+        for message in &messages {
+            match self.enqueue(message) {
+                Ok(delivery) => enqueued.push(delivery),
+                Err(err) => {
+                    first_error = Some(err);
+                    break;
+                }
+            }
         }
-        Ok(())
+        for delivery in enqueued {
+            if let Err(err) = acknowledged(delivery).await {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     fn backend(&self) -> &'static str {
@@ -267,6 +283,8 @@ struct KafkaConsumer {
     // leaves its group there and then (a round trip that briefly blocks the dropping thread):
     // that is what moves its partitions at once rather than after `SESSION_TIMEOUT`.
     consumer: Arc<StreamConsumer<Pauses>>,
+    group: String,
+    topics: Vec<String>,
 }
 
 /// The partitions this consumer has paused, each with the offset it resumes from; the consumer's
@@ -438,6 +456,51 @@ fn resume_from_pause(
     Ok(())
 }
 
+/// How far `group` is behind on each of `topics`: every partition's high watermark minus the
+/// group's committed offset, or minus its low watermark where the group has committed nothing
+/// (where `auto.offset.reset=earliest` starts it). Blocking: a metadata request per topic, one
+/// for the committed offsets, one per partition for its watermarks.
+fn lag_of(
+    consumer: &StreamConsumer<Pauses>,
+    group: &str,
+    topics: &[String],
+) -> Result<Vec<Lag>, TopicError> {
+    let mut partitions = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+        for found in metadata
+            .topics()
+            .iter()
+            .filter(|found| found.name() == topic)
+        {
+            for partition in found.partitions() {
+                partitions.add_partition(topic, partition.id());
+            }
+        }
+    }
+    let mut lags: Vec<Lag> = topics
+        .iter()
+        .map(|topic| Lag {
+            group: group.to_owned(),
+            topic: topic.clone(),
+            records: 0,
+        })
+        .collect();
+    let committed = consumer.committed_offsets(partitions, REQUEST_TIMEOUT)?;
+    for partition in committed.elements() {
+        let (topic, index) = (partition.topic(), partition.partition());
+        let (low, high) = consumer.fetch_watermarks(topic, index, REQUEST_TIMEOUT)?;
+        let from = match partition.offset() {
+            Offset::Offset(offset) => offset,
+            _ => low,
+        };
+        if let Some(lag) = lags.iter_mut().find(|lag| lag.topic == topic) {
+            lag.records += u64::try_from(high - from).unwrap_or(0);
+        }
+    }
+    Ok(lags)
+}
+
 fn delivery(message: &BorrowedMessage<'_>) -> Delivery {
     let headers = message
         .headers()
@@ -509,6 +572,17 @@ impl Consumer for KafkaConsumer {
         tokio::task::spawn_blocking(move || resume_from_pause(&consumer, &topic, partition))
             .await
             .expect("the resume panicked")
+    }
+
+    async fn lag(&self) -> Result<Vec<Lag>, TopicError> {
+        let (consumer, group, topics) = (
+            self.consumer.clone(),
+            self.group.clone(),
+            self.topics.clone(),
+        );
+        tokio::task::spawn_blocking(move || lag_of(&consumer, &group, &topics))
+            .await
+            .expect("measuring the lag panicked")
     }
 }
 

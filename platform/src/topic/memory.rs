@@ -27,7 +27,7 @@ use std::{
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{Consumer, Delivery, Message, Producer, TopicError, Topics};
+use super::{Consumer, Delivery, Lag, Message, Producer, TopicError, Topics};
 
 /// The in-process transport. Clones share the same topics.
 #[derive(Clone, Default)]
@@ -211,6 +211,36 @@ impl State {
             }
         }
         None
+    }
+
+    /// How far `group` is behind on each topic `member` reads; nothing if it is not a member.
+    fn lag(&self, group: &str, member: u64) -> Vec<Lag> {
+        let Some(state) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        let Some(member) = state.members.get(&member) else {
+            return Vec::new();
+        };
+        member
+            .topics
+            .iter()
+            .map(|topic| {
+                let records = (self.topics[topic].iter().enumerate())
+                    .map(|(partition, log)| {
+                        let committed = (state.committed)
+                            .get(&(topic.clone(), partition as i32))
+                            .copied()
+                            .unwrap_or(0);
+                        (log.len() as i64 - committed).max(0) as u64
+                    })
+                    .sum();
+                Lag {
+                    group: group.to_owned(),
+                    topic: topic.clone(),
+                    records,
+                }
+            })
+            .collect()
     }
 
     /// The cursor of `member` of `group` on `partition` of `topic`, if it is assigned one.
@@ -416,6 +446,10 @@ impl Consumer for MemoryConsumer {
             self.shared.changed.notify_waiters();
         }
         Ok(())
+    }
+
+    async fn lag(&self) -> Result<Vec<Lag>, TopicError> {
+        Ok(self.shared.state.lock().unwrap().lag(&self.group, self.id))
     }
 }
 

@@ -49,9 +49,11 @@
 //! - [`KafkaTopics`] (`kafka.rs`): rdkafka, with an idempotent producer and manual commits.
 //! - `conformance` (tests): the behaviour all must share, run against each of them.
 //! - [`consume`]: the loop a system's consumers run on any of them: batches, commit after
-//!   handling, pause until due, retry a failed handler without skipping.
+//!   handling, pause until due, retry a failed handler without skipping, report the lag.
+//! - [`FaultyTopics`] (`faulty.rs`): any of them behind a fault switch, the system's `broker`.
 
 pub mod consume;
+mod faulty;
 mod kafka;
 mod memory;
 mod sqlite;
@@ -67,7 +69,9 @@ use std::{
 use async_trait::async_trait;
 use futures::FutureExt as _;
 
-pub use self::{kafka::KafkaTopics, memory::MemoryTopics, sqlite::SqliteTopics};
+pub use self::{
+    faulty::FaultyTopics, kafka::KafkaTopics, memory::MemoryTopics, sqlite::SqliteTopics,
+};
 use crate::{config::TopicsConfig, db::Holder};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +100,9 @@ pub enum TopicError {
     UnknownTopic(String),
     #[error("a topic needs at least one partition")]
     NoPartitions,
+    /// The broker's fault switch is on (see [`FaultyTopics`]).
+    #[error(transparent)]
+    Fault(#[from] crate::fault::Unreachable),
 }
 
 /// The folder a topics file is in: `SDLAB_DATA_DIR`, when the configuration chose the file.
@@ -161,6 +168,17 @@ impl Delivery {
     }
 }
 
+/// How far a consumer group is behind on one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lag {
+    pub group: String,
+    pub topic: String,
+    /// Records the group has not committed, over every partition of the topic: the partition's
+    /// end offset minus the group's committed offset (minus the partition's first offset, for a
+    /// partition the group has never committed).
+    pub records: u64,
+}
+
 /// Of `deliveries`, the one with the highest offset in each partition (what committing them all
 /// comes to), in the order their partitions first appear.
 pub(crate) fn last_per_partition(deliveries: &[Delivery]) -> Vec<&Delivery> {
@@ -187,6 +205,9 @@ pub trait Producer: Send + Sync {
     ///
     /// Not atomic: on an error some messages may have been written. The caller publishes the
     /// batch again, and consumers deduplicate the repeats (they must anyway, see the module docs).
+    /// An error is returned only once none of the messages is still on its way, so that the
+    /// batch may be handed to another publisher (the outbox relay releases it) without racing
+    /// this one's first try.
     async fn publish_all(&self, messages: Vec<Message>) -> Result<(), TopicError> {
         for message in messages {
             self.publish(message).await?;
@@ -264,6 +285,14 @@ pub trait Consumer: Send + Sync {
     /// partition that is not paused, or is no longer assigned to this member, does nothing and is
     /// not an error.
     async fn resume(&self, topic: &str, partition: i32) -> Result<(), TopicError>;
+
+    /// How far this member's group is behind on each topic this member reads: every partition
+    /// counts, this member's or not, so any member tells the whole group's lag. Records waiting
+    /// in a paused partition count too (a retry topic's depth): they are not processed yet.
+    ///
+    /// It asks the broker (with Kafka, each partition's high watermark and the group's committed
+    /// offsets), so [`consume::run`] calls it every few seconds, not once per record.
+    async fn lag(&self) -> Result<Vec<Lag>, TopicError>;
 }
 
 /// A connection to the topics: creates them, and hands out producers and consumers.
@@ -423,6 +452,14 @@ mod tests {
     #[tokio::test]
     async fn a_batch_holds_what_has_arrived_up_to_its_size_in_order() {
         conformance::a_batch_holds_what_has_arrived_up_to_its_size_in_order(
+            &*configured().await.topics,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_lag_is_what_the_group_has_not_committed_on_every_partition() {
+        conformance::the_lag_is_what_the_group_has_not_committed_on_every_partition(
             &*configured().await.topics,
         )
         .await;

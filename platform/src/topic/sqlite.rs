@@ -73,7 +73,8 @@ use sqlx::{
 use tokio::sync::Mutex;
 
 use super::{
-    Consumer, Delivery, MemoryTopics, Message, Producer, TopicError, Topics, last_per_partition,
+    Consumer, Delivery, Lag, MemoryTopics, Message, Producer, TopicError, Topics,
+    last_per_partition,
 };
 use crate::db::{Holder, LockError, LockFile};
 
@@ -446,6 +447,11 @@ impl Consumer for SqliteConsumer {
 
     async fn resume(&self, topic: &str, partition: i32) -> Result<(), TopicError> {
         self.member.resume(topic, partition).await
+    }
+
+    /// The index's commits are the file's: each is written to both, the file first.
+    async fn lag(&self) -> Result<Vec<Lag>, TopicError> {
+        self.member.lag().await
     }
 }
 
