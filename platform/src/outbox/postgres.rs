@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{OutboxEvent, Table};
+use super::{BACKLOG, OutboxEvent, Table};
 
 /// Inserts `event` into the system's `outbox` table inside the caller's transaction.
 pub async fn insert_postgres(
@@ -106,6 +106,24 @@ impl Table for PostgresOutbox {
         .await?
         .rows_affected();
         Ok(marked)
+    }
+
+    async fn release(&self, claim: Uuid) -> Result<u64, sqlx::Error> {
+        let released = sqlx::query(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL \
+             WHERE claimed_by = $1 AND published_at IS NULL",
+        )
+        .bind(claim)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(released)
+    }
+
+    async fn backlog(&self) -> Result<(u64, Option<OffsetDateTime>), sqlx::Error> {
+        let (pending, oldest): (i64, Option<OffsetDateTime>) =
+            sqlx::query_as(BACKLOG).fetch_one(&self.pool).await?;
+        Ok((pending.max(0) as u64, oldest))
     }
 
     async fn delete_published(

@@ -9,7 +9,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 use uuid::{Uuid, fmt::Hyphenated};
 
-use super::{OutboxEvent, Table};
+use super::{BACKLOG, OutboxEvent, Table};
 use crate::db::{from_unix_millis, unix_millis};
 
 /// Inserts `event` into the system's `outbox` table inside the caller's transaction.
@@ -128,6 +128,24 @@ impl Table for SqliteOutbox {
         .await?
         .rows_affected();
         Ok(marked)
+    }
+
+    async fn release(&self, claim: Uuid) -> Result<u64, sqlx::Error> {
+        let released = sqlx::query(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL \
+             WHERE claimed_by = ?1 AND published_at IS NULL",
+        )
+        .bind(claim.hyphenated())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(released)
+    }
+
+    async fn backlog(&self) -> Result<(u64, Option<OffsetDateTime>), sqlx::Error> {
+        let (pending, oldest): (i64, Option<i64>) =
+            sqlx::query_as(BACKLOG).fetch_one(&self.pool).await?;
+        Ok((pending.max(0) as u64, oldest.map(from_unix_millis)))
     }
 
     async fn delete_published(

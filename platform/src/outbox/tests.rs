@@ -437,41 +437,130 @@ async fn a_batch_in_flight_is_not_claimed_by_another_relay() {
 }
 
 #[tokio::test]
-async fn a_failed_batch_is_left_to_its_lease_then_claimed_by_another_relay() {
+async fn a_refused_batch_is_released_and_published_by_the_next_pass() {
     let fixture = Fixture::new().await;
     let events = fixture.write_events(5).await;
     let failing = fixture.relay_on(
         fixture.backends.database.clone(),
         Recorder::new(fixture.topics.producer(), Broker::Down),
     );
-    let other = fixture.relay();
 
-    assert!(matches!(
-        failing.relay_once().await,
-        Err(RelayError::Publish(_))
-    ));
-    let while_leased = other.relay_once().await.unwrap();
-    fixture.clock.advance(LEASE + Duration::from_secs(1));
-    let after_the_lease = other.relay_once().await.unwrap();
+    let refused = failing.relay_once().await;
+    let next = fixture.relay().relay_once().await.unwrap();
 
-    assert_eq!((while_leased, after_the_lease), (0, events.len()));
+    assert!(matches!(refused, Err(RelayError::Publish(_))));
+    assert_eq!(next, events.len(), "released: no lease to wait out");
     assert_eq!(fixture.recorder.copies_by_event(), event_ids(&events));
 }
 
 #[tokio::test]
-async fn a_batch_whose_acknowledgement_was_lost_is_published_again_after_its_lease() {
+async fn a_batch_whose_acknowledgement_was_lost_is_published_again() {
     let fixture = Fixture::new().await;
     let events = fixture.write_events(5).await;
     let lost_acks = Recorder::new(fixture.topics.producer(), Broker::LosesAcks);
     let unlucky = fixture.relay_on(fixture.backends.database.clone(), lost_acks.clone());
 
     assert!(unlucky.relay_once().await.is_err());
-    fixture.clock.advance(LEASE + Duration::from_secs(1));
     let again = fixture.relay().relay_once().await.unwrap();
 
     // At least once: each event went out twice, and consumers deduplicate by its event id.
     assert_eq!(again, events.len());
     assert_eq!(lost_acks.copies_by_event(), event_ids(&events));
+    assert_eq!(fixture.recorder.copies_by_event(), event_ids(&events));
+}
+
+#[tokio::test]
+async fn a_relay_that_dies_mid_batch_leaves_its_rows_to_their_lease() {
+    let fixture = Fixture::new().await;
+    let events = fixture.write_events(5).await;
+    let slow = Recorder::new(fixture.topics.producer(), Broker::Holds);
+    let dying = fixture.relay_on(fixture.backends.database.clone(), slow.clone());
+    let in_flight = tokio::spawn(async move { dying.relay_once().await });
+    slow.holding().await;
+
+    in_flight.abort();
+    let _ = in_flight.await;
+    let while_leased = fixture.relay().relay_once().await.unwrap();
+    fixture.clock.advance(LEASE + Duration::from_secs(1));
+    let after_the_lease = fixture.relay().relay_once().await.unwrap();
+
+    assert_eq!((while_leased, after_the_lease), (0, events.len()));
+    assert_eq!(fixture.recorder.copies_by_event(), event_ids(&events));
+}
+
+/// `name{system="system"}` as the recorder renders it now.
+fn gauge(name: &str, system: &str) -> Option<f64> {
+    let series = format!(r#"{name}{{system="{system}"}} "#);
+    crate::metrics::handle()
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(&series)?.parse().ok())
+}
+
+#[tokio::test]
+async fn the_backlog_counts_the_rows_waiting_and_the_age_of_the_oldest_until_they_go() {
+    crate::metrics::install();
+    // A system name of this test's own: the recorder is the process's, shared by every test.
+    let system = "outbox-backlog-test";
+    let fixture = Fixture::new().await;
+    let relay = Relay::new(
+        system,
+        fixture.backends.database.clone(),
+        fixture.recorder.clone(),
+        Arc::new(fixture.clock.clone()),
+        fixture.wake.clone(),
+    );
+    let empty = relay.backlog().await.unwrap();
+    fixture.write_events(3).await;
+    fixture.clock.advance(Duration::from_secs(40));
+    fixture.write_events(2).await;
+    fixture.clock.advance(Duration::from_secs(2));
+
+    let waiting = relay.backlog().await.unwrap();
+    let gauges_while_waiting = (
+        gauge("outbox_pending", system),
+        gauge("outbox_oldest_seconds", system),
+    );
+    relay.relay_once().await.unwrap();
+    let drained = relay.backlog().await.unwrap();
+
+    let none = Backlog {
+        pending: 0,
+        oldest: Duration::ZERO,
+    };
+    assert_eq!(empty, none);
+    assert_eq!(
+        waiting,
+        Backlog {
+            pending: 5,
+            oldest: Duration::from_secs(42)
+        }
+    );
+    assert_eq!(gauges_while_waiting, (Some(5.0), Some(42.0)));
+    assert_eq!(drained, none);
+    assert_eq!(gauge("outbox_pending", system), Some(0.0));
+    assert_eq!(gauge("outbox_oldest_seconds", system), Some(0.0));
+}
+
+#[tokio::test]
+async fn a_database_switched_off_stops_the_relay_until_it_is_undone() {
+    let fixture = Fixture::new().await;
+    let events = fixture.write_events(3).await;
+    let switch = FaultSwitch::new("test-system", "database");
+    let relay = fixture.relay().with_database_switch(switch.clone());
+
+    switch.set(crate::fault::Fault {
+        latency_ms: 0,
+        unreachable: true,
+    });
+    let while_off = relay.relay_once().await;
+    let backlog_while_off = relay.backlog().await;
+    switch.set(crate::fault::Fault::default());
+    let after = relay.relay_once().await.unwrap();
+
+    assert!(matches!(while_off, Err(RelayError::Fault(_))));
+    assert!(matches!(backlog_while_off, Err(RelayError::Fault(_))));
+    assert_eq!(after, events.len());
     assert_eq!(fixture.recorder.copies_by_event(), event_ids(&events));
 }
 
