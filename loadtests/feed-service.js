@@ -5,10 +5,13 @@
 //   k6 run -e SCENARIO=celebrity -e SEED_FILE=data/feed-seed.json loadtests/feed-service.js  # the top celebrity posts
 //   k6 run -e SCENARIO=reads -e SEED_FILE=data/feed-seed.json loadtests/feed-service.js      # reads only, at RATE/s
 //   k6 run -e SCENARIO=posts -e SEED_FILE=data/feed-seed.json loadtests/feed-service.js      # posts only, closed loop
+//   k6 run -e SCENARIO=load loadtests/feed-service.js                     # RATE requests/s, 1 in 50 a post, on a small graph
 //
 // The load scenarios run on a graph made by the seed tool (feed-service/src/bin/feed-seed/),
 // acting as the users its manifest (SEED_FILE) lists with their tokens: its sample reads and
-// posts, its top user (followed by every other) posts in the celebrity scenario.
+// posts, its top user (followed by every other) posts in the celebrity scenario. The load
+// scenario (the console's) takes the manifest too, but without one its setup makes a small graph
+// of its own in a second or two, so that a short run starts at once.
 //
 // Environment: BASE_URL (default http://127.0.0.1:8084), SEED_FILE (the manifest; the smoke
 // reads some seeded feeds too when it is given), RATE (feed reads a second, default 500; the mix
@@ -18,6 +21,8 @@
 // (followers polled for each celebrity post, default 20) and SETTLE (how long a post may take to
 // reach them, default 60s), POST_VUS (the posts scenario's concurrent posters, default 8) and
 // POST_RATE (posts a second instead, at a fixed rate; the posts scenario is then open loop).
+// USERS (the load scenario without SEED_FILE: the users its setup makes, each following the next
+// FOLLOWS, default 10, and with POSTS_EACH posts, default 2; default 50).
 // RATE=0 leaves the reads out of the celebrity scenario.
 //
 // Every threshold is about correctness: statuses, the shape and order of every page, and in the
@@ -41,12 +46,17 @@ const READERS = parseInt(__ENV.READERS || '20', 10);
 const SETTLE_SECONDS = seconds(__ENV.SETTLE || '60s');
 const POST_VUS = parseInt(__ENV.POST_VUS || '8', 10);
 const POST_RATE = parseInt(__ENV.POST_RATE || '0', 10);
+const USERS = parseInt(__ENV.USERS || '50', 10);
+const FOLLOWS = parseInt(__ENV.FOLLOWS || '10', 10);
+const POSTS_EACH = parseInt(__ENV.POSTS_EACH || '2', 10);
+// One request of the load scenario in this many is a post, as in the mix.
+const READS_PER_POST = 50;
 // How long the smoke waits for fan-out (push, hybrid) to bring a post into a follower's feed.
 const FANOUT_SMOKE_SECONDS = 15;
 
 // The manifest, read once in the init context (open() works nowhere else).
 const SEED = SEED_FILE ? JSON.parse(open(SEED_FILE)) : null;
-if (SCENARIO !== 'smoke' && !SEED) {
+if (SCENARIO !== 'smoke' && SCENARIO !== 'load' && !SEED) {
   throw new Error(`SCENARIO=${SCENARIO} needs SEED_FILE, the seed tool's manifest`);
 }
 
@@ -75,6 +85,9 @@ const scenarios = {
     reads: reads(RATE),
     writes: { ...reads(Math.max(1, Math.round(RATE / 50))), preAllocatedVUs: 5, maxVUs: 50, exec: 'write' },
   },
+  // RATE requests a second in all, so that the rate asked for is the rate sent: the mix's reads
+  // and posts in one open-loop scenario.
+  load: { load: { ...reads(RATE), exec: 'readOrPost' } },
   posts: {
     posts: POST_RATE > 0
       ? { ...reads(POST_RATE), exec: 'write' }
@@ -164,21 +177,60 @@ function pick(list) {
 export function setup() {
   if (http.get(`${BASE}/healthz`).status !== 200) fail(`the feed service does not answer at ${BASE}`);
   const run = `k${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
-  if (!SEED) return { run };
-  if (SEED.sample.length === 0 || !SEED.top) fail(`${SEED_FILE} lists no sampled users or no top user`);
+  if (!SEED && SCENARIO !== 'load') return { run };
+  if (SEED && (SEED.sample.length === 0 || !SEED.top)) fail(`${SEED_FILE} lists no sampled users or no top user`);
+  const graph = SEED ? null : makeGraph(run);
+  const sample = SEED ? SEED.sample : graph;
   // Every sampled user's timeline built (or, under pull, the pages read once) before the clock
   // starts: the load then reads cached timelines, as the benchmark asks.
   if (SCENARIO !== 'smoke' && SCENARIO !== 'posts') {
     for (let round = 0; round < WARM; round++) {
-      for (let i = 0; i < SEED.sample.length; i += 50) {
-        const batch = SEED.sample.slice(i, i + 50).map((user) => ['GET', `${BASE}/v1/users/${user.id}/feed?limit=${LIMIT}`, null, { headers: { authorization: `Bearer ${user.token}` }, tags: { name: 'warm' } }]);
+      for (let i = 0; i < sample.length; i += 50) {
+        const batch = sample.slice(i, i + 50).map((user) => ['GET', `${BASE}/v1/users/${user.id}/feed?limit=${LIMIT}`, null, { headers: { authorization: `Bearer ${user.token}` }, tags: { name: 'warm' } }]);
         for (const response of http.batch(batch)) {
           if (response.status !== 200) fail(`warming a seeded feed: ${response.status} ${response.body}`);
         }
       }
     }
   }
-  return { run };
+  return graph ? { run, graph } : { run };
+}
+
+// Sends `requests` (http.batch's arrays) 50 at a time; fails the run unless each answers `status`.
+function inBatches(requests, status, what) {
+  const responses = [];
+  for (let i = 0; i < requests.length; i += 50) {
+    for (const response of http.batch(requests.slice(i, i + 50))) {
+      if (response.status !== status) fail(`${what}: ${response.status} ${response.body}`);
+      responses.push(response);
+    }
+  }
+  return responses;
+}
+
+// The load scenario's graph without a seed: USERS users of this run, each following the next
+// FOLLOWS of them in a ring (so every one has followers and a feed of others' posts), each with
+// POSTS_EACH posts. Returns them with their tokens, as the manifest lists its sample.
+function makeGraph(run) {
+  const json = (token) => ({ headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+  const users = inBatches(
+    Array.from({ length: USERS }, (_, i) => ['POST', `${BASE}/v1/users`, JSON.stringify({ handle: `${run}_${i}` }), { ...json(), tags: { name: 'sign up' } }]),
+    201,
+    'signing up the graph\'s users',
+  ).map((r) => ({ id: r.json('id'), token: r.json('token') }));
+  const follows = [];
+  users.forEach((user, i) => {
+    for (let k = 1; k <= Math.min(FOLLOWS, users.length - 1); k++) {
+      follows.push(['PUT', `${BASE}/v1/users/${user.id}/following/${users[(i + k) % users.length].id}`, null, { ...json(user.token), tags: { name: 'follow' } }]);
+    }
+  });
+  inBatches(follows, 204, 'following within the graph');
+  const posts = [];
+  for (let p = 0; p < POSTS_EACH; p++) {
+    for (const user of users) posts.push(['POST', `${BASE}/v1/posts`, JSON.stringify({ text: `${run} post ${p} by ${user.id}` }), { ...json(user.token), tags: { name: 'post' } }]);
+  }
+  inBatches(posts, 201, 'posting within the graph');
+  return users;
 }
 
 function signUp(handle) {
@@ -264,9 +316,9 @@ export function smoke({ run }) {
   }
 }
 
-// One read of a sampled user's first page.
-export function read() {
-  const response = feed(pick(SEED.sample), `?limit=${LIMIT}`);
+// One read of a sampled user's first page (a user of the graph setup made, if it made one).
+export function read({ graph }) {
+  const response = feed(pick(graph || SEED.sample), `?limit=${LIMIT}`);
   feedReads.add(response.timings.duration);
   check(response, { 'a feed page is 200, well-formed, newest first': (r) => isPage(r, LIMIT) });
 }
@@ -274,10 +326,16 @@ export function read() {
 // The sampled users who are not celebrities: the authors of ordinary posts.
 const AUTHORS = SEED ? SEED.sample.filter((user) => user.followers <= SEED.celebrity_threshold) : [];
 
-// One post by a sampled user who is not a celebrity.
-export function write({ run }) {
-  const response = publish(pick(AUTHORS), `${run} post ${exec.scenario.iterationInTest}`);
+// One post by a sampled user who is not a celebrity (or by a user of the graph setup made).
+export function write({ run, graph }) {
+  const response = publish(pick(graph || AUTHORS), `${run} post ${exec.scenario.iterationInTest}`);
   check(response, { 'a post is 201': (r) => r.status === 201 && isPost(r.json()) });
+}
+
+// The load scenario's request: every READS_PER_POST-th a post, the others reads.
+export function readOrPost(data) {
+  if (exec.scenario.iterationInTest % READS_PER_POST === READS_PER_POST - 1) write(data);
+  else read(data);
 }
 
 // The top user (followed by every other, a celebrity in any graph big enough) posts; READERS sampled users poll their first page,

