@@ -2,7 +2,8 @@
 //!
 //! This is the one place where the store is chosen: Redis when `REDIS_URL` is set, the
 //! in-process store otherwise. Everything past this file sees an `Arc<dyn Store>` inside the
-//! [`Limiter`].
+//! [`Limiter`], behind the `redis` fault switch ([`FaultyStore`], `/admin/faults/redis` on the
+//! decision API's port), so the switch acts on the decision API and the gateway alike.
 //!
 //! With an upstream configured, the service has two listeners over one limiter: the decision
 //! API, and the gateway (`gateway.rs`). They stop together: the first to stop, for a shutdown or
@@ -12,7 +13,9 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use axum::Router;
-use platform::{clock::SystemClock, health::Readiness, shutdown::CancellationToken};
+use platform::{
+    clock::SystemClock, fault::FaultSwitches, health::Readiness, shutdown::CancellationToken,
+};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -21,7 +24,7 @@ use crate::{
     limiter::Limiter,
     rules::{self, Callers, DEFAULT_RULES, RulesFile},
     settings::{Settings, Upstream},
-    store::{EvictionPolicy, MemoryStore, RedisStore, Store},
+    store::{EvictionPolicy, FaultyStore, MemoryStore, RedisStore, Store},
 };
 
 pub struct Application {
@@ -84,6 +87,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let RulesFile { rules, callers } = rules.into();
         let callers = Arc::new(Callers::new(callers, settings.caller_key.as_ref(), &rules));
+        let faults = FaultSwitches::new(SYSTEM);
+        let store: Arc<dyn Store> = Arc::new(FaultyStore::new(store, faults.add("redis")));
         let limiter = Arc::new(Limiter::new(
             rules,
             store.clone(),
@@ -102,6 +107,7 @@ impl Application {
                 callers,
             },
             readiness,
+            faults.router(settings.admin_token.clone()),
         );
         let listener = TcpListener::bind(settings.addr)
             .await

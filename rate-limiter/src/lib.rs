@@ -9,7 +9,8 @@
 //!   counter, as pure functions of (state, now, cost).
 //! - [`store`]: where the state lives: [`store::MemoryStore`] in process, [`store::RedisStore`]
 //!   shared by every instance through one Lua script (`store/lua/limiter.lua`), concurrent
-//!   requests batched into one call.
+//!   requests batched into one call; [`store::FaultyStore`] puts either behind the `redis` fault
+//!   switch.
 //! - [`limiter`]: rules over a store: all-or-nothing across rules, failure policies, the cache
 //!   of keys over their limit.
 //! - [`rules`]: what a rule is, and the rules file (TOML or YAML) it is read from.

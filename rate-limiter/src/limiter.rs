@@ -14,8 +14,11 @@
 //!   rejections of one unit are remembered, because a cheaper request could pass sooner than a
 //!   costlier one.
 //! - **The failure policy.** The store call is bounded by the smallest timeout among the rules
-//!   that apply; if it errs or times out, a request with any enforced fail-closed rule is refused
-//!   (503), any other is admitted and counted as `failed_open`.
+//!   that apply (when it can stall at all: see [`Store::may_stall`]); if it errs or times out,
+//!   the failure is counted in `ratelimit_store_errors_total{kind}` (`timeout`, or the error's
+//!   [`StoreError::kind`](crate::store::StoreError::kind)), and a request with any enforced
+//!   fail-closed rule is refused (503) and counted as `failed_closed`, any other is admitted and
+//!   counted as `failed_open`.
 
 use std::{
     collections::HashMap,
@@ -106,7 +109,9 @@ pub enum LimitError {
     Unavailable(RuleName),
 }
 
-/// Outcome counters of one rule, taken once: `ratelimit_decisions_total{rule, outcome}`.
+/// Outcome counters of one rule, taken once: `ratelimit_decisions_total{rule, algorithm,
+/// outcome}`. The algorithm is the rule's own, so the label adds no series; it is there so that a
+/// chart can sum decisions by algorithm.
 struct Counters {
     allowed: Counter,
     rejected: Counter,
@@ -117,11 +122,12 @@ struct Counters {
 }
 
 impl Counters {
-    fn new(rule: &RuleName) -> Self {
+    fn new(rule: &Rule) -> Self {
         let counter = |outcome: &'static str| {
             metrics::counter!(
                 "ratelimit_decisions_total",
-                "rule" => rule.to_string(),
+                "rule" => rule.name.to_string(),
+                "algorithm" => rule.algorithm.name(),
                 "outcome" => outcome
             )
         };
@@ -148,7 +154,7 @@ impl Limiter {
             .map(|entries| Mutex::new(LruCache::new(entries)));
         let counters = rules
             .iter()
-            .map(|rule| (rule.name.clone(), Counters::new(&rule.name)))
+            .map(|rule| (rule.name.clone(), Counters::new(rule)))
             .collect();
         Self {
             rules: rules
@@ -217,7 +223,7 @@ impl Limiter {
             .unwrap_or(Duration::MAX);
         // Read only when there is an over-limit cache to time entries by: not on the in-process path.
         let asked_at = self.over_limit.as_ref().map(|_| Instant::now());
-        let answer = if self.store.is_remote() {
+        let answer = if self.store.may_stall() {
             tokio::time::timeout(timeout, self.store.decide(&checks)).await
         } else {
             // An in-process decision cannot hang, and a timer per decision is not free.
@@ -225,8 +231,11 @@ impl Limiter {
         };
         let decided = match answer {
             Ok(Ok(decisions)) => decisions,
-            Ok(Err(err)) => return self.fail(requests, &err),
-            Err(_elapsed) => return self.fail(requests, &format!("no answer within {timeout:?}")),
+            Ok(Err(err)) => return self.fail(requests, err.kind(), &err),
+            Err(_elapsed) => {
+                let cause = format!("no answer within {timeout:?}");
+                return self.fail(requests, "timeout", &cause);
+            }
         };
 
         let outcomes: Vec<Outcome> = requests
@@ -328,9 +337,11 @@ impl Limiter {
     fn fail(
         &self,
         requests: &[(Arc<Rule>, ClientKey)],
+        kind: &'static str,
         cause: &dyn std::fmt::Display,
     ) -> Result<Verdict, LimitError> {
         tracing::warn!(error = %cause, "the rate-limit store failed; applying failure policies");
+        metrics::counter!("ratelimit_store_errors_total", "kind" => kind).increment(1);
         let closed = requests
             .iter()
             .find(|(rule, _)| rule.enforced() && rule.failure.mode == FailMode::Closed);

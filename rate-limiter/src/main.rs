@@ -29,7 +29,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Each flag overrides the environment variable it names. The other settings come from the
 /// environment only: RATE_LIMITER_ADDR, RATE_LIMITER_GATEWAY_ADDR,
-/// RATE_LIMITER_OVER_LIMIT_ENTRIES and REDIS_URL (see rate-limiter/src/settings.rs).
+/// RATE_LIMITER_OVER_LIMIT_ENTRIES, REDIS_URL and SDLAB_ADMIN_TOKEN (see
+/// rate-limiter/src/settings.rs).
 #[derive(Debug, Parser)]
 #[command(name = "rate-limiter")]
 struct Args {

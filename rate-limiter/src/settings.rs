@@ -9,12 +9,13 @@
 //! | `RATE_LIMITER_UPSTREAM` | unset: no gateway | the origin the gateway forwards to, `http://host:port` |
 //! | `RATE_LIMITER_GATEWAY_ADDR` | `127.0.0.1:8092` | where the gateway listens |
 //! | `RATE_LIMITER_OVER_LIMIT_ENTRIES` | `10000` | with Redis, over-limit keys remembered in process (0: none) |
+//! | `SDLAB_ADMIN_TOKEN` | unset: the switch stays shut over HTTP | the token (`sk_` and 40 hex digits) that opens the fault switch, `PUT /admin/faults/redis` on the decision API's port (callers on this machine only) |
 //! | `REDIS_URL` | unset | share limits across instances through Redis |
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use platform::{
-    auth::{ApiKey, env_key},
+    auth::{AdminToken, ApiKey, env_key},
     config::{ConfigError, env_opt, env_or},
 };
 
@@ -29,6 +30,8 @@ pub struct Settings {
     pub gateway_addr: SocketAddr,
     pub over_limit_entries: usize,
     pub redis_url: Option<String>,
+    /// Opens the fault switch over HTTP (`SDLAB_ADMIN_TOKEN`).
+    pub admin_token: Option<AdminToken>,
 }
 
 /// The gateway's upstream: an `http://` origin, without a path.
@@ -79,11 +82,12 @@ impl Settings {
             )?,
             over_limit_entries: env_or("RATE_LIMITER_OVER_LIMIT_ENTRIES", 10_000)?,
             redis_url: env_opt("REDIS_URL")?,
+            admin_token: AdminToken::from_env()?,
         })
     }
 
-    /// Settings for tests: the built-in rules, no gateway, free ports, no Redis, and an
-    /// operator's key of their own (`caller_key`) for the decision API.
+    /// Settings for tests: the built-in rules, no gateway, free ports, no Redis, an operator's
+    /// key of their own (`caller_key`) for the decision API, and the fault switch shut.
     pub fn for_tests() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -93,6 +97,7 @@ impl Settings {
             gateway_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             over_limit_entries: 10_000,
             redis_url: None,
+            admin_token: None,
         }
     }
 }

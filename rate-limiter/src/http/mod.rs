@@ -8,8 +8,10 @@
 //! Both need a caller's API key (`Authorization: Bearer sk_…`), and a caller sees and checks only
 //! the rules it is granted (`rules/callers.rs`); the gateway's rules are the gateway's alone.
 //! The shared endpoints (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`) and the
-//! middleware come from `platform::http::service`. The gateway is a separate listener
-//! (`gateway.rs`), since it forwards every path to its upstream.
+//! middleware come from `platform::http::service`, and the fault switch (`/admin/faults`, from
+//! `platform::fault`) is merged in beside the API, outside its OpenAPI document: it is for the
+//! operator on this machine, not for callers. The gateway is a separate listener (`gateway.rs`),
+//! since it forwards every path to its upstream.
 
 pub mod check;
 
@@ -56,10 +58,11 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The complete service: the routes above inside the shared stack.
-pub fn app(state: AppState, readiness: Readiness) -> Router {
+/// The complete service: the routes above and `admin` (the fault switch) inside the shared
+/// stack.
+pub fn app(state: AppState, readiness: Readiness, admin: Router) -> Router {
     let (routes, api) = routes(state);
-    platform::http::service(crate::SYSTEM, routes, readiness, api)
+    platform::http::service(crate::SYSTEM, routes.merge(admin), readiness, api)
 }
 
 /// The caller a request comes from, by its API key. A `FromRequestParts` extractor, so it runs

@@ -10,8 +10,10 @@
 //!   call under load; time from Redis's `TIME`.
 //!
 //! Both run the same arithmetic ([`crate::algorithm`]), and `tests/api/exactness.rs` runs one
-//! suite against whichever `REDIS_URL` selects.
+//! suite against whichever `REDIS_URL` selects. Whichever it is, `app.rs` puts it behind the
+//! `redis` fault switch ([`FaultyStore`]).
 
+mod faulty;
 mod memory;
 mod redis;
 
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use self::faulty::FaultyStore;
 pub use self::memory::MemoryStore;
 pub use self::redis::{EvictionPolicy, RedisStore};
 use crate::algorithm::{Algorithm, Status};
@@ -61,6 +64,22 @@ pub enum StoreError {
     Overloaded,
     #[error("the in-process store holds its maximum of {max_keys} live keys")]
     Full { max_keys: usize },
+    /// The `redis` fault switch is on (see [`FaultyStore`]).
+    #[error(transparent)]
+    Fault(#[from] platform::fault::Unreachable),
+}
+
+impl StoreError {
+    /// The `kind` label of `ratelimit_store_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Redis(_) => "redis",
+            Self::Protocol(_) => "protocol",
+            Self::Overloaded => "overloaded",
+            Self::Full { .. } => "full",
+            Self::Fault(_) => "unreachable",
+        }
+    }
 }
 
 #[async_trait]
@@ -77,6 +96,14 @@ pub trait Store: Send + Sync + 'static {
     /// Whether a decision costs a network round trip, so that remembering which keys are over
     /// their limit saves something (see [`crate::limiter`]).
     fn is_remote(&self) -> bool;
+
+    /// Whether a decision may take long enough that the rules' timeouts must bound it: a remote
+    /// store's may, and so may one behind a fault switch that adds latency. The limiter arms a
+    /// timer only then, since an in-process decision cannot hang and a timer per decision is
+    /// not free.
+    fn may_stall(&self) -> bool {
+        self.is_remote()
+    }
 
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -4,6 +4,7 @@
 mod concurrency;
 mod exactness;
 mod failure;
+mod faults;
 mod gateway;
 mod helpers;
 mod http;
