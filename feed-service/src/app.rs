@@ -7,30 +7,37 @@
 //! Redis or in-process caches from `REDIS_URL`, `platform::topic::connect` Kafka or the embedded
 //! topics from `KAFKA_BROKERS` (for push and hybrid), and [`timeline::for_strategy`] how home
 //! feeds are built from `FEED_STRATEGY`.
+//!
+//! It is also where each dependency is put behind its fault switch (`platform::fault`, served at
+//! `/admin/faults`): the store behind `database`, the timelines and the post cache behind
+//! `redis`, and the fan-out workers behind `fanout-worker`. Pull uses neither a cache nor a
+//! worker, so under pull only `database` is served: the others would change nothing.
 
 use std::{future::Future, net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::Router;
 use platform::{
-    cache::CacheConfig,
+    cache::{CacheConfig, FaultyCache},
     clock::{Clock, SystemClock},
     db::Database,
-    health::{Need, Readiness},
+    fault::{FaultSwitch, FaultSwitches},
+    health::Readiness,
     topic::{self, MemoryTopics, Topics},
 };
 use tokio::{net::TcpListener, sync::Notify};
 
 use crate::{
+    SYSTEM,
     fanout::{self, Fanout, FanoutStats, PostEvents},
     http::{self, AppState},
     ids::Snowflake,
     service::Feed,
     settings::Settings,
-    store,
+    store::{self, FaultyStore},
     timeline::{
         self, Caches, Strategy,
-        cache::{self, TimelineCache, TimelinesConfig},
+        cache::{self, FaultyTimelines, TimelineCache, TimelinesConfig},
         celebrities::Celebrities,
         hydrate::PostCache,
     },
@@ -87,7 +94,21 @@ impl Application {
             .migrate(store::MIGRATIONS)
             .await
             .context("migrating the database")?;
-        let store = store::for_database(&database);
+        let faults = FaultSwitches::new(SYSTEM);
+        let database_switch = faults.add("database");
+        let (redis_switch, worker_switch) = match settings.strategy {
+            Strategy::Push | Strategy::Hybrid => (faults.add("redis"), faults.add("fanout-worker")),
+            // Switches no one can reach, so that the wrapping below is the same for every
+            // strategy.
+            Strategy::Pull => (
+                FaultSwitch::new(SYSTEM, "redis"),
+                FaultSwitch::new(SYSTEM, "fanout-worker"),
+            ),
+        };
+        let store: Arc<dyn store::FeedStore> = Arc::new(FaultyStore::new(
+            store::for_database(&database),
+            database_switch.clone(),
+        ));
         let timelines = cache::connect(&TimelinesConfig {
             redis_url: settings.backends.redis_url.clone(),
             namespace: settings.cache_namespace.clone(),
@@ -99,6 +120,11 @@ impl Application {
         })
         .await
         .context("connecting to the timelines cache")?;
+        let timelines: Arc<dyn TimelineCache> = Arc::new(FaultyTimelines::new(
+            timelines,
+            redis_switch.clone(),
+            REDIS_TIMEOUT,
+        ));
         let post_cache = platform::cache::connect(&CacheConfig {
             redis_url: settings.backends.redis_url.clone(),
             namespace: settings.cache_namespace.clone(),
@@ -109,6 +135,11 @@ impl Application {
         })
         .await
         .context("connecting to the post cache")?;
+        let post_cache: Arc<dyn platform::cache::Cache> = Arc::new(FaultyCache::new(
+            post_cache,
+            redis_switch.clone(),
+            REDIS_TIMEOUT,
+        ));
         let posts = Arc::new(PostCache::new(
             post_cache.clone(),
             store.clone(),
@@ -128,6 +159,11 @@ impl Application {
                 })
                 .await
                 .context("connecting to the celebrities' timelines")?;
+                let authors = Arc::new(FaultyTimelines::new(
+                    authors,
+                    redis_switch.clone(),
+                    REDIS_TIMEOUT,
+                ));
                 Some(Arc::new(Celebrities::new(
                     store.clone(),
                     authors,
@@ -155,6 +191,7 @@ impl Application {
                 .with_context(|| format!("creating the topic {}", settings.fanout.topic))?;
         }
         let wake = Arc::new(Notify::new());
+        let stats = Arc::new(FanoutStats::default());
         let feed = Arc::new(Feed::new(
             store.clone(),
             strategy,
@@ -163,6 +200,7 @@ impl Application {
             PostEvents {
                 topic: settings.fanout.topic.clone(),
                 wake: wake.clone(),
+                stats: stats.clone(),
             },
         ));
         let fanout = Arc::new(fanout::Context {
@@ -173,12 +211,25 @@ impl Application {
             clock,
             settings: settings.timelines,
             batch: settings.fanout.batch.max(1),
-            stats: Arc::new(FanoutStats::default()),
+            stats,
+            switch: worker_switch,
         });
         // Required: every answer, feeds included, comes from the database (a cache miss falls
-        // back to it; a timelines cache that fails is a 500 on the cached strategies).
-        let readiness = Readiness::new().database(database.clone(), Need::Required);
-        let router = http::app(AppState { feed: feed.clone() }, readiness);
+        // back to it; a timelines cache that fails is a 503 on the cached strategies). Probed
+        // through its switch, so that switched unreachable it is not ready, as when it is down.
+        let probed = database.clone();
+        let readiness = Readiness::new().probe("database", move || {
+            let (database, switch) = (probed.clone(), database_switch.clone());
+            async move {
+                switch.pass().await.map_err(|err| err.to_string())?;
+                database.ping().await.map_err(|err| err.to_string())
+            }
+        });
+        let router = http::app(
+            AppState { feed: feed.clone() },
+            readiness,
+            faults.router(settings.admin_token.clone()),
+        );
         let listener = TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("binding {}", settings.addr))?;

@@ -1,4 +1,9 @@
 //! The feed's one error type, and the HTTP answer to each variant.
+//!
+//! A store error is a 500, logged with its cause and shown without it, unless what failed is a
+//! dependency that is down or not answering (the database, Redis: `StoreError::unavailable`,
+//! whether a fault switch or a real outage): then it is a 503 naming the dependency, since the
+//! same request may succeed once it is back, and a client or a load balancer should know that.
 
 use axum::{
     http::StatusCode,
@@ -46,6 +51,7 @@ impl FeedError {
             Self::UnknownToken => StatusCode::UNAUTHORIZED,
             Self::NotYours(_) => StatusCode::FORBIDDEN,
             Self::UserNotFound | Self::PostNotFound => StatusCode::NOT_FOUND,
+            Self::Store(err) if err.unavailable().is_some() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,7 +88,15 @@ impl From<FeedError> for Problem {
             FeedError::PostNotFound => {
                 Problem::status(status).with_detail("There is no post with this id.")
             }
-            FeedError::Store(source) => Problem::internal(source),
+            FeedError::Store(source) => match source.unavailable() {
+                Some(dependency) => {
+                    tracing::warn!(error = %platform::problem::error_chain(source), dependency, "a dependency is unavailable");
+                    Problem::status(status).with_detail(format!(
+                        "The service's `{dependency}` is unavailable; try again shortly."
+                    ))
+                }
+                None => Problem::internal(source),
+            },
         }
     }
 }

@@ -14,7 +14,8 @@
 //! - [`domain`]: ids, handles, post text, posts, profiles, cursors and page limits. No HTTP or
 //!   SQL.
 //! - [`ids`]: the snowflake generator: 41 bits of milliseconds, 8 of sequence, 4 of instance.
-//! - [`store`]: the `FeedStore` trait, with `postgres` and `sqlite` modules side by side.
+//! - [`store`]: the `FeedStore` trait, with `postgres` and `sqlite` modules side by side, and
+//!   `faulty`, the `database` fault switch in front of either.
 //! - [`timeline`]: the `Timelines` seam and its strategies: `pull`, and `cached` (push and
 //!   hybrid) over the timelines cache (`timeline::cache`, Redis or in-process) and the post cache
 //!   (`timeline::hydrate`).
@@ -24,8 +25,9 @@
 //!   OpenAPI document.
 //! - [`error`]: `FeedError` and the answer to each variant.
 //! - [`settings`]: environment variables and their defaults.
-//! - [`app`]: connects the backends, picks the store and the strategy, serves and runs the
-//!   fan-out.
+//! - [`app`]: connects the backends, picks the store and the strategy, puts each dependency behind
+//!   its fault switch (`/admin/faults`: `database`, `redis`, `fanout-worker`), serves and runs
+//!   the fan-out.
 //!
 //! The seed tool, which writes a power-law graph for benchmarks, is a binary with its own modules
 //! (`src/bin/feed-seed/`), not part of this library.

@@ -194,7 +194,7 @@ impl Feed {
             .unfollow(caller.id, target, demotion.as_ref())
             .await?;
         if demotion.is_some_and(|demotion| demotion.crossed(followers)) {
-            self.wake_relay();
+            self.announced();
         }
         self.timelines
             .unfollowed(caller.id, target, followers)
@@ -239,7 +239,7 @@ impl Feed {
             }
         })
         .await?;
-        self.wake_relay();
+        self.announced();
         if let Err(err) = self.timelines.posted(&post, followers).await {
             // The post is stored and its event will reach the fan-out worker, which does the
             // same: failing the request would only make the client post it twice.
@@ -277,10 +277,11 @@ impl Feed {
                     .events
                     .as_ref()
                     .map(|events| PostEvent::deleted(id, caller.id).outbox(&events.topic, now));
-                // False if the author deleted it meanwhile: the same outcome.
-                self.store.delete_post(id, now, event.as_ref()).await?;
+                // False if the author deleted it meanwhile: the same outcome, and no event.
+                if self.store.delete_post(id, now, event.as_ref()).await? {
+                    self.announced();
+                }
                 self.timelines.deleted(id, caller.id).await?;
-                self.wake_relay();
                 Ok(())
             }
         }
@@ -313,9 +314,11 @@ impl Feed {
         Ok(Page { posts, next })
     }
 
-    /// Tells the outbox relay that an event was committed, so it goes out now.
-    fn wake_relay(&self) {
+    /// An event was committed: counts it as fan-out work waiting, and wakes the outbox relay so
+    /// that it goes out now.
+    fn announced(&self) {
         if let Some(events) = &self.events {
+            events.stats.announced();
             events.wake.notify_one();
         }
     }

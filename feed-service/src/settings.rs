@@ -12,6 +12,7 @@
 //! | `FEED_POSTS_TOPIC` | `feed.posts` | the topic of post events; its fan-out consumer group is `<topic>.fanout` |
 //! | `FEED_FANOUT_WORKERS` | `2` | fan-out consumers in this process |
 //! | `FEED_POST_CACHE_TTL` | `1d` | how long a hydrated post stays in the post cache |
+//! | `SDLAB_ADMIN_TOKEN` | unset: the switches stay shut over HTTP | the token (`sk_` and 40 hex digits) that opens the fault switches at `/admin/faults` (DESIGN.md, "Break it") |
 //! | `DATABASE_URL`, `REDIS_URL`, `KAFKA_BROKERS` | unset | the real backends (see `platform::config`); unset, SQLite, in-process caches and the embedded topics |
 //!
 //! The seed tool (`src/bin/feed-seed/`, `cargo run --release -p feed-service --bin feed-seed --
@@ -20,7 +21,10 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use platform::config::{Backends, ConfigError, env_opt, env_or, env_positive};
+use platform::{
+    auth::AdminToken,
+    config::{Backends, ConfigError, env_opt, env_or, env_positive},
+};
 
 use crate::{
     SYSTEM,
@@ -40,6 +44,8 @@ pub struct Settings {
     pub post_cache_ttl: Duration,
     /// Before every Redis key, timelines and post cache alike (`feed-service:`).
     pub cache_namespace: String,
+    /// Opens the fault switches over HTTP (`SDLAB_ADMIN_TOKEN`).
+    pub admin_token: Option<AdminToken>,
 }
 
 impl Settings {
@@ -68,6 +74,7 @@ impl Settings {
             },
             post_cache_ttl: duration_or("FEED_POST_CACHE_TTL", Duration::from_secs(86_400))?,
             cache_namespace: format!("{SYSTEM}:"),
+            admin_token: AdminToken::from_env()?,
         })
     }
 
@@ -94,6 +101,7 @@ impl Settings {
             },
             post_cache_ttl: Duration::from_secs(600),
             cache_namespace: format!("test:{unique}:"),
+            admin_token: None,
         }
     }
 }

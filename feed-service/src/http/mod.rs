@@ -9,7 +9,8 @@
 //!
 //! Every route but `POST /v1/users` needs a token (`Authorization: Bearer sk_…`), and acts for
 //! the token's user ([`Caller`]). The shared endpoints (`/healthz`, `/readyz`, `/metrics`,
-//! `/openapi.json`, `/docs`) and the middleware come from `platform::http::service`.
+//! `/openapi.json`, `/docs`) and the middleware come from `platform::http::service`; the fault
+//! switches (`/admin/faults`, the admin token's) from `platform::fault`.
 //!
 //! The JSON of each request and answer is a type of the feature's module ([`posts::Post`],
 //! [`users::Profile`], …), made from the domain's (`crate::domain`), which knows nothing of JSON
@@ -77,10 +78,11 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The complete service: the routes above inside the shared stack.
-pub fn app(state: AppState, readiness: Readiness) -> Router {
+/// The complete service: the routes above and the fault switches' (`/admin/faults`, outside the
+/// OpenAPI document, as admin routes are) inside the shared stack.
+pub fn app(state: AppState, readiness: Readiness, faults: Router) -> Router {
     let (routes, api) = routes(state);
-    platform::http::service(SYSTEM, routes, readiness, api)
+    platform::http::service(SYSTEM, routes.merge(faults), readiness, api)
 }
 
 /// The user a request acts for, from its token. A `FromRequestParts` extractor, so it runs before

@@ -6,6 +6,7 @@
 //! rebuilt from these same tables, and learn of new and deleted posts from outbox events written
 //! in the transaction that writes the post.
 
+mod faulty;
 mod postgres;
 mod sqlite;
 
@@ -15,7 +16,7 @@ use async_trait::async_trait;
 use platform::{db::Database, outbox::OutboxEvent};
 use time::OffsetDateTime;
 
-pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
+pub use self::{faulty::FaultyStore, postgres::PostgresStore, sqlite::SqliteStore};
 use crate::domain::{Account, Handle, Post, PostId, Profile, UserId};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +31,40 @@ pub enum StoreError {
     #[error("database error")]
     Database(#[from] sqlx::Error),
     /// The timelines or the post cache (`src/timeline/`): caches of these tables, whose errors
-    /// travel with the store's since every caller answers them alike (a 500, logged).
+    /// travel with the store's since every caller answers them alike (a 500, logged; a 503 when
+    /// the cache is unavailable, [`StoreError::unavailable`]).
     #[error("timeline or post cache error")]
     Cache(#[from] platform::cache::CacheError),
+    /// The database's fault switch is on ([`FaultyStore`]): as if it were down.
+    #[error(transparent)]
+    Fault(#[from] platform::fault::Unreachable),
+}
+
+impl StoreError {
+    /// The dependency that is down or not answering, if that is what failed: the database or the
+    /// cache unreachable, timed out, or its connection lost, whether by a fault switch or for
+    /// real. The request may succeed once it is back, so it is answered 503, not 500
+    /// (`src/error.rs`).
+    pub fn unavailable(&self) -> Option<&'static str> {
+        use platform::cache::CacheError;
+        match self {
+            Self::Fault(fault) => Some(fault.dependency),
+            Self::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => Some("database"),
+            Self::Cache(CacheError::Fault(fault)) => Some(fault.dependency),
+            Self::Cache(CacheError::TimedOut(_)) => Some("redis"),
+            Self::Cache(CacheError::Redis(err))
+                if err.is_io_error()
+                    || err.is_timeout()
+                    || err.is_connection_refusal()
+                    || err.is_connection_dropped() =>
+            {
+                Some("redis")
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A user to insert.

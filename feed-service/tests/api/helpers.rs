@@ -17,6 +17,7 @@ use feed_service::{
 };
 pub use platform::testing::http::{TestResponse, json_request, send_to};
 use platform::{
+    auth::AdminToken,
     clock::ManualClock,
     testing::{TestBackends, TestTopics},
 };
@@ -28,6 +29,8 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub struct TestApp {
     pub router: Router,
+    /// Opens the fault switches.
+    pub admin: AdminToken,
     pub clock: ManualClock,
     pub app: Application,
     pub backends: TestBackends,
@@ -57,8 +60,10 @@ impl TestApp {
         let backends = TestBackends::from_env().await;
         let topics = TestTopics::from_env().await;
         let clock = ManualClock::starting_now();
+        let admin = AdminToken::generate();
         let mut settings = Settings::for_tests();
         settings.backends.redis_url = platform::testing::redis_url();
+        settings.admin_token = Some(admin.clone());
         configure(&mut settings);
         let app = Application::build_with(
             settings,
@@ -71,6 +76,7 @@ impl TestApp {
         let fanout = app.start_fanout().await.expect("starting the fan-out");
         Self {
             router: app.router(),
+            admin,
             clock,
             app,
             backends,
@@ -135,6 +141,21 @@ impl TestApp {
             self.stats().events() >= events
         })
         .await;
+    }
+
+    /// Sets the fault switch `name` (`PUT /admin/faults/{name}`) to `fault`, which must be
+    /// accepted.
+    pub async fn fault(&self, name: &str, fault: Value) -> TestResponse {
+        let response = self
+            .send(json_request(
+                Method::PUT,
+                &format!("/admin/faults/{name}"),
+                Some(self.admin.expose()),
+                fault.to_string(),
+            ))
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
+        response
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
@@ -248,6 +269,30 @@ impl TestApp {
     pub async fn feed_ids(&self, reader: &User) -> Vec<String> {
         self.page(reader, "?limit=100").await.0
     }
+}
+
+/// Runs one test, an `async fn` taking the strategy, once per strategy it applies to:
+/// `under!(follower_feeds_are_newest_first: pull, push, hybrid)` makes the tests
+/// `follower_feeds_are_newest_first::push` and so on.
+macro_rules! under {
+    ($test:ident: $($strategy:ident),+) => {
+        mod $test {
+            $(
+                #[tokio::test]
+                async fn $strategy() {
+                    super::$test(stringify!($strategy).parse().unwrap()).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use under;
+
+/// A user who has read their feed once: their timeline is built, and fan-out counts them active.
+pub async fn reader(app: &TestApp, handle: &str) -> User {
+    let user = app.user(handle).await;
+    app.feed_ids(&user).await;
+    user
 }
 
 /// Polls `condition` until it holds, failing after [`PATIENCE`]. The pause between polls only

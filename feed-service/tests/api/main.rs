@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod faults;
 mod feed;
 mod follows;
 mod instances;

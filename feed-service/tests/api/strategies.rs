@@ -3,7 +3,7 @@
 //! readers, idempotent fan-out), and that all three serve the same pages.
 //!
 //! Each behaviour is one `async fn` taking the strategy, run once per strategy it applies to by
-//! [`under!`]: the test `follower_feeds_are_newest_first::push` is
+//! `under!` (`helpers.rs`): the test `follower_feeds_are_newest_first::push` is
 //! `follower_feeds_are_newest_first(Strategy::Push)`. Fan-out is waited for by its effect (a
 //! timeline holding a post, a count of events handled), never by a fixed sleep.
 
@@ -18,27 +18,7 @@ use feed_service::{
 };
 use platform::{clock::Clock, topic::Message};
 
-use crate::helpers::{TestApp, User};
-
-macro_rules! under {
-    ($test:ident: $($strategy:ident),+) => {
-        mod $test {
-            $(
-                #[tokio::test]
-                async fn $strategy() {
-                    super::$test(stringify!($strategy).parse().unwrap()).await;
-                }
-            )+
-        }
-    };
-}
-
-/// A user who has read their feed once: their timeline is built, and fan-out counts them active.
-async fn reader(app: &TestApp, handle: &str) -> User {
-    let user = app.user(handle).await;
-    app.feed_ids(&user).await;
-    user
-}
+use crate::helpers::{TestApp, User, reader, under};
 
 under!(follower_feeds_are_newest_first: pull, push, hybrid);
 async fn follower_feeds_are_newest_first(strategy: Strategy) {

@@ -1,6 +1,7 @@
 //! The timelines cache: per reader, the ids of the posts in their home timeline, newest first,
 //! capped. Redis sorted sets when `REDIS_URL` is set ([`RedisTimelines`]), an in-process map of
-//! ordered sets otherwise ([`MemoryTimelines`]); [`connect`] chooses.
+//! ordered sets otherwise ([`MemoryTimelines`]); [`connect`] chooses. [`FaultyTimelines`] puts the
+//! `redis` fault switch in front of either (`src/app.rs`).
 //!
 //! **Ids only.** A timeline holds post ids, not posts: a post is in thousands of timelines and
 //! its text once, in the post cache (`src/timeline/hydrate.rs`). A deleted or edited post then
@@ -42,6 +43,7 @@
 //! Platform's key/value cache has no sorted sets on purpose (its module docs), so this trait
 //! lives here, beside the one domain that needs it.
 
+mod faulty;
 mod memory;
 mod redis;
 
@@ -50,7 +52,7 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use platform::{cache::CacheError, clock::Clock};
 
-pub use self::{memory::MemoryTimelines, redis::RedisTimelines};
+pub use self::{faulty::FaultyTimelines, memory::MemoryTimelines, redis::RedisTimelines};
 use crate::domain::{PostId, UserId};
 
 /// Some of a timeline: ids below a cursor, and how long the timeline is.
