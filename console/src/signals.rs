@@ -365,21 +365,28 @@ pub fn headline(system: &str, point: &Point) -> Option<Headline> {
                     &[&format!("result=\"{result}\"")],
                 )
             };
+            // Every lookup, errors too: with Redis down every lookup is an error, and the
+            // ratio must fall to 0 rather than vanish.
             let hits = lookups("hit");
-            let all = hits + lookups("miss") + lookups("negative_hit");
+            let all = point.rate("shortener_cache_lookups_total", &[]);
             Headline {
                 label: "cache hit ratio",
                 value: (all > 0.0).then(|| 100.0 * hits / all),
                 unit: "%",
             }
         }
+        // Denied for any reason: over the limit, or a fail-closed rule without its store.
         "rate-limiter" => per_second(
-            "rejected",
-            point.rate("ratelimit_decisions_total", &[r#"outcome="rejected""#])
-                + point.rate(
-                    "ratelimit_decisions_total",
-                    &[r#"outcome="rejected_locally""#],
-                ),
+            "denied",
+            ["rejected", "rejected_locally", "failed_closed"]
+                .iter()
+                .map(|outcome| {
+                    point.rate(
+                        "ratelimit_decisions_total",
+                        &[&format!("outcome=\"{outcome}\"")],
+                    )
+                })
+                .sum(),
         ),
         "idempotency-demo" => per_second("payments", point.rate("payments_total", &[])),
         "notifier" => per_second(
@@ -516,6 +523,26 @@ http_request_duration_seconds_count{service="url-shortener",method="GET",route="
         let shown = headline("url-shortener", &point).unwrap();
         assert_eq!((shown.label, shown.value), ("cache hit ratio", Some(90.0)));
         assert!(headline("nobody-knows", &point).is_none());
+
+        let redis_down = "# TYPE shortener_cache_lookups_total counter\n\
+            shortener_cache_lookups_total{result=\"error\"} 40\n";
+        let reading = Reading::parse(redis_down, "url-shortener").unwrap();
+        let point = Point::new(0, &Delta::between(&Reading::default(), &reading, 1.0));
+        let shown = headline("url-shortener", &point).unwrap();
+        assert_eq!(shown.value, Some(0.0), "every lookup failed: no hit");
+    }
+
+    #[test]
+    fn the_limiters_headline_counts_every_denial() {
+        let text = "# TYPE ratelimit_decisions_total counter\n\
+            ratelimit_decisions_total{rule=\"login\",outcome=\"rejected\"} 3\n\
+            ratelimit_decisions_total{rule=\"login\",outcome=\"failed_closed\"} 4\n\
+            ratelimit_decisions_total{rule=\"per-user\",outcome=\"failed_open\"} 5\n\
+            ratelimit_decisions_total{rule=\"per-user\",outcome=\"allowed\"} 6\n";
+        let reading = Reading::parse(text, "rate-limiter").unwrap();
+        let point = Point::new(0, &Delta::between(&Reading::default(), &reading, 1.0));
+        let shown = headline("rate-limiter", &point).unwrap();
+        assert_eq!((shown.label, shown.value), ("denied", Some(7.0)));
     }
 
     #[test]
