@@ -2,7 +2,10 @@
 //! provider, assemble, serve.
 //!
 //! This is the one place where the backends are chosen: `platform::db::Database::connect` picks
-//! PostgreSQL or SQLite from `DATABASE_URL`, and [`store::for_database`] the matching store.
+//! PostgreSQL or SQLite from `DATABASE_URL`, and [`store::for_database`] the matching store. It
+//! is also where each is put behind its fault switch (`/admin/faults`, `DESIGN.md` "Break it"):
+//! `database` in front of the store, the relay's reads of the outbox and `/readyz`'s probe;
+//! `broker` in front of the topics the relay publishes to.
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -12,10 +15,11 @@ use platform::{
     auth::AdminToken,
     clock::{Clock, SystemClock},
     db::Database,
-    health::{Need, Readiness},
+    fault::{FaultSwitch, FaultSwitches},
+    health::Readiness,
     outbox::Relay,
     shutdown::CancellationToken,
-    topic::{self, Topics},
+    topic::{self, FaultyTopics, Topics},
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 
@@ -72,6 +76,9 @@ impl Application {
             .migrate(store::MIGRATIONS)
             .await
             .context("migrating the database")?;
+        let switches = FaultSwitches::new(SYSTEM);
+        let database_switch = switches.add("database");
+        let topics: Arc<dyn Topics> = Arc::new(FaultyTopics::new(topics, switches.add("broker")));
         let (provider_url, provider) = match &settings.provider {
             ProviderSetting::Url(url) => (url.clone(), None),
             ProviderSetting::Simulated(addr) => {
@@ -85,7 +92,10 @@ impl Application {
             .ensure_topic(&settings.events_topic, 3)
             .await
             .with_context(|| format!("creating the topic {}", settings.events_topic))?;
-        let store = store::for_database(&database);
+        let store = Arc::new(store::FaultyStore::new(
+            store::for_database(&database),
+            database_switch.clone(),
+        ));
         let payments = Arc::new(
             Payments::new(
                 store,
@@ -102,14 +112,15 @@ impl Application {
             topics.producer(),
             clock,
             payments.finished(),
-        );
+        )
+        .with_database_switch(database_switch.clone());
         if let Some(key) = &settings.demo_key {
             payments
                 .ensure_client("demo", key)
                 .await
                 .context("registering the demo API key")?;
         }
-        let readiness = Readiness::new().database(database.clone(), Need::Required);
+        let readiness = readiness(&database, &database_switch);
         #[cfg(feature = "bench")]
         if settings.idempotency == crate::settings::Idempotency::Off {
             tracing::warn!(
@@ -123,6 +134,7 @@ impl Application {
                 idempotency: settings.idempotency,
             },
             readiness,
+            switches.router(settings.admin_token.clone()),
         );
         let listener = TcpListener::bind(settings.addr)
             .await
@@ -211,6 +223,19 @@ impl Application {
         self.database.close().await;
         served.context("serving HTTP")
     }
+}
+
+/// `/readyz`: the database, through its fault switch, so that a database switched off takes the
+/// service out of a load balancer as a real outage would.
+fn readiness(database: &Database, switch: &FaultSwitch) -> Readiness {
+    let (database, switch) = (database.clone(), switch.clone());
+    Readiness::new().probe("database", move || {
+        let (database, switch) = (database.clone(), switch.clone());
+        async move {
+            switch.pass().await.map_err(|err| err.to_string())?;
+            database.ping().await.map_err(|err| err.to_string())
+        }
+    })
 }
 
 impl RunningProvider {

@@ -53,6 +53,7 @@ impl PaymentError {
             Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::Store(err) if err.is_unreachable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::ProviderRefused(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -122,6 +123,17 @@ impl From<PaymentError> for Problem {
                     .with_header(name, value)
             }
             PaymentError::ProviderRefused(source) => Problem::internal(source),
+            PaymentError::Store(source) if source.is_unreachable() => {
+                tracing::warn!(error = %platform::problem::error_chain(source), "database unreachable");
+                let (name, value) = retry_after(1);
+                Problem::new(status, "database-unavailable", "Database unavailable")
+                    .with_detail(
+                        "The payments database did not answer, and this request stopped where it \
+                         was. Retry with the same Idempotency-Key: the payment resumes from its \
+                         last step, and is never charged twice.",
+                    )
+                    .with_header(name, value)
+            }
             PaymentError::Store(source) => Problem::internal(source),
         }
     }

@@ -13,7 +13,8 @@
 //!
 //! # Layout
 //! - [`domain`]: keys, payment requests, fingerprints, recovery points. No HTTP or SQL.
-//! - [`store`]: the `PaymentStore` trait, with `postgres` and `sqlite` modules side by side.
+//! - [`store`]: the `PaymentStore` trait, with `postgres` and `sqlite` modules side by side, and
+//!   `faulty`, the store behind the `database` fault switch.
 //! - [`provider`]: the simulated card processor (its own HTTP server, test cards, fault switches)
 //!   and the client that calls it.
 //! - [`service`]: the protocol, the completer and the reaper, as `Payments`.

@@ -14,6 +14,8 @@
 //!      -d '{"amount": 2000, "currency": "usd", "source": "tok_visa"}'
 //! curl -s -X PUT localhost:8095/v1/faults -H "authorization: Bearer $SDLAB_ADMIN_TOKEN" \
 //!      -H 'content-type: application/json' -d '{"crash_after_charge_rate": 1}'
+//! curl -s -X PUT localhost:8085/admin/faults/broker -H "authorization: Bearer $SDLAB_ADMIN_TOKEN" \
+//!      -H 'content-type: application/json' -d '{"unreachable": true}'
 //! ```
 //!
 //! `cargo run --release` at the workspace root starts it inside the lab, with the other systems.

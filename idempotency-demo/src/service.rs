@@ -215,9 +215,21 @@ impl Payments {
         })
     }
 
-    /// Takes a payment once per (client, key), whatever the number of retries.
+    /// Takes a payment once per (client, key), whatever the number of retries. Counts the
+    /// request in `payments_requests_total{outcome}` ([`outcome`]).
     #[tracing::instrument(skip(self, request), fields(client = client.0, key = %key))]
     pub async fn create(
+        &self,
+        client: ClientId,
+        key: &IdempotencyKey,
+        request: PaymentRequest,
+    ) -> Result<Answer, PaymentError> {
+        let result = self.take(client, key, request).await;
+        metrics::counter!("payments_requests_total", "outcome" => outcome(&result)).increment(1);
+        result
+    }
+
+    async fn take(
         &self,
         client: ClientId,
         key: &IdempotencyKey,
@@ -237,28 +249,19 @@ impl Payments {
         {
             Begin::Acquired(record, lock) => {
                 let response = self.drive(record, lock).await?;
-                metrics::counter!("payments_requests_total", "outcome" => "processed").increment(1);
                 Ok(answer(response, false))
             }
             Begin::Existing(record) if record.fingerprint != fingerprint.0 => {
-                metrics::counter!("payments_requests_total", "outcome" => "key_reused")
-                    .increment(1);
                 Err(PaymentError::KeyReused)
             }
             Begin::Existing(KeyRecord {
                 response: Some(response),
                 ..
-            }) => {
-                metrics::counter!("payments_requests_total", "outcome" => "replayed").increment(1);
-                Ok(answer(response, true))
-            }
-            Begin::Existing(_) => {
-                metrics::counter!("payments_requests_total", "outcome" => "in_flight").increment(1);
-                // A payment takes well under a second when the provider is healthy.
-                Err(PaymentError::InFlight {
-                    retry_after: Duration::from_secs(1),
-                })
-            }
+            }) => Ok(answer(response, true)),
+            // A payment takes well under a second when the provider is healthy.
+            Begin::Existing(_) => Err(PaymentError::InFlight {
+                retry_after: Duration::from_secs(1),
+            }),
         }
     }
 
@@ -427,6 +430,7 @@ impl Payments {
             match self.drive(record, lock).await {
                 Ok(_) => {
                     finished += 1;
+                    metrics::counter!("payments_recoveries_total").increment(1);
                     tracing::info!(key, "completer finished an abandoned payment");
                 }
                 // The provider is still down: stop this pass, the key waits for the next one.
@@ -463,6 +467,24 @@ impl Payments {
                 tracing::warn!(error = %err, "reaper pass failed");
             }
         }
+    }
+}
+
+/// The `outcome` label of `payments_requests_total`: `processed` (the request did the work: a
+/// new payment, or one resumed), `replayed` (a finished key's stored answer), `key_reused` (422),
+/// `in_flight` (409: another request holds the key), `provider_unavailable` (502),
+/// `database_unavailable` (503), `failed` (500).
+fn outcome(result: &Result<Answer, PaymentError>) -> &'static str {
+    match result {
+        Ok(Answer { replayed: true, .. }) => "replayed",
+        Ok(_) => "processed",
+        Err(PaymentError::KeyReused) => "key_reused",
+        Err(PaymentError::InFlight { .. } | PaymentError::Store(StoreError::LockLost)) => {
+            "in_flight"
+        }
+        Err(PaymentError::ProviderUnavailable(_)) => "provider_unavailable",
+        Err(PaymentError::Store(err)) if err.is_unreachable() => "database_unavailable",
+        Err(_) => "failed",
     }
 }
 

@@ -15,7 +15,7 @@
 //! | `PAYMENTS_RELAY_INTERVAL_MS` | `500` | how often the outbox relay looks for events besides being woken by each payment |
 //! | `PAYMENTS_IDEMPOTENCY` | `on` | `off` runs `POST /v1/payments` without the key check: the benchmark's baseline, in a build with `--features bench` only (refused otherwise) |
 //! | `PAYMENTS_DEMO_KEY` | unset | an API key (`sk_` and 40 hex digits) to register at start, for demos and load tests |
-//! | `SDLAB_ADMIN_TOKEN` | unset: the switches stay shut over HTTP | the token (`sk_` and 40 hex digits) that opens the provider simulator's fault switches, `PUT /v1/faults` |
+//! | `SDLAB_ADMIN_TOKEN` | unset: the switches stay shut over HTTP | the token (`sk_` and 40 hex digits) that opens the fault switches: the service's own (`database`, `broker`: `PUT /admin/faults/{name}`) and the provider simulator's (`PUT /v1/faults`) |
 //! | `DATABASE_URL`, `KAFKA_BROKERS` | unset | the real backends (see `platform::config`) |
 
 use std::{net::SocketAddr, time::Duration};
@@ -39,7 +39,8 @@ pub struct Settings {
     pub relay_interval: Duration,
     pub idempotency: Idempotency,
     pub demo_key: Option<ApiKey>,
-    /// Opens the provider simulator's fault switches over HTTP (`SDLAB_ADMIN_TOKEN`).
+    /// Opens the fault switches over HTTP, the service's own and the provider simulator's
+    /// (`SDLAB_ADMIN_TOKEN`).
     pub admin_token: Option<AdminToken>,
 }
 

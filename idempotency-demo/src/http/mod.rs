@@ -6,7 +6,8 @@
 //!
 //! Every route needs a client's API key (`Authorization: Bearer sk_…`). The shared endpoints
 //! (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`) and the middleware come from
-//! `platform::http::service`.
+//! `platform::http::service`; the fault switches (`/admin/faults`, the admin token's, and not in
+//! the OpenAPI document) from `platform::fault`.
 
 pub mod payments;
 
@@ -46,10 +47,10 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The service's router: the API and the shared endpoints.
-pub fn app(state: AppState, readiness: Readiness) -> Router {
+/// The service's router: the API, the fault switches' routes `faults`, and the shared endpoints.
+pub fn app(state: AppState, readiness: Readiness, faults: Router) -> Router {
     let (routes, api) = routes(state);
-    platform::http::service(SYSTEM, routes, readiness, api)
+    platform::http::service(SYSTEM, routes.merge(faults), readiness, api)
 }
 
 /// The client a request acts for, from its API key. A `FromRequestParts` extractor, so it runs

@@ -119,6 +119,7 @@ impl FromRequestParts<AppState> for KeyHeader {
         (status = 409, description = "A request with this key is in progress; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid field, or a key first used with a different request", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider did not answer; retry with the same key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database did not answer; retry with the same key (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -166,6 +167,7 @@ pub async fn create_payment(
     responses(
         (status = 200, description = "The payment", body = PaymentView),
         (status = 404, description = "No payment of this client has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database did not answer; retry later (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -206,6 +208,7 @@ const MAX_LIMIT: u32 = 100;
     responses(
         (status = 200, description = "A page of payments", body = PaymentPage),
         (status = 400, description = "A bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database did not answer; retry later (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]

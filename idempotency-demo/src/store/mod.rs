@@ -10,7 +10,10 @@
 //! with [`StoreError::LockLost`] instead of writing over the new owner's work. Together with the
 //! unique `(client_id, key)` this is the whole concurrency story: no `SELECT … FOR UPDATE`, no
 //! isolation level above read committed, and the same code on SQLite and PostgreSQL.
+//!
+//! [`FaultyStore`] puts either engine behind the `database` fault switch.
 
+mod faulty;
 mod postgres;
 mod sqlite;
 
@@ -21,7 +24,7 @@ use platform::{auth::ApiKeys, db::Database, outbox::OutboxEvent};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
+pub use self::{faulty::FaultyStore, postgres::PostgresStore, sqlite::SqliteStore};
 use crate::domain::{
     ClientId, Fingerprint, IdempotencyKey, Payment, PaymentId, PaymentRequest, PaymentStatus,
     RecoveryPoint,
@@ -36,6 +39,25 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// The database's fault switch is on ([`FaultyStore`]).
+    #[error(transparent)]
+    Fault(#[from] platform::fault::Unreachable),
+}
+
+impl StoreError {
+    /// Whether the call failed before any statement could be sent: the fault switch is on, or
+    /// no connection came within the pool's acquire timeout, or the pool is closed. The answer is
+    /// then a 503 (`Retry-After`). A connection cut mid-statement stays a 500, as elsewhere in
+    /// the workspace: that statement may have committed. Either way the key's retry is safe.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Fault(_) => true,
+            Self::Database(err) => {
+                matches!(err, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+            }
+            Self::LockLost | Self::Corrupt(_) => false,
+        }
+    }
 }
 
 /// A key's row.

@@ -23,10 +23,11 @@ use idempotency_demo::{
 };
 pub use platform::testing::http::{TestResponse, send_to};
 use platform::{
+    auth::AdminToken,
     clock::ManualClock,
     outbox::OutboxEvent,
     testing::{TestBackends, TestTopics},
-    topic::Topics,
+    topic::{Consumer, Delivery, Topics},
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -53,6 +54,7 @@ impl TestApp {
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         let backends = TestBackends::from_env().await;
         let mut settings = Settings::for_tests();
+        settings.admin_token = Some(AdminToken::generate());
         configure(&mut settings);
         let clock = ManualClock::starting_now();
         let test_topics = TestTopics::from_env().await;
@@ -169,6 +171,61 @@ impl TestApp {
     pub async fn unpublished_events(&self) -> Vec<OutboxEvent> {
         self.app.relay().unpublished(1000).await.unwrap()
     }
+
+    /// A consumer of the events topic in a group of its own, and the first `count` records it
+    /// receives.
+    pub async fn consume(&self, count: usize) -> (Box<dyn Consumer>, Vec<Delivery>) {
+        let group = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let consumer = self
+            .topics
+            .subscribe(&group, &[&self.settings.events_topic])
+            .await
+            .unwrap();
+        let mut deliveries = Vec::new();
+        while deliveries.len() < count {
+            // A guard against a hang, not a timing assertion: Kafka's group join takes seconds.
+            let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+                .await
+                .expect("the events arrive")
+                .unwrap();
+            deliveries.push(delivery);
+        }
+        (consumer, deliveries)
+    }
+
+    /// Turns the service's fault switch `name` unreachable or back, over HTTP with the admin
+    /// token, as the console does.
+    pub async fn switch(&self, name: &str, unreachable: bool) {
+        let token = self
+            .settings
+            .admin_token
+            .as_ref()
+            .expect("tests have a token");
+        let request = Request::put(format!("/admin/faults/{name}"))
+            .header(header::AUTHORIZATION, format!("Bearer {}", token.expose()))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({ "unreachable": unreachable }).to_string(),
+            ))
+            .unwrap();
+        let response = self.send(request).await;
+        assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
+        assert_eq!(response.json()["unreachable"], unreachable);
+    }
+}
+
+/// `name{…labels}` summed over the series whose labels include each of `labels`, as the
+/// process's recorder renders it now.
+pub fn counter(name: &str, labels: &[&str]) -> f64 {
+    platform::metrics::handle()
+        .render()
+        .lines()
+        .filter(|line| {
+            line.starts_with(&format!("{name} ")) || line.starts_with(&format!("{name}{{"))
+        })
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 pub fn payment_request(

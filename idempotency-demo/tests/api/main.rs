@@ -4,6 +4,7 @@
 mod helpers;
 
 mod concurrency;
+mod faults;
 mod idempotency;
 mod outbox;
 mod payments;

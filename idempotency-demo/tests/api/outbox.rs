@@ -2,37 +2,16 @@
 //! pass, keyed by payment id, with its event id; late commits are not skipped; two relays never
 //! publish one event twice.
 
-use std::{collections::HashSet, time::Duration};
+use std::collections::HashSet;
 
 use futures::future::join_all;
 use platform::{
     db::Database,
     outbox::{EVENT_ID_HEADER, EVENT_TYPE_HEADER},
-    topic::Delivery,
 };
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, visa};
-
-/// Reads `count` records of the test's topic in a fresh consumer group.
-async fn consume(app: &TestApp, count: usize) -> Vec<Delivery> {
-    let group = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let consumer = app
-        .topics
-        .subscribe(&group, &[&app.settings.events_topic])
-        .await
-        .unwrap();
-    let mut deliveries = Vec::new();
-    while deliveries.len() < count {
-        // A guard against a hang, not a timing assertion: Kafka's group join takes seconds.
-        let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .expect("the events arrive")
-            .unwrap();
-        deliveries.push(delivery);
-    }
-    deliveries
-}
 
 #[tokio::test]
 async fn each_finished_payment_is_published_once_keyed_by_payment_with_its_event_id() {
@@ -51,7 +30,7 @@ async fn each_finished_payment_is_published_once_keyed_by_payment_with_its_event
 
     assert_eq!((published, again), (2, 0));
     assert!(app.unpublished_events().await.is_empty());
-    let mut deliveries = consume(&app, 2).await;
+    let mut deliveries = app.consume(2).await.1;
     deliveries.sort_by_key(|d| {
         let payload: Value = serde_json::from_slice(&d.payload).unwrap();
         payload["payment"]["amount"].as_u64().unwrap()
@@ -103,7 +82,7 @@ async fn an_event_below_ones_already_published_is_still_published() {
     let published = app.app.relay().relay_once().await.unwrap();
 
     assert_eq!(published, 1, "{late} was skipped");
-    let deliveries = consume(&app, 3).await;
+    let deliveries = app.consume(3).await.1;
     assert!(deliveries.iter().any(|d| d.key == b"late"));
 }
 
@@ -149,7 +128,7 @@ async fn two_relays_working_at_once_never_publish_an_event_twice() {
     }
 
     assert_eq!(published, payments as usize);
-    let deliveries = consume(&app, payments as usize).await;
+    let deliveries = app.consume(payments as usize).await.1;
     let ids: HashSet<_> = deliveries
         .iter()
         .map(|d| d.header(EVENT_ID_HEADER).unwrap().to_vec())
