@@ -218,13 +218,24 @@ impl Application {
         // back to it; a timelines cache that fails is a 503 on the cached strategies). Probed
         // through its switch, so that switched unreachable it is not ready, as when it is down.
         let probed = database.clone();
-        let readiness = Readiness::new().probe("database", move || {
-            let (database, switch) = (probed.clone(), database_switch.clone());
-            async move {
-                switch.pass().await.map_err(|err| err.to_string())?;
-                database.ping().await.map_err(|err| err.to_string())
-            }
-        });
+        let mut readiness = Readiness::new()
+            .probe("database", move || {
+                let (database, switch) = (probed.clone(), database_switch.clone());
+                async move {
+                    switch.pass().await.map_err(|err| err.to_string())?;
+                    database.ping().await.map_err(|err| err.to_string())
+                }
+            })
+            .backend("database", database.describe());
+        if settings.strategy != Strategy::Pull {
+            let engine = |backend: &str| match backend {
+                "memory" => "in-process".to_owned(),
+                other => other.to_owned(),
+            };
+            readiness = readiness
+                .backend("timelines", engine(timelines.backend()))
+                .backend("topics", engine(topics.backend()));
+        }
         let router = http::app(
             AppState { feed: feed.clone() },
             readiness,

@@ -171,6 +171,27 @@ impl Database {
         }
     }
 
+    /// Which engine and where, from the pool's own options (so it is true of the database
+    /// actually connected, and holds no password): `PostgreSQL at 127.0.0.1:5432/postgres`,
+    /// `SQLite at data/url-shortener.sqlite`. For `/readyz` and banners.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Postgres(pool) => {
+                let options = pool.connect_options();
+                format!(
+                    "PostgreSQL at {}:{}/{}",
+                    options.get_host(),
+                    options.get_port(),
+                    options.get_database().unwrap_or_default()
+                )
+            }
+            Self::Sqlite(pool) => format!(
+                "SQLite at {}",
+                pool.connect_options().get_filename().display()
+            ),
+        }
+    }
+
     /// `"postgres"` or `"sqlite"`, for logs and banners.
     pub fn engine(&self) -> &'static str {
         match self {

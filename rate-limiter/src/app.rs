@@ -97,10 +97,12 @@ impl Application {
         // Redis is optional for readiness: rules that fail open keep admitting without it, and
         // taking every instance out of the load balancer would turn a Redis outage into a full
         // one. `/readyz` reports "degraded" instead.
-        let readiness = Readiness::new().optional_probe("store", move || {
-            let store = store.clone();
-            async move { store.ping().await.map_err(|err| err.to_string()) }
-        });
+        let readiness = Readiness::new()
+            .optional_probe("store", move || {
+                let store = store.clone();
+                async move { store.ping().await.map_err(|err| err.to_string()) }
+            })
+            .backend("store", &backend);
         let router = crate::http::app(
             AppState {
                 limiter: limiter.clone(),

@@ -136,7 +136,9 @@ impl Application {
                     database.ping().await.map_err(|err| err.to_string())
                 }
             })
-            .cache(cache.clone(), Need::Optional);
+            .cache(cache.clone(), Need::Optional)
+            .backend("database", database.describe())
+            .backend("cache", cache.describe());
         let router = http::app(
             AppState {
                 shortener: shortener.clone(),

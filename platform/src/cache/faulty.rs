@@ -81,6 +81,10 @@ impl Cache for FaultyCache {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,15 @@ pub trait Cache: Send + Sync + 'static {
 
     /// `"redis"` or `"memory"`, for logs and banners.
     fn backend(&self) -> &'static str;
+
+    /// Which backend and where, for `/readyz` and banners: `Redis at 127.0.0.1:6379`, or
+    /// `in-process`. Never a password.
+    fn describe(&self) -> String {
+        match self.backend() {
+            "memory" => "in-process".to_owned(),
+            other => other.to_owned(),
+        }
+    }
 }
 
 /// How a system asks for its cache.

@@ -16,6 +16,8 @@ use super::{Cache, CacheError};
 pub struct RedisCache {
     connection: ConnectionManager,
     namespace: String,
+    /// `host:port`, from the client's parsed URL (no password).
+    address: String,
 }
 
 impl RedisCache {
@@ -27,6 +29,7 @@ impl RedisCache {
         timeout: Duration,
     ) -> Result<Self, CacheError> {
         let client = redis::Client::open(url)?;
+        let address = client.get_connection_info().addr().to_string();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout.max(Duration::from_secs(1))))
             .set_response_timeout(Some(timeout))
@@ -35,6 +38,7 @@ impl RedisCache {
         Ok(Self {
             connection,
             namespace,
+            address,
         })
     }
 
@@ -122,5 +126,9 @@ impl Cache for RedisCache {
 
     fn backend(&self) -> &'static str {
         "redis"
+    }
+
+    fn describe(&self) -> String {
+        format!("Redis at {}", self.address)
     }
 }

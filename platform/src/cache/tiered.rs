@@ -90,6 +90,10 @@ impl Cache for TieredCache {
     fn backend(&self) -> &'static str {
         self.shared.backend()
     }
+
+    fn describe(&self) -> String {
+        self.shared.describe()
+    }
 }
 
 #[cfg(test)]

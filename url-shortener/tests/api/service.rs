@@ -359,3 +359,22 @@ async fn with_the_database_down_cached_links_still_redirect_and_readiness_is_deg
         "no internals: {problem}"
     );
 }
+
+#[tokio::test]
+async fn readiness_says_which_database_and_cache_the_shortener_runs_on() {
+    let app = TestApp::spawn().await;
+
+    let readiness = app.readiness().await.json();
+
+    let database = readiness["backends"]["database"].as_str().unwrap();
+    let cache = readiness["backends"]["cache"].as_str().unwrap();
+    match std::env::var("DATABASE_URL") {
+        Ok(_) => assert!(database.starts_with("PostgreSQL at "), "{database}"),
+        Err(_) => assert!(database.starts_with("SQLite at "), "{database}"),
+    }
+    match std::env::var("REDIS_URL") {
+        Ok(_) => assert!(cache.starts_with("Redis at "), "{cache}"),
+        Err(_) => assert_eq!(cache, "in-process"),
+    }
+    assert!(!database.contains('@'), "no credentials: {database}");
+}
