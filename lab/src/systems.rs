@@ -36,9 +36,14 @@ impl Systems {
     /// console's load runs; the fault switches open to one admin token, made for this run unless
     /// `SDLAB_ADMIN_TOKEN` is set.
     pub async fn build() -> anyhow::Result<Self> {
-        let shortener =
-            url_shortener::Application::build(url_shortener::Settings::from_env()?).await?;
+        // One admin token opens every fault switch of the run: the systems' own (their
+        // database, Redis, broker, worker: `/admin/faults`) and the simulators'.
+        let admin_token = AdminToken::from_env()?.unwrap_or_else(AdminToken::generate);
+        let mut shortener_settings = url_shortener::Settings::from_env()?;
+        shortener_settings.admin_token = Some(admin_token.clone());
+        let shortener = url_shortener::Application::build(shortener_settings).await?;
         let mut limiter_settings = rate_limiter::Settings::from_env()?;
+        limiter_settings.admin_token = Some(admin_token.clone());
         if limiter_settings.upstream.is_none() {
             let origin = format!("http://127.0.0.1:{}", shortener.port());
             limiter_settings.upstream = Some(origin.parse().map_err(anyhow::Error::msg)?);
@@ -47,7 +52,6 @@ impl Systems {
             .caller_key
             .get_or_insert_with(ApiKey::generate)
             .clone();
-        let admin_token = AdminToken::from_env()?.unwrap_or_else(AdminToken::generate);
         let mut payments_settings = idempotency_demo::Settings::from_env()?;
         payments_settings.admin_token = Some(admin_token.clone());
         // The keys the console's k6 runs send: a payments client that is no notifier user (so a
@@ -70,7 +74,14 @@ impl Systems {
         let limiter = rate_limiter::Application::build(limiter_settings).await?;
         let payments = idempotency_demo::Application::build(payments_settings).await?;
         let notifier = notifier::Application::build(notifier_settings).await?;
-        let feed = feed_service::Application::build(feed_service::Settings::from_env()?).await?;
+        let mut feed_settings = feed_service::Settings::from_env()?;
+        feed_settings.admin_token = Some(admin_token.clone());
+        // Hybrid unless FEED_STRATEGY says otherwise: both of the feed's designs run, and its
+        // page can pause the fan-out worker (pull has none).
+        if std::env::var_os("FEED_STRATEGY").is_none() {
+            feed_settings.strategy = feed_service::timeline::Strategy::Hybrid;
+        }
+        let feed = feed_service::Application::build(feed_settings).await?;
         let mut console_settings = console::Settings::from_env()?;
         if std::env::var_os("CONSOLE_TARGETS").is_none() {
             let at = |port: u16| format!("http://127.0.0.1:{port}");
