@@ -60,7 +60,7 @@
       input.name = key;
       if (typeof value === "boolean") {
         input.type = "checkbox";
-        label.className = "check";
+        label.className = "toggle";
       }
       if (typeof value === "number") {
         input.type = "number";

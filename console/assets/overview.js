@@ -43,8 +43,9 @@
     const names = new Set([...Object.keys(instance.checks || {}), ...Object.keys(backends)]);
     for (const name of names) {
       const state = (instance.checks || {})[name];
+      // A backend /readyz does not probe (the feed's topics, say) is named, without a state.
       const span = document.createElement("span");
-      span.className = "check " + (typeof state === "string" ? state : state ? "error" : "");
+      if (state !== undefined) span.className = "check " + (typeof state === "string" ? state : "error");
       span.textContent = name + (typeof state === "string" ? ": " + state : state ? ": down" : "");
       if (state && state.error) span.title = state.error;
       const line = document.createElement("div");

@@ -19,9 +19,17 @@ use std::collections::BTreeMap;
 use prom_text_format_parser::{Label, Scrape, Type, ValueType};
 use serde::Serialize;
 
-/// The shared endpoints every service has; the console's own reads of them are not the API's
-/// traffic, so they are left out of throughput and latency.
-const SHARED_ROUTES: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
+/// The shared endpoints every service has, and its fault switches (`/admin/faults`); the
+/// console's own reads of them are not the API's traffic, so they are left out of throughput
+/// and latency.
+const SHARED_ROUTES: [&str; 6] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/admin/faults",
+];
 
 const REQUESTS: &str = "http_requests_total";
 const DURATION: &str = "http_request_duration_seconds";
@@ -412,6 +420,7 @@ feed_posts_published_total 7
 http_requests_total{service="url-shortener",method="GET",route="/{code}",status="302"} 100
 http_requests_total{service="url-shortener",method="GET",route="/{code}",status="404"} 5
 http_requests_total{service="url-shortener",method="GET",route="/metrics",status="200"} 40
+http_requests_total{service="url-shortener",method="PUT",route="/admin/faults/{name}",status="200"} 2
 http_requests_total{service="feed-service",method="GET",route="/v1/posts/{id}",status="200"} 3
 # TYPE http_request_duration_seconds histogram
 http_request_duration_seconds_bucket{service="url-shortener",method="GET",route="/{code}",le="0.001"} 50

@@ -1,7 +1,10 @@
-// The console's overview in a real browser (Debian's chromium, driven by playwright-core),
-// against a running lab: every system is listed and ready, traffic sent to the shortener shows
-// up in its row and on the chart within seconds, the page works from the keyboard, and it reads
-// in light and in dark. Screenshots go to $SCREENSHOT_DIR when it is set.
+// The console in a real browser (Debian's chromium, driven by playwright-core), against a
+// running lab: every system is listed and ready, traffic sent to the shortener shows up in its
+// row and on the chart within seconds, the page works from the keyboard and reads in light and
+// in dark; a request sent from a page comes back raw, a load from a page moves the server's
+// throughput, a broken payment provider fails a payment, the limiter's Redis switched
+// unreachable makes its fail-closed rule deny, and every system's page draws its charts.
+// Screenshots go to $SCREENSHOT_DIR when it is set.
 //
 //   CONSOLE_URL=http://127.0.0.1:8080 SHORTENER_URL=http://127.0.0.1:8081 node overview.test.mjs
 
@@ -15,6 +18,9 @@ const screenshots = process.env.SCREENSHOT_DIR;
 // PAYMENTS_DEMO_KEY).
 const adminToken = process.env.ADMIN_TOKEN;
 const paymentsKey = process.env.PAYMENTS_KEY;
+// The rate limiter's decision API and the lab's caller key for it (RATE_LIMITER_CALLER_KEY).
+const limiterUrl = process.env.LIMITER_URL ?? "http://127.0.0.1:8082";
+const limiterKey = process.env.LIMITER_KEY;
 const systems = ["url-shortener", "rate-limiter", "idempotency-demo", "notifier", "feed-service"];
 
 // The flags this machine's chromium needs headless: no sandbox as root, and nothing that reaches
@@ -31,6 +37,18 @@ async function step(name, body) {
   process.stdout.write(`- ${name} ... `);
   await body();
   console.log("ok");
+}
+
+// A decision of the rate limiter's `login` rule (5 a minute a key, failing closed without its
+// store) for a key of its own, as a caller of the decision API asks for it.
+let logins = 0;
+async function login() {
+  const response = await fetch(`${limiterUrl}/api/v1/check`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${limiterKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ rule: "login", key: `browser-${process.pid}-${logins++}` }),
+  });
+  return response.status;
 }
 
 // Requests to the shortener for `seconds`, about 50 a second: unknown codes, each a 404.
@@ -112,7 +130,6 @@ try {
     for (const id of ["throughput", "latency", "statuses"]) {
       assert.equal(await page.locator(`#${id} canvas`).count(), 1, `${id} is drawn`);
     }
-    if (screenshots) await page.screenshot({ path: `${screenshots}/url-shortener.png`, fullPage: true });
     await page.getByText("Read url-shortener's DESIGN.md").click();
     await page.locator("article.design h1").waitFor();
   });
@@ -176,6 +193,49 @@ try {
     await provider.getByRole("button", { name: "Undo" }).click();
     await page.locator('form.switch:not(.on)[data-switch="provider"]').waitFor();
     assert.match(await pay(), /^HTTP\/1.1 201/, "the same key, retried, is charged");
+  });
+
+  await step("the limiter's Redis switched unreachable: its fail-closed rule denies; undone, it allows", async () => {
+    await page.goto(`${consoleUrl}/systems/rate-limiter`);
+    await page.locator("#admin-token").fill(adminToken);
+    await page.getByRole("button", { name: "Open the switches" }).click();
+    const redis = page.locator('form.switch[data-switch="redis"]');
+    assert.equal(await login(), 200, "before: allowed");
+    await redis.locator('input[name="unreachable"]').check();
+    await redis.getByRole("button", { name: "Apply" }).click();
+    await page.locator('form.switch.on[data-switch="redis"]').waitFor();
+
+    const started = Date.now();
+    const denied = [];
+    for (let i = 0; i < 20; i++) denied.push(await login());
+    assert.deepEqual([...new Set(denied)], [503], "every login decision fails closed");
+    // The denials as the console charts them: the limiter's own counter, scraped.
+    const failedClosed = async () => {
+      const points = await (await fetch(`${consoleUrl}/api/systems/rate-limiter/points?since=${started}`)).json();
+      return Math.max(0, ...points.system.map((point) =>
+        Object.entries(point.rates)
+          .filter(([series]) => series.startsWith("ratelimit_decisions_total") && series.includes('outcome="failed_closed"'))
+          .reduce((sum, [, rate]) => sum + rate, 0)));
+    };
+    const until = Date.now() + 15_000;
+    while ((await failedClosed()) === 0 && Date.now() < until) await page.waitForTimeout(500);
+    assert.ok((await failedClosed()) > 0, "the failed-closed decisions show in the console");
+    await page.locator("#signal-ratelimit_decisions_total canvas").waitFor({ timeout: 15_000 });
+    if (screenshots) await page.locator("#break-it").screenshot({ path: `${screenshots}/rate-limiter-break-it.png` });
+
+    await redis.getByRole("button", { name: "Undo" }).click();
+    await page.locator('form.switch:not(.on)[data-switch="redis"]').waitFor();
+    assert.equal(await login(), 200, "undone: allowed again");
+  });
+
+  await step("every system's page draws its charts", async () => {
+    for (const system of systems) {
+      await page.goto(`${consoleUrl}/systems/${system}`);
+      await page.locator("#throughput canvas").waitFor({ timeout: 15_000 });
+      await page.locator("#signals canvas").first().waitFor({ timeout: 15_000 });
+      await page.waitForTimeout(1_500);
+      if (screenshots) await page.screenshot({ path: `${screenshots}/${system}.png`, fullPage: true });
+    }
   });
 
   assert.deepEqual(problems, [], "no script error on the page");
