@@ -1,6 +1,8 @@
 //! Building and running the service: connect the database and the topics, migrate, start the
 //! local providers if none are configured, assemble, serve. The one place where the backends are
-//! chosen.
+//! chosen, and where each is put behind its fault switch (`/admin/faults`, `DESIGN.md` "Break
+//! it"): `database` in front of the store (and intake's groups), the outbox relay's statements
+//! and `/readyz`'s probe; `broker` in front of the topics, for every producer and consumer.
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -9,13 +11,16 @@ use axum::Router;
 use platform::{
     clock::{Clock, SystemClock},
     db::Database,
-    health::{Need, Readiness},
+    fault::{FaultSwitch, FaultSwitches},
+    health::Readiness,
+    outbox::Relay,
     shutdown::CancellationToken,
-    topic::{self, Topics},
+    topic::{self, FaultyTopics, Topics},
 };
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 
 use crate::{
+    SYSTEM,
     domain::address::AddressPolicy,
     events::receipts,
     http::{self, AppState},
@@ -41,6 +46,7 @@ pub struct Application {
     router: Router,
     notifier: Arc<Notifier>,
     context: Arc<Context>,
+    relay: Relay,
     database: Database,
     topics: Arc<dyn Topics>,
     local: LocalProviders,
@@ -86,6 +92,9 @@ impl Application {
             .migrate(store::MIGRATIONS)
             .await
             .context("migrating the database")?;
+        let switches = FaultSwitches::new(SYSTEM);
+        let database_switch = switches.add("database");
+        let topics: Arc<dyn Topics> = Arc::new(FaultyTopics::new(topics, switches.add("broker")));
         let local = LocalProviders::start(&settings).await?;
         let provider_url = match (&settings.provider_url, &local.simulator) {
             (Some(url), _) => url.clone(),
@@ -114,7 +123,7 @@ impl Application {
         pipeline::ensure_topics(&*topics, &settings.pipeline).await?;
         let topology = Topology::new(&settings.pipeline.topic_prefix);
         let wake = Arc::new(Notify::new());
-        let store = store::for_database(&database);
+        let store = store::for_database(&database, database_switch.clone());
         let notifier = Arc::new(Notifier::new(
             store.clone(),
             store::callers(&database),
@@ -123,6 +132,14 @@ impl Application {
             wake.clone(),
             webhooks,
         ));
+        let relay = Relay::new(
+            SYSTEM,
+            database.clone(),
+            topics.producer(),
+            clock.clone(),
+            wake.clone(),
+        )
+        .with_database_switch(database_switch.clone());
         let context = Arc::new(Context {
             store,
             providers,
@@ -138,12 +155,12 @@ impl Application {
                 .await
                 .context("registering NOTIFIER_CALLER_KEY")?;
         }
-        let readiness = Readiness::new().database(database.clone(), Need::Required);
         let router = http::app(
             AppState {
                 notifier: notifier.clone(),
             },
-            readiness,
+            readiness(&database, &database_switch),
+            switches.router(settings.admin_token.clone()),
         );
         let listener = TcpListener::bind(settings.addr)
             .await
@@ -153,6 +170,7 @@ impl Application {
             router,
             notifier,
             context,
+            relay,
             database,
             topics,
             local,
@@ -178,6 +196,11 @@ impl Application {
         &self.notifier
     }
 
+    /// The outbox relay the pipeline runs, to measure its backlog in tests.
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
     /// The simulator and mailbox this process serves, to read and to break in tests and demos.
     pub fn local_providers(&self) -> &LocalProviders {
         &self.local
@@ -187,10 +210,9 @@ impl Application {
     /// consumer. `run_until_stopped` does this; tests call it to control when the pipeline runs,
     /// and to stop or kill it.
     pub async fn start_pipeline(&self) -> anyhow::Result<Pipeline> {
-        let mut pipeline =
-            Pipeline::start(self.context.clone(), &*self.topics, self.database.clone())
-                .await
-                .context("starting the pipeline")?;
+        let mut pipeline = Pipeline::start(self.context.clone(), &*self.topics, self.relay.clone())
+            .await
+            .context("starting the pipeline")?;
         let settings = &self.settings.pipeline;
         if let Some(payments) = &settings.payments_topic {
             let consumer = self
@@ -238,6 +260,19 @@ impl Application {
         self.database.close().await;
         served.context("serving HTTP")
     }
+}
+
+/// `/readyz`: the database, through its fault switch, so that a database switched off takes the
+/// service out of a load balancer as a real outage would.
+fn readiness(database: &Database, switch: &FaultSwitch) -> Readiness {
+    let (database, switch) = (database.clone(), switch.clone());
+    Readiness::new().probe("database", move || {
+        let (database, switch) = (database.clone(), switch.clone());
+        async move {
+            switch.pass().await.map_err(|err| err.to_string())?;
+            database.ping().await.map_err(|err| err.to_string())
+        }
+    })
 }
 
 impl LocalProviders {

@@ -1,7 +1,7 @@
 //! The notifier's one error type, and the HTTP answer to each variant.
 
 use axum::{
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use platform::problem::{FieldError, Problem};
@@ -47,6 +47,20 @@ impl From<NotifierError> for Problem {
                 .with_detail("There is no notification with this id."),
             NotifierError::DeadLetterNotFound => Problem::status(StatusCode::NOT_FOUND)
                 .with_detail("There is no dead letter with this id."),
+            NotifierError::Store(source) if source.is_unreachable() => {
+                tracing::warn!(error = %platform::problem::error_chain(source), "database unreachable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database-unavailable",
+                    "Database unavailable",
+                )
+                .with_detail(
+                    "The notifier's database did not answer, and nothing was stored. Retry \
+                     later; a notification sent with an idempotency_key is accepted once \
+                     however often it is retried.",
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from(1))
+            }
             NotifierError::Store(source) => Problem::internal(source),
         }
     }

@@ -9,7 +9,8 @@
 //!
 //! # Layout
 //! - [`domain`]: channels, templates, users and preferences, notifications. No HTTP or SQL.
-//! - [`store`]: the `NotificationStore` trait, with `postgres` and `sqlite` modules side by side.
+//! - [`store`]: the `NotificationStore` trait, with `postgres` and `sqlite` modules side by side,
+//!   and `faulty`, the store behind the `database` fault switch.
 //! - [`providers`]: delivery per channel: SMTP email, SMS and push through an HTTP provider,
 //!   signed and SSRF-guarded webhooks; and the local stand-ins (a provider simulator, a mailbox).
 //! - [`messages`]: the topics' names, the messages on them, and what becomes of one that does

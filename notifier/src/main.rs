@@ -15,6 +15,14 @@
 //!      -H 'content-type: application/json' \
 //!      -d '{"user_id": "ada", "template": "welcome", "data": {"name": "Ada"}}'
 //! ```
+//!
+//! With `SDLAB_ADMIN_TOKEN` set, break the broker (`DESIGN.md` §12) and watch the outbox fill:
+//!
+//! ```text
+//! curl -s -X PUT localhost:8083/admin/faults/broker -H "authorization: Bearer $SDLAB_ADMIN_TOKEN" \
+//!      -H 'content-type: application/json' -d '{"unreachable": true}'
+//! curl -s localhost:8083/metrics | grep outbox_pending
+//! ```
 
 use notifier::{Application, Settings};
 

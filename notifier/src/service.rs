@@ -149,7 +149,7 @@ impl Notifier {
             Inserted::Existing(id) => Accepted { id, repeat: true },
         };
         metrics::counter!(
-            "notifications_accepted_total",
+            "notifier_accepted_total",
             "repeat" => if accepted.repeat { "true" } else { "false" }
         )
         .increment(1);

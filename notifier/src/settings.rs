@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `NOTIFIER_ADDR` | `127.0.0.1:8083` | where the API listens |
 //! | `NOTIFIER_CALLER_KEY` | unset | an API key (`sk_` and 40 hex digits) registered at start as a caller, for demos, load tests and deployments whose callers the operator sets |
-//! | `SDLAB_ADMIN_TOKEN` | unset: the switches stay shut over HTTP | the token (`sk_` and 40 hex digits) that opens the fault switches of the simulator and the mailbox |
+//! | `SDLAB_ADMIN_TOKEN` | unset: the switches stay shut over HTTP | the token (`sk_` and 40 hex digits) that opens the fault switches: the notifier's own (`database`, `broker`: `PUT /admin/faults/{name}`) and those of the simulator and the mailbox |
 //! | `NOTIFIER_PROVIDER_URL` | unset | a running SMS/push provider; unset: this process serves the simulator |
 //! | `NOTIFIER_SMTP_URL` | unset | an SMTP server (`smtp://host:port`); unset: this process serves the mailbox |
 //! | `NOTIFIER_PROVIDER_ADDR` | `127.0.0.1:8093` | without `NOTIFIER_PROVIDER_URL`: where the simulator listens |
@@ -45,7 +45,8 @@ pub struct Settings {
     pub backends: Backends,
     /// A caller's key to register at start (`NOTIFIER_CALLER_KEY`).
     pub caller_key: Option<ApiKey>,
-    /// Opens the local providers' fault switches over HTTP (`SDLAB_ADMIN_TOKEN`).
+    /// Opens the fault switches over HTTP, the notifier's own and the local providers'
+    /// (`SDLAB_ADMIN_TOKEN`).
     pub admin_token: Option<AdminToken>,
     /// The SMS/push provider; `None`: the simulator, served here.
     pub provider_url: Option<String>,

@@ -25,6 +25,7 @@ pub struct DeadLetters {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The newest 100 dead letters", body = DeadLetters),
+        (status = 503, description = "The database did not answer; nothing was stored, retry later (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_dead_letters(
@@ -52,6 +53,7 @@ pub async fn list_dead_letters(
         (status = 200, description = "Redriven before; nothing done", body = DeadLetter),
         (status = 400, description = "The id is not a UUID; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database did not answer; nothing was stored, retry later (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn redrive(

@@ -10,7 +10,8 @@
 //! that send notifications each hold one, and any caller may use every route (`DESIGN.md`, "Who
 //! may call what"). The payments service's events reach it through a topic, not through here.
 //! The shared endpoints (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`) and the
-//! middleware come from `platform::http::service`.
+//! middleware come from `platform::http::service`; the fault switches (`/admin/faults`, the admin
+//! token's, and not in the OpenAPI document) from `platform::fault`.
 
 pub mod dlq;
 pub mod notifications;
@@ -70,9 +71,10 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-pub fn app(state: AppState, readiness: Readiness) -> Router {
+/// The service's router: the API, the fault switches' routes `faults`, and the shared endpoints.
+pub fn app(state: AppState, readiness: Readiness, faults: Router) -> Router {
     let (routes, api) = routes(state);
-    platform::http::service(SYSTEM, routes, readiness, api)
+    platform::http::service(SYSTEM, routes.merge(faults), readiness, api)
 }
 
 /// The caller a request acts for, from its API key. A `FromRequestParts` extractor, so it runs

@@ -73,6 +73,7 @@ pub struct AcceptedResponse {
     responses(
         (status = 202, description = "Accepted", body = AcceptedResponse),
         (status = 422, description = "Unknown template or user, a missing data field, a bad channel; the field is named", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database did not answer; nothing was stored, retry later (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_notification(
@@ -101,6 +102,7 @@ pub async fn create_notification(
         (status = 200, description = "The notification", body = NotificationRecord),
         (status = 400, description = "The id is not a UUID; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such notification", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database did not answer; nothing was stored, retry later (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_notification(

@@ -81,6 +81,7 @@ fn user_id(id: &str) -> Result<UserId, Problem> {
         (status = 200, description = "The user as stored"),
         (status = 400, description = "The id is not a user id; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A contact or preference that is not valid, named", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database did not answer; nothing was stored, retry later (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_user(
@@ -107,6 +108,7 @@ pub async fn put_user(
         (status = 200, description = "The user"),
         (status = 400, description = "The id is not a user id; `errors` names the parameter", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database did not answer; nothing was stored, retry later (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_user(

@@ -62,7 +62,6 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context as _;
 use platform::{
     clock::Clock,
-    db::Database,
     outbox::Relay,
     shutdown::CancellationToken,
     topic::{Producer, Topics},
@@ -141,25 +140,18 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Joins every consumer group and starts the relay, the router, and the channel and retry
-    /// workers.
+    /// Joins every consumer group and starts `relay` (the outbox's, woken by `context.wake`), the
+    /// router, and the channel and retry workers.
     pub async fn start(
         context: Arc<Context>,
         topics: &dyn Topics,
-        database: Database,
+        relay: Relay,
     ) -> anyhow::Result<Self> {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let topology = &context.topology;
         let settings = &context.settings;
 
-        let relay = Relay::new(
-            crate::SYSTEM,
-            database,
-            context.producer.clone(),
-            context.clock.clone(),
-            context.wake.clone(),
-        );
         tasks.spawn(relay.run(settings.relay_interval, stop.clone()));
 
         // One router member per partition of the intake topic: a member handles one batch at a

@@ -21,11 +21,17 @@
 //! for a reason of the database's own (unreachable, out of connections) fails every request in it
 //! at once: trying each alone would fail each again, one pool timeout after another, while every
 //! request behind the group waited.
+//!
+//! The `database` fault switch is passed once per group ([`Faulty`]), not once per request: a
+//! group is one transaction (or one statement), and a slow database slows each statement, so
+//! under a latency switch the groups grow as they would under a slow database, rather than every
+//! request waiting alone in front of them.
 
 use std::{collections::HashMap, future::Future};
 
 use async_trait::async_trait;
 use platform::{
+    fault::FaultSwitch,
     group::{Grouped, Serve},
     outbox::OutboxEvent,
 };
@@ -57,6 +63,43 @@ pub trait InsertGroup: Send + Sync + 'static {
 #[async_trait]
 pub trait ReadUsers: Send + Sync + 'static {
     async fn read_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
+}
+
+/// An engine behind the `database` fault switch: each group passes it before its statements.
+pub struct Faulty<E> {
+    engine: E,
+    switch: FaultSwitch,
+}
+
+impl<E> Faulty<E> {
+    pub fn new(engine: E, switch: FaultSwitch) -> Self {
+        Self { engine, switch }
+    }
+}
+
+impl<E: std::fmt::Debug> std::fmt::Debug for Faulty<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faulty")
+            .field("engine", &self.engine)
+            .field("switch", &self.switch.get())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl<E: InsertGroup> InsertGroup for Faulty<E> {
+    async fn insert_group(&self, group: &[IntakeRequest]) -> Result<Vec<Inserted>, StoreError> {
+        self.switch.pass().await?;
+        self.engine.insert_group(group).await
+    }
+}
+
+#[async_trait]
+impl<E: ReadUsers> ReadUsers for Faulty<E> {
+    async fn read_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        self.switch.pass().await?;
+        self.engine.read_users(ids).await
+    }
 }
 
 /// Intake's writer: one task, and the way to it, which stops when the last clone of this is

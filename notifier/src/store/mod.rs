@@ -7,7 +7,11 @@
 //! Messages that must go out with a change (an accepted notification to the intake topic, a
 //! redrive to its channel's topic, a dead letter to the dead-letter topic) are written to the
 //! outbox in the change's own transaction (`platform::outbox`).
+//!
+//! The `database` fault switch is passed before every call ([`FaultyStore`]), and by intake's
+//! groups once per group (`intake.rs`), so that it acts where a slow or lost database would.
 
+mod faulty;
 mod intake;
 mod postgres;
 mod sqlite;
@@ -15,13 +19,13 @@ mod sqlite;
 use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
-use platform::{auth::ApiKeys, db::Database, outbox::OutboxEvent};
+use platform::{auth::ApiKeys, db::Database, fault::FaultSwitch, outbox::OutboxEvent};
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use self::{postgres::PostgresStore, sqlite::SqliteStore};
+pub use self::{faulty::FaultyStore, postgres::PostgresStore, sqlite::SqliteStore};
 use crate::domain::{
     Channel, DeliveryStatus, Notification, Priority, Route, User, UserId, template,
 };
@@ -36,6 +40,9 @@ pub enum StoreError {
     /// The task serving intake's groups is gone (it panicked, or the runtime is stopping).
     #[error(transparent)]
     Stopped(#[from] platform::group::Stopped),
+    /// The database's fault switch is on ([`FaultyStore`]).
+    #[error(transparent)]
+    Fault(#[from] platform::fault::Unreachable),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -58,7 +65,21 @@ impl StoreError {
                     | sqlx::Error::Decode(_)
                     | sqlx::Error::Encode(_)
             ),
-            Self::Stopped(_) => false,
+            Self::Stopped(_) | Self::Fault(_) => false,
+        }
+    }
+
+    /// Whether the call failed before any statement could be sent: the fault switch is on, or
+    /// no connection came within the pool's acquire timeout, or the pool is closed. The answer is
+    /// a 503 then, and a retry is safe. A connection cut mid-statement stays a 500: that
+    /// statement may have committed.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Fault(_) => true,
+            Self::Database(err) => {
+                matches!(**err, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+            }
+            Self::Corrupt(_) | Self::Stopped(_) => false,
         }
     }
 }
@@ -268,12 +289,13 @@ pub trait NotificationStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 }
 
-/// The one place that chooses the store.
-pub fn for_database(database: &Database) -> Arc<dyn NotificationStore> {
-    match database {
-        Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
-        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
-    }
+/// The one place that chooses the store, behind the `database` fault switch `switch`.
+pub fn for_database(database: &Database, switch: FaultSwitch) -> Arc<dyn NotificationStore> {
+    let engine: Arc<dyn NotificationStore> = match database {
+        Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone(), switch.clone())),
+        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone(), switch.clone())),
+    };
+    Arc::new(FaultyStore::new(engine, switch))
 }
 
 /// The API's callers: their keys, kept by `platform::auth::ApiKeys` in the `callers` table.

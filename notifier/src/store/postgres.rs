@@ -21,7 +21,10 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use platform::outbox::{self, OutboxEvent};
+use platform::{
+    fault::FaultSwitch,
+    outbox::{self, OutboxEvent},
+};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -30,7 +33,7 @@ use super::{
     Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, JoinedUser, NotificationRecord,
     NotificationStore, Outcome, StoreError, UserRow, Work, WorkColumns, assemble, channel,
     channels_json, corrupt,
-    intake::{self, InsertGroup, IntakeRequest, IntakeWriter, ReadUsers, UserReader},
+    intake::{self, Faulty, InsertGroup, IntakeRequest, IntakeWriter, ReadUsers, UserReader},
     recorded_attempt, routed_attempt, status,
 };
 use crate::domain::{Channel, Notification, User, UserId};
@@ -114,16 +117,17 @@ struct ClaimRow {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    intake: IntakeWriter<PgPool>,
-    users: UserReader<PgPool>,
+    intake: IntakeWriter<Faulty<PgPool>>,
+    users: UserReader<Faulty<PgPool>>,
 }
 
 impl PostgresStore {
-    /// Must be called inside a Tokio runtime: it starts intake's writer and reader of users.
-    pub fn new(pool: PgPool) -> Self {
+    /// Must be called inside a Tokio runtime: it starts intake's writer and reader of users,
+    /// whose groups pass `database`, the fault switch, once each.
+    pub fn new(pool: PgPool, database: FaultSwitch) -> Self {
         Self {
-            intake: IntakeWriter::start(pool.clone()),
-            users: UserReader::start(pool.clone()),
+            intake: IntakeWriter::start(Faulty::new(pool.clone(), database.clone())),
+            users: UserReader::start(Faulty::new(pool.clone(), database)),
             pool,
         }
     }

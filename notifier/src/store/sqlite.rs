@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use platform::{
     db::{from_unix_millis, unix_millis},
+    fault::FaultSwitch,
     outbox::{self, OutboxEvent},
 };
 use serde_json::{Value, json};
@@ -28,7 +29,7 @@ use super::{
     Attempted, Claim, Claimed, DeadLetter, Decision, Inserted, JoinedUser, NotificationRecord,
     NotificationStore, Outcome, StoreError, UserRow, Work, WorkColumns, assemble, channel,
     channels_json, corrupt,
-    intake::{self, InsertGroup, IntakeRequest, IntakeWriter, ReadUsers, UserReader},
+    intake::{self, Faulty, InsertGroup, IntakeRequest, IntakeWriter, ReadUsers, UserReader},
     recorded_attempt, routed_attempt, status,
 };
 use crate::domain::{Channel, Notification, User, UserId};
@@ -122,16 +123,17 @@ fn uuid(text: &str) -> Result<Uuid, StoreError> {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    intake: IntakeWriter<SqlitePool>,
-    users: UserReader<SqlitePool>,
+    intake: IntakeWriter<Faulty<SqlitePool>>,
+    users: UserReader<Faulty<SqlitePool>>,
 }
 
 impl SqliteStore {
-    /// Must be called inside a Tokio runtime: it starts intake's writer and reader of users.
-    pub fn new(pool: SqlitePool) -> Self {
+    /// Must be called inside a Tokio runtime: it starts intake's writer and reader of users,
+    /// whose groups pass `database`, the fault switch, once each.
+    pub fn new(pool: SqlitePool, database: FaultSwitch) -> Self {
         Self {
-            intake: IntakeWriter::start(pool.clone()),
-            users: UserReader::start(pool.clone()),
+            intake: IntakeWriter::start(Faulty::new(pool.clone(), database.clone())),
+            users: UserReader::start(Faulty::new(pool.clone(), database)),
             pool,
         }
     }

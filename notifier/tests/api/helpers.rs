@@ -25,6 +25,7 @@ use notifier::{
 };
 pub use platform::testing::http::{TestResponse, json_request, send_to};
 use platform::{
+    auth::AdminToken,
     clock::SystemClock,
     testing::{TestBackends, TestTopics},
     topic::Topics,
@@ -69,6 +70,7 @@ impl TestApp {
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = Settings::for_tests();
+        settings.admin_token = Some(AdminToken::generate());
         configure(&mut settings);
         let receiver = WebhookReceiver::start(settings.webhook_secret.clone()).await;
         Self::build(
@@ -292,6 +294,25 @@ impl TestApp {
         }
     }
 
+    /// Turns the notifier's fault switch `name` unreachable or back, over HTTP with the admin
+    /// token, as the console does.
+    pub async fn switch(&self, name: &str, unreachable: bool) {
+        let token = self
+            .settings
+            .admin_token
+            .as_ref()
+            .expect("tests have a token");
+        let request = json_request(
+            Method::PUT,
+            &format!("/admin/faults/{name}"),
+            Some(token.expose()),
+            json!({ "unreachable": unreachable }).to_string(),
+        );
+        let response = self.send(request).await;
+        assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
+        assert_eq!(response.json()["unreachable"], unreachable);
+    }
+
     /// Waits until no delivery of the notification is pending, queued or retrying.
     pub async fn wait_until_settled(&self, id: &str) -> Value {
         self.wait_for(id, "every delivery to settle", |record| {
@@ -301,6 +322,21 @@ impl TestApp {
         })
         .await
     }
+}
+
+/// The sum of the series of `name` whose labels include each of `labels`, as the process's
+/// recorder renders it now; `None` if there is no such series yet.
+pub fn metric(name: &str, labels: &[&str]) -> Option<f64> {
+    let values: Vec<f64> = platform::metrics::handle()
+        .render()
+        .lines()
+        .filter(|line| {
+            line.starts_with(&format!("{name} ")) || line.starts_with(&format!("{name}{{"))
+        })
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// Channel → status.

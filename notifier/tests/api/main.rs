@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod crashes;
 mod delivery;
+mod faults;
 mod intake;
 mod races;
 mod receipts;

@@ -33,6 +33,7 @@ use notifier::{
 };
 use platform::{
     clock::SystemClock,
+    fault::FaultSwitch,
     outbox::OutboxEvent,
     testing::{TestBackends, TestTopics},
     topic::{Delivery, Message},
@@ -251,7 +252,10 @@ async fn a_router_that_loses_the_routing_race_still_publishes_the_job() {
     pipeline::ensure_topics(&*topics, &settings.pipeline)
         .await
         .unwrap();
-    let inner = store::for_database(&backends.database);
+    let inner = store::for_database(
+        &backends.database,
+        FaultSwitch::new(notifier::SYSTEM, "database"),
+    );
     let topology = Topology::new(&settings.pipeline.topic_prefix);
     let service = Notifier::new(
         inner.clone(),
