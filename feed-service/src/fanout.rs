@@ -336,22 +336,29 @@ impl Drop for Fanout {
 /// commit them.
 async fn run(context: Arc<Context>, consumer: Box<dyn Consumer>, stop: CancellationToken) {
     let stopped = stop.clone();
-    consume::run("feed.fanout", consumer, EVENTS_PER_BATCH, stop, |batch| {
-        let (context, stopped) = (context.clone(), stopped.clone());
-        async move {
-            for delivery in &batch {
-                take(&context, &stopped).await?;
-                handle(&context, delivery).await?;
+    consume::run(
+        crate::SYSTEM,
+        "feed.fanout",
+        consumer,
+        EVENTS_PER_BATCH,
+        stop,
+        |batch| {
+            let (context, stopped) = (context.clone(), stopped.clone());
+            async move {
+                for delivery in &batch {
+                    take(&context, &stopped).await?;
+                    handle(&context, delivery).await?;
+                }
+                // Pending first, so that whoever sees the events handled sees them no longer pending.
+                context.stats.handled(batch.len());
+                context
+                    .stats
+                    .events
+                    .fetch_add(batch.len() as u64, Ordering::SeqCst);
+                Ok(vec![Handled::Done; batch.len()])
             }
-            // Pending first, so that whoever sees the events handled sees them no longer pending.
-            context.stats.handled(batch.len());
-            context
-                .stats
-                .events
-                .fetch_add(batch.len() as u64, Ordering::SeqCst);
-            Ok(vec![Handled::Done; batch.len()])
-        }
-    })
+        },
+    )
     .await;
 }
 

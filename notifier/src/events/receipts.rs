@@ -64,16 +64,23 @@ pub async fn run(
     batch_size: usize,
     stop: CancellationToken,
 ) {
-    consume::run("receipts", consumer, batch_size, stop, |batch| {
-        let notifier = notifier.clone();
-        async move {
-            let mut handled = Vec::with_capacity(batch.len());
-            for delivery in &batch {
-                handled.push(handle(&notifier, delivery).await?);
+    consume::run(
+        crate::SYSTEM,
+        "receipts",
+        consumer,
+        batch_size,
+        stop,
+        |batch| {
+            let notifier = notifier.clone();
+            async move {
+                let mut handled = Vec::with_capacity(batch.len());
+                for delivery in &batch {
+                    handled.push(handle(&notifier, delivery).await?);
+                }
+                Ok(handled)
             }
-            Ok(handled)
-        }
-    })
+        },
+    )
     .await;
 }
 

@@ -36,10 +36,17 @@ use crate::{
 
 pub async fn run(context: Arc<Context>, consumer: Box<dyn Consumer>, stop: CancellationToken) {
     let batch_size = context.settings.batch_size;
-    consume::run("router", consumer, batch_size, stop, |batch| {
-        let context = context.clone();
-        async move { handle(&context, &batch).await }
-    })
+    consume::run(
+        crate::SYSTEM,
+        "router",
+        consumer,
+        batch_size,
+        stop,
+        |batch| {
+            let context = context.clone();
+            async move { handle(&context, &batch).await }
+        },
+    )
     .await;
 }
 

@@ -55,7 +55,7 @@ pub async fn run(
 ) {
     let stage = format!("worker.{channel}");
     let batch_size = context.settings.batch_size;
-    consume::run(&stage, consumer, batch_size, stop, |batch| {
+    consume::run(crate::SYSTEM, &stage, consumer, batch_size, stop, |batch| {
         let context = context.clone();
         async move { handle(&context, channel, &batch).await }
     })

@@ -36,7 +36,7 @@
 //!   spin a core and write a warning per try, and a fixed short pause still writes ten a second
 //!   for as long as the outage lasts.
 //! - **The lag is reported** beside the loop: every [`LAG_INTERVAL`], the gauge
-//!   `topic_consumer_lag{group, topic}` is set to the records the consumer's group has not
+//!   `topic_consumer_lag{system, group, topic}` is set to the records the consumer's group has not
 //!   committed ([`Consumer::lag`]), on every partition of each topic it reads. Every member of a
 //!   group sets the same value (each measures the whole group), so a chart takes the series as
 //!   it is, or the maximum over instances, never the sum. A measurement that fails (the broker is
@@ -70,8 +70,11 @@ pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs `handle` on every batch of at most `batch_size` records `consumer` receives, until
 /// `stop`, and reports the group's lag beside it. The handler answers for each record of the
-/// batch, in the batch's order. `name` labels the consumer in logs and metrics.
+/// batch, in the batch's order. `name` labels the consumer in logs and metrics, and `system`
+/// (the system it belongs to: `notifier`) labels its metrics, so that where several systems
+/// share one metrics registry (the lab) each of their consumers is told apart.
 pub async fn run<F, Fut>(
+    system: &'static str,
     name: &str,
     consumer: Box<dyn Consumer>,
     batch_size: usize,
@@ -82,12 +85,13 @@ pub async fn run<F, Fut>(
     Fut: Future<Output = anyhow::Result<Vec<Handled>>>,
 {
     tokio::join!(
-        receive(name, &*consumer, batch_size, &stop, handle),
-        report_lag(name, &*consumer, &stop),
+        receive(system, name, &*consumer, batch_size, &stop, handle),
+        report_lag(system, name, &*consumer, &stop),
     );
 }
 
 async fn receive<F, Fut>(
+    system: &'static str,
     name: &str,
     consumer: &dyn Consumer,
     batch_size: usize,
@@ -144,7 +148,7 @@ async fn receive<F, Fut>(
             match handled {
                 Ok(handled) => break handled,
                 Err(err) => {
-                    metrics::counter!("topic_handler_errors_total", "consumer" => name.to_owned())
+                    metrics::counter!("topic_handler_errors_total", "system" => system, "consumer" => name.to_owned())
                         .increment(1);
                     let first = &batch[0];
                     tracing::warn!(
@@ -185,8 +189,13 @@ async fn receive<F, Fut>(
     }
 }
 
-/// Sets `topic_consumer_lag{group, topic}` every [`LAG_INTERVAL`] until `stop`.
-async fn report_lag(name: &str, consumer: &dyn Consumer, stop: &CancellationToken) {
+/// Sets `topic_consumer_lag{system, group, topic}` every [`LAG_INTERVAL`] until `stop`.
+async fn report_lag(
+    system: &'static str,
+    name: &str,
+    consumer: &dyn Consumer,
+    stop: &CancellationToken,
+) {
     let mut ticks = tokio::time::interval(LAG_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -205,7 +214,7 @@ async fn report_lag(name: &str, consumer: &dyn Consumer, stop: &CancellationToke
                     records,
                 } in lags
                 {
-                    metrics::gauge!("topic_consumer_lag", "group" => group, "topic" => topic)
+                    metrics::gauge!("topic_consumer_lag", "system" => system, "group" => group, "topic" => topic)
                         .set(records as f64);
                 }
             }
@@ -366,6 +375,7 @@ mod tests {
         let consumer = Arc::new(Unreachable::default());
         let stop = CancellationToken::new();
         let running = tokio::spawn(run(
+            "test-system",
             "test",
             Box::new(consumer.clone()),
             10,
@@ -388,7 +398,8 @@ mod tests {
 
     /// `topic_consumer_lag{group, topic}` as the recorder renders it now.
     fn reported_lag(group: &str, topic: &str) -> Option<f64> {
-        let series = format!(r#"topic_consumer_lag{{group="{group}",topic="{topic}"}} "#);
+        let series =
+            format!(r#"topic_consumer_lag{{system="test-system",group="{group}",topic="{topic}"}} "#);
         crate::metrics::handle()
             .render()
             .lines()
@@ -411,7 +422,7 @@ mod tests {
         let running = tokio::spawn({
             let stop = stop.clone();
             async move {
-                run("test", consumer, 10, stop, |batch| {
+                run("test-system", "test", consumer, 10, stop, |batch| {
                     let mut released = released.clone();
                     async move {
                         released.wait_for(|&released| released).await?;
