@@ -116,6 +116,7 @@ pub async fn two_hops_and_a_call(
         let (producer, second, flag) =
             (topics.producer(), second.clone(), Served::new(&mut served));
         members.spawn(consume::run(
+            notifier::SYSTEM,
             "skeleton.first",
             consumer,
             settings.batch_size,
@@ -142,6 +143,7 @@ pub async fn two_hops_and_a_call(
             .await?;
         let (provider, flag) = (provider.clone(), Served::new(&mut served));
         members.spawn(consume::run(
+            notifier::SYSTEM,
             "skeleton.second",
             consumer,
             settings.batch_size,
