@@ -120,7 +120,7 @@ impl Application {
                 .await
                 .context("registering the demo API key")?;
         }
-        let readiness = readiness(&database, &database_switch);
+        let readiness = readiness(&database, &database_switch).backend("topics", topics.backend());
         #[cfg(feature = "bench")]
         if settings.idempotency == crate::settings::Idempotency::Off {
             tracing::warn!(
@@ -229,13 +229,16 @@ impl Application {
 /// service out of a load balancer as a real outage would.
 fn readiness(database: &Database, switch: &FaultSwitch) -> Readiness {
     let (database, switch) = (database.clone(), switch.clone());
-    Readiness::new().probe("database", move || {
-        let (database, switch) = (database.clone(), switch.clone());
-        async move {
-            switch.pass().await.map_err(|err| err.to_string())?;
-            database.ping().await.map_err(|err| err.to_string())
-        }
-    })
+    let description = database.describe();
+    Readiness::new()
+        .probe("database", move || {
+            let (database, switch) = (database.clone(), switch.clone());
+            async move {
+                switch.pass().await.map_err(|err| err.to_string())?;
+                database.ping().await.map_err(|err| err.to_string())
+            }
+        })
+        .backend("database", description)
 }
 
 impl RunningProvider {

@@ -159,7 +159,7 @@ impl Application {
             AppState {
                 notifier: notifier.clone(),
             },
-            readiness(&database, &database_switch),
+            readiness(&database, &database_switch).backend("topics", topics.backend()),
             switches.router(settings.admin_token.clone()),
         );
         let listener = TcpListener::bind(settings.addr)
@@ -266,13 +266,16 @@ impl Application {
 /// service out of a load balancer as a real outage would.
 fn readiness(database: &Database, switch: &FaultSwitch) -> Readiness {
     let (database, switch) = (database.clone(), switch.clone());
-    Readiness::new().probe("database", move || {
-        let (database, switch) = (database.clone(), switch.clone());
-        async move {
-            switch.pass().await.map_err(|err| err.to_string())?;
-            database.ping().await.map_err(|err| err.to_string())
-        }
-    })
+    let description = database.describe();
+    Readiness::new()
+        .probe("database", move || {
+            let (database, switch) = (database.clone(), switch.clone());
+            async move {
+                switch.pass().await.map_err(|err| err.to_string())?;
+                database.ping().await.map_err(|err| err.to_string())
+            }
+        })
+        .backend("database", description)
 }
 
 impl LocalProviders {
