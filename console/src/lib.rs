@@ -11,6 +11,7 @@
 //!   system's headline number.
 //! - [`window`]: the last 15 minutes of those, per system and per replica, in memory.
 //! - [`load`]: runs a system's k6 scenario from its page, one run at a time.
+//! - [`toxiproxy`]: the real engines' switches, proxies driven through the Toxiproxy API.
 //! - [`http`]: the pages (server-rendered, `templates/`), the JSON they refresh from, and the
 //!   assets (`assets/`, with uPlot vendored).
 //! - [`app`]: binds, scrapes and serves.
@@ -24,6 +25,7 @@ pub mod load;
 pub mod scrape;
 pub mod settings;
 pub mod signals;
+pub mod toxiproxy;
 pub mod window;
 
 pub use self::{app::Application, settings::Settings};

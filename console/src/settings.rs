@@ -9,6 +9,7 @@
 //! | `CONSOLE_WINDOW` | `15m` | how much history is kept in memory, and served to a page on load |
 //! | `CONSOLE_SWITCHES` | none | fault switches a system's page can flip: `system/name=url`, separated by `;` |
 //! | `CONSOLE_LOAD_ENV` | none | what a system's k6 scenario needs: `system:NAME=value,NAME=value`, separated by `;` |
+//! | `CONSOLE_TOXIPROXY` | none | a Toxiproxy API (or the lab's, which speaks it) whose proxies `<system>-<engine>` are shown as that system's `proxy-<engine>` switches |
 //! | `SDLAB_ADMIN_TOKEN` | none | what opens the switches, to the console and, forwarded, to each switch |
 //!
 //! A system with more than one URL is a set of replicas: the console sums them and also shows
@@ -33,6 +34,8 @@ pub struct Settings {
     pub admin_token: Option<AdminToken>,
     /// Variables each system's k6 scenario needs (the rate limiter's caller key, say).
     pub load_env: LoadEnv,
+    /// The proxies between the systems and their real engines (`console::toxiproxy`).
+    pub toxiproxy: Option<Url>,
 }
 
 impl Settings {
@@ -45,6 +48,7 @@ impl Settings {
             switches: env_opt("CONSOLE_SWITCHES")?.unwrap_or_default(),
             admin_token: AdminToken::from_env()?,
             load_env: env_opt("CONSOLE_LOAD_ENV")?.unwrap_or_default(),
+            toxiproxy: env_opt("CONSOLE_TOXIPROXY")?,
         })
     }
 
@@ -481,6 +485,7 @@ mod tests {
             switches: Switches::default(),
             admin_token: None,
             load_env: LoadEnv::default(),
+            toxiproxy: None,
         };
         assert_eq!(settings.window_len(), 900);
         let tiny = Settings {

@@ -74,6 +74,7 @@ async fn console_with(targets: &str, switches: &str, admin: Option<AdminToken>) 
         switches: Switches::parse(switches).unwrap(),
         admin_token: admin,
         load_env: LoadEnv::default(),
+        toxiproxy: None,
         // The tests scrape when they choose; a long interval gives each read the longest timeout
         // (2 s), so a slow, loaded machine does not make a target look down.
         scrape_every: Duration::from_secs(10),
@@ -477,6 +478,157 @@ async fn a_dependencys_switch_is_found_on_the_system_and_set_on_every_replica() 
         &app,
         Method::PUT,
         "/api/systems/rate-limiter/switches/database",
+        Some(token.expose()),
+        Some(json!({"unreachable": true})),
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+}
+
+/// A stand-in for Toxiproxy's API, as much of it as the console uses: proxies by name, each
+/// enabled or not, with its toxics.
+async fn toxiproxy() -> (SocketAddr, Arc<std::sync::Mutex<Value>>) {
+    use axum::{extract::Path, routing::post};
+    type Proxies = Arc<std::sync::Mutex<Value>>;
+    let proxies: Proxies = Arc::new(std::sync::Mutex::new(json!({
+        "rate-limiter-redis": {"name": "rate-limiter-redis", "listen": "127.0.0.1:1", "upstream": "127.0.0.1:6379", "enabled": true, "toxics": []},
+        "url-shortener-redis": {"name": "url-shortener-redis", "listen": "127.0.0.1:2", "upstream": "127.0.0.1:6379", "enabled": true, "toxics": []},
+    })));
+    let app = Router::new()
+        .route("/proxies", get(|State(p): State<Proxies>| async move { Json(p.lock().unwrap().clone()) }))
+        .route(
+            "/proxies/{name}",
+            get(|State(p): State<Proxies>, Path(name): Path<String>| async move {
+                match p.lock().unwrap().get(&name) {
+                    Some(proxy) => Ok(Json(proxy.clone())),
+                    None => Err(StatusCode::NOT_FOUND),
+                }
+            })
+            .post(|State(p): State<Proxies>, Path(name): Path<String>, Json(update): Json<Value>| async move {
+                let mut proxies = p.lock().unwrap();
+                proxies[&name]["enabled"] = update["enabled"].clone();
+                Json(proxies[&name].clone())
+            }),
+        )
+        .route(
+            "/proxies/{name}/toxics",
+            post(|State(p): State<Proxies>, Path(name): Path<String>, Json(toxic): Json<Value>| async move {
+                p.lock().unwrap()[&name]["toxics"].as_array_mut().unwrap().push(toxic.clone());
+                Json(toxic)
+            }),
+        )
+        .route(
+            "/proxies/{name}/toxics/{toxic}",
+            post(|State(p): State<Proxies>, Path((name, toxic)): Path<(String, String)>, Json(update): Json<Value>| async move {
+                let mut proxies = p.lock().unwrap();
+                let toxics = proxies[&name]["toxics"].as_array_mut().unwrap();
+                let found = toxics.iter_mut().find(|t| t["name"] == toxic.as_str()).unwrap();
+                found["attributes"] = update["attributes"].clone();
+                Json(found.clone())
+            })
+            .delete(|State(p): State<Proxies>, Path((name, toxic)): Path<(String, String)>| async move {
+                p.lock().unwrap()[&name]["toxics"].as_array_mut().unwrap().retain(|t| t["name"] != toxic.as_str());
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .with_state(proxies.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, proxies)
+}
+
+#[tokio::test]
+async fn a_systems_proxies_are_its_switches_on_the_real_engines() {
+    let token = AdminToken::generate();
+    let (api, proxies) = toxiproxy().await;
+    let mut settings = Settings {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        targets: Targets::parse(&format!("rate-limiter=http://{}", nowhere().await)).unwrap(),
+        switches: Switches::default(),
+        admin_token: Some(token.clone()),
+        load_env: LoadEnv::default(),
+        toxiproxy: None,
+        scrape_every: Duration::from_secs(10),
+        window: Duration::from_secs(600),
+    };
+    settings.toxiproxy = Some(format!("http://{api}/").parse().unwrap());
+    let app = Application::build(settings).await.unwrap();
+    let list = "/api/systems/rate-limiter/switches";
+    let redis = "/api/systems/rate-limiter/switches/proxy-redis";
+
+    let listed = as_admin(&app, Method::GET, list, Some(token.expose()), None)
+        .await
+        .json();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["proxy-redis"], "only the limiter's own proxy");
+    assert_eq!(
+        listed[0]["settings"],
+        json!({"latency_ms": 0, "unreachable": false})
+    );
+
+    let set = as_admin(
+        &app,
+        Method::PUT,
+        redis,
+        Some(token.expose()),
+        Some(json!({"latency_ms": 300, "unreachable": true})),
+    )
+    .await;
+    assert_eq!(
+        set.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&set.body)
+    );
+    assert_eq!(set.json(), json!({"latency_ms": 300, "unreachable": true}));
+    {
+        let proxies = proxies.lock().unwrap();
+        let proxy = &proxies["rate-limiter-redis"];
+        assert_eq!(proxy["enabled"], false, "unreachable is the proxy disabled");
+        assert_eq!(proxy["toxics"][0]["type"], "latency");
+        assert_eq!(proxy["toxics"][0]["attributes"]["latency"], 300);
+        assert_eq!(
+            proxies["url-shortener-redis"]["enabled"], true,
+            "another system's proxy is left alone"
+        );
+    }
+
+    let undone = as_admin(
+        &app,
+        Method::PUT,
+        redis,
+        Some(token.expose()),
+        Some(json!({"latency_ms": 0, "unreachable": false})),
+    )
+    .await;
+    assert_eq!(
+        undone.json(),
+        json!({"latency_ms": 0, "unreachable": false})
+    );
+    assert_eq!(
+        proxies.lock().unwrap()["rate-limiter-redis"]["toxics"],
+        json!([])
+    );
+
+    as_admin(
+        &app,
+        Method::PUT,
+        redis,
+        Some(token.expose()),
+        Some(json!({"latency_ms": 60_001})),
+    )
+    .await
+    .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    as_admin(
+        &app,
+        Method::PUT,
+        "/api/systems/rate-limiter/switches/proxy-database",
         Some(token.expose()),
         Some(json!({"unreachable": true})),
     )

@@ -65,7 +65,8 @@ impl Fault {
         *self == Self::default()
     }
 
-    fn check(&self) -> Result<(), Problem> {
+    /// Refuses (422, naming the field) a latency over [`MAX_LATENCY_MS`].
+    pub fn check(&self) -> Result<(), Problem> {
         if self.latency_ms > MAX_LATENCY_MS {
             return Err(Problem::invalid_field(FieldError::body(
                 "latency_ms",

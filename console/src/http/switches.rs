@@ -3,7 +3,9 @@
 //!   every replica serves at `/admin/faults` (`platform::fault`): found by asking the first
 //!   replica, and set on every replica, since a dependency down is down for all of them;
 //! - the switches configured for the system (`CONSOLE_SWITCHES`), such as the simulators'
-//!   `/v1/faults`, which live at URLs of their own.
+//!   `/v1/faults`, which live at URLs of their own;
+//! - on the real engines, the proxies between the system and each engine (`proxy-redis`…),
+//!   through the Toxiproxy API `CONSOLE_TOXIPROXY` names ([`crate::toxiproxy`]).
 //!
 //! The console's own routes take the same token (`SDLAB_ADMIN_TOKEN`, printed in the lab's
 //! banner): 401 without it, 403 when the console has none, as every sdlab admin endpoint answers.
@@ -23,6 +25,8 @@ use std::fmt;
 use url::Url;
 
 use super::AppState;
+use crate::toxiproxy::{SWITCH_PREFIX, Toxiproxy, ToxiproxyError};
+use platform::fault::Fault;
 
 /// Where a system's own dependency switches are, under each replica's base URL.
 const OWN_SWITCHES: &str = "admin/faults";
@@ -82,7 +86,70 @@ pub async fn list(
             error: Some(error.to_string()),
         }),
     }
+    if let Some(proxies) = toxiproxy(&state) {
+        match proxies.switches(&name).await {
+            Ok(found) => {
+                for (engine, fault) in found {
+                    switches.push(SwitchState {
+                        url: format!(
+                            "{}proxies/{name}-{engine}",
+                            state.settings.toxiproxy.as_ref().map_or("", Url::as_str)
+                        ),
+                        name: format!("{SWITCH_PREFIX}{engine}"),
+                        endpoints: 1,
+                        settings: serde_json::to_value(fault)
+                            .ok()
+                            .and_then(|v| v.as_object().cloned()),
+                        error: None,
+                    });
+                }
+            }
+            Err(error) => switches.push(SwitchState {
+                name: "proxies".to_owned(),
+                url: state
+                    .settings
+                    .toxiproxy
+                    .as_ref()
+                    .map_or_else(String::new, Url::to_string),
+                endpoints: 1,
+                settings: None,
+                error: Some(error.to_string()),
+            }),
+        }
+    }
     Ok(axum::Json(switches))
+}
+
+fn toxiproxy(state: &AppState) -> Option<Toxiproxy> {
+    let base = state.settings.toxiproxy.clone()?;
+    Some(Toxiproxy::new(
+        state.client.clone(),
+        base,
+        state.settings.admin_token.clone(),
+    ))
+}
+
+/// Sets a proxy's switch: `proxy-redis` is the proxy `<system>-redis`.
+async fn set_proxy(
+    proxies: &Toxiproxy,
+    system: &str,
+    engine: &str,
+    settings: Map<String, Value>,
+) -> Result<Response, Problem> {
+    let fault: Fault = serde_json::from_value(Value::Object(settings)).map_err(|err| {
+        Problem::status(StatusCode::UNPROCESSABLE_ENTITY).with_detail(format!(
+            "A proxy's switch takes latency_ms and unreachable: {err}"
+        ))
+    })?;
+    fault.check()?;
+    match proxies.set(system, engine, fault).await {
+        Ok(now) => Ok(axum::Json(now).into_response()),
+        Err(ToxiproxyError::NoProxy { .. }) => Err(Problem::status(StatusCode::NOT_FOUND)
+            .with_detail(format!(
+                "{system} has no switch named `{SWITCH_PREFIX}{engine}`."
+            ))),
+        Err(err) => Err(Problem::status(StatusCode::BAD_GATEWAY).with_detail(err.to_string())),
+    }
 }
 
 /// `PUT /api/systems/{name}/switches/{switch}`: sets the switch, answering as it answered (its
@@ -95,6 +162,9 @@ pub async fn set(
     let replicas = replicas(&state, &name)?;
     if let Some(configured) = state.settings.switches.get(&name, &switch) {
         return put(&state, &configured.url, &settings).await;
+    }
+    if let (Some(engine), Some(proxies)) = (switch.strip_prefix(SWITCH_PREFIX), toxiproxy(&state)) {
+        return set_proxy(&proxies, &name, engine, settings).await;
     }
     // A dependency's switch: set on every replica, answered as the first answered unless a
     // later one refused.
