@@ -398,8 +398,9 @@ mod tests {
 
     /// `topic_consumer_lag{group, topic}` as the recorder renders it now.
     fn reported_lag(group: &str, topic: &str) -> Option<f64> {
-        let series =
-            format!(r#"topic_consumer_lag{{system="test-system",group="{group}",topic="{topic}"}} "#);
+        let series = format!(
+            r#"topic_consumer_lag{{system="test-system",group="{group}",topic="{topic}"}} "#
+        );
         crate::metrics::handle()
             .render()
             .lines()
