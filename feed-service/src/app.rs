@@ -22,7 +22,7 @@ use platform::{
     clock::{Clock, SystemClock},
     db::Database,
     fault::{FaultSwitch, FaultSwitches},
-    health::Readiness,
+    health::{Need, Readiness},
     topic::{self, MemoryTopics, Topics},
 };
 use tokio::{net::TcpListener, sync::Notify};
@@ -217,16 +217,11 @@ impl Application {
         // Required: every answer, feeds included, comes from the database (a cache miss falls
         // back to it; a timelines cache that fails is a 503 on the cached strategies). Probed
         // through its switch, so that switched unreachable it is not ready, as when it is down.
-        let probed = database.clone();
-        let mut readiness = Readiness::new()
-            .probe("database", move || {
-                let (database, switch) = (probed.clone(), database_switch.clone());
-                async move {
-                    switch.pass().await.map_err(|err| err.to_string())?;
-                    database.ping().await.map_err(|err| err.to_string())
-                }
-            })
-            .backend("database", database.describe());
+        let mut readiness = Readiness::new().database_behind(
+            database.clone(),
+            database_switch.clone(),
+            Need::Required,
+        );
         if settings.strategy != Strategy::Pull {
             let engine = |backend: &str| match backend {
                 "memory" => "in-process".to_owned(),

@@ -15,8 +15,8 @@ use platform::{
     auth::AdminToken,
     clock::{Clock, SystemClock},
     db::Database,
-    fault::{FaultSwitch, FaultSwitches},
-    health::Readiness,
+    fault::FaultSwitches,
+    health::{Need, Readiness},
     outbox::Relay,
     shutdown::CancellationToken,
     topic::{self, FaultyTopics, Topics},
@@ -120,7 +120,9 @@ impl Application {
                 .await
                 .context("registering the demo API key")?;
         }
-        let readiness = readiness(&database, &database_switch).backend("topics", topics.backend());
+        let readiness = Readiness::new()
+            .database_behind(database.clone(), database_switch.clone(), Need::Required)
+            .backend("topics", topics.backend());
         #[cfg(feature = "bench")]
         if settings.idempotency == crate::settings::Idempotency::Off {
             tracing::warn!(
@@ -223,22 +225,6 @@ impl Application {
         self.database.close().await;
         served.context("serving HTTP")
     }
-}
-
-/// `/readyz`: the database, through its fault switch, so that a database switched off takes the
-/// service out of a load balancer as a real outage would.
-fn readiness(database: &Database, switch: &FaultSwitch) -> Readiness {
-    let (database, switch) = (database.clone(), switch.clone());
-    let description = database.describe();
-    Readiness::new()
-        .probe("database", move || {
-            let (database, switch) = (database.clone(), switch.clone());
-            async move {
-                switch.pass().await.map_err(|err| err.to_string())?;
-                database.ping().await.map_err(|err| err.to_string())
-            }
-        })
-        .backend("database", description)
 }
 
 impl RunningProvider {

@@ -11,8 +11,8 @@ use axum::Router;
 use platform::{
     clock::{Clock, SystemClock},
     db::Database,
-    fault::{FaultSwitch, FaultSwitches},
-    health::Readiness,
+    fault::FaultSwitches,
+    health::{Need, Readiness},
     outbox::Relay,
     shutdown::CancellationToken,
     topic::{self, FaultyTopics, Topics},
@@ -159,7 +159,9 @@ impl Application {
             AppState {
                 notifier: notifier.clone(),
             },
-            readiness(&database, &database_switch).backend("topics", topics.backend()),
+            Readiness::new()
+                .database_behind(database.clone(), database_switch.clone(), Need::Required)
+                .backend("topics", topics.backend()),
             switches.router(settings.admin_token.clone()),
         );
         let listener = TcpListener::bind(settings.addr)
@@ -260,22 +262,6 @@ impl Application {
         self.database.close().await;
         served.context("serving HTTP")
     }
-}
-
-/// `/readyz`: the database, through its fault switch, so that a database switched off takes the
-/// service out of a load balancer as a real outage would.
-fn readiness(database: &Database, switch: &FaultSwitch) -> Readiness {
-    let (database, switch) = (database.clone(), switch.clone());
-    let description = database.describe();
-    Readiness::new()
-        .probe("database", move || {
-            let (database, switch) = (database.clone(), switch.clone());
-            async move {
-                switch.pass().await.map_err(|err| err.to_string())?;
-                database.ping().await.map_err(|err| err.to_string())
-            }
-        })
-        .backend("database", description)
 }
 
 impl LocalProviders {

@@ -21,7 +21,7 @@ use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
 use futures::future::{BoxFuture, join_all};
 use serde_json::{Map, Value, json};
 
-use crate::{cache::Cache, db::Database};
+use crate::{cache::Cache, db::Database, fault::FaultSwitch};
 
 type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
@@ -55,13 +55,30 @@ impl Readiness {
         })
     }
 
+    /// The database behind its fault switch (`crate::fault`): probed through the switch, so that
+    /// switched unreachable it is reported down, as it would be in a real outage; and described
+    /// as what is connected.
+    pub fn database_behind(self, db: Database, switch: FaultSwitch, need: Need) -> Self {
+        let description = db.describe();
+        self.add("database", need, move || {
+            let (db, switch) = (db.clone(), switch.clone());
+            async move {
+                switch.pass().await.map_err(|e| e.to_string())?;
+                db.ping().await.map_err(|e| e.to_string())
+            }
+        })
+        .backend("database", description)
+    }
+
     /// A cache in front of a database is usually [`Need::Optional`]: reads fall back to the
     /// database without it.
     pub fn cache(self, cache: Arc<dyn Cache>, need: Need) -> Self {
+        let description = cache.describe();
         self.add("cache", need, move || {
             let cache = cache.clone();
             async move { cache.ping().await.map_err(|e| e.to_string()) }
         })
+        .backend("cache", description)
     }
 
     /// A dependency the service cannot serve without: a broker, an upstream.

@@ -127,18 +127,9 @@ impl Application {
         // every instance out of the load balancer at once and turn either into a full outage;
         // `/readyz` reports "degraded" instead.
         // Both probes pass their switch, so a switched-off dependency is reported like a real one.
-        let probed = database.clone();
         let readiness = Readiness::new()
-            .optional_probe("database", move || {
-                let (database, switch) = (probed.clone(), database_switch.clone());
-                async move {
-                    switch.pass().await.map_err(|err| err.to_string())?;
-                    database.ping().await.map_err(|err| err.to_string())
-                }
-            })
-            .cache(cache.clone(), Need::Optional)
-            .backend("database", database.describe())
-            .backend("cache", cache.describe());
+            .database_behind(database.clone(), database_switch.clone(), Need::Optional)
+            .cache(cache.clone(), Need::Optional);
         let router = http::app(
             AppState {
                 shortener: shortener.clone(),

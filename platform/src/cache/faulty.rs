@@ -37,18 +37,30 @@ impl FaultyCache {
         &self,
         call: impl Future<Output = Result<T, CacheError>>,
     ) -> Result<T, CacheError> {
-        let passed_then_called = async {
-            self.switch.pass().await?;
-            call.await
-        };
-        // A healthy switch adds no wait, so no timer is armed on the path every request takes.
-        if self.switch.get().latency_ms == 0 {
-            return passed_then_called.await;
-        }
-        tokio::time::timeout(self.timeout, passed_then_called)
-            .await
-            .map_err(|_elapsed| CacheError::TimedOut(self.timeout))?
+        pass_within(&self.switch, self.timeout, call).await
     }
+}
+
+/// Passes `switch`, then makes `call`, giving up after `timeout` (the system's Redis timeout)
+/// while the switch adds latency: a slow switch then fails the call as a slow Redis would, rather
+/// than only slowing it down. For every cache behind a switch, this one and a system's own
+/// (the feed's timelines).
+pub async fn pass_within<T>(
+    switch: &FaultSwitch,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, CacheError>>,
+) -> Result<T, CacheError> {
+    let passed_then_called = async {
+        switch.pass().await?;
+        call.await
+    };
+    // A healthy switch adds no wait, so no timer is armed on the path every request takes.
+    if switch.get().latency_ms == 0 {
+        return passed_then_called.await;
+    }
+    tokio::time::timeout(timeout, passed_then_called)
+        .await
+        .map_err(|_elapsed| CacheError::TimedOut(timeout))?
 }
 
 #[async_trait]

@@ -24,7 +24,12 @@ use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
-pub use self::{faulty::FaultyCache, memory::MemoryCache, redis::RedisCache, tiered::TieredCache};
+pub use self::{
+    faulty::{FaultyCache, pass_within},
+    memory::MemoryCache,
+    redis::RedisCache,
+    tiered::TieredCache,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {

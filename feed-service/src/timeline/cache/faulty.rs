@@ -12,7 +12,10 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use platform::{cache::CacheError, fault::FaultSwitch};
+use platform::{
+    cache::{CacheError, pass_within},
+    fault::FaultSwitch,
+};
 
 use super::{Slice, TimelineCache};
 use crate::domain::{PostId, UserId};
@@ -34,22 +37,12 @@ impl FaultyTimelines {
         }
     }
 
-    /// Passes the switch, then makes `call`.
+    /// Passes the switch, then makes `call` (as the platform's caches do).
     async fn call<T>(
         &self,
         call: impl Future<Output = Result<T, CacheError>>,
     ) -> Result<T, CacheError> {
-        let passed_then_called = async {
-            self.switch.pass().await?;
-            call.await
-        };
-        // A healthy switch adds no wait, so no timer is armed on the path every read takes.
-        if self.switch.get().latency_ms == 0 {
-            return passed_then_called.await;
-        }
-        tokio::time::timeout(self.timeout, passed_then_called)
-            .await
-            .map_err(|_elapsed| CacheError::TimedOut(self.timeout))?
+        pass_within(&self.switch, self.timeout, call).await
     }
 }
 
