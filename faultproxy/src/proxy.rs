@@ -132,7 +132,10 @@ impl Proxies {
             .as_deref()
             .is_some_and(|upstream| upstream != &*proxy.upstream);
         if moved || redirected || !enabled {
-            proxy.stop().await;
+            let was_running = proxy.stop().await;
+            if was_running && !enabled {
+                tracing::warn!(proxy = %name, listen = %proxy.listen, "proxy disabled: its listener and connections are closed");
+            }
         }
         if let Some(listen) = listen {
             proxy.listen = listen;
@@ -153,6 +156,7 @@ impl Proxies {
             .remove(name)
             .ok_or_else(|| Error::ProxyNotFound(name.to_owned()))?;
         proxy.stop().await;
+        tracing::info!(proxy = %name, "proxy deleted");
         Ok(())
     }
 
@@ -235,6 +239,7 @@ impl Proxies {
         for proxy in proxies.values_mut() {
             proxy.stop().await;
         }
+        tracing::info!(proxies = proxies.len(), "every proxy stopped");
     }
 
     fn next_revision(&self) -> u64 {
@@ -363,16 +368,17 @@ impl Proxy {
         Ok(())
     }
 
-    /// Closes the listener and every connection, and returns once they are closed.
-    async fn stop(&mut self) {
+    /// Closes the listener and every connection, and returns once they are closed; false if
+    /// the proxy was not running.
+    async fn stop(&mut self) -> bool {
         let Some(running) = self.running.take() else {
-            return;
+            return false;
         };
         running.stop.cancel();
         if let Err(err) = running.accepting.await {
             tracing::error!(proxy = %self.name, error = %err, "the proxy's accept loop failed");
         }
-        tracing::warn!(proxy = %self.name, listen = %self.listen, "proxy disabled: its listener and connections are closed");
+        true
     }
 }
 
