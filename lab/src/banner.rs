@@ -13,6 +13,7 @@ pub fn print(systems: &Systems, demo: &Demo) {
         console,
         limiter_key,
         admin_token,
+        engines,
     } = systems;
     let limiter_key = limiter_key.expose();
     let admin_token = admin_token.expose();
@@ -58,12 +59,40 @@ pub fn print(systems: &Systems, demo: &Demo) {
     let sms_push = sms_push_url.as_deref().unwrap_or("<NOTIFIER_PROVIDER_URL>");
     // The fault switches are only there when the lab runs the simulator itself.
     let provider = provider_url.as_deref().unwrap_or("<PAYMENTS_PROVIDER_URL>");
+    // Printed as localhost:<port>, like every address here: docker-compose.yml publishes its
+    // Toxiproxy's API at the same port on the host.
+    let proxies = engines
+        .api()
+        .and_then(|api| api.port_or_known_default())
+        .map(local);
+    let proxies_line = proxies.as_deref().map_or_else(String::new, |api| {
+        format!(
+            "  engine proxies {api}   Toxiproxy's API: {}\n",
+            engines.routed().join(", ")
+        )
+    });
+    let proxies_try = proxies.as_deref().map_or_else(String::new, |api| {
+        let example = engines
+            .routed()
+            .iter()
+            .find(|name| *name == "rate-limiter-redis")
+            .or(engines.routed().first())
+            .map_or("", String::as_str);
+        format!(
+            r#"  # break a real engine: each system reaches it through a proxy of its own; disabled, the
+  # proxy closes every connection (the console's proxy switches do this), enabled, it is back
+  curl -s {api}/proxies -H "authorization: Bearer $ADMIN_TOKEN"
+  curl -s -X POST {api}/proxies/{example} -H "authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+       -d '{{"enabled": false}}'
+"#
+        )
+    });
     println!(
         r#"
 sdlab is running. Ctrl-C stops it.
 
   console        {c}   every system live, on one page
-
+{proxies_line}
   url-shortener  {s}   API docs {s}/docs   metrics {s}/metrics   ({shortener_backends})
   rate-limiter   {r}   API docs {r}/docs   metrics {r}/metrics   ({limiter_backends})
                  gateway {g}, in front of the url-shortener
@@ -121,6 +150,6 @@ Try it (an API key and a link were made for this run):
   curl -s "{f}/v1/users/$ME/feed?limit=1" -H "authorization: Bearer $FEED_TOKEN"
   # sign up with a handle of your own: the answer holds your id and token, shown once (a taken handle is 409)
   curl -s {f}/v1/users -H 'content-type: application/json' -d '{{"handle": "ada"}}'
-"#
+{proxies_try}"#
     );
 }

@@ -9,13 +9,28 @@
 //! the same `Application::build` / `run_until_stopped` its own binary uses, so the lab adds
 //! nothing a system does not do alone; Ctrl-C (or SIGTERM) stops them all gracefully.
 //!
+//! # Breaking the real engines
+//! With `DATABASE_URL` or `REDIS_URL` set, each system reaches its PostgreSQL and its Redis
+//! through a TCP proxy of its own, named `<system>-<engine>` (`rate-limiter-redis`), which the
+//! lab runs in this process behind Toxiproxy's HTTP API on `SDLAB_TOXIPROXY_ADDR`
+//! (127.0.0.1:8474). The console shows them on each system's page as its `proxy-database` and
+//! `proxy-redis` switches: disabled, a proxy closes its listener and every connection through
+//! it, so the system's own client meets the outage (refused connections, a pool that cannot
+//! fill, reconnects once it is back); a latency toxic delays every answer. The banner prints the
+//! curl lines. `docker-compose.yml` runs Toxiproxy itself (`SDLAB_TOXIPROXY_URL`), where the
+//! broker is proxied too; `SDLAB_PROXY_ENGINES=off` connects to the engines directly. On the
+//! embedded backends there are no proxies: the systems' own switches (`/admin/faults`) serve.
+//! [`engines`] says how, and why the lab's own proxies leave the broker alone.
+//!
 //! # Layout
 //! - [`systems`]: builds the five systems and runs them until stopped.
+//! - [`engines`]: the proxies between the systems and their real engines.
 //! - [`demo`]: the data each start makes so that the banner's curl lines work.
 //! - [`banner`]: what is printed once everything is up.
 
 mod banner;
 mod demo;
+mod engines;
 mod systems;
 
 use self::{demo::Demo, systems::Systems};

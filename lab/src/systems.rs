@@ -9,6 +9,8 @@ use platform::{
 };
 use tokio::task::JoinSet;
 
+use crate::engines::EngineProxies;
+
 pub struct Systems {
     pub shortener: url_shortener::Application,
     pub limiter: rate_limiter::Application,
@@ -24,6 +26,8 @@ pub struct Systems {
     /// The token that opens the simulators' and the mailbox's fault switches
     /// (`SDLAB_ADMIN_TOKEN` if set, else one made for this run), for the banner.
     pub admin_token: AdminToken,
+    /// The proxies between the systems and their real engines, if any (`crate::engines`).
+    pub engines: EngineProxies,
 }
 
 type Running = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
@@ -39,11 +43,19 @@ impl Systems {
         // One admin token opens every fault switch of the run: the systems' own (their
         // database, Redis, broker, worker: `/admin/faults`) and the simulators'.
         let admin_token = AdminToken::from_env()?.unwrap_or_else(AdminToken::generate);
+        // Each system's real engines through a proxy of its own, which the same token opens.
+        let mut engines = EngineProxies::from_env(&admin_token).await?;
         let mut shortener_settings = url_shortener::Settings::from_env()?;
         shortener_settings.admin_token = Some(admin_token.clone());
+        engines
+            .route("url-shortener", &mut shortener_settings.backends)
+            .await?;
         let shortener = url_shortener::Application::build(shortener_settings).await?;
         let mut limiter_settings = rate_limiter::Settings::from_env()?;
         limiter_settings.admin_token = Some(admin_token.clone());
+        engines
+            .route_redis("rate-limiter", &mut limiter_settings.redis_url)
+            .await?;
         if limiter_settings.upstream.is_none() {
             let origin = format!("http://127.0.0.1:{}", shortener.port());
             limiter_settings.upstream = Some(origin.parse().map_err(anyhow::Error::msg)?);
@@ -54,6 +66,9 @@ impl Systems {
             .clone();
         let mut payments_settings = idempotency_demo::Settings::from_env()?;
         payments_settings.admin_token = Some(admin_token.clone());
+        engines
+            .route("idempotency-demo", &mut payments_settings.backends)
+            .await?;
         // The keys the console's k6 runs send: a payments client that is no notifier user (so a
         // run sends no receipts to the mailbox the notifier's run counts) and a notifier caller.
         let payments_key = payments_settings
@@ -66,6 +81,9 @@ impl Systems {
         };
         let mut notifier_settings = notifier::Settings::from_env()?;
         notifier_settings.admin_token = Some(admin_token.clone());
+        engines
+            .route("notifier", &mut notifier_settings.backends)
+            .await?;
         let notifier_key = notifier_settings
             .caller_key
             .get_or_insert_with(ApiKey::generate)
@@ -76,6 +94,9 @@ impl Systems {
         let notifier = notifier::Application::build(notifier_settings).await?;
         let mut feed_settings = feed_service::Settings::from_env()?;
         feed_settings.admin_token = Some(admin_token.clone());
+        engines
+            .route("feed-service", &mut feed_settings.backends)
+            .await?;
         // Hybrid unless FEED_STRATEGY says otherwise: both of the feed's designs run, and its
         // page can pause the fan-out worker (pull has none).
         if std::env::var_os("FEED_STRATEGY").is_none() {
@@ -135,6 +156,10 @@ impl Systems {
         }
         // The simulators' fault switches, where this run serves them, open to the same token.
         console_settings.admin_token = Some(admin_token.clone());
+        // The engines' proxies, which each system's page shows as its `proxy-<engine>` switches.
+        if std::env::var_os("CONSOLE_TOXIPROXY").is_none() {
+            console_settings.toxiproxy = engines.api().cloned();
+        }
         if std::env::var_os("CONSOLE_SWITCHES").is_none() {
             let mut switches = Vec::new();
             let at = |addr: std::net::SocketAddr, path: &str| format!("http://{addr}{path}");
@@ -168,12 +193,19 @@ impl Systems {
             console: console::Application::build(console_settings).await?,
             limiter_key,
             admin_token,
+            engines,
         })
     }
 
     /// Runs every system until `stop` is cancelled. If one fails, the others are stopped and the
     /// first failure is returned.
-    pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(mut self, stop: CancellationToken) -> anyhow::Result<()> {
+        // The engines' proxies outlive the systems, which may still be writing through them as
+        // they stop (the shortener's last visit counts, the outbox's last batch).
+        let proxies_stop = CancellationToken::new();
+        let proxies = self.engines.take_server().map(|server| {
+            tokio::spawn(server.run_until_stopped(proxies_stop.clone().cancelled_owned()))
+        });
         let until = || stop.clone().cancelled_owned();
         let systems: [(&str, Running); 6] = [
             (
@@ -210,6 +242,14 @@ impl Systems {
                 stop.cancel();
                 first_error.get_or_insert(err.context(format!("{name} failed")));
             }
+        }
+        proxies_stop.cancel();
+        if let Some(proxies) = proxies
+            && let Err(err) = proxies.await?
+        {
+            tracing::error!(error = ?err, "the engines' proxies stopped with an error");
+            first_error
+                .get_or_insert(anyhow::Error::new(err).context("the engines' proxies failed"));
         }
         first_error.map_or(Ok(()), Err)
     }
