@@ -485,63 +485,33 @@ async fn a_dependencys_switch_is_found_on_the_system_and_set_on_every_replica() 
     .problem(StatusCode::NOT_FOUND);
 }
 
-/// A stand-in for Toxiproxy's API, as much of it as the console uses: proxies by name, each
-/// enabled or not, with its toxics.
-async fn toxiproxy() -> (SocketAddr, Arc<std::sync::Mutex<Value>>) {
-    use axum::{extract::Path, routing::post};
-    type Proxies = Arc<std::sync::Mutex<Value>>;
-    let proxies: Proxies = Arc::new(std::sync::Mutex::new(json!({
-        "rate-limiter-redis": {"name": "rate-limiter-redis", "listen": "127.0.0.1:1", "upstream": "127.0.0.1:6379", "enabled": true, "toxics": []},
-        "url-shortener-redis": {"name": "url-shortener-redis", "listen": "127.0.0.1:2", "upstream": "127.0.0.1:6379", "enabled": true, "toxics": []},
-    })));
-    let app = Router::new()
-        .route("/proxies", get(|State(p): State<Proxies>| async move { Json(p.lock().unwrap().clone()) }))
-        .route(
-            "/proxies/{name}",
-            get(|State(p): State<Proxies>, Path(name): Path<String>| async move {
-                match p.lock().unwrap().get(&name) {
-                    Some(proxy) => Ok(Json(proxy.clone())),
-                    None => Err(StatusCode::NOT_FOUND),
-                }
+/// The proxy the lab runs between the systems and their real engines, with Toxiproxy's API,
+/// holding a proxy for the rate limiter's Redis and one for the shortener's.
+async fn toxiproxy(token: &AdminToken) -> (SocketAddr, faultproxy::Proxies) {
+    let server = faultproxy::Server::bind("127.0.0.1:0".parse().unwrap(), Some(token.clone()))
+        .await
+        .unwrap();
+    for name in ["rate-limiter-redis", "url-shortener-redis"] {
+        server
+            .proxies()
+            .create(faultproxy::NewProxy {
+                name: name.to_owned(),
+                listen: "127.0.0.1:0".to_owned(),
+                upstream: "127.0.0.1:6379".to_owned(),
+                enabled: true,
             })
-            .post(|State(p): State<Proxies>, Path(name): Path<String>, Json(update): Json<Value>| async move {
-                let mut proxies = p.lock().unwrap();
-                proxies[&name]["enabled"] = update["enabled"].clone();
-                Json(proxies[&name].clone())
-            }),
-        )
-        .route(
-            "/proxies/{name}/toxics",
-            post(|State(p): State<Proxies>, Path(name): Path<String>, Json(toxic): Json<Value>| async move {
-                p.lock().unwrap()[&name]["toxics"].as_array_mut().unwrap().push(toxic.clone());
-                Json(toxic)
-            }),
-        )
-        .route(
-            "/proxies/{name}/toxics/{toxic}",
-            post(|State(p): State<Proxies>, Path((name, toxic)): Path<(String, String)>, Json(update): Json<Value>| async move {
-                let mut proxies = p.lock().unwrap();
-                let toxics = proxies[&name]["toxics"].as_array_mut().unwrap();
-                let found = toxics.iter_mut().find(|t| t["name"] == toxic.as_str()).unwrap();
-                found["attributes"] = update["attributes"].clone();
-                Json(found.clone())
-            })
-            .delete(|State(p): State<Proxies>, Path((name, toxic)): Path<(String, String)>| async move {
-                p.lock().unwrap()[&name]["toxics"].as_array_mut().unwrap().retain(|t| t["name"] != toxic.as_str());
-                StatusCode::NO_CONTENT
-            }),
-        )
-        .with_state(proxies.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            .await
+            .unwrap();
+    }
+    let (addr, proxies) = (server.addr().unwrap(), server.proxies().clone());
+    tokio::spawn(server.run_until_stopped(std::future::pending()));
     (addr, proxies)
 }
 
 #[tokio::test]
 async fn a_systems_proxies_are_its_switches_on_the_real_engines() {
     let token = AdminToken::generate();
-    let (api, proxies) = toxiproxy().await;
+    let (api, proxies) = toxiproxy(&token).await;
     let mut settings = Settings {
         addr: "127.0.0.1:0".parse().unwrap(),
         targets: Targets::parse(&format!("rate-limiter=http://{}", nowhere().await)).unwrap(),
@@ -587,17 +557,17 @@ async fn a_systems_proxies_are_its_switches_on_the_real_engines() {
         String::from_utf8_lossy(&set.body)
     );
     assert_eq!(set.json(), json!({"latency_ms": 300, "unreachable": true}));
-    {
-        let proxies = proxies.lock().unwrap();
-        let proxy = &proxies["rate-limiter-redis"];
-        assert_eq!(proxy["enabled"], false, "unreachable is the proxy disabled");
-        assert_eq!(proxy["toxics"][0]["type"], "latency");
-        assert_eq!(proxy["toxics"][0]["attributes"]["latency"], 300);
-        assert_eq!(
-            proxies["url-shortener-redis"]["enabled"], true,
-            "another system's proxy is left alone"
-        );
-    }
+    let limiter = json!(proxies.get("rate-limiter-redis").await.unwrap());
+    assert_eq!(
+        limiter["enabled"], false,
+        "unreachable is the proxy disabled"
+    );
+    assert_eq!(limiter["toxics"][0]["type"], "latency");
+    assert_eq!(limiter["toxics"][0]["attributes"]["latency"], 300);
+    assert!(
+        proxies.get("url-shortener-redis").await.unwrap().enabled,
+        "another system's proxy is left alone"
+    );
 
     let undone = as_admin(
         &app,
@@ -611,9 +581,13 @@ async fn a_systems_proxies_are_its_switches_on_the_real_engines() {
         undone.json(),
         json!({"latency_ms": 0, "unreachable": false})
     );
-    assert_eq!(
-        proxies.lock().unwrap()["rate-limiter-redis"]["toxics"],
-        json!([])
+    assert!(
+        proxies
+            .get("rate-limiter-redis")
+            .await
+            .unwrap()
+            .toxics
+            .is_empty()
     );
 
     as_admin(
