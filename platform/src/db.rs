@@ -103,7 +103,8 @@ impl Database {
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     // Fail fast when the database is gone, rather than queueing requests for the
-                    // default 30 seconds: the caller gets a 500 (or /readyz a 503) at once.
+                    // default 30 seconds: the caller gets a 503 (the systems answer a pool that
+                    // cannot give a connection as the database being unavailable) within 3 s.
                     .acquire_timeout(Duration::from_secs(3))
                     .connect_with(options.options([("search_path", schema)]))
                     .await
