@@ -5,7 +5,8 @@
 //! cargo run --release
 //! ```
 //!
-//! It prints where each system listens and a few curl lines to try. Each system is started through
+//! It prints where each system listens and a few curl lines to try. `cargo run --release --
+//! walkthrough` instead sits a system's mock interview in the terminal ([`walkthrough`]). Each system is started through
 //! the same `Application::build` / `run_until_stopped` its own binary uses, so the lab adds
 //! nothing a system does not do alone; Ctrl-C (or SIGTERM) stops them all gracefully.
 //!
@@ -27,13 +28,31 @@
 //! - [`engines`]: the proxies between the systems and their real engines.
 //! - [`demo`]: the data each start makes so that the banner's curl lines work.
 //! - [`banner`]: what is printed once everything is up.
+//! - [`walkthrough`]: the `walkthrough` subcommand, a system as a 45-minute mock interview.
 
 mod banner;
 mod demo;
 mod engines;
 mod systems;
+mod walkthrough;
+
+use clap::{Parser, Subcommand};
 
 use self::{demo::Demo, systems::Systems};
+
+/// Every system of the workspace in one process; with a subcommand, something else.
+#[derive(Debug, Parser)]
+#[command(name = "sdlab", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Walk through a system as a 45-minute mock interview (without a system: the list).
+    Walkthrough(walkthrough::Args),
+}
 
 /// The allocator every system binary uses (see `url-shortener/src/main.rs` for why).
 #[global_allocator]
@@ -41,6 +60,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if let Some(Command::Walkthrough(args)) = Cli::parse().command {
+        return walkthrough::run(args).await;
+    }
     platform::telemetry::init();
     let stop = platform::shutdown::on_signal();
     let systems = Systems::build().await?;
