@@ -41,6 +41,7 @@ pub struct FeedPage {
         (status = 200, description = "A page of the feed", body = FeedPage),
         (status = 403, description = "Someone else's feed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend the request needs is unavailable (the database, or Redis for a feed); the problem names it", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn home_feed(

@@ -25,6 +25,7 @@ use crate::error::FeedError;
         (status = 403, description = "`id` is someone else", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (`id` or `target`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`target` is the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend the request needs is unavailable (the database, or Redis for a feed); the problem names it", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn follow(
@@ -54,6 +55,7 @@ pub async fn follow(
         (status = 403, description = "`id` is someone else", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (`id` or `target`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`target` is the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend the request needs is unavailable (the database, or Redis for a feed); the problem names it", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn unfollow(

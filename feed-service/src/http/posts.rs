@@ -75,6 +75,7 @@ impl From<domain::Post> for Post {
             headers(("location" = String, description = "The post"))),
         (status = 403, description = "`author` is someone else", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`text` (or `author`) is not valid; `errors` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend the request needs is unavailable (the database, or Redis for a feed); the problem names it", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_post(
@@ -105,6 +106,7 @@ pub async fn create_post(
     responses(
         (status = 200, description = "The post", body = Post),
         (status = 404, description = "No such post, or it was deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend the request needs is unavailable (the database, or Redis for a feed); the problem names it", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_post(
@@ -131,6 +133,7 @@ pub async fn get_post(
         (status = 204, description = "Deleted (now or before)"),
         (status = 403, description = "Someone else's post", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend the request needs is unavailable (the database, or Redis for a feed); the problem names it", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_post(

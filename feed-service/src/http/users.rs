@@ -89,6 +89,7 @@ impl From<domain::Profile> for Profile {
             headers(("location" = String, description = "The user's profile"))),
         (status = 409, description = "The handle is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The handle is malformed; `errors` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend the request needs is unavailable (the database, or Redis for a feed); the problem names it", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn sign_up(
@@ -119,6 +120,7 @@ pub async fn sign_up(
     responses(
         (status = 200, description = "The profile", body = Profile),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend the request needs is unavailable (the database, or Redis for a feed); the problem names it", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_user(
