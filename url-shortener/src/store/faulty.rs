@@ -4,6 +4,10 @@
 //! then watches is the shortener's own handling of a database outage: cached links keep
 //! redirecting, everything that needs the database answers 503, and visit tallies wait in memory
 //! for the flush that succeeds (DESIGN.md, "Break it").
+//!
+//! Since every call to the links passes here, here is also where they are counted:
+//! `shortener_store_queries_total{call}` counts the calls sent to the database, by the store's
+//! method. It is what shows a cached redirect sending none (`sdlab walkthrough url-shortener`).
 
 use std::sync::Arc;
 
@@ -26,27 +30,34 @@ impl FaultyStore {
     pub fn new(inner: Arc<dyn LinkStore>, switch: FaultSwitch) -> Self {
         Self { inner, switch }
     }
+
+    /// Passes the switch, then counts `call` as sent to the database.
+    async fn send(&self, call: &'static str) -> Result<(), StoreError> {
+        self.switch.pass().await?;
+        metrics::counter!("shortener_store_queries_total", "call" => call).increment(1);
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl LinkStore for FaultyStore {
     async fn lease_ids(&self, count: u64) -> Result<u64, StoreError> {
-        self.switch.pass().await?;
+        self.send("lease_ids").await?;
         self.inner.lease_ids(count).await
     }
 
     async fn insert_link(&self, link: &NewLink) -> Result<(), StoreError> {
-        self.switch.pass().await?;
+        self.send("insert_link").await?;
         self.inner.insert_link(link).await
     }
 
     async fn find_link(&self, code: &ShortCode) -> Result<Option<Link>, StoreError> {
-        self.switch.pass().await?;
+        self.send("find_link").await?;
         self.inner.find_link(code).await
     }
 
     async fn delete_link(&self, code: &ShortCode, at: OffsetDateTime) -> Result<bool, StoreError> {
-        self.switch.pass().await?;
+        self.send("delete_link").await?;
         self.inner.delete_link(code, at).await
     }
 
@@ -55,12 +66,12 @@ impl LinkStore for FaultyStore {
         code: &ShortCode,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        self.switch.pass().await?;
+        self.send("consume_visit").await?;
         self.inner.consume_visit(code, now).await
     }
 
     async fn add_visits(&self, batch: &[(ShortCode, VisitDelta)]) -> Result<(), StoreError> {
-        self.switch.pass().await?;
+        self.send("add_visits").await?;
         self.inner.add_visits(batch).await
     }
 }
