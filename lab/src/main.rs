@@ -6,9 +6,10 @@
 //! ```
 //!
 //! It prints where each system listens and a few curl lines to try. `cargo run --release --
-//! walkthrough` instead sits a system's mock interview in the terminal ([`walkthrough`]). Each system is started through
-//! the same `Application::build` / `run_until_stopped` its own binary uses, so the lab adds
-//! nothing a system does not do alone; Ctrl-C (or SIGTERM) stops them all gracefully.
+//! walkthrough` instead sits a system's mock interview in the terminal (the `walkthrough`
+//! crate). Each system is started through the same `Application::build` / `run_until_stopped`
+//! its own binary uses, so the lab adds nothing a system does not do alone; Ctrl-C (or SIGTERM)
+//! stops them all gracefully.
 //!
 //! # Breaking the real engines
 //! With `DATABASE_URL` or `REDIS_URL` set, each system reaches its PostgreSQL and its Redis
@@ -28,13 +29,11 @@
 //! - [`engines`]: the proxies between the systems and their real engines.
 //! - [`demo`]: the data each start makes so that the banner's curl lines work.
 //! - [`banner`]: what is printed once everything is up.
-//! - [`walkthrough`]: the `walkthrough` subcommand, a system as a 45-minute mock interview.
 
 mod banner;
 mod demo;
 mod engines;
 mod systems;
-mod walkthrough;
 
 use clap::{Parser, Subcommand};
 
@@ -51,7 +50,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Walk through a system as a 45-minute mock interview (without a system: the list).
-    Walkthrough(walkthrough::Args),
+    Walkthrough(walkthrough::terminal::Args),
 }
 
 /// The allocator every system binary uses (see `url-shortener/src/main.rs` for why).
@@ -61,7 +60,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if let Some(Command::Walkthrough(args)) = Cli::parse().command {
-        return walkthrough::run(args).await;
+        return walkthrough::terminal::run(args).await;
     }
     platform::telemetry::init();
     let stop = platform::shutdown::on_signal();

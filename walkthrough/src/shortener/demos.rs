@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use url_shortener::domain::code::{CODE_SPACE, ShortCode};
 
-use crate::walkthrough::stage::{self, Servers, Shown, Stage};
+use crate::stage::{self, Servers, Shown, Stage};
 
 /// The demonstrations, by the ids WALKTHROUGH.toml's claims name.
 pub const DEMOS: &[&str] = &[

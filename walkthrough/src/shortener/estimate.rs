@@ -1,7 +1,7 @@
 //! The shortener's back-of-the-envelope numbers, computed from inputs the user can change
 //! (`--set links_per_day=200000000`), and unit-tested against DESIGN.md §2's worked example.
 
-use crate::walkthrough::estimate::{Inputs, bytes, count, table};
+use crate::estimate::{Inputs, bytes, count, table};
 
 /// What the estimate starts from. The defaults are DESIGN.md §2's: Xu's traffic, this design's
 /// row (~220 B with its header and index entry), its hot set and its ID blocks.
@@ -111,7 +111,7 @@ pub fn render(inputs: &Inputs, measured: Option<&Measured>) -> String {
     match measured {
         Some(m) => {
             let cores = (e.peak_redirects_per_sec / m.redirects_per_core as f64).ceil();
-            out.push_str(&super::super::indent(
+            out.push_str(&crate::indent(
                 &format!(
                     "one core serves {} cached redirects/s ({}): the peak above needs {} \
                      core(s) for redirects alone.",

@@ -1,4 +1,5 @@
-//! `sdlab walkthrough`: a system as a 45-minute mock interview in the terminal (issue 21).
+//! A system as a 45-minute mock interview (issue 21): in the terminal (`sdlab walkthrough`,
+//! [`terminal`]) and on its console page.
 //!
 //! The words are the system's `WALKTHROUGH.toml`, compiled in, whose answers come from its
 //! DESIGN.md. What the code knows is asked of the code: the estimates are computed from inputs
@@ -17,12 +18,9 @@
 pub mod estimate;
 pub mod shortener;
 pub mod stage;
+pub mod terminal;
 
-use std::{
-    fmt::Write as _,
-    io::{BufRead, IsTerminal, Write as _},
-    time::{Duration, Instant},
-};
+use std::fmt::Write as _;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -33,7 +31,7 @@ use self::{
 };
 
 /// The interview the phases' minutes add up to.
-const INTERVIEW_MINUTES: u32 = 45;
+pub const INTERVIEW_MINUTES: u32 = 45;
 /// Where the text is wrapped.
 const WIDTH: usize = 100;
 
@@ -68,21 +66,6 @@ pub trait Subject: Sync {
 
     /// Starts the system (and whatever else the demonstrations need).
     async fn stage(&self) -> anyhow::Result<Box<dyn Stage>>;
-}
-
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// The system to walk through; without it, the systems that have a walkthrough.
-    system: Option<String>,
-    /// Print every step, and run every live demonstration, at once instead of waiting for Enter.
-    #[arg(long, conflicts_with = "practice")]
-    all: bool,
-    /// Show each phase's question and a timer; the answer and its checklist when you press Enter.
-    #[arg(long)]
-    practice: bool,
-    /// Change an estimate's input, e.g. `--set links_per_day=200000000` (repeatable).
-    #[arg(long = "set", value_name = "NAME=VALUE")]
-    set: Vec<String>,
 }
 
 /// A walkthrough as its TOML file holds it.
@@ -191,50 +174,21 @@ impl Walkthrough {
 }
 
 /// One phase ready to show: the question, then what answers it.
-struct Step {
-    heading: String,
-    minutes: u32,
-    question: String,
-    answer: Vec<Part>,
+pub struct Step {
+    pub heading: String,
+    pub minutes: u32,
+    pub question: String,
+    pub answer: Vec<Part>,
 }
 
 /// A piece of an answer: text, or a live demonstration to run and show.
-enum Part {
+pub enum Part {
     Text(String),
     Demo(String),
 }
 
-/// Runs `sdlab walkthrough …`.
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let Some(system) = args.system else {
-        print!("{}", list()?);
-        return Ok(());
-    };
-    let subject = subject(&system)?;
-    let mut inputs = subject.inputs();
-    for assignment in &args.set {
-        inputs.set(assignment).map_err(anyhow::Error::msg)?;
-    }
-    if args.all {
-        let rendered = render(subject, &inputs).await?;
-        print!("{}", rendered.text);
-        anyhow::ensure!(
-            rendered.broken.is_empty(),
-            "{} claim(s) did not hold: {}",
-            rendered.broken.len(),
-            rendered.broken.join("; ")
-        );
-        return Ok(());
-    }
-    println!("Starting {system} for the live parts...");
-    let mut stage = subject.stage().await?;
-    let result = step_through(subject, &inputs, stage.as_mut(), args.practice).await;
-    stage.stop().await?;
-    result
-}
-
 /// The subject called `system`, or an error saying which there are.
-fn subject(system: &str) -> anyhow::Result<&'static dyn Subject> {
+pub fn subject(system: &str) -> anyhow::Result<&'static dyn Subject> {
     for subject in SUBJECTS {
         if Walkthrough::parse(subject.text(), subject.demos())?.system == system {
             return Ok(*subject);
@@ -247,7 +201,7 @@ fn subject(system: &str) -> anyhow::Result<&'static dyn Subject> {
 }
 
 /// `sdlab walkthrough` without a system.
-fn list() -> anyhow::Result<String> {
+pub fn list() -> anyhow::Result<String> {
     let mut out = String::from("Walkthroughs (cargo run --release -- walkthrough <system>):\n");
     for subject in SUBJECTS {
         let walkthrough = Walkthrough::parse(subject.text(), subject.demos())?;
@@ -301,7 +255,7 @@ async fn render_on(
 }
 
 /// Runs one demonstration; one that could not run is a claim that did not hold.
-async fn demonstrate(stage: &mut dyn Stage, demo: &str) -> Shown {
+pub async fn demonstrate(stage: &mut dyn Stage, demo: &str) -> Shown {
     let mut shown = Shown::default();
     if let Err(err) = stage.demonstrate(demo, &mut shown).await {
         shown.check(false, format!("the demonstration {demo} ran: {err:#}"));
@@ -309,7 +263,7 @@ async fn demonstrate(stage: &mut dyn Stage, demo: &str) -> Shown {
     shown
 }
 
-fn render_shown(shown: &Shown) -> String {
+pub fn render_shown(shown: &Shown) -> String {
     let mut out = String::from("     live:\n");
     for line in &shown.lines {
         out.push_str(&indent(line, "       ", "         "));
@@ -317,7 +271,7 @@ fn render_shown(shown: &Shown) -> String {
     out
 }
 
-fn banner(step: &Step) -> String {
+pub fn banner(step: &Step) -> String {
     let title = format!(
         "== {} ({} of {INTERVIEW_MINUTES} min) ",
         step.heading, step.minutes
@@ -327,7 +281,7 @@ fn banner(step: &Step) -> String {
 }
 
 /// The walkthrough's title line and its steps.
-async fn steps(
+pub async fn steps(
     subject: &dyn Subject,
     inputs: &Inputs,
     stage: &dyn Stage,
@@ -405,109 +359,6 @@ fn render_claim(number: usize, claim: &Claim) -> String {
         let _ = writeln!(out, "     held by the test {test}");
     }
     out
-}
-
-/// Step by step: each phase's question, a running timer until Enter, then its answer (at once,
-/// or after a second Enter in practice mode, so the user answers before reading ours), each
-/// demonstration run when the user asks for it.
-async fn step_through(
-    subject: &dyn Subject,
-    inputs: &Inputs,
-    stage: &mut dyn Stage,
-    practice: bool,
-) -> anyhow::Result<()> {
-    let (title, steps) = steps(subject, inputs, stage).await?;
-    let interview = Instant::now();
-    println!("{title}");
-    for step in &steps {
-        let phase = Instant::now();
-        println!("\n{}\n{}", banner(step), step.question);
-        let timer = Timer {
-            minutes: step.minutes,
-            phase,
-            interview,
-        };
-        if practice {
-            timer.wait_for_enter("Answer aloud; Enter shows ours.")?;
-        }
-        println!();
-        for part in &step.answer {
-            match part {
-                Part::Text(text) => print!("{text}"),
-                Part::Demo(demo) => {
-                    timer.wait_for_enter("Enter runs the live demonstration.")?;
-                    print!("{}", render_shown(&demonstrate(stage, demo).await));
-                }
-            }
-        }
-        timer.wait_for_enter("Enter goes on.")?;
-    }
-    println!(
-        "\nDone in {} of {INTERVIEW_MINUTES}:00.",
-        clock(interview.elapsed())
-    );
-    Ok(())
-}
-
-/// A phase's clock, shown while the walkthrough waits for Enter.
-struct Timer {
-    minutes: u32,
-    phase: Instant,
-    interview: Instant,
-}
-
-impl Timer {
-    /// Waits for Enter, redrawing `prompt` with the phase's and the interview's time every
-    /// quarter second when stdout is a terminal (once otherwise, so a pipe gets no carriage
-    /// returns). The redraw and the Enter take one lock, so no redraw lands after the Enter.
-    fn wait_for_enter(&self, prompt: &str) -> anyhow::Result<()> {
-        let line = || {
-            format!(
-                "\r{prompt} [this phase {} of {}:00, interview {} of {INTERVIEW_MINUTES}:00] ",
-                clock(self.phase.elapsed()),
-                self.minutes,
-                clock(self.interview.elapsed())
-            )
-        };
-        let done = std::sync::Mutex::new(false);
-        tokio::task::block_in_place(|| {
-            std::thread::scope(|scope| {
-                if std::io::stdout().is_terminal() {
-                    let done = &done;
-                    let line = &line;
-                    scope.spawn(move || {
-                        loop {
-                            {
-                                let done = done.lock().unwrap_or_else(|e| e.into_inner());
-                                if *done {
-                                    break;
-                                }
-                                print!("{}", line());
-                                let _ = std::io::stdout().flush();
-                            }
-                            std::thread::sleep(Duration::from_millis(250));
-                        }
-                    });
-                } else {
-                    print!("{}", line().trim_start_matches('\r'));
-                    let _ = std::io::stdout().flush();
-                }
-                let mut input = String::new();
-                let read = std::io::stdin().lock().read_line(&mut input);
-                *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
-                match read {
-                    Ok(0) => anyhow::bail!("stdin closed: use --all to print every step at once"),
-                    Ok(_) => Ok(()),
-                    Err(err) => Err(err.into()),
-                }
-            })
-        })
-    }
-}
-
-fn clock(elapsed: Duration) -> String {
-    let seconds = elapsed.as_secs();
-    format!("{}:{:02}", seconds / 60, seconds % 60)
 }
 
 /// Wraps TOML prose at [`WIDTH`]: paragraphs are separated by a blank line, and a line starting

@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use self::estimate::Measured;
 use super::{Subject, estimate::Inputs, stage::Stage};
 
-pub const TEXT: &str = include_str!("../../../../url-shortener/WALKTHROUGH.toml");
-const DESIGN: &str = include_str!("../../../../url-shortener/DESIGN.md");
-pub(in crate::walkthrough) const MIGRATION: &str =
-    include_str!("../../../../url-shortener/migrations/postgres/20261121000001_links.sql");
+pub const TEXT: &str = include_str!("../../../url-shortener/WALKTHROUGH.toml");
+const DESIGN: &str = include_str!("../../../url-shortener/DESIGN.md");
+pub(crate) const MIGRATION: &str =
+    include_str!("../../../url-shortener/migrations/postgres/20261121000001_links.sql");
 pub use self::demos::DEMOS;
 
 pub struct Shortener;
