@@ -44,11 +44,16 @@ impl Application {
             .no_proxy()
             .build()
             .context("building the HTTP client")?;
+        let program = match &settings.walkthrough_program {
+            Some(program) => program.clone(),
+            None => std::env::current_exe().context("finding the console's own executable")?,
+        };
         let router = http::app(AppState {
             window,
             settings: Arc::new(settings),
             client,
             load: crate::load::LoadRunner::default(),
+            demos: Arc::new(walkthrough::view::Demos::new(program)),
         });
         Ok(Self {
             listener,

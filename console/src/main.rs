@@ -3,6 +3,9 @@
 //! ```text
 //! cargo run --release -p console
 //! ```
+//!
+//! `console walkthrough …` is the lab's `walkthrough` subcommand: the console runs each
+//! demonstration its pages ask for so, in a process of its own (`walkthrough::view::Demos`).
 
 use console::{Application, Settings};
 
@@ -12,6 +15,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if let Some(args) = walkthrough::terminal::from_command_line() {
+        return walkthrough::terminal::run(args).await;
+    }
     platform::telemetry::init();
     let stop = platform::shutdown::on_signal();
     let app = Application::build(Settings::from_env()?).await?;

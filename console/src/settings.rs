@@ -15,7 +15,7 @@
 //! A system with more than one URL is a set of replicas: the console sums them and also shows
 //! each one.
 
-use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use platform::{
     auth::AdminToken,
@@ -36,6 +36,10 @@ pub struct Settings {
     pub load_env: LoadEnv,
     /// The proxies between the systems and their real engines (`console::toxiproxy`).
     pub toxiproxy: Option<Url>,
+    /// `CONSOLE_WALKTHROUGH_BIN`: the program that runs the walkthroughs' demonstrations as
+    /// `<program> walkthrough <system> --demo <id> --json` (`walkthrough::view::Demos`). `None`:
+    /// this process's own executable (the lab's `sdlab`, or `console`), which takes it.
+    pub walkthrough_program: Option<PathBuf>,
 }
 
 impl Settings {
@@ -49,6 +53,7 @@ impl Settings {
             admin_token: AdminToken::from_env()?,
             load_env: env_opt("CONSOLE_LOAD_ENV")?.unwrap_or_default(),
             toxiproxy: env_opt("CONSOLE_TOXIPROXY")?,
+            walkthrough_program: env_opt("CONSOLE_WALKTHROUGH_BIN")?,
         })
     }
 
@@ -486,6 +491,7 @@ mod tests {
             admin_token: None,
             load_env: LoadEnv::default(),
             toxiproxy: None,
+            walkthrough_program: None,
         };
         assert_eq!(settings.window_len(), 900);
         let tiny = Settings {

@@ -69,19 +69,28 @@ async fn console(targets: &str) -> Application {
 
 async fn console_with(targets: &str, switches: &str, admin: Option<AdminToken>) -> Application {
     Application::build(Settings {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        targets: Targets::parse(targets).unwrap(),
         switches: Switches::parse(switches).unwrap(),
         admin_token: admin,
+        ..settings(targets)
+    })
+    .await
+    .unwrap()
+}
+
+fn settings(targets: &str) -> Settings {
+    Settings {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        targets: Targets::parse(targets).unwrap(),
+        switches: Switches::default(),
+        admin_token: None,
         load_env: LoadEnv::default(),
         toxiproxy: None,
+        walkthrough_program: None,
         // The tests scrape when they choose; a long interval gives each read the longest timeout
         // (2 s), so a slow, loaded machine does not make a target look down.
         scrape_every: Duration::from_secs(10),
         window: Duration::from_secs(600),
-    })
-    .await
-    .unwrap()
+    }
 }
 
 async fn fetch(app: &Application, path: &str) -> TestResponse {
@@ -512,17 +521,11 @@ async fn toxiproxy(token: &AdminToken) -> (SocketAddr, faultproxy::Proxies) {
 async fn a_systems_proxies_are_its_switches_on_the_real_engines() {
     let token = AdminToken::generate();
     let (api, proxies) = toxiproxy(&token).await;
-    let mut settings = Settings {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        targets: Targets::parse(&format!("rate-limiter=http://{}", nowhere().await)).unwrap(),
-        switches: Switches::default(),
+    let settings = Settings {
         admin_token: Some(token.clone()),
-        load_env: LoadEnv::default(),
-        toxiproxy: None,
-        scrape_every: Duration::from_secs(10),
-        window: Duration::from_secs(600),
+        toxiproxy: Some(format!("http://{api}/").parse().unwrap()),
+        ..settings(&format!("rate-limiter=http://{}", nowhere().await))
     };
-    settings.toxiproxy = Some(format!("http://{api}/").parse().unwrap());
     let app = Application::build(settings).await.unwrap();
     let list = "/api/systems/rate-limiter/switches";
     let redis = "/api/systems/rate-limiter/switches/proxy-redis";
@@ -652,4 +655,120 @@ async fn a_load_is_asked_for_within_bounds_and_only_where_there_is_a_scenario() 
         Value::Null,
         "no run yet"
     );
+}
+
+#[tokio::test]
+async fn a_systems_walkthrough_moves_its_estimate_with_the_inputs_and_refuses_a_bad_one() {
+    let app = console(&format!("url-shortener=http://{}", nowhere().await)).await;
+
+    let default = fetch(&app, "/api/systems/url-shortener/walkthrough").await;
+    let changed = fetch(
+        &app,
+        "/api/systems/url-shortener/walkthrough?reads_per_write=100&links_per_day=1e8",
+    )
+    .await;
+    let unknown = fetch(&app, "/api/systems/url-shortener/walkthrough?users=5").await;
+    let negative = fetch(
+        &app,
+        "/api/systems/url-shortener/walkthrough?peak_factor=-1",
+    )
+    .await;
+
+    assert_eq!(default.status, StatusCode::OK);
+    let phases = default.json()["phases"].clone();
+    assert_eq!(phases.as_array().unwrap().len(), 7, "{phases}");
+    assert_eq!(phases[1]["kind"], "estimate");
+    let estimate = |response: &TestResponse| response.json()["phases"][1]["generated"].clone();
+    assert!(
+        estimate(&default)
+            .as_str()
+            .unwrap()
+            .contains("11,574/s average")
+    );
+    assert!(
+        estimate(&changed)
+            .as_str()
+            .unwrap()
+            .contains("115,741/s average")
+    );
+    // Nothing watched answers: the API phase says the endpoints could not be read.
+    let reference = phases[2]["generated"].as_str().unwrap();
+    assert!(reference.contains("could not be read"), "{reference}");
+    assert!(reference.contains("CREATE TABLE links ("), "{reference}");
+    for (bad, name) in [(&unknown, "users"), (&negative, "peak_factor")] {
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(bad.json()["errors"][0]["parameter"], name);
+    }
+}
+
+#[tokio::test]
+async fn a_system_without_a_walkthrough_or_a_demonstration_not_its_own_is_a_404() {
+    let app = console(&format!("notifier=http://{}", nowhere().await)).await;
+
+    let none = fetch(&app, "/api/systems/someone-elses/walkthrough").await;
+    let demo = demonstrate(&app, "url-shortener", "no-such-demo").await;
+
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+    assert_eq!(demo.status, StatusCode::NOT_FOUND);
+    assert!(
+        demo.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cached-redirect")
+    );
+}
+
+#[tokio::test]
+async fn a_claims_file_is_served_and_no_other() {
+    let app = console(&format!("url-shortener=http://{}", nowhere().await)).await;
+
+    let claimed = fetch(&app, "/source/url-shortener/src/cache.rs").await;
+    let other = fetch(&app, "/source/Cargo.toml").await;
+    let escape = fetch(&app, "/source/../../etc/passwd").await;
+
+    assert_eq!(claimed.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&claimed.body).contains("negative caching"));
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert_ne!(escape.status, StatusCode::OK);
+}
+
+/// The page's button runs the demonstration as the console's own binary's `walkthrough <system>
+/// --demo <id> --json`: a shortener started for it, the claim checked there.
+#[tokio::test]
+async fn a_demonstration_runs_in_a_process_of_its_own_and_says_what_held() {
+    let mut with_binary = settings(&format!("url-shortener=http://{}", nowhere().await));
+    with_binary.walkthrough_program = Some(env!("CARGO_BIN_EXE_console").into());
+    let app = Application::build(with_binary).await.unwrap();
+    let mut missing = settings(&format!("url-shortener=http://{}", nowhere().await));
+    missing.walkthrough_program = Some("/nonexistent/sdlab".into());
+    let broken = Application::build(missing).await.unwrap();
+
+    let shown = demonstrate(&app, "url-shortener", "exact-visit-limit").await;
+    let failed = demonstrate(&broken, "url-shortener", "exact-visit-limit").await;
+
+    assert_eq!(shown.status, StatusCode::OK, "{:?}", shown.body);
+    let shown = shown.json();
+    assert_eq!(shown["broken"], json!([]), "{shown}");
+    let lines = shown["lines"].to_string();
+    assert!(
+        lines.contains("10 answered 302, 40 answered 404"),
+        "{lines}"
+    );
+    assert!(lines.contains("held: "), "{lines}");
+    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        failed.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/sdlab")
+    );
+}
+
+async fn demonstrate(app: &Application, system: &str, demo: &str) -> TestResponse {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/api/systems/{system}/walkthrough/demos/{demo}"))
+        .body(Body::empty())
+        .unwrap();
+    send_to(&app.router(), request).await
 }

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 /// One input of an estimate: its name for `--set`, its value, and what it is.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Input {
     pub name: &'static str,
     pub value: f64,
@@ -55,6 +55,11 @@ impl Inputs {
             .ok_or_else(|| format!("--set {name}: {value:?} is not a positive number"))?;
         self.0[at].value = value;
         Ok(())
+    }
+
+    /// Every input, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Input> {
+        self.0.iter()
     }
 
     /// The value of `name`.

@@ -19,11 +19,12 @@ pub mod estimate;
 pub mod shortener;
 pub mod stage;
 pub mod terminal;
+pub mod view;
 
 use std::fmt::Write as _;
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use self::{
     estimate::Inputs,
@@ -94,7 +95,7 @@ pub struct Phase {
 }
 
 /// The interview's phases, in the order they must come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     Clarify,
@@ -131,7 +132,7 @@ impl Kind {
 }
 
 /// A deep dive's claim, the file that implements it, and how it is shown.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Claim {
     pub claim: String,
@@ -245,7 +246,7 @@ async fn render_on(
                 Part::Text(part) => text.push_str(part),
                 Part::Demo(demo) => {
                     let shown = demonstrate(stage, demo).await;
-                    text.push_str(&render_shown(&shown));
+                    text.push_str(&render_shown(&shown.lines));
                     broken.extend(shown.broken);
                 }
             }
@@ -263,9 +264,9 @@ pub async fn demonstrate(stage: &mut dyn Stage, demo: &str) -> Shown {
     shown
 }
 
-pub fn render_shown(shown: &Shown) -> String {
+pub fn render_shown(lines: &[String]) -> String {
     let mut out = String::from("     live:\n");
-    for line in &shown.lines {
+    for line in lines {
         out.push_str(&indent(line, "       ", "         "));
     }
     out

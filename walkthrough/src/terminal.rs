@@ -1,5 +1,7 @@
-//! The walkthrough in a terminal: `sdlab walkthrough [<system>] [--all | --practice] [--set
-//! name=value]`, the lab's subcommand.
+//! The walkthrough in a terminal: `sdlab walkthrough [<system>] [--all | --practice | --demo
+//! <id> [--json]] [--set name=value]`, the lab's subcommand (and the console binary's, which runs
+//! each demonstration its page asks for as `walkthrough <system> --demo <id> --json`: see
+//! [`crate::view::Demos`]).
 
 use std::{
     io::{BufRead, IsTerminal, Write as _},
@@ -8,7 +10,7 @@ use std::{
 
 use crate::{
     INTERVIEW_MINUTES, Part, Subject, banner, demonstrate, estimate::Inputs, list, render,
-    render_shown, stage::Stage, steps, subject,
+    render_shown, stage::Stage, steps, subject, view::Demonstration,
 };
 
 #[derive(Debug, clap::Args)]
@@ -24,6 +26,27 @@ pub struct Args {
     /// Change an estimate's input, e.g. `--set links_per_day=200000000` (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
+    /// Run one deep dive's live demonstration only, by its id (`demo` in WALKTHROUGH.toml).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["all", "practice"])]
+    demo: Option<String>,
+    /// With --demo: print what it showed as JSON, for the console.
+    #[arg(long, requires = "demo")]
+    json: bool,
+}
+
+/// `<binary> walkthrough …` for a binary with no other subcommand (the console's, which runs its
+/// page's demonstrations so): the arguments, if the command line starts with `walkthrough`.
+pub fn from_command_line() -> Option<Args> {
+    #[derive(clap::Parser)]
+    #[command(name = "walkthrough")]
+    struct Command {
+        #[command(flatten)]
+        args: Args,
+    }
+    let mut argv = std::env::args_os().skip(1);
+    let first = argv.next()?;
+    (first == "walkthrough")
+        .then(|| <Command as clap::Parser>::parse_from(std::iter::once(first).chain(argv)).args)
 }
 
 /// Runs `sdlab walkthrough …`.
@@ -48,11 +71,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Some(demo) = args.demo {
+        return demo_only(subject, &demo, args.json).await;
+    }
     println!("Starting {system} for the live parts...");
     let mut stage = subject.stage().await?;
     let result = step_through(subject, &inputs, stage.as_mut(), args.practice).await;
     stage.stop().await?;
     result
+}
+
+/// `--demo <id>`: starts the system, runs one demonstration, stops it.
+async fn demo_only(subject: &dyn Subject, demo: &str, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        subject.demos().contains(&demo),
+        "no demonstration is called {demo:?}; there are {}",
+        subject.demos().join(", ")
+    );
+    let mut stage = subject.stage().await?;
+    let shown = demonstrate(stage.as_mut(), demo).await;
+    let shown = Demonstration {
+        on: format!("{}: {}", stage.url(), stage.backends()),
+        lines: shown.lines,
+        broken: shown.broken,
+    };
+    stage.stop().await?;
+    if json {
+        println!("{}", serde_json::to_string(&shown)?);
+    } else {
+        print!("{}", render_shown(&shown.lines));
+    }
+    anyhow::ensure!(
+        shown.broken.is_empty(),
+        "the claim did not hold: {}",
+        shown.broken.join("; ")
+    );
+    Ok(())
 }
 
 /// Step by step: each phase's question, a running timer until Enter, then its answer (at once,
@@ -84,7 +138,7 @@ async fn step_through(
                 Part::Text(text) => print!("{text}"),
                 Part::Demo(demo) => {
                     timer.wait_for_enter("Enter runs the live demonstration.")?;
-                    print!("{}", render_shown(&demonstrate(stage, demo).await));
+                    print!("{}", render_shown(&demonstrate(stage, demo).await.lines));
                 }
             }
         }

@@ -35,6 +35,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/break.js"),
     ),
     (
+        "walkthrough.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/walkthrough.js"),
+    ),
+    (
         "load.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/load.js"),

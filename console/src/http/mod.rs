@@ -9,6 +9,9 @@
 //! | `POST /api/systems/{name}/send` | a request a page sends to the system, and its answer, raw |
 //! | `GET /api/systems/{name}/switches`, `PUT …/switches/{switch}` | its fault switches (admin token) |
 //! | `POST /api/systems/{name}/load`, `GET`/`DELETE /api/load` | its k6 scenario: start, watch, stop |
+//! | `GET /api/systems/{name}/walkthrough?{input}=` | its mock interview, the estimate from the inputs |
+//! | `POST /api/systems/{name}/walkthrough/demos/{demo}` | a claim of it shown happening |
+//! | `GET /source/{*path}` | a file a walkthrough's claim names |
 //! | `GET /assets/{file}` | the stylesheet, the scripts and the vendored chart library |
 //!
 //! The shared endpoints (`/healthz`, `/readyz`, `/metrics`) come from `platform::http::service`.
@@ -20,6 +23,7 @@ mod load;
 mod pages;
 mod send;
 mod switches;
+mod walkthrough;
 
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +42,8 @@ pub struct AppState {
     /// For the requests pages send: redirects are shown, not followed.
     pub client: reqwest::Client,
     pub load: crate::load::LoadRunner,
+    /// Runs the walkthroughs' demonstrations.
+    pub demos: Arc<::walkthrough::view::Demos>,
 }
 
 impl AppState {
@@ -81,6 +87,15 @@ pub fn app(state: AppState) -> Router {
         .route("/api/systems/{name}/send", post(send::send))
         .route("/api/systems/{name}/load", post(load::start))
         .route("/api/load", get(load::current).delete(load::stop))
+        .route(
+            "/api/systems/{name}/walkthrough",
+            get(walkthrough::interview),
+        )
+        .route(
+            "/api/systems/{name}/walkthrough/demos/{demo}",
+            post(walkthrough::demonstrate),
+        )
+        .route("/source/{*path}", get(walkthrough::source))
         .route("/assets/{*file}", get(assets::serve))
         .merge(admin)
         .with_state(state);

@@ -53,6 +53,7 @@ pub async fn system(
             design => design(&name),
             window_minutes,
             loadable => crate::load::LoadRunner::has_scenario(&name),
+            interview => walkthrough::subject(&name).is_ok(),
         },
     )
 }

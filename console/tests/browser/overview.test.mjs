@@ -3,7 +3,8 @@
 // row and on the chart within seconds, the page works from the keyboard and reads in light and
 // in dark; a request sent from a page comes back raw, a load from a page moves the server's
 // throughput, a broken payment provider fails a payment, the limiter's Redis switched
-// unreachable makes its fail-closed rule deny, and every system's page draws its charts.
+// unreachable makes its fail-closed rule deny, every system's page draws its charts, and the
+// shortener's mock interview moves its estimate and shows a claim holding.
 // Screenshots go to $SCREENSHOT_DIR when it is set.
 //
 //   CONSOLE_URL=http://127.0.0.1:8080 SHORTENER_URL=http://127.0.0.1:8081 node overview.test.mjs
@@ -236,6 +237,48 @@ try {
       await page.waitForTimeout(1_500);
       if (screenshots) await page.screenshot({ path: `${screenshots}/${system}.png`, fullPage: true });
     }
+  });
+
+  await step("the shortener's mock interview: its estimate moves, a claim is shown holding", async () => {
+    await page.goto(`${consoleUrl}/systems/url-shortener`);
+    await page.getByRole("tab", { name: "Mock interview" }).click();
+    const phases = page.locator(".phase");
+    await phases.nth(6).waitFor();
+    assert.equal(await phases.count(), 7);
+    assert.equal(new URL(page.url()).hash, "#interview");
+
+    const form = page.locator("#estimate-inputs");
+    const estimate = page.locator("#estimate-generated");
+    await form.locator('input[name="reads_per_write"]').fill("100");
+    await form.getByRole("button", { name: "Recompute" }).click();
+    await page.waitForFunction(() => document.getElementById("estimate-generated").textContent.includes("115,741/s average"));
+    await form.locator('input[name="reads_per_write"]').fill("-1");
+    await form.getByRole("button", { name: "Recompute" }).click();
+    await form.locator(".bad", { hasText: "reads_per_write" }).waitFor();
+    // The browser logs the refusal (422) it was sent to provoke: expected, not a script error.
+    const refusal = problems.findIndex((problem) => problem.includes("422"));
+    assert.notEqual(refusal, -1, "the refusal reached the browser");
+    problems.splice(refusal, 1);
+    assert.match(await estimate.textContent(), /115,741\/s average/, "a refused input changes nothing");
+
+    const button = page.locator('button[data-demo="cached-redirect"]');
+    await button.click();
+    const shown = page.locator('button[data-demo="cached-redirect"] + pre.shown[data-held]');
+    await shown.waitFor({ timeout: 30_000 });
+    const text = await shown.textContent();
+    assert.equal(await shown.getAttribute("data-held"), "true", text);
+    assert.match(text, /held: a cached redirect sends no query to the database/);
+    if (screenshots) {
+      await page.locator('.phase[data-kind="deep-dives"]').screenshot({ path: `${screenshots}/url-shortener-interview.png` });
+    }
+
+    await page.locator("#practice").check();
+    const first = phases.first();
+    assert.equal(await first.locator(".answer").isVisible(), false, "practice hides the answer");
+    await first.getByRole("button", { name: "Start the clock" }).click();
+    await first.getByRole("button", { name: "Show our answer" }).click();
+    await first.locator(".answer").waitFor();
+    if (screenshots) await page.screenshot({ path: `${screenshots}/url-shortener-practice.png` });
   });
 
   assert.deepEqual(problems, [], "no script error on the page");
