@@ -16,6 +16,7 @@ pub fn inputs() -> Inputs {
         ("cache_entry_bytes", 150.0, "bytes a cached link takes"),
         ("id_block_size", 1_000.0, "IDs an instance leases at once"),
         ("redirect_bytes", 500.0, "bytes of a redirect's response"),
+        ("shard_bytes", 2e12, "bytes one database primary keeps"),
     ])
 }
 
@@ -31,6 +32,7 @@ pub struct Estimates {
     pub cache_bytes: f64,
     pub id_blocks_per_sec: f64,
     pub peak_egress_bytes_per_sec: f64,
+    pub shards: f64,
 }
 
 const SECONDS_PER_DAY: f64 = 86_400.0;
@@ -51,6 +53,7 @@ impl Estimates {
             cache_bytes: inputs.get("hot_links") * inputs.get("cache_entry_bytes"),
             id_blocks_per_sec: creates_per_sec / inputs.get("id_block_size"),
             peak_egress_bytes_per_sec: peak_redirects_per_sec * inputs.get("redirect_bytes"),
+            shards: (links * inputs.get("row_bytes") / inputs.get("shard_bytes")).ceil(),
         }
     }
 }
@@ -96,6 +99,10 @@ pub fn render(inputs: &Inputs, measured: Option<&Measured>) -> String {
                 format!("{} base62 characters", e.code_length),
             ),
             ("storage", bytes(e.storage_bytes)),
+            (
+                "database shards",
+                format!("{} by the end of the retention, split by code", count(e.shards)),
+            ),
             ("cache for the hot set", bytes(e.cache_bytes)),
             (
                 "bandwidth out at peak",
@@ -154,6 +161,8 @@ mod tests {
         assert!(close(e.id_blocks_per_sec, 1.0, 0.2), "{e:?}");
         // ~11.6 MB/s of 302s at peak.
         assert!(close(e.peak_egress_bytes_per_sec, 11.6e6, 0.1e6), "{e:?}");
+        // ~41 shards of 2 TB.
+        assert_eq!(e.shards, 41.0);
     }
 
     #[test]
