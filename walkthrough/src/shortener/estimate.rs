@@ -101,7 +101,10 @@ pub fn render(inputs: &Inputs, measured: Option<&Measured>) -> String {
             ("storage", bytes(e.storage_bytes)),
             (
                 "database shards",
-                format!("{} by the end of the retention, split by code", count(e.shards)),
+                format!(
+                    "{} by the end of the retention, split by code",
+                    count(e.shards)
+                ),
             ),
             ("cache for the hot set", bytes(e.cache_bytes)),
             (
