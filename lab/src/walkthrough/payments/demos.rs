@@ -322,13 +322,14 @@ impl Live {
         let after = self.ledger().await?;
         let payments = self.payments_of(&payer).await?;
         let id = fresh.first().map(|a| a.json()["id"].clone());
+        let id = id.as_ref().and_then(Value::as_str).unwrap_or("none");
         shown.say(format!(
             "the provider's own count: made +{}, replayed +{}; GET /v1/payments: {} payment(s), \
              {}",
             after.made - before.made,
             after.replayed - before.replayed,
             payments.len(),
-            id.unwrap_or(Value::Null)
+            id
         ));
         shown.check(
             one_answer,
@@ -381,10 +382,11 @@ impl Live {
         let reference = retry.json()["provider_reference"].clone();
         shown.say(format!(
             "the same request again, on the other instance: {}, {} with provider_reference \
-             {reference}; the provider made +{}, replayed +{} since the first: it answered the \
+             {}; the provider made +{}, replayed +{} since the first: it answered the \
              payment's id with the charge it had made",
             retry.brief(),
             retry.json()["status"].as_str().unwrap_or("no status"),
+            reference.as_str().unwrap_or("none"),
             after.made - before.made,
             after.replayed - dropped.replayed
         ));
@@ -458,13 +460,13 @@ impl Live {
         let after = self.ledger().await?;
         let charges = after.charges_for(&id);
         shown.say(format!(
-            "nobody retried; {} ms later {id} is {} with provider_reference {}: the completer \
+            "nobody retried; {} ms later {id} is {}, provider_reference {}: the completer \
              (every {} ms on each instance, for keys idle {} s with a stale lock; 60 s each by \
              default) resumed it at payment_created. {RECOVERIES} +{recovered}; the provider made \
              +{}, replayed +{} since the charge",
             waited.elapsed().as_millis(),
             payment["status"].as_str().unwrap_or("missing"),
-            payment["provider_reference"],
+            payment["provider_reference"].as_str().unwrap_or("none"),
             BACKGROUND.as_millis(),
             RECOVERY.as_secs(),
             after.made - before.made,
@@ -478,7 +480,7 @@ impl Live {
         shown.say(format!(
             "the client's retry, on the other instance: {}, payment {}",
             retry.brief(),
-            retry.json()["id"]
+            retry.json()["id"].as_str().unwrap_or("none")
         ));
         shown.check(
             after.made - before.made == 1

@@ -93,7 +93,7 @@ impl Estimates {
             // Little's law: requests in flight are the rate times how long each waits.
             peak_in_flight: peak * inputs.get("provider_latency_ms") / 1_000.0,
             // One event per payment.
-            partitions: (peak / inputs.get("events_per_partition")).ceil(),
+            partitions: whole(peak / inputs.get("events_per_partition")),
         }
     }
 }
@@ -108,7 +108,14 @@ pub struct Measured {
 /// Instances for the peak at the measured rate, and never fewer than two: one instance is an
 /// outage waiting for a deploy.
 fn instances(peak: f64, measured: &Measured) -> f64 {
-    (peak / measured.payments_per_sec).ceil().max(2.0)
+    whole(peak / measured.payments_per_sec).max(2.0)
+}
+
+/// How many whole ones `needed` takes, rounded up, but not past a floating-point error's worth:
+/// 10^9 payments a day at a peak of 8.64 is 100,000.00000000001 a second, which needs 250
+/// partitions of 400, not 251.
+fn whole(needed: f64) -> f64 {
+    (needed * (1.0 - 1e-12)).ceil()
 }
 
 /// The estimate as the walkthrough prints it.
@@ -241,6 +248,15 @@ mod tests {
             1e-6
         ));
         assert_eq!(after.partitions, 25.0);
+    }
+
+    #[test]
+    fn a_hundred_times_the_payments_need_250_partitions_not_one_more() {
+        let mut inputs = inputs();
+        inputs.set("payments_per_day=1e9").unwrap();
+
+        assert_eq!(Estimates::from(&inputs).partitions, 250.0);
+        assert_eq!(whole(250.5), 251.0);
     }
 
     #[test]
