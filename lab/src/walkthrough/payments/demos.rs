@@ -328,11 +328,11 @@ impl Live {
         let id = id.as_ref().and_then(Value::as_str).unwrap_or("none");
         shown.say(format!(
             "the provider's own count: made +{}, replayed +{}; GET /v1/payments: {} payment(s), \
-             {}",
+             {id}, with {} charge(s) under its id at the provider",
             after.made - before.made,
             after.replayed - before.replayed,
             payments.len(),
-            id
+            after.charges_for(id).len()
         ));
         shown.check(
             one_answer,
