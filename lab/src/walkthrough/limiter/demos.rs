@@ -435,9 +435,8 @@ impl Live {
         shown.check(
             expected.holds(admitted),
             format!(
-                "{admitted} tokens came back in {} intervals of {} ms: the rule allows {} for \
-                 when these requests ran",
-                tokens,
+                "{admitted} admitted {tokens} intervals of {} ms after the burst: the tokens \
+                 back at the rule's rate are {} for when these requests ran",
                 ms(interval),
                 expected.describe()
             ),
@@ -460,9 +459,10 @@ impl Live {
         }
         let (admitted, expected) = (round.admitted(), bucket.expect(sent, round.from, round.to));
         shown.say(format!(
-            "t={} ms: the last answer said full in {full_in} ms; {} ms later, {sent} requests at \
-             once: {admitted} admitted",
+            "t={} ms: the last answer said full in {} ms; {} ms later, {sent} requests at once: \
+             {admitted} admitted",
             ms(round.from),
+            ms(Duration::from_millis(full_in)),
             ms(waited)
         ));
         shown.check(
