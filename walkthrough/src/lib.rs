@@ -13,9 +13,11 @@
 //! when a claim did not hold), and `--practice` (the question first, the answer and the
 //! checklist only when asked).
 //!
-//! Each system is a [`Subject`]: `shortener/` is the URL shortener's.
+//! Each system is a [`Subject`], in a module of its own: `shortener/`, `limiter/`, `payments/`,
+//! `notifier/`, `feed/`.
 
 pub mod estimate;
+pub mod feed;
 pub mod limiter;
 pub mod notifier;
 pub mod payments;
@@ -45,10 +47,8 @@ static SUBJECTS: &[&dyn Subject] = &[
     &limiter::RateLimiter,
     &payments::Payments,
     &notifier::Notifier,
+    &feed::FeedService,
 ];
-
-/// The systems still to come, named as the lab names them.
-const COMING: [&str; 1] = ["feed-service"];
 
 /// A system a walkthrough is about: what its WALKTHROUGH.toml cannot say, asked of its code.
 #[async_trait]
@@ -198,9 +198,6 @@ pub fn subject(system: &str) -> anyhow::Result<&'static dyn Subject> {
             return Ok(*subject);
         }
     }
-    if COMING.contains(&system) {
-        anyhow::bail!("{system} has no walkthrough yet: it comes in a later increment")
-    }
     anyhow::bail!("no system is called {system:?}; `sdlab walkthrough` lists them")
 }
 
@@ -211,10 +208,10 @@ pub fn list() -> anyhow::Result<String> {
         let walkthrough = Walkthrough::parse(subject.text(), subject.demos())?;
         let _ = writeln!(out, "  {:<16} {}", walkthrough.system, walkthrough.title);
     }
-    let _ = writeln!(out, "Coming in later increments: {}.", COMING.join(", "));
     out.push_str(
-        "Options: --all prints every step and runs every demonstration at once, --practice\n\
-         hides each answer until you ask, --set name=value changes an estimate's input.\n",
+        "Options: --all prints every step and runs every demonstration at once, --demo <id> runs\n\
+         one, --practice hides each answer until you ask, --set name=value changes an estimate's\n\
+         input.\n",
     );
     Ok(out)
 }
@@ -535,11 +532,22 @@ mod tests {
     }
 
     #[test]
-    fn a_system_without_a_walkthrough_says_it_is_coming() {
-        let err = subject("feed-service").err().unwrap();
-
-        assert!(err.to_string().contains("later increment"), "{err}");
-        assert!(list().unwrap().contains("url-shortener"));
+    fn every_system_of_the_workspace_has_a_walkthrough_and_no_other_is_found() {
+        let list = list().unwrap();
+        for system in [
+            "url-shortener",
+            "rate-limiter",
+            "idempotency-demo",
+            "notifier",
+            "feed-service",
+        ] {
+            let found = subject(system).unwrap();
+            let walkthrough = Walkthrough::parse(found.text(), found.demos()).unwrap();
+            assert_eq!(walkthrough.system, system);
+            assert!(list.contains(system), "{list}");
+        }
+        let err = subject("someone-elses").err().unwrap();
+        assert!(err.to_string().contains("lists them"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //!
 //! The outbox relay reads the database without this trait (`platform::outbox`), so it is not
 //! switched: with the store unreachable no new row can be written for it to find.
+//!
+//! Since every call to the store passes here, here is also where they are counted:
+//! `feed_store_queries_total{call}` counts the calls sent to the database, by the store's method.
+//! It is what shows a cached read sending none where a pull read sends one (`sdlab walkthrough
+//! feed-service`).
 
 use std::sync::Arc;
 
@@ -26,27 +31,34 @@ impl FaultyStore {
     pub fn new(inner: Arc<dyn FeedStore>, switch: FaultSwitch) -> Self {
         Self { inner, switch }
     }
+
+    /// Passes the switch, then counts `call` as sent to the database.
+    async fn send(&self, call: &'static str) -> Result<(), StoreError> {
+        self.switch.pass().await?;
+        metrics::counter!("feed_store_queries_total", "call" => call).increment(1);
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl FeedStore for FaultyStore {
     async fn insert_user(&self, user: &NewUser) -> Result<InsertedUser, StoreError> {
-        self.switch.pass().await?;
+        self.send("insert_user").await?;
         self.inner.insert_user(user).await
     }
 
     async fn account(&self, token_hash: &str) -> Result<Option<Account>, StoreError> {
-        self.switch.pass().await?;
+        self.send("account").await?;
         self.inner.account(token_hash).await
     }
 
     async fn user_exists(&self, id: UserId) -> Result<bool, StoreError> {
-        self.switch.pass().await?;
+        self.send("user_exists").await?;
         self.inner.user_exists(id).await
     }
 
     async fn profile(&self, id: UserId) -> Result<Option<Profile>, StoreError> {
-        self.switch.pass().await?;
+        self.send("profile").await?;
         self.inner.profile(id).await
     }
 
@@ -56,7 +68,7 @@ impl FeedStore for FaultyStore {
         followee: UserId,
         now: OffsetDateTime,
     ) -> Result<Option<u64>, StoreError> {
-        self.switch.pass().await?;
+        self.send("follow").await?;
         self.inner.follow(follower, followee, now).await
     }
 
@@ -66,7 +78,7 @@ impl FeedStore for FaultyStore {
         followee: UserId,
         demotion: Option<&Demotion>,
     ) -> Result<Option<u64>, StoreError> {
-        self.switch.pass().await?;
+        self.send("unfollow").await?;
         self.inner.unfollow(follower, followee, demotion).await
     }
 
@@ -75,12 +87,12 @@ impl FeedStore for FaultyStore {
         post: &Post,
         event: Option<&OutboxEvent>,
     ) -> Result<u64, StoreError> {
-        self.switch.pass().await?;
+        self.send("insert_post").await?;
         self.inner.insert_post(post, event).await
     }
 
     async fn post(&self, id: PostId) -> Result<Option<StoredPost>, StoreError> {
-        self.switch.pass().await?;
+        self.send("post").await?;
         self.inner.post(id).await
     }
 
@@ -90,12 +102,12 @@ impl FeedStore for FaultyStore {
         now: OffsetDateTime,
         event: Option<&OutboxEvent>,
     ) -> Result<bool, StoreError> {
-        self.switch.pass().await?;
+        self.send("delete_post").await?;
         self.inner.delete_post(id, now, event).await
     }
 
     async fn posts(&self, ids: &[PostId]) -> Result<Vec<Post>, StoreError> {
-        self.switch.pass().await?;
+        self.send("posts").await?;
         self.inner.posts(ids).await
     }
 
@@ -106,14 +118,14 @@ impl FeedStore for FaultyStore {
         after: Option<UserId>,
         limit: u32,
     ) -> Result<Vec<UserId>, StoreError> {
-        self.switch.pass().await?;
+        self.send("active_followers").await?;
         self.inner
             .active_followers(author, active_since, after, limit)
             .await
     }
 
     async fn follower_count(&self, user: UserId) -> Result<u64, StoreError> {
-        self.switch.pass().await?;
+        self.send("follower_count").await?;
         self.inner.follower_count(user).await
     }
 
@@ -124,7 +136,7 @@ impl FeedStore for FaultyStore {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Vec<PostId>, StoreError> {
-        self.switch.pass().await?;
+        self.send("celebrity_page").await?;
         self.inner
             .celebrity_page(reader, threshold, below, limit)
             .await
@@ -135,7 +147,7 @@ impl FeedStore for FaultyStore {
         reader: UserId,
         threshold: u64,
     ) -> Result<Vec<UserId>, StoreError> {
-        self.switch.pass().await?;
+        self.send("followed_celebrities").await?;
         self.inner.followed_celebrities(reader, threshold).await
     }
 
@@ -145,17 +157,17 @@ impl FeedStore for FaultyStore {
         above: Option<PostId>,
         limit: u32,
     ) -> Result<Vec<PostId>, StoreError> {
-        self.switch.pass().await?;
+        self.send("author_post_ids").await?;
         self.inner.author_post_ids(author, above, limit).await
     }
 
     async fn last_read(&self, user: UserId) -> Result<Option<OffsetDateTime>, StoreError> {
-        self.switch.pass().await?;
+        self.send("last_read").await?;
         self.inner.last_read(user).await
     }
 
     async fn mark_read(&self, user: UserId, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.switch.pass().await?;
+        self.send("mark_read").await?;
         self.inner.mark_read(user, now).await
     }
 
@@ -165,7 +177,7 @@ impl FeedStore for FaultyStore {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Vec<Post>, StoreError> {
-        self.switch.pass().await?;
+        self.send("home_page").await?;
         self.inner.home_page(reader, below, limit).await
     }
 
@@ -177,7 +189,7 @@ impl FeedStore for FaultyStore {
         below: Option<PostId>,
         limit: u32,
     ) -> Result<Vec<PostId>, StoreError> {
-        self.switch.pass().await?;
+        self.send("home_page_ids").await?;
         self.inner.home_page_ids(reader, below, limit).await
     }
 }
