@@ -102,8 +102,8 @@ impl Live {
         )
         .expect("a number within the range");
 
-        let app = build(settings)?;
-        let pull = build(pull)?;
+        let app = feed_service::Application::build(settings).await?;
+        let pull = feed_service::Application::build(pull).await?;
         let (url, pull_url) = (
             format!("http://{}", app.local_addr()),
             format!("http://{}", pull.local_addr()),
@@ -553,17 +553,6 @@ impl Live {
         }
         Ok(values)
     }
-}
-
-/// `Application::build`, awaited on this thread with the runtime's handle. Its future is not
-/// proven `Send` (rustc's higher-ranked lifetime limitation, rust-lang/rust#102211, somewhere in
-/// the connects it awaits), so it cannot be awaited inside the `async_trait` method that starts
-/// the stage, whose future must be; blocking in place needs the multi-threaded runtime, which the
-/// walkthrough runs on already (its timer blocks in place too).
-fn build(settings: feed_service::Settings) -> anyhow::Result<feed_service::Application> {
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(feed_service::Application::build(settings))
-    })
 }
 
 /// One instance's reads: how long each took, sorted, and what they touched.

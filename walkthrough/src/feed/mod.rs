@@ -70,7 +70,7 @@ pub(crate) const KEYS: [(&str, &str, &[&str]); 6] = [
 
 pub struct FeedService;
 
-#[async_trait]
+#[async_trait(?Send)]
 impl Subject for FeedService {
     fn text(&self) -> &'static str {
         TEXT

@@ -25,7 +25,7 @@ pub use self::demos::DEMOS;
 
 pub struct RateLimiter;
 
-#[async_trait]
+#[async_trait(?Send)]
 impl Subject for RateLimiter {
     fn text(&self) -> &'static str {
         TEXT

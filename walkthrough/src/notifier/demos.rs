@@ -79,7 +79,7 @@ impl Live {
         settings.pipeline.retry_delays = RETRY_DELAYS.to_vec();
         settings.pipeline.payments_topic = None;
         servers.embed("notifier", &mut settings.backends);
-        let app = build(settings)?;
+        let app = ::notifier::Application::build(settings).await?;
         let key = app
             .notifier()
             .issue_caller_key("walkthrough")
@@ -650,18 +650,6 @@ impl Stage for Live {
     async fn stop(self: Box<Self>) -> anyhow::Result<()> {
         self.servers.stop().await
     }
-}
-
-/// `Application::build`, run to completion on this thread. rustc cannot prove its future `Send`
-/// ("implementation of `Send` is not general enough": a higher-ranked lifetime in opening the
-/// embedded topics, `platform::topic::connect`), so it can be neither awaited inside the `Send`
-/// future of [`Subject::stage`](crate::Subject::stage) nor spawned. `block_on` asks
-/// for no `Send`, and `block_in_place` lets the runtime's other tasks go on meanwhile; it needs
-/// the multi-threaded runtime, which the walkthrough's timer needs too.
-fn build(settings: ::notifier::Settings) -> anyhow::Result<::notifier::Application> {
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(::notifier::Application::build(settings))
-    })
 }
 
 /// The retry delays, as `250ms, 500ms, 1s`.

@@ -39,7 +39,7 @@ pub use self::demos::DEMOS;
 
 pub struct Notifier;
 
-#[async_trait]
+#[async_trait(?Send)]
 impl Subject for Notifier {
     fn text(&self) -> &'static str {
         TEXT

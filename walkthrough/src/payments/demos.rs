@@ -12,16 +12,14 @@
 //! (`PUT /v1/faults`: a slow answer, a connection dropped after charging) and the service's own
 //! `database` switch (`PUT /admin/faults/database`, `idempotency-demo/src/store/faulty.rs`).
 
-use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use async_trait::async_trait;
 use idempotency_demo::{
     Application, SYSTEM, Settings, app::SCHEMA, service::Payments, settings::ProviderSetting,
 };
-use platform::{
-    auth::AdminToken, clock::SystemClock, config::TopicsConfig, db::Database, topic::Topics,
-};
+use platform::{auth::AdminToken, clock::SystemClock, db::Database, topic::Topics};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -146,7 +144,9 @@ impl Live {
         servers.embed(SYSTEM, &mut settings.backends);
         // The embedded topics are one process's file, so the instances publish through one
         // connection to them (two connections to Kafka would do as well).
-        let topics = connect_topics(settings.backends.topics.clone()).await?;
+        let topics = platform::topic::connect(&settings.backends.topics)
+            .await
+            .context("connecting to the topics")?;
         let first = build(settings.clone(), topics.clone()).await?;
         let provider = match (&settings.provider, first.provider()) {
             (ProviderSetting::Url(url), _) => url.trim_end_matches('/').to_owned(),
@@ -550,30 +550,11 @@ impl Live {
 
 /// One instance, connected as its binary connects (`Application::build`), but on topics the
 /// caller shares.
-///
-/// Boxed here, where the future's type is concrete: awaited inside the `async_trait` method
-/// unboxed, the compiler cannot prove sqlx's connection futures `Send` for every lifetime.
-fn build(
-    settings: Settings,
-    topics: Arc<dyn Topics>,
-) -> Pin<Box<dyn Future<Output = anyhow::Result<Application>> + Send>> {
-    Box::pin(async move {
-        let database = Database::connect(&settings.backends.database, SCHEMA)
-            .await
-            .context("connecting to the database")?;
-        Application::build_with(settings, database, topics, Arc::new(SystemClock)).await
-    })
-}
-
-/// The topics both instances publish through. Connected on a blocking thread of its own, which
-/// waits for it there: boxing does not help this one (the embedded transport's migration borrows
-/// its connection in a way the compiler cannot prove `Send` for every lifetime), and a future
-/// awaited on its own thread need not be `Send`.
-async fn connect_topics(config: TopicsConfig) -> anyhow::Result<Arc<dyn Topics>> {
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || runtime.block_on(platform::topic::connect(&config)))
-        .await?
-        .context("connecting to the topics")
+async fn build(settings: Settings, topics: Arc<dyn Topics>) -> anyhow::Result<Application> {
+    let database = Database::connect(&settings.backends.database, SCHEMA)
+        .await
+        .context("connecting to the database")?;
+    Application::build_with(settings, database, topics, Arc::new(SystemClock)).await
 }
 
 #[async_trait]

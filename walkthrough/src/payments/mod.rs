@@ -34,7 +34,7 @@ pub use self::demos::DEMOS;
 
 pub struct Payments;
 
-#[async_trait]
+#[async_trait(?Send)]
 impl Subject for Payments {
     fn text(&self) -> &'static str {
         TEXT

@@ -20,7 +20,7 @@ pub use self::demos::DEMOS;
 
 pub struct Shortener;
 
-#[async_trait]
+#[async_trait(?Send)]
 impl Subject for Shortener {
     fn text(&self) -> &'static str {
         TEXT
