@@ -197,7 +197,10 @@ pub fn render_endpoints(system: &str, endpoints: &[Endpoint]) -> String {
     let width = endpoints.iter().map(|e| e.path.len()).max().unwrap_or(0);
     let mut out = format!("Endpoints (from the {system}'s /openapi.json):\n");
     for e in endpoints {
-        let _ = writeln!(out, "  {:<7} {:<width$} {}", e.method, e.path, e.summary);
+        // The summary wraps under itself.
+        let head = format!("  {:<7} {:<width$} ", e.method, e.path);
+        let line = crate::indent(&e.summary, &head, &" ".repeat(head.len()));
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     out
 }
