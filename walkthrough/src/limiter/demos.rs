@@ -38,7 +38,7 @@ pub const DEMOS: &[&str] = &[
 /// longer on a busy machine is then a 503, never an admission the count would mistake for the
 /// limit's (and the demonstration tries again with a new key).
 const RULES: &str = r#"
-# The walkthrough's rules (lab/src/walkthrough/limiter/demos.rs).
+# The walkthrough's rules (walkthrough/src/limiter/demos.rs).
 [rules.walkthrough-bucket]
 algorithm = "token_bucket"
 rate = 10
