@@ -90,6 +90,22 @@ impl Inputs {
     }
 }
 
+/// The cells of a row of a markdown table (`| a | b |`), trimmed: how each system reads what its
+/// DESIGN.md measured, by the table's header.
+pub fn cells(line: &str) -> Vec<&str> {
+    line.trim()
+        .trim_matches('|')
+        .split('|')
+        .map(str::trim)
+        .collect()
+}
+
+/// Whether an estimate is its design doc's figure, within the doc's rounding.
+#[cfg(test)]
+pub fn close(actual: f64, expected: f64, within: f64) -> bool {
+    (actual - expected).abs() <= within
+}
+
 /// Rows of `what: value`, aligned, under a heading.
 pub fn table(heading: &str, rows: &[(&str, String)]) -> String {
     let width = rows.iter().map(|(what, _)| what.len()).max().unwrap_or(0);

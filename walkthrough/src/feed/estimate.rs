@@ -281,10 +281,7 @@ pub fn render(inputs: &Inputs, measured: Option<&Measured>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn close(actual: f64, expected: f64, within: f64) -> bool {
-        (actual - expected).abs() <= within
-    }
+    use crate::estimate::close;
 
     /// DESIGN.md §1's measured figures, from §11's latest table at the time it was written.
     fn measured() -> Measured {

@@ -11,7 +11,11 @@ use std::fmt::Write as _;
 use async_trait::async_trait;
 
 use self::estimate::Measured;
-use super::{Subject, estimate::Inputs, stage::Stage};
+use super::{
+    Subject,
+    estimate::{Inputs, cells},
+    stage::Stage,
+};
 
 pub const TEXT: &str = include_str!("../../../feed-service/WALKTHROUGH.toml");
 const DESIGN: &str = include_str!("../../../feed-service/DESIGN.md");
@@ -214,18 +218,10 @@ pub fn measured() -> Option<Measured> {
     })
 }
 
-fn cells(line: &str) -> Vec<&str> {
-    line.trim()
-        .trim_matches('|')
-        .split('|')
-        .map(str::trim)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Kind, WIDTH, render, subject};
+    use crate::{WIDTH, subject};
 
     /// The walkthrough as CI runs it: every phase in order, the estimates, the endpoints the
     /// running feed serves, the tables and keys, and every demonstration holding (on the real
@@ -233,18 +229,8 @@ mod tests {
     /// of this module that starts the feed: its metrics are the process's.
     #[tokio::test(flavor = "multi_thread")]
     async fn all_prints_every_phase_in_order_and_every_claim_holds_live() {
-        let subject = subject("feed-service").unwrap();
+        let out = &crate::all_checked("feed-service").await;
 
-        let rendered = render(subject, &subject.inputs()).await.unwrap();
-
-        let out = &rendered.text;
-        assert!(rendered.broken.is_empty(), "{:?}\n{out}", rendered.broken);
-        let mut at = 0;
-        for kind in Kind::ORDER {
-            at += out[at..]
-                .find(kind.title())
-                .unwrap_or_else(|| panic!("{} missing or out of order:\n{out}", kind.title()));
-        }
         for estimate in [
             "4,630/s average, 12,037/s at peak",
             "300,926/s average",
@@ -263,8 +249,6 @@ mod tests {
         }
         assert!(out.contains("CREATE TABLE posts ("), "{out}");
         assert!(out.contains("pub enum PostEvent {"), "{out}");
-        assert_eq!(out.matches("     live:").count(), DEMOS.len(), "{out}");
-        assert!(out.matches("held: ").count() >= DEMOS.len(), "{out}");
         // Prose is wrapped; the migrations' and the code's lines are printed as they are, and
         // so are the endpoints' summaries, as the OpenAPI document gives them (`stage.rs`).
         let endpoint = |line: &str| {

@@ -12,7 +12,11 @@ use ::notifier::{domain::Channel, messages::Topology};
 use async_trait::async_trait;
 
 use self::estimate::Measured;
-use super::{Subject, estimate::Inputs, stage::Stage};
+use super::{
+    Subject,
+    estimate::{Inputs, cells},
+    stage::Stage,
+};
 
 pub const TEXT: &str = include_str!("../../../notifier/WALKTHROUGH.toml");
 const DESIGN: &str = include_str!("../../../notifier/DESIGN.md");
@@ -165,18 +169,10 @@ pub fn measured() -> Option<Measured> {
     })
 }
 
-fn cells(line: &str) -> Vec<&str> {
-    line.trim()
-        .trim_matches('|')
-        .split('|')
-        .map(str::trim)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Kind, WIDTH, render};
+    use crate::WIDTH;
 
     #[test]
     fn the_measured_throughput_is_design_md_section_10s_latest_table() {
@@ -227,17 +223,9 @@ mod tests {
     /// `DATABASE_URL` and `KAFKA_BROKERS` are set).
     #[tokio::test(flavor = "multi_thread")]
     async fn all_prints_every_phase_in_order_and_every_claim_holds_live() {
-        let rendered = render(&Notifier, &Notifier.inputs()).await.unwrap();
+        let out = &crate::all_checked("notifier").await;
 
-        let out = &rendered.text;
-        assert!(rendered.broken.is_empty(), "{:?}\n{out}", rendered.broken);
         let words = out.split_whitespace().collect::<Vec<_>>().join(" ");
-        let mut at = 0;
-        for kind in Kind::ORDER {
-            at += out[at..]
-                .find(kind.title())
-                .unwrap_or_else(|| panic!("{} missing or out of order:\n{out}", kind.title()));
-        }
         for estimate in [
             "185/s average, 1,852/s at peak",
             "push 1,157/s, email 579/s, SMS 116/s",
@@ -259,8 +247,6 @@ mod tests {
         }
         assert!(out.contains("CREATE TABLE deliveries ("), "{out}");
         assert!(out.contains(".sms.retry."), "{out}");
-        assert_eq!(out.matches("     live:").count(), DEMOS.len(), "{out}");
-        assert!(out.matches("held: ").count() >= DEMOS.len(), "{out}");
         // Prose is wrapped; the migrations' lines and the OpenAPI document's summaries are
         // printed as they are, and a test's name cannot be broken.
         let endpoint = |l: &str| {

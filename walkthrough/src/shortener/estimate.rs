@@ -144,10 +144,7 @@ pub fn render(inputs: &Inputs, measured: Option<&Measured>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn close(actual: f64, expected: f64, within: f64) -> bool {
-        (actual - expected).abs() <= within
-    }
+    use crate::estimate::close;
 
     #[test]
     fn the_defaults_give_design_md_section_2s_numbers() {

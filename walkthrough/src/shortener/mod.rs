@@ -10,7 +10,11 @@ use std::fmt::Write as _;
 use async_trait::async_trait;
 
 use self::estimate::Measured;
-use super::{Subject, estimate::Inputs, stage::Stage};
+use super::{
+    Subject,
+    estimate::{Inputs, cells},
+    stage::Stage,
+};
 
 pub const TEXT: &str = include_str!("../../../url-shortener/WALKTHROUGH.toml");
 const DESIGN: &str = include_str!("../../../url-shortener/DESIGN.md");
@@ -83,14 +87,6 @@ pub fn measured() -> Option<Measured> {
         redirects_per_core: row.get(column)?.parse().ok()?,
         source: format!("DESIGN.md §8, {}", row.first()?),
     })
-}
-
-fn cells(line: &str) -> Vec<&str> {
-    line.trim()
-        .trim_matches('|')
-        .split('|')
-        .map(str::trim)
-        .collect()
 }
 
 #[cfg(test)]
