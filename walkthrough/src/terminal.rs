@@ -197,6 +197,10 @@ impl Timer {
                 let mut input = String::new();
                 let read = std::io::stdin().lock().read_line(&mut input);
                 *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                // A terminal echoes the Enter; a pipe does not, so the line is ended here.
+                if !std::io::stdin().is_terminal() {
+                    println!();
+                }
                 match read {
                     Ok(0) => anyhow::bail!("stdin closed: use --all to print every step at once"),
                     Ok(_) => Ok(()),
