@@ -128,8 +128,9 @@ pub fn client() -> reqwest::Client {
         .expect("a client with no TLS settings builds")
 }
 
-/// The sum of the `/metrics` series at `url` whose line starts with `series` (0 if there is
-/// none), as Prometheus would read it.
+/// The sum of the `/metrics` lines at `url` of `series`, as Prometheus would read it (0 if there
+/// is none): `name` alone sums every line of that name; `name{a="1",b="2"}` the lines carrying
+/// each of those labels, in whatever order and beside whatever other labels the exporter wrote.
 pub async fn metric(client: &reqwest::Client, url: &str, series: &str) -> anyhow::Result<f64> {
     let page = client
         .get(format!("{url}/metrics"))
@@ -138,11 +139,26 @@ pub async fn metric(client: &reqwest::Client, url: &str, series: &str) -> anyhow
         .error_for_status()?
         .text()
         .await?;
-    Ok(page
-        .lines()
-        .filter(|line| line.starts_with(series))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+    Ok(sum(&page, series))
+}
+
+/// [`metric`] on a page already read. Label values are taken not to hold a comma.
+fn sum(page: &str, series: &str) -> f64 {
+    let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+    let labels: Vec<&str> = labels
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|label| !label.is_empty())
+        .collect();
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (line_name, line_labels) = series.split_once('{').unwrap_or((series, ""));
+            (line_name == name && labels.iter().all(|label| line_labels.contains(label)))
+                .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
 }
 
 /// One operation of an OpenAPI document.
@@ -227,6 +243,20 @@ mod tests {
             listed,
             [("DELETE", "/b/{id}"), ("GET", "/a"), ("PUT", "/b/{id}")]
         );
+    }
+
+    #[test]
+    fn a_series_is_summed_by_its_name_and_the_labels_asked_for_in_any_order() {
+        let page = "# TYPE hits counter\n\
+                    hits{rule=\"a\",outcome=\"allowed\"} 3\n\
+                    hits{outcome=\"allowed\",rule=\"b\"} 4\n\
+                    hits{rule=\"a\",outcome=\"denied\"} 5\n\
+                    hits_total 100\n";
+
+        assert_eq!(sum(page, "hits"), 12.0);
+        assert_eq!(sum(page, "hits{outcome=\"allowed\"}"), 7.0);
+        assert_eq!(sum(page, "hits{outcome=\"allowed\",rule=\"a\"}"), 3.0);
+        assert_eq!(sum(page, "hits{rule=\"c\"}"), 0.0);
     }
 
     #[test]

@@ -300,41 +300,16 @@ impl Live {
         })
     }
 
-    /// The sum of the `/metrics` series `name` at `url` that carry every one of `labels`. (The
-    /// stage's `metric` matches a line's start, which needs every label in the exporter's
-    /// order; a rule's decisions are asked for by some of their labels.)
-    async fn metric(&self, url: &str, name: &str, labels: &[String]) -> anyhow::Result<f64> {
-        let page = self
-            .client
-            .get(format!("{url}/metrics"))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
-        Ok(page
-            .lines()
-            .filter(|line| line.starts_with(&format!("{name}{{")))
-            .filter(|line| labels.iter().all(|label| line.contains(label.as_str())))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
-    }
-
     /// `ratelimit_decisions_total` of `rule` with `outcome`.
     async fn decisions(&self, rule: &str, outcome: &str) -> anyhow::Result<f64> {
-        self.metric(
-            &self.url,
-            "ratelimit_decisions_total",
-            &[format!("rule=\"{rule}\""), format!("outcome=\"{outcome}\"")],
-        )
-        .await
+        let series = format!("ratelimit_decisions_total{{rule=\"{rule}\",outcome=\"{outcome}\"}}");
+        stage::metric(&self.client, &self.url, &series).await
     }
 
     /// `ratelimit_store_errors_total{kind="unreachable"}`: decisions the switch failed.
     async fn unreachable(&self) -> anyhow::Result<f64> {
-        let kind = ["kind=\"unreachable\"".to_owned()];
-        self.metric(&self.url, "ratelimit_store_errors_total", &kind)
-            .await
+        let series = "ratelimit_store_errors_total{kind=\"unreachable\"}";
+        stage::metric(&self.client, &self.url, series).await
     }
 
     /// A token bucket's burst, then the tokens coming back at its rate, and never more than the

@@ -760,45 +760,11 @@ fn say_timeline(shown: &mut Shown, attempts: &[Attempt]) -> bool {
 }
 
 /// An RFC 3339 time (`2026-12-07T03:49:04.123456Z`, or with an offset) as milliseconds since
-/// the epoch. The lab does not depend on a date crate for this one subtraction.
+/// the epoch.
 fn unix_millis(text: &str) -> Option<i64> {
-    let (date, rest) = text.split_once(['T', 't'])?;
-    let mut ymd = date.splitn(3, '-').map(str::parse::<i64>);
-    let (year, month, day) = (ymd.next()?.ok()?, ymd.next()?.ok()?, ymd.next()?.ok()?);
-    let (clock, offset_minutes) = match rest.strip_suffix(['Z', 'z']) {
-        Some(clock) => (clock, 0),
-        None => {
-            let at = rest.rfind(['+', '-'])?;
-            let (clock, offset) = rest.split_at(at);
-            let (hours, minutes) = offset[1..].split_once(':')?;
-            let minutes = hours.parse::<i64>().ok()? * 60 + minutes.parse::<i64>().ok()?;
-            (
-                clock,
-                if offset.starts_with('-') {
-                    -minutes
-                } else {
-                    minutes
-                },
-            )
-        }
-    };
-    let mut hms = clock.splitn(3, ':');
-    let hours: i64 = hms.next()?.parse().ok()?;
-    let minutes: i64 = hms.next()?.parse().ok()?;
-    let seconds: f64 = hms.next()?.parse().ok()?;
-    let minutes = days_from_civil(year, month, day) * 1_440 + hours * 60 + minutes - offset_minutes;
-    Some(minutes * 60_000 + (seconds * 1_000.0).floor() as i64)
-}
-
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
 #[cfg(test)]
